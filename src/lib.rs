@@ -1,0 +1,37 @@
+//! pathgate: a path-aware gate between Kubernetes clients and the kube-apiserver.
+//!
+//! Every request an agent makes through its kubeconfig is classified, checked against
+//! deterministic safety rules, enforced (deny / rewrite / confirm), stamped with a trace id,
+//! forwarded, and recorded in an execution ledger.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`classify`] | pure: request info (verb, resource, namespace, name) and mutation analysis |
+//! | [`policy`] | pure: the rule catalog (PG001–PG017) and `decide` |
+//! | [`config`] | the configuration file model, validation and the frozen `Config` |
+//! | [`tls`] | rustls server/client configurations and `pathgate certs init` |
+//! | [`upstream`] | kubeconfig / in-cluster loading, credentials, the pooled upstream client |
+//! | [`proxy`] | the server loop, forwarding, streaming, upgrades, header hygiene, drain |
+//! | [`ledger`] | the entry schema, the bounded queue, the spool and the sinks |
+//! | [`metrics`] | the one Prometheus registry and its metrics handle |
+//! | [`status`] | Kubernetes `Status` bodies for every error pathgate itself returns |
+//! | [`session`] | session ids: the `/s/<id>` prefix, the header and the default |
+//! | [`trace`] | execution trace ids (also sent as `Audit-ID`) and W3C `traceparent` |
+//!
+//! The pure stages (`classify`, `policy`) take values and return values: no I/O, no tokio.
+
+#![forbid(unsafe_code)]
+
+pub mod classify;
+pub mod config;
+pub mod ledger;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod session;
+pub mod status;
+pub mod tls;
+pub mod trace;
+pub mod upstream;

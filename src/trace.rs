@@ -1,0 +1,1 @@
+//! Trace ids (in progress)
