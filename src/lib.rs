@@ -8,6 +8,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`agent_kubeconfig`] | `pathgate kubeconfig`: the kubeconfig an agent points at pathgate |
 //! | [`classify`] | pure: request info (verb, resource, namespace, name) and mutation analysis |
 //! | [`policy`] | pure: the rule catalog (PG001–PG017) and `decide` |
 //! | [`config`] | the configuration file model, validation and the frozen `Config` |
@@ -17,6 +18,7 @@
 //! | [`ledger`] | the entry schema, the bounded queue, the spool and the sinks |
 //! | [`metrics`] | the one Prometheus registry and its metrics handle |
 //! | [`status`] | Kubernetes `Status` bodies for every error pathgate itself returns |
+//! | [`serve`] | wiring of `pathgate serve`: start the proxy and admin listeners |
 //! | [`session`] | session ids: the `/s/<id>` prefix, the header and the default |
 //! | [`trace`] | execution trace ids (also sent as `Audit-ID`) and W3C `traceparent` |
 //!
@@ -24,12 +26,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_kubeconfig;
 pub mod classify;
 pub mod config;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod serve;
 pub mod session;
 pub mod status;
 pub mod tls;

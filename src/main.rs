@@ -1,13 +1,251 @@
-//! The `pathgate` command: parses the command line and starts what it names.
+//! The `pathgate` command: parses the command line, merges it over the config file, and
+//! starts what it names. All logic lives in the library.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use pathgate::proxy::{AuthMode, ProxySettings};
+use pathgate::upstream::UpstreamSource;
 
 /// pathgate: a path-aware gate between Kubernetes clients and the kube-apiserver.
+///
+/// Point an agent's kubeconfig at pathgate; every request is classified, checked against
+/// the safety rules, stamped with a trace id, forwarded and recorded.
 #[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve(Box<ServeArgs>),
+    /// Create or issue certificates for pathgate's listener.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Write a kubeconfig that sends a client through pathgate.
+    Kubeconfig(KubeconfigArgs),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a CA and a serving certificate for localhost, 127.0.0.1, ::1 and --san names.
+    Init {
+        /// Directory for ca.crt, ca.key, server.crt, server.key.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// An extra subject alternative name (DNS name or IP); repeatable.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a client certificate signed by the CA in --dir (for impersonate mode or mTLS).
+    Client {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// The user (certificate CN).
+        #[arg(long)]
+        user: String,
+        /// The group (certificate O); at most one.
+        #[arg(long)]
+        group: Option<String>,
+        /// Output path without extension: writes OUT.crt and OUT.key.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Kubeconfig of the apiserver pathgate forwards to (its current context unless --context).
+    #[arg(long, conflicts_with = "in_cluster")]
+    upstream_kubeconfig: Option<PathBuf>,
+    /// Context of --upstream-kubeconfig to use.
+    #[arg(long, requires = "upstream_kubeconfig")]
+    context: Option<String>,
+    /// Use the pod's service account and KUBERNETES_SERVICE_HOST/PORT.
+    #[arg(long)]
+    in_cluster: bool,
+    /// Address the proxy listens on (TLS).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Serving certificate (PEM).
+    #[arg(long, default_value = "certs/server.crt")]
+    tls_cert: PathBuf,
+    /// Serving key (PEM).
+    #[arg(long, default_value = "certs/server.key")]
+    tls_key: PathBuf,
+    /// CA whose client certificates pathgate verifies (required by --auth impersonate).
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// File of bearer tokens (one per line) clients may present in sidecar mode.
+    #[arg(long)]
+    client_token_file: Option<PathBuf>,
+    /// passthrough: forward the client's token; sidecar: pathgate's own credentials;
+    /// impersonate: pathgate's credentials plus Impersonate-User/Group from the client cert.
+    #[arg(long, default_value = "passthrough")]
+    auth: AuthMode,
+    /// Plain-HTTP admin listener for /healthz, /readyz and /metrics ("off" to disable).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_listen: String,
+    /// Session of requests without a /s/<id> prefix or X-Pathgate-Session header.
+    #[arg(long)]
+    session: Option<String>,
+    /// Largest mutation body accepted, in bytes (413 beyond).
+    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Seconds in-flight requests may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 15)]
+    drain_timeout: u64,
+}
+
+#[derive(Args)]
+struct KubeconfigArgs {
+    /// pathgate's URL.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    server: String,
+    /// Session id, carried as the /s/<id> server path prefix.
+    #[arg(long)]
+    session: Option<String>,
+    /// pathgate's CA certificate, embedded in the kubeconfig.
+    #[arg(long, default_value = "certs/ca.crt")]
+    ca: PathBuf,
+    /// Bearer token (passthrough mode: the agent's own cluster token).
+    #[arg(long, conflicts_with = "token_file")]
+    token: Option<String>,
+    /// Token file the client re-reads (passthrough mode).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Client certificate (impersonate mode, or sidecar with --client-ca).
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Client key.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// Default namespace of the context.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Where to write the kubeconfig (mode 0600).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let upstream = match (&args.upstream_kubeconfig, args.in_cluster) {
+        (Some(path), false) => UpstreamSource::Kubeconfig {
+            path: path.clone(),
+            context: args.context.clone(),
+        },
+        (None, true) => UpstreamSource::InCluster,
+        _ => anyhow::bail!("name the apiserver: --upstream-kubeconfig PATH or --in-cluster"),
+    };
+    let admin_listen = match args.admin_listen.as_str() {
+        "off" | "" => None,
+        addr => Some(
+            addr.parse()
+                .with_context(|| format!("--admin-listen {addr:?} is not host:port"))?,
+        ),
+    };
+    let options = pathgate::serve::ServeOptions {
+        upstream,
+        listen: args.listen,
+        admin_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        client_ca: args.client_ca,
+        client_token_file: args.client_token_file,
+        proxy: ProxySettings {
+            auth: args.auth,
+            max_body_bytes: args.max_body_bytes,
+            default_session: args.session,
+            ..ProxySettings::default()
+        },
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        connect_timeout: Duration::from_secs(10),
+    };
+    let metrics = pathgate::metrics::Metrics::new();
+    let running =
+        pathgate::serve::start(options, Arc::new(pathgate::proxy::AllowAll), None, metrics).await?;
+    eprintln!(
+        "pathgate listening on https://{} (admin {})",
+        running.addr,
+        running
+            .admin_addr
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_else(|| "off".into())
+    );
+    let token = running.shutdown_token();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+    token.cancel();
+    running.wait().await;
+    Ok(())
+}
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(*args)),
+        Command::Certs(CertsCommand::Init { dir, sans, force }) => {
+            let files = pathgate::tls::init_certs(&dir, &sans, force)?;
+            println!(
+                "wrote {}, {}, {}, {} (keys mode 0600; never commit them)",
+                files.ca_cert.display(),
+                files.ca_key.display(),
+                files.server_cert.display(),
+                files.server_key.display()
+            );
+            Ok(())
+        }
+        Command::Certs(CertsCommand::Client {
+            dir,
+            user,
+            group,
+            out,
+            force,
+        }) => {
+            let groups: Vec<String> = group.into_iter().collect();
+            let (cert, key) = pathgate::tls::issue_client_cert(&dir, &user, &groups, &out, force)?;
+            println!("wrote {} and {}", cert.display(), key.display());
+            Ok(())
+        }
+        Command::Kubeconfig(args) => {
+            let config = pathgate::agent_kubeconfig::AgentKubeconfig {
+                server: args.server,
+                session: args.session,
+                ca: args.ca,
+                token: args.token,
+                token_file: args.token_file,
+                client_cert: args.client_cert,
+                client_key: args.client_key,
+                namespace: args.namespace,
+            };
+            config.write(&args.out)?;
+            println!("wrote {}", args.out.display());
+            Ok(())
+        }
+    }
 }

@@ -74,6 +74,16 @@ impl Status {
         )
     }
 
+    /// 401: the client did not authenticate to pathgate as its auth mode requires.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            Side::Client,
+            message.into(),
+        )
+    }
+
     /// 403: a denial by a rule or by the auth mode.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(

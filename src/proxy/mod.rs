@@ -1,1 +1,190 @@
-//! proxy (in progress)
+//! The proxy: accept TLS connections, gate each request, forward it, stream the answer.
+//!
+//! Owns: the server loop ([`serve`]) and graceful drain, the per-request pipeline in
+//! [`handler`] (session, classification, auth mode, bounded body, gate, stamping,
+//! forwarding, upgrades), header hygiene, and the admin listener. Does not own: what a
+//! request means (classify), what is allowed (policy), or how it is recorded (ledger).
+
+mod admin;
+mod body;
+mod gate;
+mod handler;
+mod headers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+pub use admin::serve_admin;
+pub use body::{StreamEnd, StreamStats};
+pub use gate::AllowAll;
+pub use handler::{
+    ClientIdentity, ConnectionInfo, Exchange, Gate, GateOutcome, GateRequest, Recorder,
+};
+
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+
+/// How pathgate authenticates upstream (see DESIGN.md, "Auth modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Forward the client's bearer token; pathgate presents no credentials of its own.
+    Passthrough,
+    /// pathgate's own credentials; the client's `Authorization` is dropped.
+    Sidecar,
+    /// pathgate's own credentials plus `Impersonate-User`/`-Group` from the client's
+    /// verified certificate.
+    Impersonate,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "passthrough" => Ok(Self::Passthrough),
+            "sidecar" => Ok(Self::Sidecar),
+            "impersonate" => Ok(Self::Impersonate),
+            other => Err(format!(
+                "unknown auth mode {other:?}: use passthrough, sidecar or impersonate"
+            )),
+        }
+    }
+}
+
+/// Settings of the request path, frozen at start.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub auth: AuthMode,
+    /// Largest mutation body buffered (the apiserver's own limit is 3 MiB).
+    pub max_body_bytes: usize,
+    /// Session of requests that carry neither a `/s/<id>` prefix nor the header.
+    pub default_session: Option<String>,
+    /// How long to wait for the apiserver's response headers.
+    pub response_header_timeout: Duration,
+    /// Bearer tokens accepted from clients in sidecar mode (empty: none configured).
+    pub client_tokens: Vec<String>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            auth: AuthMode::Passthrough,
+            max_body_bytes: 3 * 1024 * 1024,
+            default_session: None,
+            response_header_timeout: Duration::from_secs(70),
+            client_tokens: Vec::new(),
+        }
+    }
+}
+
+/// Everything the request path needs, passed as separate handles (no god struct).
+#[derive(Clone)]
+pub struct Proxy {
+    pub settings: Arc<ProxySettings>,
+    pub upstream: Arc<Upstream>,
+    pub metrics: Metrics,
+    pub gate: Arc<dyn handler::Gate>,
+    pub recorder: Arc<dyn Recorder>,
+    /// Cancelled when pathgate drains: watches end cleanly, new requests are refused.
+    pub draining: CancellationToken,
+}
+
+/// Serves TLS connections from `listener` until `shutdown` resolves, then drains:
+/// in-flight requests may finish within `drain_timeout`, watches are ended cleanly.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    proxy: Proxy,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain_timeout: Duration,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let proxy = proxy.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls_stream = match tokio::time::timeout(
+                Duration::from_secs(10),
+                acceptor.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(tls_stream)) => tls_stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let identity = connection_identity(&tls_stream, peer);
+            let identity = Arc::new(identity);
+            let service = service_fn(move |request| {
+                let proxy = proxy.clone();
+                let identity = identity.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        handler::handle(proxy, identity, request).await,
+                    )
+                }
+            });
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("draining: no new connections; ending watches");
+    proxy.draining.cancel();
+    match tokio::time::timeout(drain_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => tracing::warn!(
+            seconds = drain_timeout.as_secs(),
+            "drain timeout reached; closing remaining connections"
+        ),
+    }
+}
+
+fn connection_identity(
+    tls_stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+) -> handler::ConnectionInfo {
+    let (_, session) = tls_stream.get_ref();
+    let certificate = session
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(crate::tls::identity_of);
+    handler::ConnectionInfo { peer, certificate }
+}

@@ -1,0 +1,247 @@
+//! Bodies: bounded buffering of mutation bodies, and the streaming wrapper of responses.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// Why a request body could not be buffered.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("reading the request body: {0}")]
+    Read(#[from] hyper::Error),
+}
+
+/// Reads a body completely, refusing more than `limit` bytes.
+pub async fn read_bounded<B>(mut body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: HttpBody<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    if body.size_hint().lower() > limit as u64 {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Err(BodyError::TooLarge(limit));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// Counters a streamed response fills in, read when the stream ends.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Bytes relayed to the client.
+    pub bytes: AtomicU64,
+    /// Newline-delimited JSON watch events relayed (watches only).
+    pub events: AtomicU64,
+}
+
+/// Called once when a streamed response ends, fails or is dropped by the client.
+pub type OnEnd = Box<dyn FnOnce(StreamEnd) + Send + Sync + 'static>;
+
+/// How a streamed response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The upstream finished the body.
+    Complete,
+    /// pathgate is draining and ended a watch cleanly.
+    Drained,
+    /// The upstream failed mid-body.
+    UpstreamError,
+    /// The client went away before the end.
+    ClientGone,
+}
+
+/// Relays an upstream body frame by frame (never buffering), counting bytes and watch
+/// events, ending a watch cleanly when pathgate drains, and reporting how it ended.
+pub struct Relay<B> {
+    inner: B,
+    stats: Arc<StreamStats>,
+    count_events: bool,
+    drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    on_end: Option<OnEnd>,
+}
+
+impl<B> Relay<B> {
+    /// Wraps `inner`. With `drain`, the stream ends (cleanly, as an end of body) when the
+    /// token is cancelled: that is how watches finish on SIGTERM.
+    pub fn new(
+        inner: B,
+        stats: Arc<StreamStats>,
+        count_events: bool,
+        drain: Option<CancellationToken>,
+        on_end: OnEnd,
+    ) -> Self {
+        Self {
+            inner,
+            stats,
+            count_events,
+            drain: drain.map(|token| Box::pin(token.cancelled_owned())),
+            on_end: Some(on_end),
+        }
+    }
+
+    fn finish(&mut self, end: StreamEnd) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(end);
+        }
+    }
+}
+
+impl<B> Drop for Relay<B> {
+    fn drop(&mut self) {
+        self.finish(StreamEnd::ClientGone);
+    }
+}
+
+impl<B> HttpBody for Relay<B>
+where
+    B: HttpBody<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(drain) = this.drain.as_mut() {
+            if drain.as_mut().poll(cx).is_ready() {
+                this.finish(StreamEnd::Drained);
+                return Poll::Ready(None);
+            }
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.stats
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if this.count_events {
+                        let events = data.iter().filter(|b| **b == b'\n').count() as u64;
+                        this.stats.events.fetch_add(events, Ordering::Relaxed);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.finish(StreamEnd::UpstreamError);
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                this.finish(StreamEnd::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{Full, StreamBody};
+    use std::sync::Mutex;
+
+    fn full(bytes: &'static [u8]) -> http_body_util::combinators::BoxBody<Bytes, hyper::Error> {
+        Full::new(Bytes::from_static(bytes))
+            .map_err(|never| match never {})
+            .boxed()
+    }
+
+    #[tokio::test]
+    async fn bounded_read_accepts_up_to_the_limit_and_refuses_beyond() {
+        assert_eq!(read_bounded(full(b"12345"), 5).await.unwrap(), "12345");
+        assert!(matches!(
+            read_bounded(full(b"123456"), 5).await,
+            Err(BodyError::TooLarge(5))
+        ));
+    }
+
+    #[tokio::test]
+    async fn relay_counts_and_reports_completion() {
+        let ended = Arc::new(Mutex::new(None));
+        let seen = ended.clone();
+        let stats = Arc::new(StreamStats::default());
+        let relay = Relay::new(
+            full(b"{\"type\":\"ADDED\"}\n{\"type\":\"MODIFIED\"}\n"),
+            stats.clone(),
+            true,
+            None,
+            Box::new(move |end| *seen.lock().unwrap() = Some(end)),
+        );
+        let bytes = relay.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes.len(), 38);
+        assert_eq!(stats.bytes.load(Ordering::Relaxed), 38);
+        assert_eq!(stats.events.load(Ordering::Relaxed), 2);
+        assert_eq!(*ended.lock().unwrap(), Some(StreamEnd::Complete));
+    }
+
+    #[tokio::test]
+    async fn drain_ends_an_endless_stream_cleanly() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(1);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"{}\n"))))
+            .await
+            .unwrap();
+        let stream = tokio_stream_from(rx);
+        let token = CancellationToken::new();
+        let ended = Arc::new(Mutex::new(None));
+        let seen = ended.clone();
+        let mut relay = Relay::new(
+            StreamBody::new(stream),
+            Arc::new(StreamStats::default()),
+            true,
+            Some(token.clone()),
+            Box::new(move |end| *seen.lock().unwrap() = Some(end)),
+        );
+        let first = relay.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "{}\n");
+        token.cancel();
+        assert!(relay.frame().await.is_none(), "the body ends, not errors");
+        assert_eq!(*ended.lock().unwrap(), Some(StreamEnd::Drained));
+        drop(tx);
+    }
+
+    fn tokio_stream_from(
+        mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, hyper::Error>>,
+    ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, hyper::Error>> + Unpin {
+        Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    }
+
+    #[tokio::test]
+    async fn dropping_before_the_end_reports_client_gone() {
+        let ended = Arc::new(Mutex::new(None));
+        let seen = ended.clone();
+        let relay = Relay::new(
+            full(b"abc"),
+            Arc::new(StreamStats::default()),
+            false,
+            None,
+            Box::new(move |end| *seen.lock().unwrap() = Some(end)),
+        );
+        drop(relay);
+        assert_eq!(*ended.lock().unwrap(), Some(StreamEnd::ClientGone));
+    }
+}

@@ -1,0 +1,251 @@
+//! `pathgate serve`: wires configuration, upstream, TLS, metrics, gate and recorder into a
+//! running proxy and admin listener. Tests start it in-process on `127.0.0.1:0`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::proxy::{AuthMode, Exchange, Gate, Proxy, ProxySettings, Recorder};
+use crate::upstream::{Upstream, UpstreamSource};
+
+/// Everything `serve` needs, after flags and the config file are merged.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub upstream: UpstreamSource,
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// CA whose client certificates are verified (required for impersonate mode).
+    pub client_ca: Option<PathBuf>,
+    /// Bearer tokens (one per line) accepted from clients in sidecar mode.
+    pub client_token_file: Option<PathBuf>,
+    pub proxy: ProxySettings,
+    pub drain_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// Why pathgate refused to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsafe(String),
+    #[error("{path}: {source}")]
+    ClientTokens {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running pathgate.
+pub struct Running {
+    /// Where the proxy listens.
+    pub addr: SocketAddr,
+    /// Where the admin endpoints listen.
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics: Metrics,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts draining and waits until the proxy has stopped.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// A token that starts the drain when cancelled (e.g. on SIGTERM).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the proxy has stopped (after the shutdown token was cancelled).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Records exchanges as structured log lines and metrics: the recorder until a ledger is
+/// configured.
+pub struct LogRecorder {
+    pub metrics: Metrics,
+}
+
+impl Recorder for LogRecorder {
+    fn record(&self, exchange: Exchange) {
+        let verb = exchange
+            .info
+            .as_ref()
+            .map(|i| serde_json::to_value(i.verb).ok())
+            .and_then(|v| v.and_then(|v| v.as_str().map(str::to_string)))
+            .unwrap_or_else(|| "unknown".into());
+        let decision = exchange
+            .decision
+            .as_ref()
+            .and_then(|d| serde_json::to_value(d.action).ok())
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| {
+                if exchange.error.is_some() {
+                    "error".into()
+                } else {
+                    "allow".into()
+                }
+            });
+        self.metrics
+            .requests
+            .with_label_values(&[verb.as_str(), decision.as_str()])
+            .inc();
+        tracing::info!(
+            trace_id = %exchange.trace_id,
+            session = %exchange.session,
+            method = %exchange.method,
+            path = %exchange.path,
+            status = exchange.status_code,
+            duration_ms = exchange.duration.as_millis() as u64,
+            "request"
+        );
+    }
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// Refuses configurations that would expose pathgate's credentials.
+pub fn validate(options: &ServeOptions) -> Result<(), ServeError> {
+    match options.proxy.auth {
+        AuthMode::Sidecar => {
+            if !is_loopback(&options.listen)
+                && options.client_ca.is_none()
+                && options.client_token_file.is_none()
+            {
+                return Err(ServeError::Unsafe(format!(
+                    "--auth sidecar on {} (not loopback) with no client authentication would lend pathgate's credentials to anyone who can connect; set --client-ca or --client-token-file, or listen on 127.0.0.1",
+                    options.listen
+                )));
+            }
+        }
+        AuthMode::Impersonate => {
+            if options.client_ca.is_none() {
+                return Err(ServeError::Unsafe(
+                    "--auth impersonate derives the user from a verified client certificate; set --client-ca".into(),
+                ));
+            }
+        }
+        AuthMode::Passthrough => {}
+    }
+    Ok(())
+}
+
+/// Starts the proxy (and the admin listener) and returns once both listen.
+pub async fn start(
+    options: ServeOptions,
+    gate: Arc<dyn Gate>,
+    recorder: Option<Arc<dyn Recorder>>,
+    metrics: Metrics,
+) -> Result<Running, ServeError> {
+    validate(&options)?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut settings = options.proxy.clone();
+    if let Some(path) = &options.client_token_file {
+        let text = std::fs::read_to_string(path).map_err(|source| ServeError::ClientTokens {
+            path: path.clone(),
+            source,
+        })?;
+        settings.client_tokens = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+    }
+    let upstream = Arc::new(Upstream::load(&options.upstream, options.connect_timeout)?);
+    if settings.auth != AuthMode::Passthrough && !upstream.has_own_credentials() {
+        tracing::warn!(
+            "--auth {:?}: the upstream kubeconfig has no token or client certificate; requests go upstream anonymously",
+            settings.auth
+        );
+    }
+    let require_client_cert = settings.auth == AuthMode::Impersonate;
+    let tls = crate::tls::server_config(
+        &options.tls_cert,
+        &options.tls_key,
+        options.client_ca.as_deref(),
+        require_client_cert,
+    )?;
+    let listener =
+        TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr: options.listen,
+                source,
+            })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: options.listen,
+        source,
+    })?;
+    let shutdown = CancellationToken::new();
+    let admin_addr = match options.admin_listen {
+        Some(admin) => {
+            let admin_listener =
+                TcpListener::bind(admin)
+                    .await
+                    .map_err(|source| ServeError::Listen {
+                        addr: admin,
+                        source,
+                    })?;
+            let admin_addr = admin_listener.local_addr().ok();
+            tokio::spawn(crate::proxy::serve_admin(
+                admin_listener,
+                upstream.clone(),
+                metrics.clone(),
+                shutdown.clone().cancelled_owned(),
+            ));
+            admin_addr
+        }
+        None => None,
+    };
+    let recorder = recorder.unwrap_or_else(|| {
+        Arc::new(LogRecorder {
+            metrics: metrics.clone(),
+        })
+    });
+    let proxy = Proxy {
+        settings: Arc::new(settings),
+        upstream,
+        metrics: metrics.clone(),
+        gate,
+        recorder,
+        draining: CancellationToken::new(),
+    };
+    tracing::info!(%addr, upstream = %proxy.upstream.description, auth = ?proxy.settings.auth, "pathgate listening");
+    let task = tokio::spawn(crate::proxy::serve(
+        listener,
+        Arc::new(tls),
+        proxy,
+        shutdown.clone().cancelled_owned(),
+        options.drain_timeout,
+    ));
+    Ok(Running {
+        addr,
+        admin_addr,
+        metrics,
+        shutdown,
+        task,
+    })
+}
