@@ -193,8 +193,8 @@ mod tests {
             Box::new(move |end| *seen.lock().unwrap() = Some(end)),
         );
         let bytes = relay.collect().await.unwrap().to_bytes();
-        assert_eq!(bytes.len(), 38);
-        assert_eq!(stats.bytes.load(Ordering::Relaxed), 38);
+        assert_eq!(bytes.len(), 37);
+        assert_eq!(stats.bytes.load(Ordering::Relaxed), 37);
         assert_eq!(stats.events.load(Ordering::Relaxed), 2);
         assert_eq!(*ended.lock().unwrap(), Some(StreamEnd::Complete));
     }

@@ -18,6 +18,7 @@ const HOP_BY_HOP: [&str; 8] = [
 /// Removes hop-by-hop headers, including every header named in `Connection`, and
 /// `Upgrade` (returned, so an upgrade can be carried on explicitly).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<http::HeaderValue> {
+    let upgrade = headers.remove(header::UPGRADE);
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -31,7 +32,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<http::HeaderValue> {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE)
+    upgrade
 }
 
 /// Whether the request asks for a protocol upgrade (SPDY or WebSocket).
