@@ -9,6 +9,8 @@
 //! path reaches this module), I/O of any kind, or judgement (that is [`crate::policy`]).
 
 mod analysis;
+mod field_selector;
+mod query;
 mod request_info;
 
 pub use analysis::{
