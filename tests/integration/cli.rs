@@ -1,0 +1,149 @@
+//! The `pathgate` binary as a user runs it: certs, kubeconfig, serve, and SIGTERM drain.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::gateway::{cluster, kubectl, ok};
+
+fn pathgate(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "pathgate did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn certs_init_refuses_to_overwrite_and_writes_private_keys_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs_arg = certs.to_str().unwrap();
+    let out = pathgate(&["certs", "init", "--dir", certs_arg, "--san", "pathgate.local"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = std::fs::metadata(certs.join("server.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = pathgate(&["certs", "init", "--dir", certs_arg]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let forced = pathgate(&["certs", "init", "--dir", certs_arg, "--force"]);
+    assert!(forced.status.success());
+}
+
+#[test]
+fn serve_refuses_unsafe_sidecar_and_unsupported_kubeconfigs() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    assert!(pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()]).status.success());
+    let kubeconfig = dir.path().join("kc");
+    std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1', proxy-url: 'http://127.0.0.1:3128', insecure-skip-tls-verify: true}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user: {token: t}\n").unwrap();
+    let cert = certs.join("server.crt");
+    let key = certs.join("server.key");
+    let base = |listen: &str, auth: &str| {
+        vec![
+            "serve".to_string(),
+            "--upstream-kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+            "--listen".into(),
+            listen.into(),
+            "--auth".into(),
+            auth.into(),
+            "--admin-listen".into(),
+            "off".into(),
+        ]
+    };
+    let args = base("0.0.0.0:0", "sidecar");
+    let out = pathgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sidecar") && stderr.contains("client-ca"), "{stderr}");
+
+    let args = base("127.0.0.1:0", "passthrough");
+    let out = pathgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("proxy-url is not supported") && stderr.contains("kc"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_ends_watches_cleanly() {
+    let cluster = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    assert!(pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()]).status.success());
+    let port = free_port();
+    let log_path = dir.path().join("pathgate.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .args(["serve", "--upstream-kubeconfig"])
+        .arg(cluster.dir.admin_kubeconfig())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", "off", "--drain-timeout", "8"])
+        .arg("--tls-cert")
+        .arg(certs.join("server.crt"))
+        .arg("--tls-key")
+        .arg(certs.join("server.key"))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let kc = dir.path().join("agent.kubeconfig");
+    let out = pathgate(&[
+        "kubeconfig",
+        "--server",
+        &format!("https://127.0.0.1:{port}"),
+        "--session",
+        "drain-test",
+        "--ca",
+        certs.join("ca.crt").to_str().unwrap(),
+        "--token",
+        &cluster.admin_token().unwrap(),
+        "--out",
+        kc.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&kubectl(&cluster, &kc, &["get", "namespaces"]).await);
+
+    let mut watch = tokio::process::Command::new(&cluster.kubectl)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(["get", "configmaps", "-n", "default", "-w"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    let sent = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("pathgate exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("drained"), "the open watch ended before the drain timeout:\n{log}");
+    assert!(!log.contains("drain timeout reached"), "{log}");
+    assert!(sent.elapsed() < Duration::from_secs(8), "drain took {:?}", sent.elapsed());
+    let _ = watch.kill().await;
+}

@@ -1,0 +1,284 @@
+//! Test support for the proxy: starts pathgate in-process (port 0) in front of the real
+//! control plane, writes kubeconfigs that point kubectl at it, and collects every exchange
+//! the proxy records.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use pathgate::proxy::{AuthMode, Exchange, Gate, ProxySettings, Recorder};
+use pathgate::serve::{Running, ServeOptions};
+use pathgate::upstream::UpstreamSource;
+use testcluster::RunningCluster;
+
+/// Collects exchanges for assertions.
+#[derive(Default, Clone)]
+pub struct Collected(pub Arc<Mutex<Vec<Exchange>>>);
+
+impl Recorder for Collected {
+    fn record(&self, exchange: Exchange) {
+        self.0.lock().unwrap().push(exchange);
+    }
+}
+
+impl Collected {
+    pub fn all(&self) -> Vec<Exchange> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// The control plane of this test run; fails (never skips) when there is none.
+pub fn cluster() -> RunningCluster {
+    RunningCluster::from_env().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// How to start pathgate for one test.
+pub struct GatewayBuilder {
+    pub auth: AuthMode,
+    pub upstream_kubeconfig: PathBuf,
+    pub client_ca: bool,
+    pub settings: ProxySettings,
+    pub gate: Arc<dyn Gate>,
+}
+
+impl GatewayBuilder {
+    pub fn new(upstream_kubeconfig: impl Into<PathBuf>) -> Self {
+        Self {
+            auth: AuthMode::Passthrough,
+            upstream_kubeconfig: upstream_kubeconfig.into(),
+            client_ca: false,
+            settings: ProxySettings::default(),
+            gate: Arc::new(pathgate::proxy::AllowAll),
+        }
+    }
+
+    pub fn auth(mut self, auth: AuthMode) -> Self {
+        self.auth = auth;
+        self.client_ca = auth == AuthMode::Impersonate || self.client_ca;
+        self
+    }
+
+    pub fn gate(mut self, gate: Arc<dyn Gate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    pub async fn start(self) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = pathgate::tls::init_certs(&dir.path().join("certs"), &[], false).unwrap();
+        let collected = Collected::default();
+        let mut settings = self.settings;
+        settings.auth = self.auth;
+        let options = ServeOptions {
+            upstream: UpstreamSource::Kubeconfig {
+                path: self.upstream_kubeconfig,
+                context: None,
+            },
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+            tls_cert: certs.server_cert.clone(),
+            tls_key: certs.server_key.clone(),
+            client_ca: self.client_ca.then(|| certs.ca_cert.clone()),
+            client_token_file: None,
+            proxy: settings,
+            drain_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+        };
+        let running = pathgate::serve::start(
+            options,
+            self.gate,
+            Some(Arc::new(collected.clone())),
+            pathgate::metrics::Metrics::new(),
+        )
+        .await
+        .expect("pathgate starts");
+        Gateway {
+            url: format!("https://{}", running.addr),
+            running: Some(running),
+            ca: certs.ca_cert,
+            dir,
+            collected,
+        }
+    }
+}
+
+/// A running in-process pathgate.
+pub struct Gateway {
+    pub url: String,
+    pub running: Option<Running>,
+    pub ca: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub collected: Collected,
+}
+
+impl Gateway {
+    fn certs_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// A kubeconfig through pathgate with a bearer token (passthrough).
+    pub fn kubeconfig_with_token(&self, name: &str, token: Option<&str>, session: Option<&str>) -> PathBuf {
+        let out = self.dir.path().join(format!("{name}.kubeconfig"));
+        pathgate::agent_kubeconfig::AgentKubeconfig {
+            server: self.url.clone(),
+            session: session.map(str::to_string),
+            ca: self.ca.clone(),
+            token: token.map(str::to_string),
+            ..Default::default()
+        }
+        .write(&out)
+        .unwrap();
+        out
+    }
+
+    /// A kubeconfig through pathgate with a client certificate issued by pathgate's CA.
+    pub fn kubeconfig_with_cert(&self, user: &str, group: Option<&str>) -> PathBuf {
+        let groups: Vec<String> = group.into_iter().map(str::to_string).collect();
+        let base = self.dir.path().join(user);
+        let (cert, key) =
+            pathgate::tls::issue_client_cert(&self.certs_dir(), user, &groups, &base, true).unwrap();
+        let out = self.dir.path().join(format!("{user}-cert.kubeconfig"));
+        pathgate::agent_kubeconfig::AgentKubeconfig {
+            server: self.url.clone(),
+            ca: self.ca.clone(),
+            client_cert: Some(cert),
+            client_key: Some(key),
+            ..Default::default()
+        }
+        .write(&out)
+        .unwrap();
+        out
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.running.as_ref().unwrap().admin_addr.unwrap()
+        )
+    }
+
+    /// An HTTPS client that trusts pathgate's CA, for raw requests.
+    pub fn client(&self) -> Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>> {
+        https_client(&self.ca)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+}
+
+/// An HTTPS client trusting `ca` (HTTP/1.1 and HTTP/2).
+pub fn https_client(
+    ca: &Path,
+) -> Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in pathgate::tls::read_certs(ca).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_all_versions()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Sends one request and returns status, headers and body.
+pub async fn send(
+    client: &Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>,
+    request: http::Request<Full<Bytes>>,
+) -> (http::StatusCode, http::HeaderMap, Bytes) {
+    let response = client.request(request).await.expect("request reaches pathgate");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, body)
+}
+
+/// Runs kubectl (the built one) with a kubeconfig, with a deadline.
+pub async fn kubectl(cluster: &RunningCluster, kubeconfig: &Path, args: &[&str]) -> Output {
+    kubectl_stdin(cluster, kubeconfig, args, None).await
+}
+
+/// Runs kubectl with `stdin` piped in.
+pub async fn kubectl_stdin(
+    cluster: &RunningCluster,
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut command = tokio::process::Command::new(&cluster.kubectl);
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("kubectl runs");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).await.unwrap();
+        drop(pipe);
+    }
+    tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within 120s"))
+        .unwrap()
+}
+
+/// kubectl must have succeeded; returns its stdout.
+pub fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "kubectl failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// kubectl must have failed; returns its stderr.
+pub fn failed(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "kubectl unexpectedly succeeded:\nstdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A unique name with a prefix (namespaces are shared by every test of the run).
+pub fn unique(prefix: &str) -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).unwrap();
+    format!(
+        "{prefix}-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Creates a namespace directly on the apiserver (admin), for a test's own objects.
+pub async fn namespace(cluster: &RunningCluster, prefix: &str) -> String {
+    let name = unique(prefix);
+    ok(&kubectl(cluster, &cluster.dir.admin_kubeconfig(), &["create", "namespace", &name]).await);
+    name
+}
