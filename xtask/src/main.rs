@@ -1,1 +1,194 @@
-fn main() {}
+//! `cargo xtask`: the project's commands around its test control plane.
+//!
+//! - `cluster up [--dir DIR]` / `cluster down [--dir DIR]`: a cluster for humans and demos;
+//! - `build-controlplane`: build (or reuse) kube-apiserver, kubectl and etcd;
+//! - `test [-- ARGS]`: build or reuse, start a cluster, run every test against it, stop it.
+//!
+//! Everything real lives in the `testcluster` crate, which the integration tests share; this
+//! binary parses arguments, prints progress and turns outcomes into exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use testcluster::{workspace_root, Cluster, ControlPlaneSource, CLUSTER_DIR_ENV};
+
+/// Project automation for pathgate.
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Start or stop a local control plane (etcd + kube-apiserver on loopback).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// Build kube-apiserver, kubectl and etcd from their Go modules, or reuse the cache.
+    BuildControlplane,
+    /// Build or reuse the control plane, start a cluster, run all tests against it, stop it.
+    ///
+    /// Arguments after `--` go to `cargo nextest run` (or `cargo test` without nextest).
+    Test {
+        /// Extra arguments for the test runner.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Start a cluster in the background and return once it is ready.
+    Up {
+        /// Directory for its kubeconfigs, certificates, logs and data.
+        #[arg(long, default_value_os_t = default_cluster_dir())]
+        dir: PathBuf,
+    },
+    /// Stop the cluster started in DIR.
+    Down {
+        /// The directory given to `cluster up`.
+        #[arg(long, default_value_os_t = default_cluster_dir())]
+        dir: PathBuf,
+    },
+}
+
+fn default_cluster_dir() -> PathBuf {
+    workspace_root().join("target/cluster")
+}
+
+/// Where `cargo xtask test` runs its cluster, apart from the one a human may have up.
+fn test_cluster_dir() -> PathBuf {
+    workspace_root().join("target/cluster-test")
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    // SIGINT/SIGTERM must not end this process before it stops the servers it started:
+    // they sit in their own process groups, so nothing else would stop them. Children get
+    // the default dispositions back at exec, so Ctrl-C still ends the test runner.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("xtask: interrupted again; stopping the control plane first");
+        } else {
+            eprintln!("xtask: interrupted; stopping the control plane");
+        }
+    })
+    .context("installing the signal handler")?;
+
+    match cli.command {
+        Task::BuildControlplane => {
+            let binaries = ControlPlaneSource::of_workspace()?.ensure_built()?;
+            println!("{}", binaries.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Cluster {
+            action: ClusterAction::Up { dir },
+        } => cluster_up(&dir, &interrupted),
+        Task::Cluster {
+            action: ClusterAction::Down { dir },
+        } => {
+            if testcluster::stop_dir(&dir)? {
+                eprintln!("xtask: stopped the cluster in {}", dir.display());
+            } else {
+                eprintln!("xtask: no cluster running in {}", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Test { args } => test(&args, &interrupted),
+    }
+}
+
+fn start(dir: &Path) -> anyhow::Result<Cluster> {
+    let source = ControlPlaneSource::of_workspace()?;
+    let binaries = source.ensure_built()?;
+    eprintln!(
+        "xtask: starting kube-apiserver {} and etcd {} in {}",
+        source.versions.kubernetes,
+        source.versions.etcd,
+        dir.display()
+    );
+    let started = Instant::now();
+    let cluster = Cluster::start(dir, &binaries, &source.versions)
+        .with_context(|| format!("starting the control plane in {}", dir.display()))?;
+    eprintln!(
+        "xtask: control plane ready at {} in {:.1} s",
+        cluster.info().apiserver,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(cluster)
+}
+
+fn cluster_up(dir: &Path, interrupted: &AtomicBool) -> anyhow::Result<ExitCode> {
+    let cluster = start(dir)?;
+    if interrupted.load(Ordering::SeqCst) {
+        cluster.stop()?;
+        return Ok(ExitCode::from(130));
+    }
+    let running = cluster.detach();
+    let env = running.dir.env_file();
+    println!(
+        "Cluster running. Use it with:\n  source {env}\n  \"$KUBECTL\" get namespaces\nStop it with:\n  cargo xtask cluster down{}",
+        if dir == default_cluster_dir() {
+            String::new()
+        } else {
+            format!(" --dir {}", dir.display())
+        },
+        env = env.display(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(extra_args: &[String], interrupted: &AtomicBool) -> anyhow::Result<ExitCode> {
+    let dir = test_cluster_dir();
+    // The guard stops the cluster however this function ends: error, panic or success.
+    let cluster = start(&dir)?;
+    if interrupted.load(Ordering::SeqCst) {
+        cluster.stop()?;
+        return Ok(ExitCode::from(130));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    if nextest_available(&cargo) {
+        command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        eprintln!("xtask: cargo-nextest not found; running `cargo test` instead");
+        command.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    let running = cluster.info();
+    command
+        .args(extra_args)
+        .current_dir(workspace_root())
+        .env(CLUSTER_DIR_ENV, running.dir.root())
+        .env("KUBECTL", &running.kubectl)
+        .env("KUBECONFIG", running.dir.admin_kubeconfig());
+    eprintln!("xtask: running {command:?}");
+    let status = command.status().context("running the test suite")?;
+    cluster.stop().context("stopping the control plane")?;
+    if interrupted.load(Ordering::SeqCst) {
+        return Ok(ExitCode::from(130));
+    }
+    if !status.success() {
+        bail!("the test suite failed ({status})");
+    }
+    eprintln!("xtask: all tests passed; control plane stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn nextest_available(cargo: &std::ffi::OsStr) -> bool {
+    Command::new(cargo)
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
