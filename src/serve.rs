@@ -80,36 +80,11 @@ impl Running {
     }
 }
 
-/// Records exchanges as structured log lines and metrics: the recorder until a ledger is
-/// configured.
-pub struct LogRecorder {
-    pub metrics: Metrics,
-}
+/// Records exchanges as structured log lines: the recorder when no ledger is configured.
+pub struct LogRecorder;
 
 impl Recorder for LogRecorder {
     fn record(&self, exchange: Exchange) {
-        let verb = exchange
-            .info
-            .as_ref()
-            .map(|i| serde_json::to_value(i.verb).ok())
-            .and_then(|v| v.and_then(|v| v.as_str().map(str::to_string)))
-            .unwrap_or_else(|| "unknown".into());
-        let decision = exchange
-            .decision
-            .as_ref()
-            .and_then(|d| serde_json::to_value(d.action).ok())
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| {
-                if exchange.error.is_some() {
-                    "error".into()
-                } else {
-                    "allow".into()
-                }
-            });
-        self.metrics
-            .requests
-            .with_label_values(&[verb.as_str(), decision.as_str()])
-            .inc();
         tracing::info!(
             trace_id = %exchange.trace_id,
             session = %exchange.session,
@@ -174,7 +149,11 @@ pub async fn start(
             .map(str::to_string)
             .collect();
     }
-    let upstream = Arc::new(Upstream::load(&options.upstream, options.connect_timeout)?);
+    let upstream = Arc::new(Upstream::load(
+        &options.upstream,
+        options.connect_timeout,
+        settings.auth != AuthMode::Passthrough,
+    )?);
     if settings.auth != AuthMode::Passthrough && !upstream.has_own_credentials() {
         tracing::warn!(
             "--auth {:?}: the upstream kubeconfig has no token or client certificate; requests go upstream anonymously",
@@ -222,11 +201,7 @@ pub async fn start(
         }
         None => None,
     };
-    let recorder = recorder.unwrap_or_else(|| {
-        Arc::new(LogRecorder {
-            metrics: metrics.clone(),
-        })
-    });
+    let recorder = recorder.unwrap_or_else(|| Arc::new(LogRecorder));
     let proxy = Proxy {
         settings: Arc::new(settings),
         upstream,

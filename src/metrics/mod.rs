@@ -41,6 +41,27 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Counts one finished exchange (the one place request metrics are updated).
+    pub fn observe_exchange(&self, exchange: &crate::proxy::Exchange) {
+        let verb = exchange
+            .info
+            .as_ref()
+            .and_then(|info| serde_json::to_value(info.verb).ok())
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into());
+        let decision = match (&exchange.decision, &exchange.error) {
+            (Some(decision), _) => serde_json::to_value(decision.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "unknown".into()),
+            (None, Some(_)) => "error".into(),
+            (None, None) => "allow".into(),
+        };
+        self.requests.with_label_values(&[&verb, &decision]).inc();
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

@@ -159,6 +159,66 @@ where
     }
 }
 
+/// What an upgraded (exec, attach, port-forward) connection carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    pub to_upstream: u64,
+    pub to_client: u64,
+    pub end: StreamEnd,
+    /// An upstream-side failure; a client that hangs up abruptly is not one.
+    pub error: Option<String>,
+}
+
+/// Copies both directions of an upgraded connection until either side closes, counting
+/// bytes even when a side hangs up without a clean shutdown.
+pub async fn relay_upgraded<C, U>(client: C, upstream: U) -> Relayed
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pump<R, W>(mut from: R, mut to: W, count: &AtomicU64) -> Result<(), std::io::Error>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let n = from.read(&mut buffer).await?;
+            if n == 0 {
+                let _ = to.shutdown().await;
+                return Ok(());
+            }
+            to.write_all(&buffer[..n]).await?;
+            to.flush().await?;
+            count.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    let (client_read, client_write) = tokio::io::split(client);
+    let (upstream_read, upstream_write) = tokio::io::split(upstream);
+    let to_upstream = AtomicU64::new(0);
+    let to_client = AtomicU64::new(0);
+    let (up, down) = tokio::join!(
+        pump(client_read, upstream_write, &to_upstream),
+        pump(upstream_read, client_write, &to_client),
+    );
+    let (end, error) = match (up, down) {
+        (_, Err(e)) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+            (StreamEnd::UpstreamError, Some(e.to_string()))
+        }
+        (Err(_), _) => (StreamEnd::ClientGone, None),
+        _ => (StreamEnd::Complete, None),
+    };
+    Relayed {
+        to_upstream: to_upstream.into_inner(),
+        to_client: to_client.into_inner(),
+        end,
+        error,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

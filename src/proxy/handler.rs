@@ -199,6 +199,18 @@ fn is_body_method(method: &Method) -> bool {
     )
 }
 
+/// Counts the exchange in the metrics, then hands it to the recorder.
+fn record(proxy: &Proxy, exchange: Exchange) {
+    proxy.metrics.observe_exchange(&exchange);
+    proxy.recorder.record(exchange);
+}
+
+/// As [`record`], resolving once the recorder made the exchange durable.
+async fn record_durable(proxy: &Proxy, exchange: Exchange) -> Result<(), String> {
+    proxy.metrics.observe_exchange(&exchange);
+    proxy.recorder.record_durable(exchange).await
+}
+
 /// Serves one request. Never fails: pathgate's own errors become `Status` responses.
 pub async fn handle(
     proxy: Proxy,
@@ -246,11 +258,11 @@ pub async fn handle(
             let is_mutation = exchange.info.as_ref().is_some_and(|i| i.is_mutation());
             if is_mutation {
                 // A refused mutation is part of the path an autopsy reads: make it durable.
-                if let Err(error) = proxy.recorder.record_durable(exchange).await {
+                if let Err(error) = record_durable(&proxy, exchange).await {
                     tracing::error!(%error, "could not record a refused mutation durably");
                 }
             } else {
-                proxy.recorder.record(exchange);
+                record(&proxy, exchange);
             }
             status.into_response()
         }
@@ -510,34 +522,30 @@ async fn process(
         let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
         exchange.upgraded = true;
         exchange.duration = clock.elapsed();
-        let recorder = proxy.recorder.clone();
+        let owner = proxy.clone();
         let mut record = exchange.clone();
         tokio::spawn(async move {
             let relay = async {
-                let (client_io, upstream_io) = tokio::try_join!(client_upgrade, upstream_upgrade)?;
-                let mut client_io = TokioIo::new(client_io);
-                let mut upstream_io = TokioIo::new(upstream_io);
-                let copied = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io)
-                    .await
-                    .map_err(|e| e.to_string());
-                Ok::<_, hyper::Error>(copied)
+                let (client_io, upstream_io) = tokio::try_join!(client_upgrade, upstream_upgrade)
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(
+                    super::body::relay_upgraded(TokioIo::new(client_io), TokioIo::new(upstream_io))
+                        .await,
+                )
             };
             match relay.await {
-                Ok(Ok((to_upstream, to_client))) => {
-                    record.bytes_in += to_upstream;
-                    record.bytes_out = to_client;
-                    record.stream_end = Some(StreamEnd::Complete);
-                }
-                Ok(Err(message)) => {
-                    record.error = Some((Side::Upstream, message));
-                    record.stream_end = Some(StreamEnd::UpstreamError);
+                Ok(relayed) => {
+                    record.bytes_in += relayed.to_upstream;
+                    record.bytes_out = relayed.to_client;
+                    record.stream_end = Some(relayed.end);
+                    record.error = relayed.error.map(|e| (Side::Upstream, e));
                 }
                 Err(error) => {
-                    record.error = Some((Side::Upstream, error.to_string()));
+                    record.error = Some((Side::Upstream, error));
                     record.stream_end = Some(StreamEnd::UpstreamError);
                 }
             }
-            recorder.record(record);
+            self::record(&owner, record);
         });
         let mut response = Response::new(full_body(Bytes::new()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -578,16 +586,16 @@ async fn process(
         proxy
             .gate
             .observe_response(&exchange.session.clone(), exchange);
-        let record = exchange.clone();
+        let finished = exchange.clone();
         if info.is_mutation() {
-            proxy.recorder.record_durable(record).await.map_err(|e| {
+            record_durable(proxy, finished).await.map_err(|e| {
                 Status::unavailable(
                     Side::Pathgate,
                     format!("pathgate: the ledger could not record this mutation durably ({e}); its outcome is unknown to the ledger"),
                 )
             })?;
         } else {
-            proxy.recorder.record(record);
+            record(proxy, finished);
         }
         let mut response = Response::from_parts(response_parts, full_body(bytes));
         response.headers_mut().remove(header::CONTENT_LENGTH);
@@ -597,7 +605,7 @@ async fn process(
     // Reads and watches stream, frame by frame.
     let stats = Arc::new(StreamStats::default());
     let is_watch = info.verb == classify::Verb::Watch;
-    let recorder = proxy.recorder.clone();
+    let owner = proxy.clone();
     let mut record = exchange.clone();
     let end_stats = stats.clone();
     let on_end = Box::new(move |end: StreamEnd| {
@@ -608,7 +616,7 @@ async fn process(
         }
         record.stream_end = Some(end);
         record.duration = clock.elapsed();
-        recorder.record(record);
+        self::record(&owner, record);
     });
     let relay = Relay::new(
         upstream_body,

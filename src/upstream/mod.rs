@@ -17,7 +17,7 @@ use http::Uri;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -293,6 +293,8 @@ fn build_client(
         builder.enable_http1().wrap_connector(http)
     };
     Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .http2_keep_alive_interval(Some(Duration::from_secs(30)))
@@ -302,13 +304,25 @@ fn build_client(
 
 impl Upstream {
     /// Loads the upstream from a kubeconfig or the in-cluster service account.
-    pub fn load(source: &UpstreamSource, connect_timeout: Duration) -> Result<Self, UpstreamError> {
-        let material = match source {
+    ///
+    /// With `own_credentials` false (passthrough mode) the kubeconfig's token and client
+    /// certificate are never presented: a client without credentials must reach the
+    /// apiserver as anonymous, not as pathgate.
+    pub fn load(
+        source: &UpstreamSource,
+        connect_timeout: Duration,
+        own_credentials: bool,
+    ) -> Result<Self, UpstreamError> {
+        let mut material = match source {
             UpstreamSource::Kubeconfig { path, context } => {
                 from_kubeconfig(path, context.as_deref())?
             }
             UpstreamSource::InCluster => in_cluster()?,
         };
+        if !own_credentials {
+            material.client_identity = None;
+            material.token = TokenSource::None;
+        }
         if material.insecure {
             tracing::warn!(
                 server = %material.server,

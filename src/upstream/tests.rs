@@ -23,6 +23,7 @@ fn load(path: &Path, context: Option<&str>) -> Result<Upstream, UpstreamError> {
             context: context.map(str::to_string),
         },
         Duration::from_secs(1),
+        true,
     )
 }
 
@@ -148,4 +149,25 @@ fn missing_ca_without_insecure_is_refused_and_insecure_is_accepted() {
     );
     let path = write_kubeconfig(dir.path(), &insecure);
     load(&path, None).unwrap();
+}
+
+#[tokio::test]
+async fn passthrough_never_loads_pathgates_own_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path());
+    let path = write_kubeconfig(
+        dir.path(),
+        &kubeconfig("https://127.0.0.1:6443", "", "    token: abc\n"),
+    );
+    let upstream = Upstream::load(
+        &UpstreamSource::Kubeconfig {
+            path,
+            context: None,
+        },
+        Duration::from_secs(1),
+        false,
+    )
+    .unwrap();
+    assert!(!upstream.has_own_credentials());
+    assert_eq!(upstream.own_token().await.unwrap(), None);
 }

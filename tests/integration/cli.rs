@@ -23,7 +23,10 @@ fn free_port() -> u16 {
 fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "pathgate did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "pathgate did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -34,9 +37,23 @@ fn certs_init_refuses_to_overwrite_and_writes_private_keys_0600() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     let certs_arg = certs.to_str().unwrap();
-    let out = pathgate(&["certs", "init", "--dir", certs_arg, "--san", "pathgate.local"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mode = std::fs::metadata(certs.join("server.key")).unwrap().permissions().mode();
+    let out = pathgate(&[
+        "certs",
+        "init",
+        "--dir",
+        certs_arg,
+        "--san",
+        "pathgate.local",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(certs.join("server.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let again = pathgate(&["certs", "init", "--dir", certs_arg]);
     assert!(!again.status.success());
@@ -49,7 +66,11 @@ fn certs_init_refuses_to_overwrite_and_writes_private_keys_0600() {
 fn serve_refuses_unsafe_sidecar_and_unsupported_kubeconfigs() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    assert!(pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()]).status.success());
+    assert!(
+        pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()])
+            .status
+            .success()
+    );
     let kubeconfig = dir.path().join("kc");
     std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1', proxy-url: 'http://127.0.0.1:3128', insecure-skip-tls-verify: true}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user: {token: t}\n").unwrap();
     let cert = certs.join("server.crt");
@@ -75,13 +96,19 @@ fn serve_refuses_unsafe_sidecar_and_unsupported_kubeconfigs() {
     let out = pathgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("sidecar") && stderr.contains("client-ca"), "{stderr}");
+    assert!(
+        stderr.contains("sidecar") && stderr.contains("client-ca"),
+        "{stderr}"
+    );
 
     let args = base("127.0.0.1:0", "passthrough");
     let out = pathgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("proxy-url is not supported") && stderr.contains("kc"), "{stderr}");
+    assert!(
+        stderr.contains("proxy-url is not supported") && stderr.contains("kc"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +116,25 @@ async fn sigterm_drains_and_ends_watches_cleanly() {
     let cluster = cluster();
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    assert!(pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()]).status.success());
+    assert!(
+        pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()])
+            .status
+            .success()
+    );
     let port = free_port();
     let log_path = dir.path().join("pathgate.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pathgate"))
         .args(["serve", "--upstream-kubeconfig"])
         .arg(cluster.dir.admin_kubeconfig())
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", "off", "--drain-timeout", "8"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            "off",
+            "--drain-timeout",
+            "8",
+        ])
         .arg("--tls-cert")
         .arg(certs.join("server.crt"))
         .arg("--tls-key")
@@ -120,7 +158,11 @@ async fn sigterm_drains_and_ends_watches_cleanly() {
         "--out",
         kc.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ok(&kubectl(&cluster, &kc, &["get", "namespaces"]).await);
 
     let mut watch = tokio::process::Command::new(&cluster.kubectl)
@@ -142,8 +184,15 @@ async fn sigterm_drains_and_ends_watches_cleanly() {
         .unwrap();
     assert!(status.success(), "exit status {status}");
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("drained"), "the open watch ended before the drain timeout:\n{log}");
+    assert!(
+        log.contains("drained"),
+        "the open watch ended before the drain timeout:\n{log}"
+    );
     assert!(!log.contains("drain timeout reached"), "{log}");
-    assert!(sent.elapsed() < Duration::from_secs(8), "drain took {:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(8),
+        "drain took {:?}",
+        sent.elapsed()
+    );
     let _ = watch.kill().await;
 }

@@ -122,7 +122,12 @@ impl Gateway {
     }
 
     /// A kubeconfig through pathgate with a bearer token (passthrough).
-    pub fn kubeconfig_with_token(&self, name: &str, token: Option<&str>, session: Option<&str>) -> PathBuf {
+    pub fn kubeconfig_with_token(
+        &self,
+        name: &str,
+        token: Option<&str>,
+        session: Option<&str>,
+    ) -> PathBuf {
         let out = self.dir.path().join(format!("{name}.kubeconfig"));
         pathgate::agent_kubeconfig::AgentKubeconfig {
             server: self.url.clone(),
@@ -141,7 +146,8 @@ impl Gateway {
         let groups: Vec<String> = group.into_iter().map(str::to_string).collect();
         let base = self.dir.path().join(user);
         let (cert, key) =
-            pathgate::tls::issue_client_cert(&self.certs_dir(), user, &groups, &base, true).unwrap();
+            pathgate::tls::issue_client_cert(&self.certs_dir(), user, &groups, &base, true)
+                .unwrap();
         let out = self.dir.path().join(format!("{user}-cert.kubeconfig"));
         pathgate::agent_kubeconfig::AgentKubeconfig {
             server: self.url.clone(),
@@ -163,7 +169,12 @@ impl Gateway {
     }
 
     /// An HTTPS client that trusts pathgate's CA, for raw requests.
-    pub fn client(&self) -> Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>> {
+    pub fn client(
+        &self,
+    ) -> Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<Bytes>,
+    > {
         https_client(&self.ca)
     }
 
@@ -177,7 +188,10 @@ impl Gateway {
 /// An HTTPS client trusting `ca` (HTTP/1.1 and HTTP/2).
 pub fn https_client(
     ca: &Path,
-) -> Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>> {
+) -> Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in pathgate::tls::read_certs(ca).unwrap() {
         roots.add(cert).unwrap();
@@ -197,10 +211,16 @@ pub fn https_client(
 
 /// Sends one request and returns status, headers and body.
 pub async fn send(
-    client: &Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>,
+    client: &Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<Bytes>,
+    >,
     request: http::Request<Full<Bytes>>,
 ) -> (http::StatusCode, http::HeaderMap, Bytes) {
-    let response = client.request(request).await.expect("request reaches pathgate");
+    let response = client
+        .request(request)
+        .await
+        .expect("request reaches pathgate");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
     (parts.status, parts.headers, body)
@@ -279,6 +299,11 @@ pub fn unique(prefix: &str) -> String {
 /// Creates a namespace directly on the apiserver (admin), for a test's own objects.
 pub async fn namespace(cluster: &RunningCluster, prefix: &str) -> String {
     let name = unique(prefix);
-    ok(&kubectl(cluster, &cluster.dir.admin_kubeconfig(), &["create", "namespace", &name]).await);
+    ok(&kubectl(
+        cluster,
+        &cluster.dir.admin_kubeconfig(),
+        &["create", "namespace", &name],
+    )
+    .await);
     name
 }

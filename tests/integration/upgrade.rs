@@ -19,7 +19,8 @@ use crate::gateway::GatewayBuilder;
 async fn fake_exec_upstream() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let certs = pathgate::tls::init_certs(&dir.path().join("pki"), &[], false).unwrap();
-    let tls = pathgate::tls::server_config(&certs.server_cert, &certs.server_key, None, false).unwrap();
+    let tls =
+        pathgate::tls::server_config(&certs.server_cert, &certs.server_key, None, false).unwrap();
     let mut tls = tls;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
@@ -30,39 +31,46 @@ async fn fake_exec_upstream() -> (tempfile::TempDir, std::path::PathBuf) {
             let (stream, _) = listener.accept().await.unwrap();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(stream).await else { return };
-                let service = service_fn(|mut request: http::Request<hyper::body::Incoming>| async move {
-                    let wants = request
-                        .headers()
-                        .get("upgrade")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    let is_exec = request.uri().path().ends_with("/exec");
-                    if let (Some(protocol), true) = (wants, is_exec) {
-                        let upgrade = hyper::upgrade::on(&mut request);
-                        tokio::spawn(async move {
-                            let upgraded = upgrade.await.unwrap();
-                            let mut io = TokioIo::new(upgraded);
-                            let mut buffer = [0u8; 1024];
-                            loop {
-                                let n = io.read(&mut buffer).await.unwrap_or(0);
-                                if n == 0 {
-                                    break;
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(
+                    |mut request: http::Request<hyper::body::Incoming>| async move {
+                        let wants = request
+                            .headers()
+                            .get("upgrade")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        let is_exec = request.uri().path().ends_with("/exec");
+                        if let (Some(protocol), true) = (wants, is_exec) {
+                            let upgrade = hyper::upgrade::on(&mut request);
+                            tokio::spawn(async move {
+                                let upgraded = upgrade.await.unwrap();
+                                let mut io = TokioIo::new(upgraded);
+                                let mut buffer = [0u8; 1024];
+                                loop {
+                                    let n = io.read(&mut buffer).await.unwrap_or(0);
+                                    if n == 0 {
+                                        break;
+                                    }
+                                    io.write_all(&buffer[..n]).await.unwrap();
                                 }
-                                io.write_all(&buffer[..n]).await.unwrap();
-                            }
-                        });
-                        let response = http::Response::builder()
-                            .status(101)
-                            .header("connection", "Upgrade")
-                            .header("upgrade", protocol)
-                            .header("x-stream-protocol-version", "v5.channel.k8s.io")
-                            .body(Empty::<Bytes>::new())
-                            .unwrap();
-                        return Ok::<_, std::convert::Infallible>(response);
-                    }
-                    Ok(http::Response::builder().status(404).body(Empty::new()).unwrap())
-                });
+                            });
+                            let response = http::Response::builder()
+                                .status(101)
+                                .header("connection", "Upgrade")
+                                .header("upgrade", protocol)
+                                .header("x-stream-protocol-version", "v5.channel.k8s.io")
+                                .body(Empty::<Bytes>::new())
+                                .unwrap();
+                            return Ok::<_, std::convert::Infallible>(response);
+                        }
+                        Ok(http::Response::builder()
+                            .status(404)
+                            .body(Empty::new())
+                            .unwrap())
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades()
@@ -123,7 +131,10 @@ async fn websocket_exec_upgrade_is_carried_both_ways() {
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 101);
     assert_eq!(response.headers()["upgrade"], "websocket");
-    assert_eq!(response.headers()["x-stream-protocol-version"], "v5.channel.k8s.io");
+    assert_eq!(
+        response.headers()["x-stream-protocol-version"],
+        "v5.channel.k8s.io"
+    );
     assert!(response.headers().contains_key("x-execution-trace"));
     let upgraded = hyper::upgrade::on(response).await.unwrap();
     let mut io = TokioIo::new(upgraded);
@@ -133,6 +144,7 @@ async fn websocket_exec_upgrade_is_carried_both_ways() {
         io.read_exact(&mut echoed).await.unwrap();
         assert_eq!(echoed, message);
     }
+    io.shutdown().await.unwrap();
     drop(io);
     // The exchange is recorded once the stream closes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -141,10 +153,15 @@ async fn websocket_exec_upgrade_is_carried_both_ways() {
         if let Some(record) = records.iter().find(|r| r.upgraded) {
             assert_eq!(record.session, "exec-run");
             assert_eq!(record.status_code, 101);
-            assert!(record.bytes_out >= 33, "bytes_out {}", record.bytes_out);
+            assert_eq!(record.bytes_out, 33, "{record:?}");
+            assert_eq!(record.bytes_in, 33, "{record:?}");
+            assert_eq!(record.error, None, "{record:?}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no upgraded exchange recorded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no upgraded exchange recorded"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     gateway.stop().await;
