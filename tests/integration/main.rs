@@ -1,8 +1,10 @@
-//! pathgate's integration tests: one binary, one module per area. Tests that need the
-//! control plane find it through `PATHGATE_CLUSTER_DIR` (set by `cargo xtask test`) and
-//! fail, naming that command, when it is absent.
+//! pathgate's integration tests: one binary, one module per area, all against the real
+//! control plane that `cargo xtask test` starts (see `support`). Tests that need it find
+//! it through `PATHGATE_CLUSTER_DIR` and fail, naming that command, when it is absent.
 
 mod cli;
 mod gateway;
+mod harness;
 mod proxy;
+mod support;
 mod upgrade;
