@@ -30,7 +30,7 @@
 //! the index (`/spec/rules/0/host`).
 //!
 //! Paths never reported: identity metadata (`apiVersion`, `kind`, `metadata.name`,
-//! `namespace`, `resourceVersion`, `uid`, `generation`, `creationTimestamp`, `selfLink`,
+//! `generateName`, `namespace`, `resourceVersion`, `uid`, `generation`, `creationTimestamp`, `selfLink`,
 //! `managedFields`), the `kubectl.kubernetes.io/last-applied-configuration` annotation
 //! (client-side apply's bookkeeping, reported as [`WholeObject::ClientSideApply`] instead),
 //! and `status` unless the request is to the `status` subresource (where only `status` is
@@ -53,10 +53,11 @@ pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-config
 const LAST_APPLIED_PATH: &str =
     "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration";
 
-const IDENTITY_PATHS: [&str; 10] = [
+const IDENTITY_PATHS: [&str; 11] = [
     "/apiVersion",
     "/kind",
     "/metadata/name",
+    "/metadata/generateName",
     "/metadata/namespace",
     "/metadata/resourceVersion",
     "/metadata/uid",
@@ -238,6 +239,9 @@ pub(crate) fn walk_merge(value: &Value, path: &mut String, out: &mut Collector) 
     }
 }
 
+/// A keyed list element: the element, its merge key and its `key=value` segment.
+type KeyedElement<'a> = (&'a Map<String, Value>, &'static str, String);
+
 /// Strategic merge patch.
 pub(crate) fn walk_strategic(value: &Value, field: &str, path: &mut String, out: &mut Collector) {
     match value {
@@ -247,7 +251,7 @@ pub(crate) fn walk_strategic(value: &Value, field: &str, path: &mut String, out:
                 .iter()
                 .any(|item| item.get("$patch").and_then(Value::as_str) == Some("replace"));
             let keys = merge_keys(field);
-            let keyed: Option<Vec<(&Map<String, Value>, &'static str, String)>> =
+            let keyed: Option<Vec<KeyedElement<'_>>> =
                 if replaces || keys.is_empty() || items.is_empty() {
                     None
                 } else {

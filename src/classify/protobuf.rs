@@ -173,7 +173,8 @@ pub(crate) fn envelope(body: &[u8]) -> Result<Envelope<'_>, ProtoError> {
             }
             2 => envelope.raw = bytes_of(value)?,
             3 => {
-                if !bytes_of(value)?.is_empty() {
+                let content_encoding = bytes_of(value)?;
+                if !content_encoding.is_empty() {
                     return Err(ProtoError("the envelope's content is encoded (compressed)"));
                 }
             }
