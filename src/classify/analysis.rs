@@ -1,8 +1,55 @@
 //! Mutation analysis: what a create, update, patch or delete body would change.
+//!
+//! [`analyse`] reads the body the way the apiserver's handler for the request's verb reads it:
+//!
+//! - **PATCH**: the patch type is the `Content-Type` up to its first `;`, compared exactly
+//!   (the apiserver does not trim or lowercase it; anything else is a 415). json-patch,
+//!   merge-patch and strategic-merge-patch bodies are JSON; apply-patch+yaml is YAML (or
+//!   JSON); apply-patch+cbor is CBOR.
+//! - **POST / PUT**: JSON (also when no `Content-Type` is sent, the apiserver's default),
+//!   YAML, protobuf (`application/vnd.kubernetes.protobuf`) or CBOR (`application/cbor`);
+//!   media-type parameters are ignored.
+//! - **DELETE / deletecollection**: DeleteOptions from the body, or from the query when there
+//!   is no body; never both (see `delete_options`).
+//! - **Evictions** (POST `pods/<name>/eviction`): the eviction's `deleteOptions`; a dry run
+//!   when either the query or those options ask for one.
+//!
+//! Touched paths are described in `paths`. Protobuf objects are read through their envelope
+//! for identity and metadata only: [`Analysis::paths_known`] is false for them, and they are
+//! not opaque. CBOR bodies, undecodable JSON/YAML/protobuf, empty mutation bodies and unknown
+//! media types are opaque ([`Analysis::opaque_reason`], rule PG016): never harmless.
+//!
+//! # Whole-object payloads (payload scope)
+//!
+//! - [`WholeObject::Replace`]: a PUT of a resource, not of a subresource (`/scale`, `/status`).
+//! - [`WholeObject::ServerSideApply`]: an apply patch that restates the object rather than
+//!   one field. The criterion: the applied configuration carries `spec.selector` (a
+//!   creation-time field, immutable for workloads, that no targeted apply needs: its
+//!   presence is the telltale of a full manifest such as `kubectl apply --server-side -f
+//!   deploy.yaml`), **or** it sets at least [`SSA_WHOLE_OBJECT_MIN_LEAVES`] leaves outside
+//!   identity metadata. A targeted apply (`spec.replicas`, or one container's image under
+//!   `spec.template`) is neither. [`Analysis::payload_leaves`] carries the count for rules
+//!   that want their own threshold.
+//! - [`WholeObject::ClientSideApply`]: a patch or create whose body carries the
+//!   `kubectl.kubernetes.io/last-applied-configuration` annotation (classic `kubectl apply`).
+//!
+//! Precedence when several hold: Replace, then ServerSideApply, then ClientSideApply.
 
 use serde::Serialize;
+use serde_json::Value;
 
-use super::RequestInfo;
+use super::paths::{self, Collector, LAST_APPLIED};
+use super::protobuf;
+use super::query::{dry_run_values, Query};
+use super::{delete_options, RequestInfo, Verb};
+
+/// An apply patch setting at least this many leaves (identity metadata excluded) restates
+/// the whole object. A kubectl-style Deployment manifest sets 10 to 40; a targeted apply 1 to 3.
+pub const SSA_WHOLE_OBJECT_MIN_LEAVES: usize = 10;
+
+/// Annotation values longer than this are cut in [`ObjectIdentity::annotations`]: the ledger
+/// records them, and they can be large.
+const MAX_ANNOTATION_VALUE: usize = 1024;
 
 /// The five patch media types the apiserver accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -20,10 +67,51 @@ pub enum PatchType {
     ApplyPatchCbor,
 }
 
+impl PatchType {
+    /// The patch type of a PATCH request's `Content-Type`, read as the apiserver reads it:
+    /// the value up to the first `;`, compared exactly.
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        let media_type = content_type.split(';').next().unwrap_or_default();
+        match media_type {
+            "application/json-patch+json" => Some(Self::JsonPatch),
+            "application/merge-patch+json" => Some(Self::MergePatch),
+            "application/strategic-merge-patch+json" => Some(Self::StrategicMergePatch),
+            "application/apply-patch+yaml" => Some(Self::ApplyPatchYaml),
+            "application/apply-patch+cbor" => Some(Self::ApplyPatchCbor),
+            _ => None,
+        }
+    }
+
+    /// The media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::JsonPatch => "application/json-patch+json",
+            Self::MergePatch => "application/merge-patch+json",
+            Self::StrategicMergePatch => "application/strategic-merge-patch+json",
+            Self::ApplyPatchYaml => "application/apply-patch+yaml",
+            Self::ApplyPatchCbor => "application/apply-patch+cbor",
+        }
+    }
+
+    /// Server-side apply (either encoding).
+    pub fn is_apply(self) -> bool {
+        matches!(self, Self::ApplyPatchYaml | Self::ApplyPatchCbor)
+    }
+
+    fn body_format(self) -> BodyFormat {
+        match self {
+            Self::JsonPatch | Self::MergePatch | Self::StrategicMergePatch => BodyFormat::Json,
+            Self::ApplyPatchYaml => BodyFormat::Yaml,
+            Self::ApplyPatchCbor => BodyFormat::Cbor,
+        }
+    }
+}
+
 /// How a request body is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyFormat {
+    #[default]
     None,
     Json,
     Yaml,
@@ -31,6 +119,30 @@ pub enum BodyFormat {
     Cbor,
     /// Undecodable or an unknown media type.
     Unknown,
+}
+
+impl BodyFormat {
+    /// The format of a create/update/delete body from its `Content-Type` (type and subtype
+    /// compared case-insensitively, parameters ignored; none at all means JSON, as in the
+    /// apiserver).
+    pub fn from_content_type(content_type: Option<&str>) -> Self {
+        let Some(content_type) = content_type else {
+            return Self::Json;
+        };
+        let media_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match media_type.as_str() {
+            "" | "application/json" => Self::Json,
+            "application/yaml" => Self::Yaml,
+            "application/vnd.kubernetes.protobuf" => Self::Protobuf,
+            "application/cbor" => Self::Cbor,
+            _ => Self::Unknown,
+        }
+    }
 }
 
 /// Why a payload restates a whole object (payload scope, rules PG002/PG003).
@@ -56,6 +168,8 @@ pub struct OwnerReference {
 }
 
 /// The identity and metadata a body declares (read from JSON, YAML or protobuf).
+///
+/// For a patch, only what the patch itself mentions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ObjectIdentity {
     pub api_version: Option<String>,
@@ -63,31 +177,151 @@ pub struct ObjectIdentity {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub generate_name: Option<String>,
+    /// `metadata.labels` (string values only).
+    pub labels: Vec<(String, String)>,
+    /// `metadata.annotations` (string values only). The last-applied-configuration value is
+    /// replaced by a note of its size (it restates the whole object, Secret data included);
+    /// other values longer than 1 KiB are cut.
     pub annotations: Vec<(String, String)>,
     pub owner_references: Vec<OwnerReference>,
 }
 
-/// DeleteOptions merged as the apiserver merges them: the body wins over the query.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+impl ObjectIdentity {
+    /// The value of an annotation.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the body carries client-side apply's last-applied annotation.
+    pub fn has_last_applied(&self) -> bool {
+        self.annotation(LAST_APPLIED).is_some()
+    }
+
+    /// The controller owner reference, if any.
+    pub fn controller(&self) -> Option<&OwnerReference> {
+        self.owner_references.iter().find(|o| o.controller)
+    }
+
+    fn from_json(value: &Value) -> Self {
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        let meta = value.get("metadata");
+        let pairs = |field: &str| -> Vec<(String, String)> {
+            meta.and_then(|m| m.get(field))
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let owner_references = meta
+            .and_then(|m| m.get("ownerReferences"))
+            .and_then(Value::as_array)
+            .map(|owners| {
+                owners
+                    .iter()
+                    .filter(|o| o.is_object())
+                    .map(|o| OwnerReference {
+                        api_version: text(o.get("apiVersion")).unwrap_or_default(),
+                        kind: text(o.get("kind")).unwrap_or_default(),
+                        name: text(o.get("name")).unwrap_or_default(),
+                        uid: text(o.get("uid")).unwrap_or_default(),
+                        controller: o
+                            .get("controller")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut identity = Self {
+            api_version: text(value.get("apiVersion")),
+            kind: text(value.get("kind")),
+            namespace: text(meta.and_then(|m| m.get("namespace"))),
+            name: text(meta.and_then(|m| m.get("name"))),
+            generate_name: text(meta.and_then(|m| m.get("generateName"))),
+            labels: pairs("labels"),
+            annotations: pairs("annotations"),
+            owner_references,
+        };
+        identity.shorten_annotations();
+        identity
+    }
+
+    fn shorten_annotations(&mut self) {
+        for (key, value) in &mut self.annotations {
+            if key == LAST_APPLIED {
+                *value = format!("(omitted: {} bytes)", value.len());
+            } else if value.len() > MAX_ANNOTATION_VALUE {
+                let mut cut = MAX_ANNOTATION_VALUE;
+                while !value.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let total = value.len();
+                value.truncate(cut);
+                value.push_str(&format!("…(cut, {total} bytes)"));
+            }
+        }
+    }
+}
+
+/// DeleteOptions as the apiserver reads them: from the body when there is one, otherwise
+/// from the query (the apiserver never merges the two).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     pub propagation_policy: Option<String>,
     pub orphan_dependents: Option<bool>,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// `dryRun: ["All"]` (every value `All`).
     pub dry_run: bool,
-    /// Where the options came from: `query`, `body` or `query+body`.
+    /// `ignoreStoreReadErrorWithClusterBreakingPotential`: the unsafe deletion of an object
+    /// the apiserver cannot read back.
+    pub ignore_store_read_error_with_cluster_breaking_potential: Option<bool>,
+    /// Where the options came from: `body`, `query`, or `none` (a DELETE with neither).
     pub source: &'static str,
+    /// The request has a body *and* DeleteOptions query parameters: the apiserver ignores
+    /// the query ones. (A rewrite must change the body, not the query.)
+    pub query_ignored: bool,
+}
+
+impl Default for DeleteOptions {
+    fn default() -> Self {
+        Self {
+            grace_period_seconds: None,
+            propagation_policy: None,
+            orphan_dependents: None,
+            precondition_uid: None,
+            precondition_resource_version: None,
+            dry_run: false,
+            ignore_store_read_error_with_cluster_breaking_potential: None,
+            source: "none",
+            query_ignored: false,
+        }
+    }
 }
 
 /// The result of [`analyse`]: facts about the payload, no judgement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Analysis {
     pub patch_type: Option<PatchType>,
     pub body_format: BodyFormat,
     /// Leaf paths the payload sets or removes, as JSON pointers (`/spec/replicas`),
-    /// identity metadata (apiVersion, kind, metadata.name/namespace) excluded.
+    /// identity metadata (apiVersion, kind, metadata.name/namespace) excluded. List elements
+    /// merged by key are written `name=web` (see the `paths` module); at most 1024 paths.
     pub touched_paths: Vec<String>,
+    /// `false` when the payload was accepted but its paths cannot be read (protobuf objects)
+    /// or the body is opaque: `touched_paths` is then empty, not "nothing".
+    pub paths_known: bool,
+    /// How many scalar leaves the payload writes (not bounded, not de-duplicated). For a
+    /// JSON patch, the leaves of every operation's value: one `replace /spec/template` op
+    /// is one touched path but restates the whole template.
+    pub payload_leaves: usize,
     pub whole_object: Option<WholeObject>,
     /// `dryRun=All` in the query (or in DeleteOptions / options of the body).
     pub dry_run: bool,
@@ -101,18 +335,280 @@ pub struct Analysis {
     /// Why the body could not be decoded (rule PG016); `None` when it was understood.
     pub opaque_reason: Option<String>,
     /// `limit` of a LIST, `labelSelector`/`fieldSelector` presence.
+    ///
+    /// Only a positive limit counts (`limit=0` asks for everything).
     pub list_limit: Option<u64>,
     pub has_selector: bool,
 }
 
 /// Analyses a request body against its request info. Never fails: what cannot be decoded
 /// is reported in [`Analysis::opaque_reason`].
+///
+/// `query` is the raw query string (without `?`), `content_type` the request's
+/// `Content-Type` header value.
 pub fn analyse(
     info: &RequestInfo,
     query: Option<&str>,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Analysis {
-    let _ = (info, query, content_type, body);
-    unimplemented!("classify::analyse")
+    let mut analysis = Analysis {
+        paths_known: true,
+        ..Analysis::default()
+    };
+    let query = Query::parse(query).unwrap_or_else(|e| {
+        analysis.opaque_reason = Some(e.to_string());
+        Query::default()
+    });
+    analysis.field_manager = query.first("fieldManager").map(str::to_owned);
+    analysis.force = query.go_bool("force").unwrap_or(false);
+    analysis.list_limit = query
+        .first("limit")
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|n| u64::try_from(n).ok())
+        .filter(|n| *n > 0);
+    analysis.has_selector = ["labelSelector", "fieldSelector"]
+        .iter()
+        .any(|key| query.first(key).is_some_and(|v| !v.is_empty()));
+
+    match info.verb {
+        Verb::Delete | Verb::DeleteCollection => {
+            analyse_delete(&mut analysis, &query, content_type, body)
+        }
+        Verb::Create if info.resource == "pods" && info.subresource == "eviction" => {
+            analysis.dry_run = dry_run_values(query.all("dryRun"));
+            analyse_eviction(&mut analysis, content_type, body);
+        }
+        Verb::Create | Verb::Update | Verb::Patch => {
+            analysis.dry_run = dry_run_values(query.all("dryRun"));
+            analyse_write(&mut analysis, info, content_type, body);
+        }
+        Verb::Get | Verb::List | Verb::Watch | Verb::Connect | Verb::NonResource => {}
+    }
+    analysis
 }
+
+impl Analysis {
+    fn opaque(&mut self, reason: impl Into<String>) {
+        self.opaque_reason = Some(reason.into());
+        self.paths_known = false;
+        self.touched_paths.clear();
+        self.payload_leaves = 0;
+    }
+}
+
+fn decode_value(format: BodyFormat, body: &[u8]) -> Result<Value, String> {
+    let json = || serde_json::from_slice::<Value>(body).map_err(|e| format!("invalid JSON: {e}"));
+    match format {
+        BodyFormat::Json => json(),
+        BodyFormat::Yaml => {
+            let looks_like_json = body
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| *b == b'{');
+            match looks_like_json.then(json) {
+                Some(Ok(value)) => Ok(value),
+                _ => {
+                    serde_yaml::from_slice::<Value>(body).map_err(|e| format!("invalid YAML: {e}"))
+                }
+            }
+        }
+        other => Err(format!("{other:?} bodies are not decoded as JSON")),
+    }
+}
+
+fn analyse_write(
+    analysis: &mut Analysis,
+    info: &RequestInfo,
+    content_type: Option<&str>,
+    body: &[u8],
+) {
+    if info.verb == Verb::Update && info.subresource.is_empty() {
+        analysis.whole_object = Some(WholeObject::Replace);
+    }
+    let format = if info.verb == Verb::Patch {
+        let patch_type = content_type.and_then(PatchType::from_content_type);
+        let Some(patch_type) = patch_type else {
+            analysis.body_format = BodyFormat::Unknown;
+            analysis.opaque(format!(
+                "patch media type {:?} is not one the apiserver accepts",
+                content_type.unwrap_or_default()
+            ));
+            return;
+        };
+        analysis.patch_type = Some(patch_type);
+        patch_type.body_format()
+    } else {
+        BodyFormat::from_content_type(content_type)
+    };
+    analysis.body_format = format;
+    if body.is_empty() {
+        analysis.opaque("the mutation has no body");
+        return;
+    }
+    match format {
+        BodyFormat::Json | BodyFormat::Yaml => {}
+        BodyFormat::Protobuf => {
+            match protobuf::envelope(body).and_then(|envelope| protobuf::object_identity(&envelope))
+            {
+                Ok(mut identity) => {
+                    identity.shorten_annotations();
+                    if identity.has_last_applied() && analysis.whole_object.is_none() {
+                        analysis.whole_object = Some(WholeObject::ClientSideApply);
+                    }
+                    analysis.object = Some(identity);
+                    analysis.paths_known = false;
+                }
+                Err(e) => analysis.opaque(format!("protobuf body does not decode: {e}")),
+            }
+            return;
+        }
+        BodyFormat::Cbor => {
+            analysis.opaque("CBOR bodies are not decoded");
+            return;
+        }
+        BodyFormat::Unknown | BodyFormat::None => {
+            analysis.opaque(format!(
+                "media type {:?} is not one the apiserver decodes",
+                content_type.unwrap_or_default()
+            ));
+            return;
+        }
+    }
+    let value = match decode_value(format, body) {
+        Ok(value) => value,
+        Err(e) => {
+            analysis.opaque(e);
+            return;
+        }
+    };
+
+    let mut collector = Collector::new(info.subresource == "status");
+    let mut path = String::new();
+    match analysis.patch_type {
+        Some(PatchType::JsonPatch) => match paths::json_patch(&value, &mut collector) {
+            Ok(leaves) => analysis.payload_leaves = leaves,
+            Err(e) => {
+                analysis.opaque(format!("JSON patch: {}", e.0));
+                return;
+            }
+        },
+        patch_type => {
+            if !value.is_object() {
+                analysis.opaque("the body is not an object");
+                return;
+            }
+            match patch_type {
+                Some(PatchType::MergePatch) => paths::walk_merge(&value, &mut path, &mut collector),
+                Some(PatchType::StrategicMergePatch) => {
+                    paths::walk_strategic(&value, "", &mut path, &mut collector)
+                }
+                _ => paths::walk_object(&value, "", &mut path, &mut collector),
+            }
+            analysis.payload_leaves = collector.leaves;
+            let identity = ObjectIdentity::from_json(&value);
+            if analysis.whole_object.is_none() {
+                let apply = patch_type == Some(PatchType::ApplyPatchYaml);
+                if apply && restates_whole_object(&value, collector.leaves) {
+                    analysis.whole_object = Some(WholeObject::ServerSideApply);
+                } else if identity.has_last_applied() {
+                    analysis.whole_object = Some(WholeObject::ClientSideApply);
+                }
+            }
+            analysis.object = Some(identity);
+        }
+    }
+    analysis.touched_paths = collector.into_paths();
+}
+
+/// The server-side-apply criterion described in the module docs.
+fn restates_whole_object(applied: &Value, leaves: usize) -> bool {
+    leaves >= SSA_WHOLE_OBJECT_MIN_LEAVES
+        || applied
+            .pointer("/spec/selector")
+            .is_some_and(|selector| !selector.is_null())
+}
+
+fn analyse_delete(analysis: &mut Analysis, query: &Query, content_type: Option<&str>, body: &[u8]) {
+    if body.is_empty() {
+        match delete_options::from_query(query) {
+            Ok(options) => {
+                analysis.dry_run = options.dry_run;
+                analysis.delete_options = Some(options);
+            }
+            Err(e) => analysis.opaque(e),
+        }
+        return;
+    }
+    let format = BodyFormat::from_content_type(content_type);
+    analysis.body_format = format;
+    let decoded = match format {
+        BodyFormat::Json | BodyFormat::Yaml => {
+            decode_value(format, body).and_then(|value| delete_options::from_json(&value))
+        }
+        BodyFormat::Protobuf => protobuf::envelope(body)
+            .map_err(|e| e.to_string())
+            .and_then(|envelope| {
+                if envelope.kind.is_empty() || envelope.kind == "DeleteOptions" {
+                    protobuf::delete_options(envelope.raw).map_err(|e| e.to_string())
+                } else {
+                    Err(format!(
+                        "the body is a {:?}, not DeleteOptions",
+                        envelope.kind
+                    ))
+                }
+            }),
+        BodyFormat::Cbor => Err("CBOR bodies are not decoded".to_owned()),
+        BodyFormat::Unknown | BodyFormat::None => Err(format!(
+            "media type {:?} is not one the apiserver decodes",
+            content_type.unwrap_or_default()
+        )),
+    };
+    match decoded {
+        Ok(mut options) => {
+            options.query_ignored = delete_options::query_has_options(query);
+            analysis.dry_run = options.dry_run;
+            analysis.delete_options = Some(options);
+        }
+        Err(e) => analysis.opaque(format!("DeleteOptions body does not decode: {e}")),
+    }
+}
+
+fn analyse_eviction(analysis: &mut Analysis, content_type: Option<&str>, body: &[u8]) {
+    let format = BodyFormat::from_content_type(content_type);
+    analysis.body_format = format;
+    if body.is_empty() {
+        analysis.opaque("the eviction has no body");
+        return;
+    }
+    let decoded = match format {
+        BodyFormat::Json | BodyFormat::Yaml => decode_value(format, body).and_then(|value| {
+            let options = match value.get("deleteOptions") {
+                None | Some(Value::Null) => None,
+                Some(options) => Some(delete_options::from_json(options)?),
+            };
+            Ok((ObjectIdentity::from_json(&value), options))
+        }),
+        BodyFormat::Protobuf => protobuf::envelope(body)
+            .and_then(|envelope| protobuf::eviction(&envelope))
+            .map_err(|e| e.to_string()),
+        BodyFormat::Cbor => Err("CBOR bodies are not decoded".to_owned()),
+        BodyFormat::Unknown | BodyFormat::None => Err(format!(
+            "media type {:?} is not one the apiserver decodes",
+            content_type.unwrap_or_default()
+        )),
+    };
+    match decoded {
+        Ok((identity, options)) => {
+            let options = options.unwrap_or_default();
+            analysis.dry_run |= options.dry_run;
+            analysis.delete_options = Some(options);
+            analysis.object = Some(identity);
+        }
+        Err(e) => analysis.opaque(format!("eviction body does not decode: {e}")),
+    }
+}
+
+#[cfg(test)]
+#[path = "analysis_tests.rs"]
+mod tests;

@@ -7,14 +7,30 @@
 //!
 //! Does not own: sessions (the `/s/<id>` prefix is stripped by [`crate::session`] before a
 //! path reaches this module), I/O of any kind, or judgement (that is [`crate::policy`]).
+//!
+//! # Layout
+//!
+//! | file | owns |
+//! |---|---|
+//! | `request_info.rs` | [`request_info`]: method + path + query -> [`RequestInfo`], refusals |
+//! | `query.rs` | the query string as Go's `net/url` and the apiserver read it |
+//! | `field_selector.rs` | `fieldSelector=metadata.name=<n>` naming a list's object |
+//! | `analysis.rs` | [`analyse`]: body -> [`Analysis`] (patch type, whole object, options) |
+//! | `paths.rs` | touched paths of JSON patch, merge patch, strategic merge patch, objects |
+//! | `delete_options.rs` | DeleteOptions from the body *or* the query, as the apiserver reads them |
+//! | `protobuf.rs` | a bounded reader for the `k8s\0` protobuf envelope, ObjectMeta, DeleteOptions |
 
 mod analysis;
+mod delete_options;
 mod field_selector;
+mod paths;
+mod protobuf;
 mod query;
 mod request_info;
 
 pub use analysis::{
     analyse, Analysis, BodyFormat, DeleteOptions, ObjectIdentity, OwnerReference, PatchType,
-    WholeObject,
+    WholeObject, SSA_WHOLE_OBJECT_MIN_LEAVES,
 };
+pub use paths::MAX_TOUCHED_PATHS;
 pub use request_info::{request_info, ClassifyError, RequestInfo, Verb};
