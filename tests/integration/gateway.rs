@@ -34,7 +34,7 @@ impl Collected {
 
 /// The control plane of this test run; fails (never skips) when there is none.
 pub fn cluster() -> RunningCluster {
-    RunningCluster::from_env().unwrap_or_else(|e| panic!("{e}"))
+    crate::support::cluster().clone()
 }
 
 /// How to start pathgate for one test.
@@ -287,14 +287,7 @@ pub fn failed(output: &Output) -> String {
 }
 
 /// A unique name with a prefix (namespaces are shared by every test of the run).
-pub fn unique(prefix: &str) -> String {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).unwrap();
-    format!(
-        "{prefix}-{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
+pub use crate::support::unique_name as unique;
 
 /// Creates a namespace directly on the apiserver (admin), for a test's own objects.
 pub async fn namespace(cluster: &RunningCluster, prefix: &str) -> String {
