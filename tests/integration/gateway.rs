@@ -63,11 +63,6 @@ impl GatewayBuilder {
         self
     }
 
-    pub fn gate(mut self, gate: Arc<dyn Gate>) -> Self {
-        self.gate = gate;
-        self
-    }
-
     pub async fn start(self) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let certs = pathgate::tls::init_certs(&dir.path().join("certs"), &[], false).unwrap();
