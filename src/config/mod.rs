@@ -168,5 +168,10 @@ fn split_serde_message(message: &str) -> (String, String) {
     } else {
         path
     };
-    (key, rest.to_string())
+    // "expected struct SafetyGatesFile" names a Rust type; say what the file should hold.
+    let reason = match rest.find("expected struct ") {
+        Some(at) => format!("{}expected a mapping of keys", &rest[..at]),
+        None => rest.to_string(),
+    };
+    (key, reason)
 }

@@ -204,6 +204,14 @@ fn type_errors_name_the_key_and_line() {
 
     let (key, _) = refused("protected_namespaces: kube-system\n");
     assert_eq!(key, "protected_namespaces");
+
+    let (key, reason) = refused("safety_gates: true\n");
+    assert_eq!(key, "safety_gates");
+    assert!(reason.ends_with("expected a mapping of keys"), "{reason}");
+
+    let (key, reason) = refused("- 1\n");
+    assert_eq!(key, "(document)");
+    assert!(reason.contains("mapping"), "{reason}");
 }
 
 #[test]

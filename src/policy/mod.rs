@@ -157,7 +157,9 @@ pub struct Finding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfirmRequest {
     /// The one-time token; `None` until the caller issues one (see
-    /// [`SessionStore::decide`] / [`Decision::attach_confirm_token`]).
+    /// [`SessionStore::decide`] / [`Decision::attach_confirm_token`]). Never serialised:
+    /// the ledger records that a confirmation was asked for, not the secret that passes it.
+    #[serde(skip)]
     pub token: Option<String>,
     /// How long the token stays valid.
     pub window_seconds: u64,

@@ -1687,3 +1687,13 @@ fn the_store_is_bounded() {
     );
     assert!(store.stats().expired_sessions >= 1);
 }
+
+#[test]
+fn the_token_is_not_serialised() {
+    let mut decision = case("pg007", ns_delete("kube-system")).run();
+    decision.attach_confirm_token("secret-token".to_string());
+    let json = serde_json::to_string(&decision).unwrap();
+    assert!(!json.contains("secret-token"), "{json}");
+    assert!(json.contains("\"window_seconds\":300"), "{json}");
+    assert!(decision.status_message().unwrap().contains("secret-token"));
+}
