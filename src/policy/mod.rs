@@ -132,7 +132,8 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Rewrite {
-    /// Add `dryRun=All` to the query.
+    /// Add `dryRun=All` to the query. On a DELETE that carries a DeleteOptions body the
+    /// apiserver ignores the query's options, so the body must get `"dryRun": ["All"]` too.
     AddDryRun,
     /// Set DeleteOptions.gracePeriodSeconds to `to`: in the query, and in the body when the
     /// body carries DeleteOptions (the body wins in the apiserver, so both must agree).
