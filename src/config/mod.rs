@@ -1,1 +1,177 @@
-//! config (in progress)
+//! Configuration: the YAML file model, its validation, the frozen [`Config`], and policy
+//! reloads.
+//!
+//! Owns: parsing (`serde`, unknown keys refused), validation into [`Config`] (the
+//! [`Policy`], [`ServerSettings`], [`LedgerSettings`]), errors that name the file, the key
+//! and the reason, the effective configuration printed by `pathgate check-config`, and the
+//! [`PolicyHandle`] that swaps the policy atomically on SIGHUP or file change.
+//!
+//! Does not own: command-line flags (`main.rs` merges them over [`ServerSettings`] and
+//! calls [`ServerSettings::check`]), the meaning of the ledger settings (the ledger module),
+//! or what the policy decides ([`crate::policy`]). No key here is reloadable except the
+//! policy ones: `server` and `ledger` changes need a restart, and a reload says so.
+
+mod file;
+mod reload;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use file::{
+    AuthMode, ConfigFile, LedgerFile, OnFailure, OtlpFile, RetryLoopFile, SafetyGatesFile,
+    SchemaEnforcementFile, ServerFile, WebhookFile,
+};
+pub use reload::{watch, watch_with, PolicyHandle};
+pub use validate::{
+    LedgerSettings, OtlpSettings, ServerSettings, ValidationError, WebhookSettings,
+};
+
+use crate::policy::Policy;
+
+/// The validated configuration, frozen after loading.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub policy: Policy,
+    pub server: ServerSettings,
+    pub ledger: LedgerSettings,
+}
+
+/// Why a configuration file was refused. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read the configuration file: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key is unknown, has the wrong type, or has a value outside what it accepts.
+    #[error("{}{}: {key}: {reason}", file.display(), location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    Invalid {
+        file: PathBuf,
+        /// Dotted key path (`safety_gates.max_patch_keys`); `(document)` for the whole file.
+        key: String,
+        reason: String,
+        /// Line and column, when the YAML parser knows them.
+        location: Option<(usize, usize)>,
+    },
+}
+
+impl ConfigError {
+    /// The key the error is about (`None` when the file could not be read).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Read { .. } => None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file. Relative paths in it are resolved
+    /// against the file's directory.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::from_yaml(&text, path)?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and validates YAML text; `file` only names the source in errors (relative
+    /// paths are left as written).
+    pub fn from_yaml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let parsed = parse(text, file)?;
+        Config::try_from(parsed).map_err(|e| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key: e.key,
+            reason: e.reason,
+            location: None,
+        })
+    }
+
+    /// The effective configuration as YAML (every key, every rule's action explicit); it
+    /// loads back to the same configuration.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(&self.to_file()).expect("the file model always serialises")
+    }
+}
+
+/// `pathgate check-config FILE`: validates the file and returns the effective
+/// configuration as YAML.
+pub fn check_config(path: impl AsRef<Path>) -> Result<String, ConfigError> {
+    Ok(Config::load(path)?.to_yaml())
+}
+
+/// The YAML parse stage, with serde's message split into key and reason.
+fn parse(text: &str, file: &Path) -> Result<ConfigFile, ConfigError> {
+    // An empty file (or one with only comments) is the default configuration.
+    if text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---"
+    }) {
+        return Ok(ConfigFile::default());
+    }
+    serde_yaml::from_str(text).map_err(|error| {
+        let location = error.location().map(|l| (l.line(), l.column()));
+        let (key, reason) = split_serde_message(&error.to_string());
+        ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key,
+            reason,
+            location,
+        }
+    })
+}
+
+/// serde_yaml says `safety_gates.max_patch_keys: invalid type: ... at line 3 column 19`,
+/// or `safety_gates: unknown field `foo`, expected one of `a`, `b``. Splits that into the
+/// key path and a reason; an unknown field becomes its own key path with the valid keys
+/// listed.
+fn split_serde_message(message: &str) -> (String, String) {
+    let message = match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    let (path, rest) = match message.split_once(": ") {
+        Some((path, rest)) if !path.is_empty() && !path.contains(char::is_whitespace) => {
+            (path.to_string(), rest)
+        }
+        _ => (String::new(), message),
+    };
+    if let Some(after) = rest.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = after.split_once('`') {
+            let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let key = if path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
+            let reason = if valid.is_empty() {
+                "unknown key; this section takes no keys".to_string()
+            } else {
+                format!("unknown key; valid keys are: {}", valid.join(", "))
+            };
+            return (key, reason);
+        }
+    }
+    let key = if path.is_empty() {
+        "(document)".to_string()
+    } else {
+        path
+    };
+    // "expected struct SafetyGatesFile" names a Rust type; say what the file should hold.
+    let reason = match rest.find("expected struct ") {
+        Some(at) => format!("{}expected a mapping of keys", &rest[..at]),
+        None => rest.to_string(),
+    };
+    (key, reason)
+}

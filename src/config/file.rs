@@ -1,0 +1,173 @@
+//! The configuration file as written: every key optional, unknown keys refused.
+//!
+//! This is the parse stage only; [`super::validate`] turns it into the frozen
+//! [`super::Config`]. The same types serialise the effective configuration for
+//! `pathgate check-config`, so its output is itself a valid file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Mode, RuleAction};
+
+/// The top level of a pathgate configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_gates: Option<SafetyGatesFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_enforcement: Option<SchemaEnforcementFile>,
+    /// Rule id (or name) -> action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<BTreeMap<String, RuleAction>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protected_namespaces: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mutation_namespaces: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_grace_period_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_window_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_loop: Option<RetryLoopFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerFile>,
+}
+
+/// `safety_gates:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyGatesFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run_default: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_patch_keys: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_direct_deletion: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_grace_period: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force_full_replace_allowed: Option<bool>,
+}
+
+/// `schema_enforcement:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaEnforcementFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict_identity: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_selector_filter: Option<bool>,
+    /// `null` (or absent) disables the PG011 rewrite. Serialised even when `None`, so the
+    /// effective configuration shows the key.
+    #[serde(default)]
+    pub discovery_payload_limit: Option<u64>,
+}
+
+/// `retry_loop:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryLoopFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+}
+
+/// How pathgate authenticates to the apiserver (`server.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Forward the client's own bearer token; pathgate holds no cluster credentials.
+    Passthrough,
+    /// pathgate's own kubeconfig or service account; the client's `Authorization` is
+    /// dropped.
+    Sidecar,
+    /// pathgate's own identity plus `Impersonate-User/Group` from the client certificate.
+    Impersonate,
+}
+
+/// `server:` — every key optional; command-line flags override them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_kubeconfig: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_cluster: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_session: Option<String>,
+}
+
+/// What happens to requests when the ledger cannot record them (`ledger.on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Keep serving; count and alarm the lost entries.
+    #[default]
+    FailOpen,
+    /// Refuse mutations (503) while entries cannot be recorded; reads keep flowing.
+    FailClosedMutations,
+}
+
+/// `ledger.otlp:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpFile {
+    pub endpoint: String,
+}
+
+/// `ledger.webhook:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFile {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+}
+
+/// `ledger:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_segment_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jsonl: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookFile>,
+}

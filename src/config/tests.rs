@@ -1,0 +1,578 @@
+//! Tests of parsing, validation, the effective configuration and reloads.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+use crate::policy::{Mode, NamespacePattern, RuleAction, RuleId};
+
+fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml(yaml, Path::new("test.yaml"))
+}
+
+/// The error's (key, reason) for a file that must be refused.
+fn refused(yaml: &str) -> (String, String) {
+    match parse(yaml) {
+        Ok(config) => panic!("accepted {yaml:?}: {config:?}"),
+        Err(ConfigError::Invalid {
+            key, reason, file, ..
+        }) => {
+            assert_eq!(file, PathBuf::from("test.yaml"));
+            (key, reason)
+        }
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pathgate.example.yaml")
+}
+
+#[test]
+fn empty_file_is_the_default() {
+    assert_eq!(parse("").unwrap(), Config::default());
+    assert_eq!(parse("# only a comment\n---\n").unwrap(), Config::default());
+    assert_eq!(parse("{}").unwrap(), Config::default());
+}
+
+#[test]
+fn the_published_template_loads() {
+    let config = Config::load(example_path()).expect("config/pathgate.example.yaml loads");
+    let policy = &config.policy;
+    assert_eq!(policy.mode, Mode::Enforce);
+    assert!(policy.safety_gates.dry_run_default);
+    assert_eq!(policy.safety_gates.max_patch_keys, 3);
+    assert!(!policy.safety_gates.allow_direct_deletion);
+    assert!(policy.safety_gates.require_grace_period);
+    assert!(!policy.safety_gates.force_full_replace_allowed);
+    assert!(policy.schema_enforcement.strict_identity);
+    assert!(policy.schema_enforcement.label_selector_filter);
+    assert_eq!(policy.schema_enforcement.discovery_payload_limit, Some(50));
+    assert_eq!(policy.rule_action(RuleId::PG011), RuleAction::Rewrite);
+    assert_eq!(policy.min_grace_period_seconds, 30);
+    assert_eq!(config.server.auth, Some(AuthMode::Passthrough));
+    assert_eq!(
+        config.server.listen,
+        Some("127.0.0.1:8443".parse().unwrap())
+    );
+    assert_eq!(
+        config.ledger.dir,
+        Some(PathBuf::from("/var/lib/pathgate/ledger"))
+    );
+    assert_eq!(config.ledger.on_failure, OnFailure::FailOpen);
+}
+
+#[test]
+fn a_full_file_sets_every_key() {
+    let config = parse(
+        r#"
+mode: rehearse
+safety_gates:
+  dry_run_default: false
+  max_patch_keys: 5
+  allow_direct_deletion: true
+  require_grace_period: false
+  force_full_replace_allowed: true
+schema_enforcement:
+  strict_identity: false
+  label_selector_filter: false
+  discovery_payload_limit: null
+rules:
+  PG004: confirm
+  secret-read: off
+protected_namespaces: [prod, "prod-*"]
+mutation_namespaces: ["agent-*"]
+min_grace_period_seconds: 10
+confirm_window_seconds: 60
+retry_loop: {window_seconds: 120, threshold: 4}
+server:
+  listen: "[::1]:8443"
+  admin_listen: 127.0.0.1:9443
+  auth: sidecar
+  upstream_kubeconfig: /etc/kube/config
+  context: dev
+  tls_cert: /c.crt
+  tls_key: /c.key
+  client_ca: /ca.crt
+  max_body_bytes: 1048576
+  default_session: run-1
+ledger:
+  dir: /spool
+  on_failure: fail-closed-mutations
+  fsync: false
+  flush_interval_ms: 50
+  max_segment_bytes: 1048576
+  jsonl: /l.jsonl
+  stdout: true
+  otlp: {endpoint: "http://127.0.0.1:4318"}
+  webhook: {url: "https://127.0.0.1:9000/hook", batch_size: 10}
+"#,
+    )
+    .unwrap();
+    let p = &config.policy;
+    assert_eq!(p.mode, Mode::Rehearse);
+    assert_eq!(p.safety_gates.max_patch_keys, 5);
+    assert_eq!(p.rule_action(RuleId::PG004), RuleAction::Confirm);
+    assert_eq!(p.rule_action(RuleId::PG012), RuleAction::Off);
+    assert_eq!(
+        p.rule_action(RuleId::PG010),
+        RuleAction::Flag,
+        "dry_run_default: false"
+    );
+    assert_eq!(p.rule_action(RuleId::PG002), RuleAction::Flag);
+    assert_eq!(p.rule_action(RuleId::PG005), RuleAction::Flag);
+    assert_eq!(p.rule_action(RuleId::PG006), RuleAction::Flag);
+    assert_eq!(p.rule_action(RuleId::PG011), RuleAction::Off);
+    assert_eq!(p.protected_namespaces.len(), 2);
+    assert!(p.is_protected("prod-eu"));
+    assert!(
+        !p.is_protected("kube-system"),
+        "the list replaces the defaults"
+    );
+    assert_eq!(
+        p.mutation_namespaces,
+        vec![NamespacePattern::new("agent-*").unwrap()]
+    );
+    assert_eq!(
+        (p.min_grace_period_seconds, p.confirm_window_seconds),
+        (10, 60)
+    );
+    assert_eq!(
+        (p.retry_loop.window_seconds, p.retry_loop.threshold),
+        (120, 4)
+    );
+    assert_eq!(config.server.listen, Some("[::1]:8443".parse().unwrap()));
+    assert_eq!(config.server.default_session.as_deref(), Some("run-1"));
+    assert_eq!(config.ledger.on_failure, OnFailure::FailClosedMutations);
+    assert_eq!(
+        config.ledger.webhook.as_ref().map(|w| w.batch_size),
+        Some(10)
+    );
+    assert!(config.ledger.stdout);
+}
+
+#[test]
+fn unknown_keys_are_named_with_the_valid_ones() {
+    let (key, reason) = refused("safety_gates:\n  max_patch_key: 3\n");
+    assert_eq!(key, "safety_gates.max_patch_key");
+    assert!(
+        reason.contains("valid keys are: dry_run_default, max_patch_keys"),
+        "{reason}"
+    );
+
+    let (key, reason) = refused("modes: enforce\n");
+    assert_eq!(key, "modes");
+    assert!(reason.contains("mode, safety_gates"), "{reason}");
+
+    let (key, _) =
+        refused("ledger:\n  otlp:\n    endpoint: http://127.0.0.1:4318\n    insecure: true\n");
+    assert_eq!(key, "ledger.otlp.insecure");
+}
+
+#[test]
+fn type_errors_name_the_key_and_line() {
+    let error = parse("safety_gates:\n  max_patch_keys: many\n").unwrap_err();
+    let ConfigError::Invalid {
+        key,
+        reason,
+        location,
+        ..
+    } = &error
+    else {
+        panic!("{error}");
+    };
+    assert_eq!(key, "safety_gates.max_patch_keys");
+    assert!(reason.contains("invalid type"), "{reason}");
+    assert_eq!(location.map(|l| l.0), Some(2));
+    let shown = error.to_string();
+    assert!(shown.starts_with("test.yaml:2:"), "{shown}");
+    assert!(
+        shown.contains("safety_gates.max_patch_keys: invalid type"),
+        "{shown}"
+    );
+
+    let (key, reason) = refused("mode: enforcing\n");
+    assert_eq!(key, "mode");
+    assert!(
+        reason.contains("observe") && reason.contains("rehearse"),
+        "{reason}"
+    );
+
+    let (key, reason) = refused("rules:\n  PG004: block\n");
+    assert_eq!(key, "rules.PG004");
+    assert!(reason.contains("confirm"), "{reason}");
+
+    let (key, _) = refused("protected_namespaces: kube-system\n");
+    assert_eq!(key, "protected_namespaces");
+
+    let (key, reason) = refused("safety_gates: true\n");
+    assert_eq!(key, "safety_gates");
+    assert!(reason.ends_with("expected a mapping of keys"), "{reason}");
+
+    let (key, reason) = refused("- 1\n");
+    assert_eq!(key, "(document)");
+    assert!(reason.contains("mapping"), "{reason}");
+}
+
+#[test]
+fn values_are_validated() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "safety_gates: {max_patch_keys: 0}",
+            "safety_gates.max_patch_keys",
+            "out of range",
+        ),
+        (
+            "min_grace_period_seconds: -1",
+            "min_grace_period_seconds",
+            "out of range",
+        ),
+        (
+            "confirm_window_seconds: 1",
+            "confirm_window_seconds",
+            "out of range",
+        ),
+        (
+            "retry_loop: {threshold: 1}",
+            "retry_loop.threshold",
+            "out of range",
+        ),
+        (
+            "schema_enforcement: {discovery_payload_limit: 0}",
+            "schema_enforcement.discovery_payload_limit",
+            "null",
+        ),
+        ("rules: {PG018: deny}", "rules.PG018", "PG001..PG017"),
+        ("rules: {PG004: rewrite}", "rules.PG004", "has no rewrite"),
+        (
+            "rules: {PG011: rewrite}",
+            "rules.PG011",
+            "discovery_payload_limit",
+        ),
+        (
+            "rules: {PG004: deny, direct-pod-delete: flag}",
+            "rules.direct-pod-delete",
+            "twice",
+        ),
+        (
+            "protected_namespaces: [ok, Not_OK]",
+            "protected_namespaces[1]",
+            "namespace name",
+        ),
+        (
+            "mutation_namespaces: ['']",
+            "mutation_namespaces[0]",
+            "namespace name",
+        ),
+        (
+            "server: {listen: localhost}",
+            "server.listen",
+            "address:port",
+        ),
+        ("server: {tls_cert: /a.crt}", "server.tls_key", "both"),
+        (
+            "server: {in_cluster: true, upstream_kubeconfig: /k}",
+            "server.in_cluster",
+            "exclusive",
+        ),
+        (
+            "server: {auth: impersonate}",
+            "server.client_ca",
+            "client certificates",
+        ),
+        ("server: {auth: token}", "server.auth", "passthrough"),
+        (
+            "server: {max_body_bytes: 10}",
+            "server.max_body_bytes",
+            "out of range",
+        ),
+        (
+            "server: {default_session: 'a b'}",
+            "server.default_session",
+            "session id",
+        ),
+        (
+            "ledger: {otlp: {endpoint: '127.0.0.1:4318'}}",
+            "ledger.otlp.endpoint",
+            "http://",
+        ),
+        (
+            "ledger: {webhook: {url: 'http://'}}",
+            "ledger.webhook.url",
+            "host",
+        ),
+        (
+            "ledger: {on_failure: fail-closed-mutations}",
+            "ledger.on_failure",
+            "sink",
+        ),
+        (
+            "ledger: {on_failure: fail-closed}",
+            "ledger.on_failure",
+            "fail-open",
+        ),
+        (
+            "ledger: {flush_interval_ms: 0}",
+            "ledger.flush_interval_ms",
+            "out of range",
+        ),
+    ];
+    for (yaml, want_key, want_reason) in cases {
+        let (key, reason) = refused(yaml);
+        assert_eq!(&key, want_key, "{yaml}: {reason}");
+        assert!(reason.contains(want_reason), "{yaml}: {key}: {reason}");
+    }
+}
+
+#[test]
+fn rules_accept_ids_and_names() {
+    let config = parse("rules: {pg001: deny, unbounded-list: off}").unwrap();
+    assert_eq!(config.policy.rule_action(RuleId::PG001), RuleAction::Deny);
+    assert_eq!(config.policy.rule_action(RuleId::PG011), RuleAction::Off);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pathgate.yaml");
+    std::fs::write(&path, "server: {upstream_kubeconfig: kube/config, tls_cert: /abs.crt, tls_key: k.key}\nledger: {dir: spool}\n").unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(
+        config.server.upstream_kubeconfig,
+        Some(dir.path().join("kube/config"))
+    );
+    assert_eq!(config.server.tls_cert, Some(PathBuf::from("/abs.crt")));
+    assert_eq!(config.server.tls_key, Some(dir.path().join("k.key")));
+    assert_eq!(config.ledger.dir, Some(dir.path().join("spool")));
+}
+
+#[test]
+fn a_missing_file_is_a_read_error_naming_it() {
+    let error = Config::load("/nonexistent/pathgate.yaml").unwrap_err();
+    assert!(matches!(error, ConfigError::Read { .. }));
+    assert!(
+        error
+            .to_string()
+            .starts_with("/nonexistent/pathgate.yaml: cannot read"),
+        "{error}"
+    );
+}
+
+#[test]
+fn check_config_prints_a_file_that_loads_back_the_same() {
+    let printed = check_config(example_path()).unwrap();
+    assert!(printed.contains("PG011: rewrite"), "{printed}");
+    assert!(printed.contains("max_patch_keys: 3"), "{printed}");
+    let again = Config::from_yaml(&printed, Path::new("printed.yaml")).unwrap();
+    let original = Config::load(example_path()).unwrap();
+    assert_eq!(
+        again.policy.effective_rules(),
+        original.policy.effective_rules()
+    );
+    assert_eq!(again.server, original.server);
+    assert_eq!(again.ledger, original.ledger);
+    assert_eq!(again.to_yaml(), printed, "printing is a fixed point");
+
+    let default = Config::default().to_yaml();
+    let reparsed = Config::from_yaml(&default, Path::new("default.yaml")).unwrap();
+    assert_eq!(
+        reparsed.policy.effective_rules(),
+        Config::default().policy.effective_rules()
+    );
+    assert!(
+        default.contains("discovery_payload_limit: null"),
+        "{default}"
+    );
+}
+
+/// Every key of a fully populated file, as dotted paths.
+fn all_keys() -> Vec<String> {
+    fn walk(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let serde_yaml::Value::Mapping(map) = value {
+            for (k, v) in map {
+                let k = k.as_str().unwrap();
+                let path = if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if prefix == "rules" {
+                    continue;
+                }
+                out.push(path.clone());
+                walk(v, &path, out);
+            }
+        }
+    }
+    let mut config = Config::load(example_path()).unwrap();
+    config.server.upstream_kubeconfig = Some("/k".into());
+    config.server.context = Some("c".into());
+    config.server.tls_cert = Some("/c".into());
+    config.server.tls_key = Some("/k".into());
+    config.server.client_ca = Some("/ca".into());
+    config.ledger.jsonl = Some("/j".into());
+    config.ledger.otlp = Some(OtlpSettings {
+        endpoint: "http://127.0.0.1:4318".into(),
+    });
+    config.ledger.webhook = Some(WebhookSettings {
+        url: "http://127.0.0.1:1".into(),
+        batch_size: 1,
+    });
+    let value = serde_yaml::to_value(config.to_file()).unwrap();
+    let mut keys = Vec::new();
+    walk(&value, "", &mut keys);
+    keys
+}
+
+#[test]
+fn docs_config_md_documents_every_key() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.md"))
+            .expect("docs/config.md exists");
+    let keys = all_keys();
+    assert!(keys.len() > 40, "{keys:?}");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| !docs.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/config.md does not document {missing:?}"
+    );
+}
+
+#[test]
+fn docs_rules_md_has_an_entry_per_rule() {
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
+        .expect("docs/rules.md exists");
+    for rule in crate::policy::catalog() {
+        let heading = format!("## {} {}", rule.id, rule.name);
+        assert!(docs.contains(&heading), "docs/rules.md lacks {heading:?}");
+    }
+}
+
+// ---- reloads ----
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn reload_swaps_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    write(&path, "safety_gates: {max_patch_keys: 3}\n");
+    let handle = PolicyHandle::new(&Config::load(&path).unwrap(), None);
+    let before = handle.current();
+    write(&path, "safety_gates: {max_patch_keys: 7}\n");
+    let after = handle.reload_from(&path).unwrap();
+    assert_eq!(after.safety_gates.max_patch_keys, 7);
+    assert_eq!(handle.current().safety_gates.max_patch_keys, 7);
+    assert_eq!(
+        before.safety_gates.max_patch_keys, 3,
+        "a snapshot taken before stays whole"
+    );
+    assert_eq!(handle.generation(), 1);
+}
+
+#[test]
+fn a_bad_reload_keeps_the_old_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    write(&path, "mode: observe\n");
+    let handle = PolicyHandle::new(&Config::load(&path).unwrap(), None);
+    write(&path, "mode: observe\nsafety_gates: {max_patch_keys: 0}\n");
+    let error = handle.reload_from(&path).unwrap_err();
+    assert_eq!(error.key(), Some("safety_gates.max_patch_keys"));
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
+    assert_eq!(handle.current().mode, Mode::Observe);
+    assert_eq!(handle.current().safety_gates.max_patch_keys, 3);
+    assert_eq!(handle.generation(), 0);
+
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(
+        handle.reload_from(&path),
+        Err(ConfigError::Read { .. })
+    ));
+    assert_eq!(handle.current().mode, Mode::Observe);
+}
+
+#[test]
+fn the_command_line_mode_survives_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    write(&path, "mode: enforce\n");
+    let handle = PolicyHandle::new(&Config::load(&path).unwrap(), Some(Mode::Observe));
+    assert_eq!(handle.current().mode, Mode::Observe);
+    write(&path, "mode: rehearse\nmin_grace_period_seconds: 5\n");
+    handle.reload_from(&path).unwrap();
+    assert_eq!(handle.current().mode, Mode::Observe);
+    assert_eq!(handle.current().min_grace_period_seconds, 5);
+}
+
+async fn wait_for(handle: &PolicyHandle, generation: u64) -> bool {
+    for _ in 0..200 {
+        if handle.generation() >= generation {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_watcher_reloads_on_change_and_skips_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    write(&path, "min_grace_period_seconds: 30\n");
+    let handle = PolicyHandle::new(&Config::load(&path).unwrap(), None);
+    let task = tokio::spawn(watch_with(
+        path.clone(),
+        handle.clone(),
+        Duration::from_millis(20),
+        None,
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handle.generation(), 0, "unchanged content does not reload");
+
+    write(&path, "min_grace_period_seconds: 45\n");
+    assert!(wait_for(&handle, 1).await, "change picked up");
+    assert_eq!(handle.current().min_grace_period_seconds, 45);
+
+    write(&path, "min_grace_period_seconds: [oops]\n");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(handle.generation(), 1, "a bad file is not applied");
+    assert_eq!(handle.current().min_grace_period_seconds, 45);
+
+    write(&path, "min_grace_period_seconds: 60\n");
+    assert!(wait_for(&handle, 2).await, "a fixed file is applied");
+    assert_eq!(handle.current().min_grace_period_seconds, 60);
+    task.abort();
+}
+
+#[tokio::test]
+async fn sighup_reloads() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    write(&path, "confirm_window_seconds: 300\n");
+    let handle = PolicyHandle::new(&Config::load(&path).unwrap(), None);
+    // Registered before the signal is raised: an unhandled SIGHUP would end the process.
+    let hangup = signal(SignalKind::hangup()).unwrap();
+    // Polling is effectively off, so only the signal can trigger this reload.
+    let task = tokio::spawn(watch_with(
+        path.clone(),
+        handle.clone(),
+        Duration::from_secs(3600),
+        Some(hangup),
+    ));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    write(&path, "confirm_window_seconds: 120\n");
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(wait_for(&handle, 1).await, "SIGHUP reloaded the policy");
+    assert_eq!(handle.current().confirm_window_seconds, 120);
+    task.abort();
+}

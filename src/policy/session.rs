@@ -1,0 +1,419 @@
+//! Session memory: what each session has done that later decisions depend on.
+//!
+//! Remembers, per session and per request [`Fingerprint`]: successful server dry runs
+//! (PG010), recent failures (PG015) and pending confirmation tokens. In memory only, no
+//! I/O; bounded in sessions (least recently used evicted), entries per session and time
+//! (idle sessions expire). A restart forgets everything, which only makes pathgate
+//! stricter (a dry run must be repeated, a token re-issued).
+//!
+//! Time is passed in (`now: Instant`) so that tests can move the clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::decide::{decide, is_failure};
+use super::{Decision, Facts, Fingerprint, Policy, RequestContext, SessionFacts};
+use crate::classify::{Analysis, RequestInfo};
+
+/// The bounds of a [`SessionStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Sessions kept; past it the least recently used one is forgotten.
+    pub max_sessions: usize,
+    /// Fingerprints remembered per session (dry runs, and failing requests, each).
+    pub max_entries_per_session: usize,
+    /// Pending confirmation tokens per session.
+    pub max_tokens_per_session: usize,
+    /// A session untouched this long is forgotten.
+    pub idle_ttl: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_sessions: 1024,
+            max_entries_per_session: 512,
+            max_tokens_per_session: 32,
+            idle_ttl: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+/// Counters for the metrics handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionStats {
+    /// Sessions currently remembered.
+    pub sessions: usize,
+    /// Sessions forgotten to stay under `max_sessions`.
+    pub evicted_sessions: u64,
+    /// Sessions forgotten after `idle_ttl`.
+    pub expired_sessions: u64,
+    /// Dry runs, failures or tokens forgotten to stay under a per-session bound.
+    pub evicted_entries: u64,
+}
+
+/// Why a confirmation token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The operating system's random source failed.
+    #[error("cannot draw a random confirmation token: {0}")]
+    Random(getrandom::Error),
+}
+
+#[derive(Debug)]
+struct PendingToken {
+    fingerprint: Fingerprint,
+    token: String,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct Session {
+    last_used: Instant,
+    /// Fingerprint -> when its last successful dry run was seen.
+    dry_runs: HashMap<Fingerprint, Instant>,
+    /// Fingerprint -> failure times, oldest first.
+    failures: HashMap<Fingerprint, VecDeque<Instant>>,
+    tokens: Vec<PendingToken>,
+}
+
+impl Session {
+    fn new(now: Instant) -> Self {
+        Session {
+            last_used: now,
+            dry_runs: HashMap::new(),
+            failures: HashMap::new(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: HashMap<String, Session>,
+    stats: SessionStats,
+    last_sweep: Option<Instant>,
+}
+
+/// The in-memory session memory, shared by every connection (`Arc<SessionStore>`).
+#[derive(Debug)]
+pub struct SessionStore {
+    limits: SessionLimits,
+    inner: Mutex<Inner>,
+}
+
+impl Default for SessionStore {
+    fn default() -> Self {
+        SessionStore::new(SessionLimits::default())
+    }
+}
+
+impl SessionStore {
+    /// An empty store with these bounds.
+    pub fn new(limits: SessionLimits) -> Self {
+        SessionStore {
+            limits,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The store holds no invariant a panicking holder could break halfway that matters
+        // more than keeping the proxy running: recover from poisoning.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the session remembers about `fingerprint` (never `confirmed`: that is set
+    /// only by a redemption, see [`SessionStore::decide`]).
+    pub fn session_facts(
+        &self,
+        session: &str,
+        fingerprint: &Fingerprint,
+        retry_window: Duration,
+        now: Instant,
+    ) -> SessionFacts {
+        let mut inner = self.lock();
+        self.sweep(&mut inner, now);
+        self.expire(&mut inner, session, now);
+        let Some(entry) = inner.sessions.get_mut(session) else {
+            return SessionFacts::default();
+        };
+        entry.last_used = now;
+        let recent_failures = entry
+            .failures
+            .get(fingerprint)
+            .map(|times| count_within(times, retry_window, now))
+            .unwrap_or(0);
+        SessionFacts {
+            dry_run_succeeded: entry.dry_runs.contains_key(fingerprint),
+            recent_failures,
+            confirmed: false,
+        }
+    }
+
+    /// Records how a forwarded (or refused) request ended: a 2xx dry run is remembered for
+    /// PG010, any 2xx clears the request's failures, a failure (>= 400, except 429) is
+    /// counted for PG015. Returns the failures of this fingerprint within `retry_window`,
+    /// this one included (what [`super::findings_from_response`] takes).
+    pub fn record_outcome(
+        &self,
+        session: &str,
+        fingerprint: &Fingerprint,
+        status: u16,
+        dry_run: bool,
+        retry_window: Duration,
+        now: Instant,
+    ) -> u32 {
+        let limits = self.limits;
+        let mut inner = self.lock();
+        self.sweep(&mut inner, now);
+        let mut evicted = 0;
+        let entry = self.session_mut(&mut inner, session, now);
+        let failures = if (200..300).contains(&status) {
+            entry.failures.remove(fingerprint);
+            if dry_run {
+                if !entry.dry_runs.contains_key(fingerprint)
+                    && entry.dry_runs.len() >= limits.max_entries_per_session
+                {
+                    evicted += evict_oldest(&mut entry.dry_runs, |t| *t);
+                }
+                entry.dry_runs.insert(*fingerprint, now);
+            }
+            0
+        } else if is_failure(status) {
+            if !entry.failures.contains_key(fingerprint)
+                && entry.failures.len() >= limits.max_entries_per_session
+            {
+                evicted += evict_oldest(&mut entry.failures, |times| {
+                    times.back().copied().unwrap_or(now)
+                });
+            }
+            let times = entry.failures.entry(*fingerprint).or_default();
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > retry_window)
+            {
+                times.pop_front();
+            }
+            // Only counts up to the window matter; a loop of thousands keeps a bounded list.
+            if times.len() >= limits.max_entries_per_session {
+                times.pop_front();
+            }
+            times.push_back(now);
+            count_within(times, retry_window, now)
+        } else {
+            0
+        };
+        inner.stats.evicted_entries += evicted;
+        failures
+    }
+
+    /// Issues a one-time token for `fingerprint` in `session`, valid for `window`. A newer
+    /// token for the same request replaces the older one.
+    pub fn issue_confirm_token(
+        &self,
+        session: &str,
+        fingerprint: &Fingerprint,
+        window: Duration,
+        now: Instant,
+    ) -> Result<String, SessionError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(SessionError::Random)?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let limits = self.limits;
+        let mut inner = self.lock();
+        self.sweep(&mut inner, now);
+        let entry = self.session_mut(&mut inner, session, now);
+        entry
+            .tokens
+            .retain(|t| t.expires > now && t.fingerprint != *fingerprint);
+        let mut evicted = 0;
+        if entry.tokens.len() >= limits.max_tokens_per_session {
+            // Tokens are pushed in issue order: the first one is the oldest.
+            entry.tokens.remove(0);
+            evicted = 1;
+        }
+        entry.tokens.push(PendingToken {
+            fingerprint: *fingerprint,
+            token: token.clone(),
+            expires: now + window,
+        });
+        inner.stats.evicted_entries += evicted;
+        Ok(token)
+    }
+
+    /// Redeems `token` for `fingerprint` in `session`: `true` once, within the window it was
+    /// issued with, for that exact request and session; the token is gone afterwards.
+    pub fn redeem(
+        &self,
+        session: &str,
+        fingerprint: &Fingerprint,
+        token: &str,
+        now: Instant,
+    ) -> bool {
+        let mut inner = self.lock();
+        self.expire(&mut inner, session, now);
+        let Some(entry) = inner.sessions.get_mut(session) else {
+            return false;
+        };
+        entry.last_used = now;
+        let position = entry.tokens.iter().position(|t| {
+            t.fingerprint == *fingerprint && t.expires > now && constant_time_eq(&t.token, token)
+        });
+        match position {
+            Some(index) => {
+                entry.tokens.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Decides with the session's memory: looks up the request's [`SessionFacts`], calls
+    /// the pure [`decide`], and when the decision asks for confirmation either redeems the
+    /// token presented (header `X-Pathgate-Confirm` in `ctx.confirm_token`, else the
+    /// `pathgate.dev/confirm` annotation of `facts.target`) and decides again as
+    /// confirmed, or issues a fresh token into [`Decision::confirm`].
+    pub fn decide(
+        &self,
+        policy: &Policy,
+        info: &RequestInfo,
+        analysis: &Analysis,
+        facts: &Facts,
+        ctx: &RequestContext,
+        now: Instant,
+    ) -> Decision {
+        let mut session = self.session_facts(
+            &ctx.session,
+            &ctx.fingerprint,
+            Duration::from_secs(policy.retry_loop.window_seconds),
+            now,
+        );
+        let mut decision = decide(info, analysis, facts, policy, ctx, &session);
+        if decision.action != super::Action::Confirm {
+            return decision;
+        }
+        let presented = ctx
+            .confirm_token
+            .as_deref()
+            .or_else(|| facts.confirm_annotation());
+        if let Some(token) = presented {
+            if self.redeem(&ctx.session, &ctx.fingerprint, token, now) {
+                session.confirmed = true;
+                return decide(info, analysis, facts, policy, ctx, &session);
+            }
+            decision.notices.push(
+                "the confirmation token presented is not valid for this request (expired, \
+                 already used, issued for another request or session); use the new one."
+                    .to_string(),
+            );
+        }
+        let window = Duration::from_secs(policy.confirm_window_seconds);
+        match self.issue_confirm_token(&ctx.session, &ctx.fingerprint, window, now) {
+            Ok(token) => decision.attach_confirm_token(token),
+            Err(error) => {
+                tracing::error!(%error, "confirmation token not issued");
+            }
+        }
+        decision
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> SessionStats {
+        let inner = self.lock();
+        SessionStats {
+            sessions: inner.sessions.len(),
+            ..inner.stats
+        }
+    }
+
+    /// The session's entry, created (evicting the least recently used session at the
+    /// bound) when missing.
+    fn session_mut<'a>(
+        &self,
+        inner: &'a mut Inner,
+        session: &str,
+        now: Instant,
+    ) -> &'a mut Session {
+        self.expire(inner, session, now);
+        if !inner.sessions.contains_key(session) && inner.sessions.len() >= self.limits.max_sessions
+        {
+            let oldest = inner
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(id, _)| id.clone());
+            if let Some(id) = oldest {
+                inner.sessions.remove(&id);
+                inner.stats.evicted_sessions += 1;
+            }
+        }
+        let entry = inner
+            .sessions
+            .entry(session.to_string())
+            .or_insert_with(|| Session::new(now));
+        entry.last_used = now;
+        entry
+    }
+
+    /// Forgets `session` if it has been idle past the TTL (the sweep is only periodic).
+    fn expire(&self, inner: &mut Inner, session: &str, now: Instant) {
+        let expired = inner
+            .sessions
+            .get(session)
+            .is_some_and(|s| now.saturating_duration_since(s.last_used) >= self.limits.idle_ttl);
+        if expired {
+            inner.sessions.remove(session);
+            inner.stats.expired_sessions += 1;
+        }
+    }
+
+    /// Forgets idle sessions; at most once a minute, so the scan stays off the hot path.
+    fn sweep(&self, inner: &mut Inner, now: Instant) {
+        let due = inner
+            .last_sweep
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(60));
+        if !due {
+            return;
+        }
+        inner.last_sweep = Some(now);
+        let ttl = self.limits.idle_ttl;
+        let before = inner.sessions.len();
+        inner
+            .sessions
+            .retain(|_, s| now.saturating_duration_since(s.last_used) < ttl);
+        inner.stats.expired_sessions += (before - inner.sessions.len()) as u64;
+    }
+}
+
+fn count_within(times: &VecDeque<Instant>, window: Duration, now: Instant) -> u32 {
+    times
+        .iter()
+        .filter(|t| now.saturating_duration_since(**t) <= window)
+        .count() as u32
+}
+
+/// Removes the entry with the oldest timestamp; returns how many were removed.
+fn evict_oldest<V>(map: &mut HashMap<Fingerprint, V>, time: impl Fn(&V) -> Instant) -> u64 {
+    let oldest = map.iter().min_by_key(|(_, v)| time(v)).map(|(k, _)| *k);
+    match oldest {
+        Some(key) => {
+            map.remove(&key);
+            1
+        }
+        None => 0,
+    }
+}
+
+/// Compares without an early exit, so response timing does not reveal how much of a
+/// guessed token was right.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}

@@ -1,0 +1,1718 @@
+//! Table tests for `decide` and tests of the session memory.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::*;
+use crate::classify::{Verb, WholeObject};
+use builders::*;
+
+/// Small builders for classified requests, so each table row reads like the request.
+pub(crate) mod builders {
+    use crate::classify::{
+        Analysis, BodyFormat, DeleteOptions, ObjectIdentity, RequestInfo, Verb, WholeObject,
+    };
+    use crate::policy::{Facts, Fingerprint, RequestContext, SessionFacts, TargetFact};
+
+    /// A request under construction.
+    #[derive(Clone)]
+    pub struct Req {
+        pub info: RequestInfo,
+        pub analysis: Analysis,
+    }
+
+    fn method(verb: Verb) -> &'static str {
+        match verb {
+            Verb::Get | Verb::List | Verb::Watch | Verb::NonResource => "GET",
+            Verb::Create | Verb::Connect => "POST",
+            Verb::Update => "PUT",
+            Verb::Patch => "PATCH",
+            Verb::Delete | Verb::DeleteCollection => "DELETE",
+        }
+    }
+
+    fn verb_name(verb: Verb) -> &'static str {
+        match verb {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+            Verb::Connect => "create",
+            Verb::NonResource => "get",
+        }
+    }
+
+    /// A core-group (`/api/v1`) request.
+    pub fn req(verb: Verb, resource: &str) -> Req {
+        let mut r = Req {
+            info: RequestInfo {
+                is_resource_request: true,
+                verb,
+                method: method(verb).to_string(),
+                path: String::new(),
+                api_prefix: "api".to_string(),
+                api_group: String::new(),
+                api_version: "v1".to_string(),
+                namespace: String::new(),
+                resource: resource.to_string(),
+                subresource: String::new(),
+                name: String::new(),
+                is_discovery: false,
+                apiserver_verb: verb_name(verb).to_string(),
+                upgrade: None,
+            },
+            analysis: Analysis {
+                patch_type: None,
+                body_format: BodyFormat::None,
+                touched_paths: Vec::new(),
+                whole_object: None,
+                dry_run: false,
+                delete_options: None,
+                field_manager: None,
+                force: false,
+                object: None,
+                opaque_reason: None,
+                list_limit: None,
+                has_selector: false,
+                paths_known: true,
+                payload_leaves: 0,
+            },
+        };
+        if matches!(verb, Verb::Create | Verb::Update | Verb::Patch) {
+            r.analysis.body_format = BodyFormat::Json;
+        }
+        if matches!(verb, Verb::Delete | Verb::DeleteCollection) {
+            r.analysis.body_format = BodyFormat::Json;
+            r.analysis.delete_options = Some(DeleteOptions {
+                propagation_policy: Some("Background".to_string()),
+                source: "body",
+                ..DeleteOptions::default()
+            });
+        }
+        r.repath()
+    }
+
+    /// `/version`, `/apis`: discovery.
+    pub fn discovery(path: &str) -> Req {
+        let mut r = req(Verb::NonResource, "");
+        r.info.is_resource_request = false;
+        r.info.is_discovery = true;
+        r.info.api_prefix.clear();
+        r.info.api_version.clear();
+        r.info.path = path.to_string();
+        r
+    }
+
+    impl Req {
+        fn repath(mut self) -> Self {
+            let i = &self.info;
+            if !i.is_resource_request {
+                return self;
+            }
+            let mut path = format!("/{}", i.api_prefix);
+            if !i.api_group.is_empty() {
+                path += &format!("/{}", i.api_group);
+            }
+            path += &format!("/{}", i.api_version);
+            if !i.namespace.is_empty() {
+                path += &format!("/namespaces/{}", i.namespace);
+            }
+            path += &format!("/{}", i.resource);
+            if !i.name.is_empty() {
+                path += &format!("/{}", i.name);
+            }
+            if !i.subresource.is_empty() {
+                path += &format!("/{}", i.subresource);
+            }
+            self.info.path = path;
+            self
+        }
+        pub fn group(mut self, group: &str) -> Self {
+            self.info.api_prefix = "apis".to_string();
+            self.info.api_group = group.to_string();
+            self.repath()
+        }
+        pub fn ns(mut self, namespace: &str) -> Self {
+            self.info.namespace = namespace.to_string();
+            self.repath()
+        }
+        pub fn name(mut self, name: &str) -> Self {
+            self.info.name = name.to_string();
+            self.repath()
+        }
+        pub fn sub(mut self, subresource: &str) -> Self {
+            self.info.subresource = subresource.to_string();
+            self.repath()
+        }
+        pub fn paths(mut self, paths: &[&str]) -> Self {
+            self.analysis.touched_paths = paths.iter().map(|p| p.to_string()).collect();
+            self
+        }
+        pub fn whole(mut self, whole: WholeObject) -> Self {
+            self.analysis.whole_object = Some(whole);
+            self
+        }
+        pub fn dry_run(mut self) -> Self {
+            self.analysis.dry_run = true;
+            if let Some(options) = &mut self.analysis.delete_options {
+                options.dry_run = true;
+            }
+            self
+        }
+        pub fn grace(mut self, seconds: i64) -> Self {
+            self.analysis
+                .delete_options
+                .get_or_insert_with(DeleteOptions::default)
+                .grace_period_seconds = Some(seconds);
+            self
+        }
+        pub fn opaque(mut self, reason: &str) -> Self {
+            self.analysis.body_format = BodyFormat::Protobuf;
+            self.analysis.delete_options = None;
+            self.analysis.opaque_reason = Some(reason.to_string());
+            self
+        }
+        pub fn limit(mut self, limit: u64) -> Self {
+            self.analysis.list_limit = Some(limit);
+            self
+        }
+        pub fn selector(mut self) -> Self {
+            self.analysis.has_selector = true;
+            self
+        }
+        /// The identity the body declares (for creates: the name of the new object).
+        pub fn body(mut self, kind: &str, name: &str) -> Self {
+            self.analysis.object = Some(ObjectIdentity {
+                kind: Some(kind.to_string()),
+                name: Some(name.to_string()),
+                namespace: (!self.info.namespace.is_empty()).then(|| self.info.namespace.clone()),
+                ..ObjectIdentity::default()
+            });
+            self
+        }
+        pub fn info(&self) -> RequestInfo {
+            self.info.clone()
+        }
+    }
+
+    /// A pod as the apiserver returns it, owned by `owner` (kind, name) as controller.
+    pub fn pod(owner: Option<(&str, &str)>, template_hash: Option<&str>) -> TargetFact {
+        let mut pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-5d9c7b-x2x9z", "namespace": "shop", "labels": {}},
+        });
+        if let Some((kind, name)) = owner {
+            pod["metadata"]["ownerReferences"] = serde_json::json!([{
+                "apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u-1",
+                "controller": true, "blockOwnerDeletion": true
+            }]);
+        }
+        if let Some(hash) = template_hash {
+            pod["metadata"]["labels"]["pod-template-hash"] = serde_json::json!(hash);
+        }
+        TargetFact::Present(pod)
+    }
+
+    pub fn facts(target: TargetFact) -> Facts {
+        Facts {
+            target,
+            effect_paths: None,
+        }
+    }
+
+    pub fn ctx() -> RequestContext {
+        RequestContext {
+            session: "s1".to_string(),
+            fingerprint: Fingerprint::from_bytes([7; 32]),
+            impersonation_headers: false,
+            pathgate_credentials: true,
+            confirm_token: None,
+        }
+    }
+
+    /// A session that already ran the request as a server dry run.
+    pub fn dry_run_done() -> SessionFacts {
+        SessionFacts {
+            dry_run_succeeded: true,
+            ..SessionFacts::default()
+        }
+    }
+}
+
+/// One row of the decision table.
+struct Case {
+    name: &'static str,
+    req: Req,
+    facts: Facts,
+    ctx: RequestContext,
+    session: SessionFacts,
+    policy: Policy,
+    action: Action,
+    rules: &'static [&'static str],
+    rewrites: Option<Vec<Rewrite>>,
+}
+
+fn case(name: &'static str, req: Req) -> Case {
+    Case {
+        name,
+        req,
+        facts: Facts::default(),
+        ctx: ctx(),
+        // Most rows isolate one rule: the dry run PG010 asks for has happened.
+        session: dry_run_done(),
+        policy: Policy::default(),
+        action: Action::Allow,
+        rules: &[],
+        rewrites: None,
+    }
+}
+
+impl Case {
+    fn expect(mut self, action: Action, rules: &'static [&'static str]) -> Self {
+        self.action = action;
+        self.rules = rules;
+        self
+    }
+    fn rewrites(mut self, rewrites: Vec<Rewrite>) -> Self {
+        self.rewrites = Some(rewrites);
+        self
+    }
+    fn target(mut self, target: TargetFact) -> Self {
+        self.facts.target = target;
+        self
+    }
+    fn effect(mut self, paths: &[&str]) -> Self {
+        self.facts.effect_paths = Some(paths.iter().map(|p| p.to_string()).collect());
+        self
+    }
+    fn session(mut self, session: SessionFacts) -> Self {
+        self.session = session;
+        self
+    }
+    fn fresh_session(self) -> Self {
+        self.session(SessionFacts::default())
+    }
+    fn policy(mut self, edit: impl FnOnce(&mut Policy)) -> Self {
+        edit(&mut self.policy);
+        self
+    }
+    fn mode(self, mode: Mode) -> Self {
+        self.policy(|p| p.mode = mode)
+    }
+    fn rule(self, rule: RuleId, action: RuleAction) -> Self {
+        self.policy(|p| {
+            p.rules.insert(rule, action);
+        })
+    }
+    fn impersonating(mut self, pathgate_credentials: bool) -> Self {
+        self.ctx.impersonation_headers = true;
+        self.ctx.pathgate_credentials = pathgate_credentials;
+        self
+    }
+
+    fn run(&self) -> Decision {
+        decide(
+            &self.req.info,
+            &self.req.analysis,
+            &self.facts,
+            &self.policy,
+            &self.ctx,
+            &self.session,
+        )
+    }
+}
+
+fn deploy_patch() -> Req {
+    req(Verb::Patch, "deployments")
+        .group("apps")
+        .ns("shop")
+        .name("web")
+}
+
+fn pod_delete() -> Req {
+    req(Verb::Delete, "pods")
+        .ns("shop")
+        .name("web-5d9c7b-x2x9z")
+}
+
+fn ns_delete(name: &str) -> Req {
+    req(Verb::Delete, "namespaces").name(name)
+}
+
+fn scoped(p: &mut Policy) {
+    p.mutation_namespaces = vec![NamespacePattern::new("agent-*").unwrap()];
+}
+
+fn table() -> Vec<Case> {
+    use Action::{Confirm, Deny, Flag};
+    let rs_owner = || pod(Some(("ReplicaSet", "web-5d9c7b")), Some("5d9c7b"));
+    vec![
+        // PG001 broad-patch
+        case(
+            "two-path patch",
+            deploy_patch().paths(&["/spec/replicas", "/metadata/labels/a"]),
+        ),
+        case(
+            "four-path patch",
+            deploy_patch().paths(&["/a", "/b", "/c", "/d"]),
+        )
+        .expect(Flag, &["PG001"]),
+        case(
+            "narrow payload, broad effect",
+            deploy_patch().paths(&["/spec/template"]),
+        )
+        .effect(&["/a", "/b", "/c", "/d", "/e"])
+        .expect(Flag, &["PG001"]),
+        case(
+            "rollout undo: broad payload, one-image effect",
+            deploy_patch().paths(&["/1", "/2", "/3", "/4", "/5"]),
+        )
+        .effect(&["/spec/template/spec/containers/0/image"]),
+        case(
+            "max_patch_keys raised",
+            deploy_patch().paths(&["/a", "/b", "/c", "/d"]),
+        )
+        .policy(|p| p.safety_gates.max_patch_keys = 10),
+        case("PG001 off", deploy_patch().paths(&["/a", "/b", "/c", "/d"]))
+            .rule(RuleId::PG001, RuleAction::Off),
+        case(
+            "PG001 deny override",
+            deploy_patch().paths(&["/a", "/b", "/c", "/d"]),
+        )
+        .rule(RuleId::PG001, RuleAction::Deny)
+        .expect(Deny, &["PG001"]),
+        // PG002 full-replace
+        case(
+            "replace a deployment",
+            req(Verb::Update, "deployments")
+                .group("apps")
+                .ns("shop")
+                .name("web")
+                .whole(WholeObject::Replace)
+                .paths(&["/a", "/b", "/c", "/d", "/e"]),
+        )
+        .expect(Deny, &["PG002"]),
+        case(
+            "replace allowed by gate",
+            req(Verb::Update, "deployments")
+                .group("apps")
+                .ns("shop")
+                .name("web")
+                .whole(WholeObject::Replace),
+        )
+        .policy(|p| p.safety_gates.force_full_replace_allowed = true)
+        .expect(Flag, &["PG002"]),
+        case(
+            "replace with measured broad effect",
+            req(Verb::Update, "deployments")
+                .group("apps")
+                .ns("shop")
+                .name("web")
+                .whole(WholeObject::Replace),
+        )
+        .effect(&["/a", "/b", "/c", "/d"])
+        .expect(Deny, &["PG001", "PG002"]),
+        case(
+            "PUT of /scale",
+            req(Verb::Update, "deployments")
+                .group("apps")
+                .ns("shop")
+                .name("web")
+                .sub("scale")
+                .paths(&["/spec/replicas"]),
+        ),
+        // PG003 full-manifest-apply
+        case(
+            "server-side apply of an existing deployment",
+            deploy_patch().whole(WholeObject::ServerSideApply),
+        )
+        .target(TargetFact::Present(json!({"kind": "Deployment"})))
+        .expect(Flag, &["PG003"]),
+        case(
+            "server-side apply creating a deployment",
+            deploy_patch().whole(WholeObject::ServerSideApply),
+        )
+        .target(TargetFact::Missing),
+        case(
+            "client-side apply patch",
+            deploy_patch().whole(WholeObject::ClientSideApply),
+        )
+        .expect(Flag, &["PG003"]),
+        case(
+            "client-side apply create",
+            req(Verb::Create, "deployments")
+                .group("apps")
+                .ns("shop")
+                .body("Deployment", "web")
+                .whole(WholeObject::ClientSideApply),
+        )
+        .target(TargetFact::Missing),
+        // PG004 direct-pod-delete
+        case("delete a ReplicaSet-owned pod", pod_delete())
+            .target(rs_owner())
+            .expect(Deny, &["PG004"]),
+        case("delete a bare pod", pod_delete()).target(pod(None, None)),
+        case("delete a pod whose owner is unknown", pod_delete()),
+        case("direct deletion allowed", pod_delete())
+            .target(rs_owner())
+            .policy(|p| p.safety_gates.allow_direct_deletion = true)
+            .expect(Flag, &["PG004"]),
+        case("PG004 confirm override", pod_delete())
+            .target(rs_owner())
+            .rule(RuleId::PG004, RuleAction::Confirm)
+            .expect(Confirm, &["PG004"]),
+        // PG005 zero-grace-delete
+        case("force delete a bare pod", pod_delete().grace(0))
+            .target(pod(None, None))
+            .expect(Action::Rewrite, &["PG005"])
+            .rewrites(vec![Rewrite::SetGracePeriod {
+                from: Some(0),
+                to: 30,
+            }]),
+        case("grace-period=0 without force", pod_delete().grace(1))
+            .expect(Action::Rewrite, &["PG005"])
+            .rewrites(vec![Rewrite::SetGracePeriod {
+                from: Some(1),
+                to: 30,
+            }]),
+        case("grace at the minimum", pod_delete().grace(30)),
+        case("no grace given", pod_delete()),
+        case("grace not required", pod_delete().grace(0))
+            .policy(|p| p.safety_gates.require_grace_period = false)
+            .expect(Flag, &["PG005"])
+            .rewrites(vec![]),
+        case("minimum of zero", pod_delete().grace(0)).policy(|p| p.min_grace_period_seconds = 0),
+        case("minimum of 60", pod_delete().grace(45))
+            .policy(|p| p.min_grace_period_seconds = 60)
+            .expect(Action::Rewrite, &["PG005"])
+            .rewrites(vec![Rewrite::SetGracePeriod {
+                from: Some(45),
+                to: 60,
+            }]),
+        case(
+            "undecodable DeleteOptions",
+            pod_delete().opaque("protobuf DeleteOptions"),
+        )
+        .expect(Deny, &["PG005", "PG016"]),
+        case(
+            "force delete of an owned pod: deny beats rewrite",
+            pod_delete().grace(0),
+        )
+        .target(rs_owner())
+        .expect(Deny, &["PG004", "PG005"])
+        .rewrites(vec![]),
+        // PG006 deletecollection
+        case(
+            "deletecollection",
+            req(Verb::DeleteCollection, "pods").ns("shop"),
+        )
+        .expect(Deny, &["PG006"]),
+        case(
+            "deletecollection without strict identity",
+            req(Verb::DeleteCollection, "pods").ns("shop"),
+        )
+        .policy(|p| p.schema_enforcement.strict_identity = false)
+        .expect(Flag, &["PG006"]),
+        // PG007 namespace-delete
+        case("delete kube-system", ns_delete("kube-system")).expect(Confirm, &["PG007"]),
+        case("delete an unprotected namespace", ns_delete("agent-1")),
+        case("protected glob", ns_delete("prod-eu"))
+            .policy(|p| p.protected_namespaces = vec![NamespacePattern::new("prod-*").unwrap()])
+            .expect(Confirm, &["PG007"]),
+        case("confirmed namespace delete", ns_delete("kube-public"))
+            .session(SessionFacts {
+                dry_run_succeeded: true,
+                confirmed: true,
+                ..SessionFacts::default()
+            })
+            .expect(Flag, &["PG007"]),
+        case(
+            "protected delete without dry run: deny beats confirm",
+            ns_delete("default"),
+        )
+        .fresh_session()
+        .expect(Deny, &["PG007", "PG010"]),
+        case(
+            "dry run of a protected delete",
+            ns_delete("default").dry_run(),
+        )
+        .fresh_session()
+        .expect(Flag, &["PG007"]),
+        case("PG007 deny override", ns_delete("default"))
+            .rule(RuleId::PG007, RuleAction::Deny)
+            .expect(Deny, &["PG007"]),
+        // PG008 cluster-scoped-mutation
+        case(
+            "cordon a node",
+            req(Verb::Patch, "nodes")
+                .name("n1")
+                .paths(&["/spec/unschedulable"]),
+        )
+        .expect(Flag, &["PG008"]),
+        case(
+            "create a ClusterRoleBinding",
+            req(Verb::Create, "clusterrolebindings")
+                .group("rbac.authorization.k8s.io")
+                .body("ClusterRoleBinding", "admin-for-agent"),
+        )
+        .expect(Flag, &["PG008"]),
+        case(
+            "create a RoleBinding",
+            req(Verb::Create, "rolebindings")
+                .group("rbac.authorization.k8s.io")
+                .ns("shop")
+                .body("RoleBinding", "read"),
+        ),
+        case("get a node", req(Verb::Get, "nodes").name("n1")),
+        // PG009 redundant-create
+        case(
+            "create an existing configmap",
+            req(Verb::Create, "configmaps")
+                .ns("shop")
+                .body("ConfigMap", "cfg"),
+        )
+        .target(TargetFact::Present(json!({"kind": "ConfigMap"})))
+        .expect(Flag, &["PG009"]),
+        case(
+            "create a new configmap",
+            req(Verb::Create, "configmaps")
+                .ns("shop")
+                .body("ConfigMap", "cfg"),
+        )
+        .target(TargetFact::Missing),
+        // PG010 missing-dry-run
+        case(
+            "patch without a dry run",
+            deploy_patch().paths(&["/spec/replicas"]),
+        )
+        .fresh_session()
+        .expect(Deny, &["PG010"]),
+        case(
+            "the dry run itself",
+            deploy_patch().paths(&["/spec/replicas"]).dry_run(),
+        )
+        .fresh_session(),
+        case(
+            "dry run not required",
+            deploy_patch().paths(&["/spec/replicas"]),
+        )
+        .fresh_session()
+        .policy(|p| p.safety_gates.dry_run_default = false)
+        .expect(Flag, &["PG010"]),
+        case("PG010 off", deploy_patch().paths(&["/spec/replicas"]))
+            .fresh_session()
+            .rule(RuleId::PG010, RuleAction::Off),
+        case("confirm annotation needs no dry run", ns_patch_confirm()).fresh_session(),
+        case(
+            "reads need no dry run",
+            req(Verb::Get, "pods").ns("shop").name("web"),
+        )
+        .fresh_session(),
+        case(
+            "access reviews are questions",
+            req(Verb::Create, "selfsubjectaccessreviews").group("authorization.k8s.io"),
+        )
+        .fresh_session(),
+        // PG011 unbounded-list
+        case("list without limit", req(Verb::List, "pods").ns("shop")).expect(Flag, &["PG011"]),
+        case(
+            "list with limit",
+            req(Verb::List, "pods").ns("shop").limit(500),
+        ),
+        case(
+            "list with selector",
+            req(Verb::List, "pods").ns("shop").selector(),
+        ),
+        case("list rewritten to a limit", req(Verb::List, "pods"))
+            .policy(|p| p.schema_enforcement.discovery_payload_limit = Some(50))
+            .expect(Action::Rewrite, &["PG011"])
+            .rewrites(vec![Rewrite::AddLimit { limit: 50 }]),
+        case("cluster-wide watch", req(Verb::Watch, "pods")).expect(Flag, &["PG011"]),
+        case(
+            "cluster-wide watch with a limit configured",
+            req(Verb::Watch, "pods"),
+        )
+        .policy(|p| p.schema_enforcement.discovery_payload_limit = Some(50))
+        .expect(Flag, &["PG011"])
+        .rewrites(vec![]),
+        case("namespaced watch", req(Verb::Watch, "pods").ns("shop")),
+        case("label filter off", req(Verb::List, "pods"))
+            .policy(|p| p.schema_enforcement.label_selector_filter = false),
+        case("label filter off, limit on", req(Verb::List, "pods"))
+            .policy(|p| {
+                p.schema_enforcement.label_selector_filter = false;
+                p.schema_enforcement.discovery_payload_limit = Some(50);
+            })
+            .expect(Action::Rewrite, &["PG011"]),
+        case("label filter off, watch", req(Verb::Watch, "pods"))
+            .policy(|p| p.schema_enforcement.label_selector_filter = false),
+        // PG012 secret-read
+        case(
+            "get a secret",
+            req(Verb::Get, "secrets").ns("shop").name("db"),
+        )
+        .expect(Flag, &["PG012"]),
+        case(
+            "list secrets",
+            req(Verb::List, "secrets").ns("shop").limit(500),
+        )
+        .expect(Flag, &["PG012"]),
+        case("list all secrets unbounded", req(Verb::List, "secrets"))
+            .expect(Flag, &["PG011", "PG012"]),
+        case(
+            "create a secret",
+            req(Verb::Create, "secrets").ns("shop").body("Secret", "db"),
+        )
+        .target(TargetFact::Missing),
+        case("PG012 off", req(Verb::Get, "secrets").ns("shop").name("db"))
+            .rule(RuleId::PG012, RuleAction::Off),
+        // PG013 exec-attach-portforward
+        case(
+            "exec",
+            req(Verb::Connect, "pods")
+                .ns("shop")
+                .name("web")
+                .sub("exec"),
+        )
+        .expect(Flag, &["PG013"]),
+        case(
+            "port-forward",
+            req(Verb::Connect, "pods")
+                .ns("shop")
+                .name("web")
+                .sub("portforward"),
+        )
+        .expect(Flag, &["PG013"]),
+        case(
+            "logs",
+            req(Verb::Get, "pods").ns("shop").name("web").sub("log"),
+        ),
+        // PG014 out-of-scope-mutation
+        case(
+            "patch in scope",
+            deploy_patch().ns("agent-1").paths(&["/spec/replicas"]),
+        )
+        .policy(scoped),
+        case(
+            "patch out of scope",
+            deploy_patch().paths(&["/spec/replicas"]),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG014"]),
+        case(
+            "create an in-scope namespace",
+            req(Verb::Create, "namespaces").body("Namespace", "agent-2"),
+        )
+        .target(TargetFact::Missing)
+        .policy(scoped),
+        case(
+            "create an out-of-scope namespace",
+            req(Verb::Create, "namespaces").body("Namespace", "prod"),
+        )
+        .target(TargetFact::Missing)
+        .policy(scoped)
+        .expect(Deny, &["PG014"]),
+        case(
+            "cluster-scoped write under a scope",
+            req(Verb::Create, "clusterroles")
+                .group("rbac.authorization.k8s.io")
+                .body("ClusterRole", "x"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG008", "PG014"]),
+        case(
+            "exec out of scope",
+            req(Verb::Connect, "pods")
+                .ns("prod")
+                .name("web")
+                .sub("exec"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG013", "PG014"]),
+        case(
+            "reads are never out of scope",
+            req(Verb::Get, "pods").ns("prod").name("web"),
+        )
+        .policy(scoped),
+        // PG015 retry-loop
+        case(
+            "third failure repeated",
+            req(Verb::Get, "pods").ns("shop").name("web"),
+        )
+        .session(SessionFacts {
+            recent_failures: 3,
+            ..SessionFacts::default()
+        })
+        .expect(Flag, &["PG015"]),
+        case(
+            "two failures",
+            req(Verb::Get, "pods").ns("shop").name("web"),
+        )
+        .session(SessionFacts {
+            recent_failures: 2,
+            ..SessionFacts::default()
+        }),
+        case(
+            "threshold raised",
+            req(Verb::Get, "pods").ns("shop").name("web"),
+        )
+        .session(SessionFacts {
+            recent_failures: 3,
+            ..SessionFacts::default()
+        })
+        .policy(|p| p.retry_loop.threshold = 5),
+        case(
+            "PG015 deny override",
+            deploy_patch().paths(&["/spec/replicas"]),
+        )
+        .session(SessionFacts {
+            recent_failures: 4,
+            dry_run_succeeded: true,
+            confirmed: false,
+        })
+        .rule(RuleId::PG015, RuleAction::Deny)
+        .expect(Deny, &["PG015"]),
+        // PG016 opaque-body
+        case(
+            "undecodable create",
+            req(Verb::Create, "configmaps")
+                .ns("shop")
+                .opaque("CBOR body"),
+        )
+        .expect(Flag, &["PG016"]),
+        // PG017 impersonation
+        case(
+            "impersonation through pathgate",
+            req(Verb::Get, "pods").ns("shop").name("web"),
+        )
+        .impersonating(true)
+        .expect(Deny, &["PG017"]),
+        case(
+            "impersonation in passthrough",
+            req(Verb::Get, "pods").ns("shop").name("web"),
+        )
+        .impersonating(false),
+        case(
+            "impersonated dry run stays denied",
+            deploy_patch().paths(&["/spec/replicas"]).dry_run(),
+        )
+        .impersonating(true)
+        .expect(Deny, &["PG017"]),
+        // Discovery never produces findings.
+        case("discovery", discovery("/apis"))
+            .impersonating(true)
+            .fresh_session()
+            .session(SessionFacts {
+                recent_failures: 9,
+                ..SessionFacts::default()
+            }),
+        case("version", discovery("/version")),
+        // Client dry runs are never blocked (except PG017).
+        case(
+            "dry run of a whole replace",
+            req(Verb::Update, "deployments")
+                .group("apps")
+                .ns("shop")
+                .name("web")
+                .whole(WholeObject::Replace)
+                .dry_run(),
+        )
+        .expect(Flag, &["PG002"]),
+        case(
+            "dry run of a force delete keeps the rewrite",
+            pod_delete().grace(0).dry_run(),
+        )
+        .expect(Action::Rewrite, &["PG005"]),
+        // observe
+        case(
+            "observe a replace",
+            req(Verb::Update, "deployments")
+                .group("apps")
+                .ns("shop")
+                .name("web")
+                .whole(WholeObject::Replace),
+        )
+        .mode(Mode::Observe)
+        .expect(Flag, &["PG002"]),
+        case("observe a force delete", pod_delete().grace(0))
+            .mode(Mode::Observe)
+            .expect(Flag, &["PG005"])
+            .rewrites(vec![]),
+        case(
+            "observe a protected namespace delete",
+            ns_delete("kube-system"),
+        )
+        .mode(Mode::Observe)
+        .expect(Flag, &["PG007"]),
+        case("observe nothing", deploy_patch().paths(&["/spec/replicas"])).mode(Mode::Observe),
+        // rehearse
+        case(
+            "rehearse a patch",
+            deploy_patch().paths(&["/spec/replicas"]),
+        )
+        .fresh_session()
+        .mode(Mode::Rehearse)
+        .expect(Action::Rewrite, &[])
+        .rewrites(vec![Rewrite::AddDryRun]),
+        case(
+            "rehearse a replace",
+            req(Verb::Update, "deployments")
+                .group("apps")
+                .ns("shop")
+                .name("web")
+                .whole(WholeObject::Replace),
+        )
+        .mode(Mode::Rehearse)
+        .expect(Deny, &["PG002"])
+        .rewrites(vec![]),
+        case("rehearse a force delete", pod_delete().grace(0))
+            .mode(Mode::Rehearse)
+            .expect(Action::Rewrite, &["PG005"])
+            .rewrites(vec![
+                Rewrite::SetGracePeriod {
+                    from: Some(0),
+                    to: 30,
+                },
+                Rewrite::AddDryRun,
+            ]),
+        case(
+            "rehearse a protected namespace delete",
+            ns_delete("kube-system"),
+        )
+        .mode(Mode::Rehearse)
+        .expect(Action::Rewrite, &["PG007"])
+        .rewrites(vec![Rewrite::AddDryRun]),
+        case(
+            "rehearse a secret read",
+            req(Verb::Get, "secrets").ns("shop").name("db"),
+        )
+        .mode(Mode::Rehearse)
+        .expect(Flag, &["PG012"])
+        .rewrites(vec![]),
+        case(
+            "rehearse a client dry run",
+            deploy_patch().paths(&["/spec/replicas"]).dry_run(),
+        )
+        .mode(Mode::Rehearse)
+        .rewrites(vec![]),
+    ]
+}
+
+fn ns_patch_confirm() -> Req {
+    req(Verb::Patch, "namespaces")
+        .name("default")
+        .paths(&["/metadata/annotations/pathgate.dev~1confirm"])
+}
+
+#[test]
+fn decision_table() {
+    let mut failures = Vec::new();
+    for case in table() {
+        let decision = case.run();
+        let rules = decision.rule_ids();
+        let mut problems = Vec::new();
+        if decision.action != case.action {
+            problems.push(format!(
+                "action {:?}, want {:?}",
+                decision.action, case.action
+            ));
+        }
+        if rules != case.rules {
+            problems.push(format!("rules {rules:?}, want {:?}", case.rules));
+        }
+        if let Some(want) = &case.rewrites {
+            if &decision.rewrites != want {
+                problems.push(format!("rewrites {:?}, want {want:?}", decision.rewrites));
+            }
+        }
+        for finding in &decision.findings {
+            let prefix = format!(
+                "{} {}:",
+                finding.rule,
+                finding.rule.parse::<RuleId>().unwrap().name()
+            );
+            if !finding.message.starts_with(&prefix) || !finding.message.is_ascii() {
+                problems.push(format!(
+                    "message does not start with {prefix:?}: {}",
+                    finding.message
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_rule_fires_in_the_table() {
+    let fired: std::collections::BTreeSet<&str> = table()
+        .iter()
+        .flat_map(|c| c.rules.iter().copied())
+        .collect();
+    for rule in RuleId::ALL {
+        assert!(
+            fired.contains(rule.as_str()),
+            "{rule} has no table row that fires it"
+        );
+    }
+}
+
+#[test]
+fn observe_records_what_enforce_would_do() {
+    let replace = case(
+        "observe",
+        req(Verb::Update, "deployments")
+            .group("apps")
+            .ns("shop")
+            .name("web")
+            .whole(WholeObject::Replace),
+    )
+    .mode(Mode::Observe)
+    .run();
+    assert_eq!(replace.action, Action::Flag);
+    assert_eq!(replace.enforce_action, Action::Deny);
+    assert!(replace.findings[0]
+        .message
+        .contains("observe mode: enforce would deny"));
+    assert!(replace.notices[0].contains("enforce would deny"));
+    assert_eq!(replace.status_message(), None);
+
+    let namespace = case("observe ns", ns_delete("kube-system"))
+        .mode(Mode::Observe)
+        .run();
+    assert_eq!(namespace.enforce_action, Action::Confirm);
+    assert_eq!(namespace.confirm, None);
+}
+
+#[test]
+fn rehearse_says_nothing_changed() {
+    let decision = case("rehearse", deploy_patch().paths(&["/spec/replicas"]))
+        .mode(Mode::Rehearse)
+        .run();
+    let warnings = decision.warnings();
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("dryRun=All"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("nothing in the cluster changed"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn pod_delete_message_names_the_owner_and_the_restart() {
+    let decision = case("pg004", pod_delete())
+        .target(pod(Some(("ReplicaSet", "web-5d9c7b")), Some("5d9c7b")))
+        .run();
+    let message = decision.status_message().unwrap();
+    assert!(
+        message.starts_with("pathgate denied this request: PG004 direct-pod-delete:"),
+        "{message}"
+    );
+    assert!(
+        message.contains("delete or scale its owner ReplicaSet/web-5d9c7b"),
+        "{message}"
+    );
+    assert!(
+        message.contains("kubectl rollout restart deployment/web -n shop"),
+        "{message}"
+    );
+
+    let statefulset = case("pg004 sts", pod_delete())
+        .target(pod(Some(("StatefulSet", "db")), None))
+        .run();
+    assert!(statefulset.findings[0]
+        .message
+        .contains("kubectl rollout restart statefulset/db -n shop"));
+}
+
+#[test]
+fn missing_dry_run_message_says_how() {
+    let decision = case("pg010", deploy_patch().paths(&["/spec/replicas"]))
+        .fresh_session()
+        .run();
+    let message = decision.status_message().unwrap();
+    assert!(message.contains("PG010 missing-dry-run"), "{message}");
+    assert!(message.contains("--dry-run=server"), "{message}");
+}
+
+#[test]
+fn confirm_message_carries_the_token_and_both_channels() {
+    let mut decision = case("pg007", ns_delete("kube-system")).run();
+    assert_eq!(
+        decision
+            .confirm
+            .as_ref()
+            .and_then(|c| c.annotate_target.as_deref()),
+        Some("namespace kube-system")
+    );
+    decision.attach_confirm_token("0123abcd".to_string());
+    let message = decision.status_message().unwrap();
+    assert!(
+        message.starts_with("pathgate needs confirmation for this request: PG007 namespace-delete"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "kubectl annotate namespace kube-system pathgate.dev/confirm=0123abcd --overwrite"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("X-Pathgate-Confirm: 0123abcd"),
+        "{message}"
+    );
+    assert!(message.contains("300 seconds"), "{message}");
+
+    let pod = case("pg004 confirm", pod_delete())
+        .target(pod(Some(("ReplicaSet", "web-5d9c7b")), None))
+        .rule(RuleId::PG004, RuleAction::Confirm)
+        .run();
+    assert_eq!(
+        pod.confirm.and_then(|c| c.annotate_target),
+        Some("pods web-5d9c7b-x2x9z -n shop".to_string())
+    );
+}
+
+#[test]
+fn warnings_are_escaped_ascii_and_bounded() {
+    let decision = Decision {
+        findings: vec![
+            Finding {
+                rule: "PG001",
+                action: Action::Flag,
+                message: "PG001 broad-patch: say \"hi\" \\ caf\u{e9}\nnext".to_string(),
+            },
+            Finding {
+                rule: "PG002",
+                action: Action::Flag,
+                message: "x".repeat(5000),
+            },
+        ],
+        ..Decision::allow(Mode::Enforce)
+    };
+    let warnings = decision.warnings();
+    assert_eq!(
+        warnings[0],
+        r#"299 pathgate "pathgate PG001 broad-patch: say \"hi\" \\ caf??next""#
+    );
+    assert!(
+        warnings[1].len() <= MAX_WARNING_BYTES + 32,
+        "{}",
+        warnings[1].len()
+    );
+    assert!(warnings[1].ends_with("...\""));
+    assert!(warnings.iter().all(|w| w.is_ascii()));
+    assert!(warnings
+        .iter()
+        .all(|w| http::HeaderValue::from_str(w).is_ok()));
+}
+
+#[test]
+fn allowed_requests_have_no_warnings_or_status() {
+    let decision = case("allow", deploy_patch().paths(&["/spec/replicas"])).run();
+    assert_eq!(decision.action, Action::Allow);
+    assert!(decision.warnings().is_empty());
+    assert_eq!(decision.status_message(), None);
+}
+
+#[test]
+fn gate_defaults_and_overrides() {
+    let mut policy = Policy::default();
+    assert_eq!(policy.rule_action(RuleId::PG010), RuleAction::Deny);
+    assert_eq!(policy.rule_action(RuleId::PG011), RuleAction::Flag);
+    policy.safety_gates.dry_run_default = false;
+    assert_eq!(policy.rule_action(RuleId::PG010), RuleAction::Flag);
+    policy.rules.insert(RuleId::PG010, RuleAction::Deny);
+    assert_eq!(policy.rule_action(RuleId::PG010), RuleAction::Deny);
+    // A rewrite that cannot be carried out acts as a flag.
+    policy.rules.insert(RuleId::PG011, RuleAction::Rewrite);
+    policy.rules.insert(RuleId::PG004, RuleAction::Rewrite);
+    assert_eq!(policy.rule_action(RuleId::PG011), RuleAction::Flag);
+    assert_eq!(policy.rule_action(RuleId::PG004), RuleAction::Flag);
+    policy.schema_enforcement.discovery_payload_limit = Some(10);
+    assert_eq!(policy.rule_action(RuleId::PG011), RuleAction::Rewrite);
+}
+
+#[test]
+fn catalog_defaults_are_the_default_policy() {
+    let policy = Policy::default();
+    for info in catalog() {
+        let rule: RuleId = info.id.parse().unwrap();
+        assert_eq!(policy.rule_action(rule), info.default_action, "{}", info.id);
+    }
+}
+
+#[test]
+fn namespace_globs() {
+    let agent = NamespacePattern::new("agent-*").unwrap();
+    assert!(agent.matches("agent-1"));
+    assert!(agent.matches("agent-"));
+    assert!(!agent.matches("agent"));
+    assert!(!agent.matches("my-agent-1"));
+    let middle = NamespacePattern::new("team-*-dev").unwrap();
+    assert!(middle.matches("team-a-dev"));
+    assert!(middle.matches("team-a-b-dev"));
+    assert!(!middle.matches("team-a-dev-x"));
+    assert!(NamespacePattern::new("*").unwrap().matches("anything"));
+    assert!(NamespacePattern::new("kube-system")
+        .unwrap()
+        .matches("kube-system"));
+    assert!(!NamespacePattern::new("kube-system")
+        .unwrap()
+        .matches("kube-systems"));
+    for bad in ["", "Agent", "a/b", "a_b", &"a".repeat(64)] {
+        assert!(NamespacePattern::new(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn needs_target_only_when_a_rule_looks_at_it() {
+    let policy = Policy::default();
+    let check = |r: &Req, p: &Policy| needs_target(&r.info, &r.analysis, p);
+    assert!(check(&pod_delete(), &policy));
+    assert!(
+        check(&ns_delete("kube-system"), &policy),
+        "confirm may come by annotation"
+    );
+    assert!(!check(&ns_delete("agent-1"), &policy));
+    assert!(!check(
+        &req(Verb::Delete, "deployments")
+            .group("apps")
+            .ns("shop")
+            .name("web"),
+        &policy
+    ));
+    assert!(check(
+        &req(Verb::Create, "configmaps")
+            .ns("shop")
+            .body("ConfigMap", "cfg"),
+        &policy
+    ));
+    assert!(
+        !check(&req(Verb::Create, "configmaps").ns("shop"), &policy),
+        "no name to fetch"
+    );
+    assert!(check(
+        &deploy_patch().whole(WholeObject::ServerSideApply),
+        &policy
+    ));
+    assert!(!check(&deploy_patch().paths(&["/spec/replicas"]), &policy));
+    assert!(!check(
+        &req(Verb::Get, "pods").ns("shop").name("web"),
+        &policy
+    ));
+    let mut off = Policy::default();
+    off.rules.insert(RuleId::PG004, RuleAction::Off);
+    assert!(!check(&pod_delete(), &off));
+}
+
+#[test]
+fn target_paths() {
+    let path = |r: Req| target_path(&r.info, &r.analysis);
+    assert_eq!(
+        path(pod_delete()),
+        Some("/api/v1/namespaces/shop/pods/web-5d9c7b-x2x9z".into())
+    );
+    assert_eq!(
+        path(ns_delete("prod")),
+        Some("/api/v1/namespaces/prod".into())
+    );
+    assert_eq!(
+        path(
+            req(Verb::Create, "deployments")
+                .group("apps")
+                .ns("shop")
+                .body("Deployment", "web")
+        ),
+        Some("/apis/apps/v1/namespaces/shop/deployments/web".into())
+    );
+    assert_eq!(
+        path(deploy_patch().sub("scale")),
+        Some("/apis/apps/v1/namespaces/shop/deployments/web".into())
+    );
+    assert_eq!(
+        path(req(Verb::Patch, "nodes").name("n1")),
+        Some("/api/v1/nodes/n1".into())
+    );
+    assert_eq!(path(req(Verb::DeleteCollection, "pods").ns("shop")), None);
+}
+
+#[test]
+fn response_findings() {
+    let policy = Policy::default();
+    let create = req(Verb::Create, "configmaps")
+        .ns("shop")
+        .body("ConfigMap", "cfg");
+    let allow = Decision::allow(Mode::Enforce);
+    let found = findings_from_response(&create.info, &create.analysis, &policy, &allow, 409, 1);
+    assert_eq!(
+        found.iter().map(|f| f.rule).collect::<Vec<_>>(),
+        vec!["PG009"]
+    );
+    assert!(found[0].message.contains("409 AlreadyExists"));
+
+    // Already reported before forwarding: not twice.
+    let pre = case("pre", create.clone())
+        .target(TargetFact::Present(json!({})))
+        .run();
+    assert!(
+        findings_from_response(&create.info, &create.analysis, &policy, &pre, 409, 1).is_empty()
+    );
+
+    let get = req(Verb::Get, "pods").ns("shop").name("web");
+    let loop_at = |failures| {
+        findings_from_response(&get.info, &get.analysis, &policy, &allow, 404, failures)
+            .iter()
+            .map(|f| f.rule)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(loop_at(2), Vec::<&str>::new());
+    assert_eq!(loop_at(3), vec!["PG015"]);
+    assert!(findings_from_response(&get.info, &get.analysis, &policy, &allow, 200, 3).is_empty());
+
+    let mut off = Policy::default();
+    off.rules.insert(RuleId::PG009, RuleAction::Off);
+    assert!(
+        findings_from_response(&create.info, &create.analysis, &off, &allow, 409, 1).is_empty()
+    );
+
+    let discovery = discovery("/apis/metrics.k8s.io/v1beta1");
+    assert!(findings_from_response(
+        &discovery.info,
+        &discovery.analysis,
+        &policy,
+        &allow,
+        404,
+        9
+    )
+    .is_empty());
+}
+
+// ---- session memory ----
+
+const WINDOW: Duration = Duration::from_secs(300);
+
+fn fp(byte: u8) -> Fingerprint {
+    Fingerprint::from_bytes([byte; 32])
+}
+
+#[test]
+fn dry_run_then_the_same_request_passes_pg010() {
+    let store = SessionStore::default();
+    let policy = Policy::default();
+    let now = Instant::now();
+    let body = br#"{"spec":{"replicas":3}}"#;
+    let real = deploy_patch().paths(&["/spec/replicas"]);
+    let dry = real.clone().dry_run();
+    let context = |r: &Req, query: Option<&str>| RequestContext {
+        fingerprint: Fingerprint::of(&r.info, query, body),
+        ..ctx()
+    };
+    let real_ctx = context(&real, None);
+    let dry_ctx = context(&dry, Some("dryRun=All"));
+
+    let first = store.decide(
+        &policy,
+        &real.info,
+        &real.analysis,
+        &Facts::default(),
+        &real_ctx,
+        now,
+    );
+    assert_eq!(
+        (first.action, first.rule_ids()),
+        (Action::Deny, vec!["PG010"])
+    );
+    store.record_outcome("s1", &real_ctx.fingerprint, 403, false, WINDOW, now);
+
+    let rehearsal = store.decide(
+        &policy,
+        &dry.info,
+        &dry.analysis,
+        &Facts::default(),
+        &dry_ctx,
+        now,
+    );
+    assert_eq!(rehearsal.action, Action::Allow);
+    store.record_outcome("s1", &dry_ctx.fingerprint, 200, true, WINDOW, now);
+
+    let second = store.decide(
+        &policy,
+        &real.info,
+        &real.analysis,
+        &Facts::default(),
+        &real_ctx,
+        now,
+    );
+    assert_eq!(second.action, Action::Allow, "{second:?}");
+
+    // Another session has not rehearsed it.
+    let other = RequestContext {
+        session: "s2".into(),
+        ..real_ctx.clone()
+    };
+    let third = store.decide(
+        &policy,
+        &real.info,
+        &real.analysis,
+        &Facts::default(),
+        &other,
+        now,
+    );
+    assert_eq!(third.action, Action::Deny);
+
+    // A different request (another value) is not covered by that dry run.
+    let other_body = RequestContext {
+        fingerprint: Fingerprint::of(&real.info, None, br#"{"spec":{"replicas":4}}"#),
+        ..real_ctx
+    };
+    let fourth = store.decide(
+        &policy,
+        &real.info,
+        &real.analysis,
+        &Facts::default(),
+        &other_body,
+        now,
+    );
+    assert_eq!(fourth.action, Action::Deny);
+}
+
+#[test]
+fn failed_dry_runs_do_not_count() {
+    let store = SessionStore::default();
+    let now = Instant::now();
+    store.record_outcome("s1", &fp(1), 422, true, WINDOW, now);
+    assert!(
+        !store
+            .session_facts("s1", &fp(1), WINDOW, now)
+            .dry_run_succeeded
+    );
+    store.record_outcome("s1", &fp(1), 201, true, WINDOW, now);
+    assert!(
+        store
+            .session_facts("s1", &fp(1), WINDOW, now)
+            .dry_run_succeeded
+    );
+    // A real (non dry-run) success is not a dry run.
+    store.record_outcome("s1", &fp(2), 200, false, WINDOW, now);
+    assert!(
+        !store
+            .session_facts("s1", &fp(2), WINDOW, now)
+            .dry_run_succeeded
+    );
+}
+
+#[test]
+fn failures_count_within_the_window_and_reset_on_success() {
+    let store = SessionStore::default();
+    let t0 = Instant::now();
+    assert_eq!(
+        store.record_outcome("s1", &fp(1), 500, false, WINDOW, t0),
+        1
+    );
+    assert_eq!(
+        store.record_outcome("s1", &fp(1), 429, false, WINDOW, t0),
+        0,
+        "429 is not a failure"
+    );
+    assert_eq!(
+        store.record_outcome(
+            "s1",
+            &fp(1),
+            404,
+            false,
+            WINDOW,
+            t0 + Duration::from_secs(10)
+        ),
+        2
+    );
+    assert_eq!(
+        store.record_outcome(
+            "s1",
+            &fp(1),
+            409,
+            false,
+            WINDOW,
+            t0 + Duration::from_secs(20)
+        ),
+        3
+    );
+    assert_eq!(
+        store
+            .session_facts("s1", &fp(1), WINDOW, t0 + Duration::from_secs(20))
+            .recent_failures,
+        3
+    );
+    // The first failure leaves the window.
+    assert_eq!(
+        store
+            .session_facts("s1", &fp(1), WINDOW, t0 + Duration::from_secs(305))
+            .recent_failures,
+        2
+    );
+    assert_eq!(
+        store.record_outcome(
+            "s1",
+            &fp(1),
+            200,
+            false,
+            WINDOW,
+            t0 + Duration::from_secs(306)
+        ),
+        0
+    );
+    assert_eq!(
+        store
+            .session_facts("s1", &fp(1), WINDOW, t0 + Duration::from_secs(306))
+            .recent_failures,
+        0
+    );
+}
+
+#[test]
+fn retry_loop_through_the_store() {
+    let store = SessionStore::default();
+    let policy = Policy::default();
+    let get = req(Verb::Get, "pods").ns("shop").name("gone");
+    let c = ctx();
+    let now = Instant::now();
+    let mut post_hoc = Vec::new();
+    for _ in 0..3 {
+        let decision = store.decide(
+            &policy,
+            &get.info,
+            &get.analysis,
+            &Facts::default(),
+            &c,
+            now,
+        );
+        assert_eq!(decision.action, Action::Allow);
+        let failures = store.record_outcome("s1", &c.fingerprint, 404, false, WINDOW, now);
+        post_hoc =
+            findings_from_response(&get.info, &get.analysis, &policy, &decision, 404, failures);
+    }
+    assert_eq!(
+        post_hoc.iter().map(|f| f.rule).collect::<Vec<_>>(),
+        vec!["PG015"]
+    );
+    let fourth = store.decide(
+        &policy,
+        &get.info,
+        &get.analysis,
+        &Facts::default(),
+        &c,
+        now,
+    );
+    assert_eq!(
+        (fourth.action, fourth.rule_ids()),
+        (Action::Flag, vec!["PG015"])
+    );
+}
+
+#[test]
+fn confirm_by_header_passes_once() {
+    let store = SessionStore::default();
+    let policy = Policy::default();
+    let delete = ns_delete("kube-system");
+    let now = Instant::now();
+    store.record_outcome("s1", &ctx().fingerprint, 200, true, WINDOW, now);
+
+    let first = store.decide(
+        &policy,
+        &delete.info,
+        &delete.analysis,
+        &Facts::default(),
+        &ctx(),
+        now,
+    );
+    assert_eq!(first.action, Action::Confirm);
+    let token = first
+        .confirm
+        .as_ref()
+        .and_then(|c| c.token.clone())
+        .expect("token issued");
+    assert_eq!(token.len(), 32);
+    assert!(first.status_message().unwrap().contains(&token));
+
+    let with_token = RequestContext {
+        confirm_token: Some(token.clone()),
+        ..ctx()
+    };
+    let confirmed = store.decide(
+        &policy,
+        &delete.info,
+        &delete.analysis,
+        &Facts::default(),
+        &with_token,
+        now,
+    );
+    assert_eq!(confirmed.action, Action::Flag, "{confirmed:?}");
+    assert!(confirmed.confirmed);
+    assert_eq!(confirmed.rule_ids(), vec!["PG007"]);
+
+    let replay = store.decide(
+        &policy,
+        &delete.info,
+        &delete.analysis,
+        &Facts::default(),
+        &with_token,
+        now,
+    );
+    assert_eq!(replay.action, Action::Confirm, "a token works once");
+    assert!(replay.notices.iter().any(|n| n.contains("not valid")));
+    let fresh = replay.confirm.and_then(|c| c.token).unwrap();
+    assert_ne!(fresh, token);
+}
+
+#[test]
+fn confirm_by_annotation_on_the_target() {
+    let store = SessionStore::default();
+    let policy = Policy::default();
+    let delete = ns_delete("kube-public");
+    let now = Instant::now();
+    store.record_outcome("s1", &ctx().fingerprint, 200, true, WINDOW, now);
+    let first = store.decide(
+        &policy,
+        &delete.info,
+        &delete.analysis,
+        &Facts::default(),
+        &ctx(),
+        now,
+    );
+    let token = first.confirm.and_then(|c| c.token).unwrap();
+
+    let annotated = facts(TargetFact::Present(json!({
+        "kind": "Namespace",
+        "metadata": {"name": "kube-public", "annotations": {"pathgate.dev/confirm": token}}
+    })));
+    assert_eq!(annotated.confirm_annotation(), Some(token.as_str()));
+    let second = store.decide(
+        &policy,
+        &delete.info,
+        &delete.analysis,
+        &annotated,
+        &ctx(),
+        now,
+    );
+    assert!(second.confirmed, "{second:?}");
+    assert_eq!(second.action, Action::Flag);
+}
+
+#[test]
+fn tokens_are_bound_to_session_request_and_window() {
+    let store = SessionStore::default();
+    let t0 = Instant::now();
+    let token = store.issue_confirm_token("s1", &fp(1), WINDOW, t0).unwrap();
+    assert!(!store.redeem("s2", &fp(1), &token, t0), "other session");
+    assert!(!store.redeem("s1", &fp(2), &token, t0), "other request");
+    assert!(!store.redeem("s1", &fp(1), "0000", t0), "wrong token");
+    assert!(!store.redeem("s1", &fp(1), &token, t0 + WINDOW), "expired");
+
+    let token = store.issue_confirm_token("s1", &fp(1), WINDOW, t0).unwrap();
+    let newer = store.issue_confirm_token("s1", &fp(1), WINDOW, t0).unwrap();
+    assert!(
+        !store.redeem("s1", &fp(1), &token, t0),
+        "replaced by a newer token"
+    );
+    assert!(store.redeem("s1", &fp(1), &newer, t0 + WINDOW - Duration::from_secs(1)));
+    assert!(!store.redeem("s1", &fp(1), &newer, t0), "single use");
+}
+
+#[test]
+fn the_store_is_bounded() {
+    let limits = SessionLimits {
+        max_sessions: 3,
+        max_entries_per_session: 4,
+        max_tokens_per_session: 2,
+        idle_ttl: Duration::from_secs(600),
+    };
+    let store = SessionStore::new(limits);
+    let t0 = Instant::now();
+    for (i, session) in ["a", "b", "c", "d"].iter().enumerate() {
+        store.record_outcome(
+            session,
+            &fp(1),
+            200,
+            true,
+            WINDOW,
+            t0 + Duration::from_secs(i as u64),
+        );
+    }
+    let stats = store.stats();
+    assert_eq!((stats.sessions, stats.evicted_sessions), (3, 1));
+    assert!(
+        !store
+            .session_facts("a", &fp(1), WINDOW, t0)
+            .dry_run_succeeded,
+        "LRU session evicted"
+    );
+    assert!(
+        store
+            .session_facts("d", &fp(1), WINDOW, t0)
+            .dry_run_succeeded
+    );
+
+    for byte in 0..10u8 {
+        store.record_outcome(
+            "d",
+            &fp(byte),
+            200,
+            true,
+            WINDOW,
+            t0 + Duration::from_secs(10 + byte as u64),
+        );
+    }
+    let remembered = (0..10u8)
+        .filter(|b| {
+            store
+                .session_facts("d", &fp(*b), WINDOW, t0)
+                .dry_run_succeeded
+        })
+        .count();
+    assert_eq!(remembered, 4);
+    assert!(
+        store
+            .session_facts("d", &fp(9), WINDOW, t0)
+            .dry_run_succeeded,
+        "newest kept"
+    );
+
+    let first = store.issue_confirm_token("d", &fp(1), WINDOW, t0).unwrap();
+    store.issue_confirm_token("d", &fp(2), WINDOW, t0).unwrap();
+    store.issue_confirm_token("d", &fp(3), WINDOW, t0).unwrap();
+    assert!(
+        !store.redeem("d", &fp(1), &first, t0),
+        "oldest token evicted"
+    );
+
+    // Idle sessions expire.
+    let later = t0 + Duration::from_secs(10_000);
+    assert!(
+        !store
+            .session_facts("d", &fp(9), WINDOW, later)
+            .dry_run_succeeded
+    );
+    assert!(store.stats().expired_sessions >= 1);
+}
+
+#[test]
+fn the_token_is_not_serialised() {
+    let mut decision = case("pg007", ns_delete("kube-system")).run();
+    decision.attach_confirm_token("secret-token".to_string());
+    let json = serde_json::to_string(&decision).unwrap();
+    assert!(!json.contains("secret-token"), "{json}");
+    assert!(json.contains("\"window_seconds\":300"), "{json}");
+    assert!(decision.status_message().unwrap().contains("secret-token"));
+}
