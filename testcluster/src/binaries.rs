@@ -205,18 +205,18 @@ impl ControlPlaneSource {
     fn build_kubernetes(&self, out: &Path) -> Result<()> {
         let version = &self.versions.kubernetes;
         let (major, minor) = self.versions.kubernetes_major_minor();
-        let mut ldflags = String::from("-s -w");
         // component-base feeds the apiserver's /version and kubectl's server side; client-go's
         // copy feeds kubectl's client version. Both must say the real release.
-        for package in [
-            "k8s.io/component-base/version",
-            "k8s.io/client-go/pkg/version",
-        ] {
-            ldflags.push_str(&format!(
-                " -X {package}.gitVersion={version} -X {package}.gitMajor={major} -X {package}.gitMinor={minor}"
-            ));
-        }
-        ldflags.push_str(" -X k8s.io/component-base/version.gitTreeState=clean");
+        let ldflags = format!(
+            "-s -w \
+             -X k8s.io/component-base/version.gitVersion={version} \
+             -X k8s.io/component-base/version.gitMajor={major} \
+             -X k8s.io/component-base/version.gitMinor={minor} \
+             -X k8s.io/component-base/version.gitTreeState=clean \
+             -X k8s.io/client-go/pkg/version.gitVersion={version} \
+             -X k8s.io/client-go/pkg/version.gitMajor={major} \
+             -X k8s.io/client-go/pkg/version.gitMinor={minor}"
+        );
         go_build(
             &self.dir.join("kubernetes"),
             &format!("kube-apiserver and kubectl {version}"),

@@ -32,6 +32,8 @@ use crate::{io_error, Error, Result};
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long each process gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How many times a start is tried when a chosen port was taken before the server bound it.
+const PORT_RACE_ATTEMPTS: u32 = 3;
 /// The service IP range; nothing routes to it (there are no nodes), but the apiserver needs one.
 const SERVICE_CLUSTER_IP_RANGE: &str = "10.0.0.0/24";
 
@@ -46,7 +48,25 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a cluster in `dir` (created if needed; a previous cluster there is stopped and
     /// its files removed) and waits until it is ready.
+    ///
+    /// Ports are chosen free but released before the servers bind them, so another process
+    /// may take one in between; a start that fails that way is retried with new ports.
     pub fn start(dir: &Path, binaries: &Binaries, versions: &Versions) -> Result<Self> {
+        let mut attempts_left = PORT_RACE_ATTEMPTS;
+        loop {
+            match Self::start_once(dir, binaries, versions) {
+                Err(Error::ExitedEarly { ref tail, .. })
+                    if attempts_left > 1 && tail.contains("address already in use") =>
+                {
+                    attempts_left -= 1;
+                    eprintln!("testcluster: a port was taken during start-up; retrying");
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn start_once(dir: &Path, binaries: &Binaries, versions: &Versions) -> Result<Self> {
         stop_dir(dir)?;
         let dir = prepare_dir(dir)?;
         let pki = Pki::generate()?;

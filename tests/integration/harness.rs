@@ -694,3 +694,50 @@ async fn the_audit_log_records_the_audit_id_the_client_sent() {
     assert_eq!(event["level"], "Metadata");
     assert_eq!(event["responseStatus"]["code"], 200);
 }
+
+#[test]
+fn a_cluster_started_by_a_test_is_stopped_when_the_test_panics() {
+    use nix::errno::Errno;
+    use nix::sys::signal::kill;
+    use nix::unistd::{getpgid, Pid};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    let source = testcluster::ControlPlaneSource::of_workspace().expect("controlplane/ pins");
+    let binaries = source
+        .cached()
+        .unwrap_or_else(|| panic!("no control-plane binaries: run `cargo xtask test` first"));
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("cluster");
+
+    let mut pids = Vec::new();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let cluster = testcluster::Cluster::start(&dir, &binaries, &source.versions)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let pid_file = fs::read_to_string(cluster.info().dir.pid_file()).unwrap();
+        for line in pid_file.lines() {
+            let pid = Pid::from_raw(line.split_once(' ').unwrap().1.parse().unwrap());
+            // Each server leads its own process group, out of reach of a terminal's Ctrl-C.
+            assert_eq!(getpgid(Some(pid)), Ok(pid), "{line}");
+            pids.push(pid);
+        }
+        panic!("deliberate panic with a running cluster");
+    }));
+
+    assert!(outcome.is_err(), "the closure panicked");
+    assert_eq!(pids.len(), 2, "etcd and kube-apiserver were recorded");
+    for pid in pids {
+        assert_eq!(
+            kill(pid, None),
+            Err(Errno::ESRCH),
+            "{pid} was stopped and reaped"
+        );
+    }
+    assert!(
+        !dir.join("env").exists(),
+        "a stopped cluster no longer advertises itself"
+    );
+    assert!(
+        testcluster::RunningCluster::load(&dir).is_err(),
+        "nothing can find the stopped cluster"
+    );
+}
