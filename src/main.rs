@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,6 +30,13 @@ enum Command {
     Certs(CertsCommand),
     /// Write a kubeconfig that sends a client through pathgate.
     Kubeconfig(KubeconfigArgs),
+    /// Validate a configuration file and print the effective policy.
+    CheckConfig {
+        /// The configuration file (YAML).
+        file: PathBuf,
+    },
+    /// List the rule catalog (PG001-PG017) with default actions.
+    Rules,
 }
 
 #[derive(Subcommand)]
@@ -67,24 +73,32 @@ enum CertsCommand {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// Configuration file (YAML): policy, `server:` and `ledger:` sections. Flags override
+    /// the file; the policy reloads on SIGHUP and when the file changes.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// observe (never blocks), enforce, or rehearse (every mutation forwarded as a dry run).
+    /// Overrides the file's `mode:`, also across reloads.
+    #[arg(long)]
+    mode: Option<pathgate::policy::Mode>,
     /// Kubeconfig of the apiserver pathgate forwards to (its current context unless --context).
     #[arg(long, conflicts_with = "in_cluster")]
     upstream_kubeconfig: Option<PathBuf>,
-    /// Context of --upstream-kubeconfig to use.
-    #[arg(long, requires = "upstream_kubeconfig")]
+    /// Context of the upstream kubeconfig to use.
+    #[arg(long)]
     context: Option<String>,
     /// Use the pod's service account and KUBERNETES_SERVICE_HOST/PORT.
     #[arg(long)]
     in_cluster: bool,
-    /// Address the proxy listens on (TLS).
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    listen: SocketAddr,
-    /// Serving certificate (PEM).
-    #[arg(long, default_value = "certs/server.crt")]
-    tls_cert: PathBuf,
-    /// Serving key (PEM).
-    #[arg(long, default_value = "certs/server.key")]
-    tls_key: PathBuf,
+    /// Address the proxy listens on (TLS) [default: 127.0.0.1:8443].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Serving certificate (PEM) [default: certs/server.crt].
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// Serving key (PEM) [default: certs/server.key].
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
     /// CA whose client certificates pathgate verifies (required by --auth impersonate).
     #[arg(long)]
     client_ca: Option<PathBuf>,
@@ -92,18 +106,20 @@ struct ServeArgs {
     #[arg(long)]
     client_token_file: Option<PathBuf>,
     /// passthrough: forward the client's token; sidecar: pathgate's own credentials;
-    /// impersonate: pathgate's credentials plus Impersonate-User/Group from the client cert.
-    #[arg(long, default_value = "passthrough")]
-    auth: AuthMode,
-    /// Plain-HTTP admin listener for /healthz, /readyz and /metrics ("off" to disable).
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    admin_listen: String,
+    /// impersonate: pathgate's credentials plus Impersonate-User/Group from the client
+    /// certificate [default: passthrough].
+    #[arg(long)]
+    auth: Option<AuthMode>,
+    /// Plain-HTTP admin listener for /healthz, /readyz and /metrics, or "off"
+    /// [default: 127.0.0.1:9090].
+    #[arg(long)]
+    admin_listen: Option<String>,
     /// Session of requests without a /s/<id> prefix or X-Pathgate-Session header.
     #[arg(long)]
     session: Option<String>,
-    /// Largest mutation body accepted, in bytes (413 beyond).
-    #[arg(long, default_value_t = 3 * 1024 * 1024)]
-    max_body_bytes: usize,
+    /// Largest mutation body accepted, in bytes (413 beyond) [default: 3145728].
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 15)]
     drain_timeout: u64,
@@ -150,41 +166,83 @@ fn init_tracing() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let upstream = match (&args.upstream_kubeconfig, args.in_cluster) {
+    let config = match &args.config {
+        Some(path) => pathgate::config::Config::load(path)?,
+        None => pathgate::config::Config::default(),
+    };
+    let server = &config.server;
+    let in_cluster = args.in_cluster || server.in_cluster == Some(true);
+    let upstream_kubeconfig = args
+        .upstream_kubeconfig
+        .clone()
+        .or_else(|| server.upstream_kubeconfig.clone());
+    let upstream = match (upstream_kubeconfig, in_cluster) {
         (Some(path), false) => UpstreamSource::Kubeconfig {
-            path: path.clone(),
-            context: args.context.clone(),
+            path,
+            context: args.context.clone().or_else(|| server.context.clone()),
         },
         (None, true) => UpstreamSource::InCluster,
-        _ => anyhow::bail!("name the apiserver: --upstream-kubeconfig PATH or --in-cluster"),
+        (Some(_), true) => anyhow::bail!(
+            "--in-cluster and an upstream kubeconfig are exclusive; choose one upstream"
+        ),
+        (None, false) => anyhow::bail!(
+            "name the apiserver: --upstream-kubeconfig PATH or --in-cluster (or server.upstream_kubeconfig in --config)"
+        ),
     };
-    let admin_listen = match args.admin_listen.as_str() {
-        "off" | "" => None,
-        addr => Some(
+    let admin_listen = match args.admin_listen.as_deref() {
+        Some("off") | Some("") => None,
+        Some(addr) => Some(
             addr.parse()
                 .with_context(|| format!("--admin-listen {addr:?} is not host:port"))?,
         ),
+        None => Some(
+            server
+                .admin_listen
+                .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("static address")),
+        ),
+    };
+    let max_body_bytes = match args.max_body_bytes {
+        Some(bytes) => bytes,
+        None => server
+            .max_body_bytes
+            .map(|b| b as usize)
+            .unwrap_or(3 * 1024 * 1024),
     };
     let options = pathgate::serve::ServeOptions {
         upstream,
-        listen: args.listen,
+        listen: args
+            .listen
+            .or(server.listen)
+            .unwrap_or_else(|| "127.0.0.1:8443".parse().expect("static address")),
         admin_listen,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
-        client_ca: args.client_ca,
+        tls_cert: args
+            .tls_cert
+            .or_else(|| server.tls_cert.clone())
+            .unwrap_or_else(|| "certs/server.crt".into()),
+        tls_key: args
+            .tls_key
+            .or_else(|| server.tls_key.clone())
+            .unwrap_or_else(|| "certs/server.key".into()),
+        client_ca: args.client_ca.or_else(|| server.client_ca.clone()),
         client_token_file: args.client_token_file,
         proxy: ProxySettings {
-            auth: args.auth,
-            max_body_bytes: args.max_body_bytes,
-            default_session: args.session,
+            auth: args.auth.or(server.auth).unwrap_or(AuthMode::Passthrough),
+            max_body_bytes,
+            default_session: args.session.or_else(|| server.default_session.clone()),
             ..ProxySettings::default()
         },
         drain_timeout: Duration::from_secs(args.drain_timeout),
         connect_timeout: Duration::from_secs(10),
     };
+    let policy = pathgate::config::PolicyHandle::new(&config, args.mode);
+    tracing::info!(mode = %policy.current().mode, "policy loaded");
+    if let Some(path) = args.config.clone() {
+        tokio::spawn(pathgate::config::watch(path, policy.clone()));
+    }
     let metrics = pathgate::metrics::Metrics::new();
     let running =
-        pathgate::serve::start(options, Arc::new(pathgate::proxy::AllowAll), None, metrics).await?;
+        pathgate::serve::start(options, pathgate::serve::policy_gate(policy), None, metrics)
+            .await?;
     eprintln!(
         "pathgate listening on https://{} (admin {})",
         running.addr,
@@ -245,6 +303,22 @@ fn main() -> anyhow::Result<()> {
             };
             config.write(&args.out)?;
             println!("wrote {}", args.out.display());
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            let effective = pathgate::config::check_config(&file)?;
+            println!("# {}: valid. Effective configuration:", file.display());
+            print!("{effective}");
+            Ok(())
+        }
+        Command::Rules => {
+            println!("{:<6} {:<28} {:<8} summary", "id", "name", "enforce");
+            for rule in pathgate::policy::catalog() {
+                println!(
+                    "{:<6} {:<28} {:<8} {}",
+                    rule.id, rule.name, rule.default_action, rule.summary
+                );
+            }
             Ok(())
         }
     }

@@ -127,10 +127,25 @@ pub fn validate(options: &ServeOptions) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Builds the gate once the upstream is known (the policy gate fetches facts from it).
+pub type GateFactory = Box<dyn FnOnce(Arc<Upstream>, AuthMode) -> Arc<dyn Gate> + Send>;
+
+/// The gate of a policy: classify, decide, rewrite.
+pub fn policy_gate(policy: crate::config::PolicyHandle) -> GateFactory {
+    Box::new(move |upstream, auth| {
+        Arc::new(crate::proxy::PolicyGate::new(policy, upstream, auth)) as Arc<dyn Gate>
+    })
+}
+
+/// A gate that allows everything (forwarding tests).
+pub fn allow_all() -> GateFactory {
+    Box::new(|_, _| Arc::new(crate::proxy::AllowAll) as Arc<dyn Gate>)
+}
+
 /// Starts the proxy (and the admin listener) and returns once both listen.
 pub async fn start(
     options: ServeOptions,
-    gate: Arc<dyn Gate>,
+    gate: GateFactory,
     recorder: Option<Arc<dyn Recorder>>,
     metrics: Metrics,
 ) -> Result<Running, ServeError> {
@@ -202,6 +217,7 @@ pub async fn start(
         None => None,
     };
     let recorder = recorder.unwrap_or_else(|| Arc::new(LogRecorder));
+    let gate = gate(upstream.clone(), settings.auth);
     let proxy = Proxy {
         settings: Arc::new(settings),
         upstream,

@@ -1,11 +1,29 @@
-//! The gate between classification and forwarding.
+//! The gate between classification and forwarding: analysis, facts, the policy decision,
+//! and the rewrites a decision asks for, applied to the query and body.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::handler::{Gate, GateOutcome, GateRequest};
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http_body_util::BodyExt;
 
-/// Classifies nothing further and allows everything: the gate of `--mode observe` before
-/// a policy is wired, and of tests that exercise forwarding alone.
+use super::handler::{Exchange, Gate, GateOutcome, GateRequest};
+use super::AuthMode;
+use crate::classify::{self, Analysis, RequestInfo};
+use crate::config::PolicyHandle;
+use crate::policy::{
+    self, Action, Facts, Fingerprint, RequestContext, Rewrite, SessionLimits, SessionStore,
+    TargetFact,
+};
+use crate::status::{full_body, Status};
+use crate::upstream::Upstream;
+
+/// The header a client that can add headers uses to present a confirmation token.
+pub const CONFIRM_HEADER: &str = "x-pathgate-confirm";
+
+/// Allows everything without analysis: for tests that exercise forwarding alone.
 #[derive(Debug, Default)]
 pub struct AllowAll;
 
@@ -15,5 +33,287 @@ impl Gate for AllowAll {
         _request: GateRequest<'a>,
     ) -> Pin<Box<dyn std::future::Future<Output = GateOutcome> + Send + 'a>> {
         Box::pin(async { GateOutcome::default() })
+    }
+}
+
+/// The production gate: classify, fetch the facts a rule needs, decide, rewrite.
+pub struct PolicyGate {
+    policy: PolicyHandle,
+    sessions: SessionStore,
+    upstream: Arc<Upstream>,
+    auth: AuthMode,
+}
+
+impl PolicyGate {
+    pub fn new(policy: PolicyHandle, upstream: Arc<Upstream>, auth: AuthMode) -> Self {
+        Self {
+            policy,
+            sessions: SessionStore::new(SessionLimits::default()),
+            upstream,
+            auth,
+        }
+    }
+
+    /// GETs the request's target object: with the client's credentials in passthrough
+    /// mode (pathgate must not reveal what the client could not read), pathgate's own
+    /// otherwise. A failed fetch is `Unknown`, never a guess.
+    async fn fetch_target(
+        &self,
+        path: &str,
+        authorization: Option<&HeaderValue>,
+        trace_id: &str,
+    ) -> TargetFact {
+        let mut request = http::Request::get(self.upstream.uri_for(path))
+            .header(header::ACCEPT, "application/json")
+            .body(full_body(Bytes::new()))
+            .expect("a GET of a path built from request info");
+        if let Some(value) = authorization {
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, value.clone());
+        }
+        // The fact-finding GET joins the audit log under the same execution id.
+        if let Ok(value) = HeaderValue::from_str(trace_id) {
+            request
+                .headers_mut()
+                .insert(crate::trace::AUDIT_ID_HEADER, value);
+        }
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.upstream.client().request(request),
+        )
+        .await;
+        let Ok(Ok(response)) = response else {
+            return TargetFact::Unknown;
+        };
+        match response.status().as_u16() {
+            404 => TargetFact::Missing,
+            200 => {
+                let body = tokio::time::timeout(Duration::from_secs(10), response.collect()).await;
+                match body {
+                    Ok(Ok(collected)) => serde_json::from_slice(&collected.to_bytes())
+                        .map(TargetFact::Present)
+                        .unwrap_or(TargetFact::Unknown),
+                    _ => TargetFact::Unknown,
+                }
+            }
+            _ => TargetFact::Unknown,
+        }
+    }
+}
+
+fn content_type(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Applies rewrites to the query string, returning the new query.
+pub fn rewrite_query(query: Option<&str>, rewrites: &[Rewrite]) -> String {
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    for rewrite in rewrites {
+        match rewrite {
+            Rewrite::AddDryRun => {
+                pairs.retain(|(k, _)| k != "dryRun");
+                pairs.push(("dryRun".into(), "All".into()));
+            }
+            Rewrite::SetGracePeriod { to, .. } => {
+                pairs.retain(|(k, _)| k != "gracePeriodSeconds");
+                pairs.push(("gracePeriodSeconds".into(), to.to_string()));
+            }
+            Rewrite::AddLimit { limit } => {
+                pairs.retain(|(k, _)| k != "limit");
+                pairs.push(("limit".into(), limit.to_string()));
+            }
+        }
+    }
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// Applies rewrites to a JSON DeleteOptions body (the body wins over the query in the
+/// apiserver, so both must agree). `None` when the body needs no change.
+pub fn rewrite_delete_body(body: &[u8], rewrites: &[Rewrite]) -> Option<Bytes> {
+    if body.is_empty() {
+        return None;
+    }
+    let mut options: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let object = options.as_object_mut()?;
+    let mut changed = false;
+    for rewrite in rewrites {
+        match rewrite {
+            Rewrite::AddDryRun => {
+                object.insert("dryRun".into(), serde_json::json!(["All"]));
+                changed = true;
+            }
+            Rewrite::SetGracePeriod { to, .. } => {
+                object.insert("gracePeriodSeconds".into(), serde_json::json!(to));
+                changed = true;
+            }
+            Rewrite::AddLimit { .. } => {}
+        }
+    }
+    changed.then(|| Bytes::from(serde_json::to_vec(&options).expect("JSON value serialises")))
+}
+
+fn dry_run_forwarded(analysis: Option<&Analysis>, decision: Option<&policy::Decision>) -> bool {
+    analysis.is_some_and(|a| a.dry_run)
+        || decision.is_some_and(|d| d.rewrites.contains(&Rewrite::AddDryRun))
+}
+
+impl Gate for PolicyGate {
+    fn evaluate<'a>(
+        &'a self,
+        request: GateRequest<'a>,
+    ) -> Pin<Box<dyn std::future::Future<Output = GateOutcome> + Send + 'a>> {
+        Box::pin(async move {
+            let info: &RequestInfo = request.info;
+            let policy = self.policy.current();
+            let analysis = classify::analyse(
+                info,
+                request.query,
+                content_type(request.headers),
+                request.body,
+            );
+            let fingerprint = Fingerprint::of(info, request.query, request.body);
+            let ctx = RequestContext {
+                session: request.session.to_string(),
+                fingerprint,
+                impersonation_headers: super::headers::has_impersonation(request.headers),
+                pathgate_credentials: self.auth != AuthMode::Passthrough,
+                confirm_token: request
+                    .headers
+                    .get(CONFIRM_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            };
+            let mut facts = Facts::default();
+            if policy::needs_target(info, &analysis, &policy) {
+                if let Some(path) = policy::target_path(info, &analysis) {
+                    facts.target = self
+                        .fetch_target(
+                            &path,
+                            request.upstream_authorization,
+                            &request.trace_id.to_hex(),
+                        )
+                        .await;
+                }
+            }
+            let now = Instant::now();
+            let decision = self
+                .sessions
+                .decide(&policy, info, &analysis, &facts, &ctx, now);
+            let mut outcome = GateOutcome {
+                warnings: decision.warnings(),
+                fingerprint: Some(fingerprint),
+                ..GateOutcome::default()
+            };
+            if decision.action.blocks() {
+                let message = decision
+                    .status_message()
+                    .unwrap_or_else(|| "pathgate denied this request".into());
+                // A refusal is an outcome of the request too (PG015 counts repeats).
+                self.sessions.record_outcome(
+                    request.session,
+                    &fingerprint,
+                    403,
+                    analysis.dry_run,
+                    Duration::from_secs(policy.retry_loop.window_seconds),
+                    now,
+                );
+                outcome.deny = Some(Status::forbidden(message));
+            } else if decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
+                outcome.query = Some(rewrite_query(request.query, &decision.rewrites));
+                if info.verb == classify::Verb::Delete
+                    || info.verb == classify::Verb::DeleteCollection
+                {
+                    outcome.body = rewrite_delete_body(request.body, &decision.rewrites);
+                }
+            }
+            outcome.analysis = Some(analysis);
+            outcome.decision = Some(decision);
+            outcome
+        })
+    }
+
+    fn observe_response(&self, exchange: &mut Exchange) -> Vec<String> {
+        let (Some(info), Some(analysis), Some(decision), Some(fingerprint)) = (
+            exchange.info.as_ref(),
+            exchange.analysis.as_ref(),
+            exchange.decision.as_mut(),
+            exchange.fingerprint,
+        ) else {
+            return Vec::new();
+        };
+        let policy = self.policy.current();
+        let dry_run = dry_run_forwarded(Some(analysis), Some(decision));
+        let failures = self.sessions.record_outcome(
+            &exchange.session,
+            &fingerprint,
+            exchange.status_code,
+            dry_run,
+            Duration::from_secs(policy.retry_loop.window_seconds),
+            Instant::now(),
+        );
+        let findings = policy::findings_from_response(
+            info,
+            analysis,
+            &policy,
+            decision,
+            exchange.status_code,
+            failures,
+        );
+        let mut extra = policy::Decision::allow(decision.mode);
+        extra.findings = findings.clone();
+        let warnings = extra.warnings();
+        decision.findings.extend(findings);
+        warnings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_rewrites_replace_and_add_parameters() {
+        let query = rewrite_query(
+            Some("gracePeriodSeconds=0&pretty=true"),
+            &[
+                Rewrite::SetGracePeriod {
+                    from: Some(0),
+                    to: 30,
+                },
+                Rewrite::AddDryRun,
+            ],
+        );
+        assert_eq!(query, "pretty=true&gracePeriodSeconds=30&dryRun=All");
+        assert_eq!(
+            rewrite_query(None, &[Rewrite::AddLimit { limit: 50 }]),
+            "limit=50"
+        );
+    }
+
+    #[test]
+    fn delete_bodies_get_the_same_rewrites_as_the_query() {
+        let body = br#"{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":0,"propagationPolicy":"Background"}"#;
+        let rewritten = rewrite_delete_body(
+            body,
+            &[Rewrite::SetGracePeriod {
+                from: Some(0),
+                to: 30,
+            }],
+        )
+        .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&rewritten).unwrap();
+        assert_eq!(value["gracePeriodSeconds"], 30);
+        assert_eq!(value["propagationPolicy"], "Background");
+        let dry = rewrite_delete_body(body, &[Rewrite::AddDryRun]).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&dry).unwrap();
+        assert_eq!(value["dryRun"], serde_json::json!(["All"]));
+        assert!(rewrite_delete_body(b"", &[Rewrite::AddDryRun]).is_none());
     }
 }

@@ -93,6 +93,8 @@ pub struct GateOutcome {
     pub query: Option<String>,
     /// A rewritten body to forward instead of the client's.
     pub body: Option<Bytes>,
+    /// The request's session-memory key, kept for [`Gate::observe_response`].
+    pub fingerprint: Option<crate::policy::Fingerprint>,
 }
 
 /// Classification and policy, as seen by the request path.
@@ -104,8 +106,10 @@ pub trait Gate: Send + Sync {
     ) -> Pin<Box<dyn std::future::Future<Output = GateOutcome> + Send + 'a>>;
 
     /// Learns the apiserver's answer to a forwarded request (dry-run successes, failures
-    /// for retry loops, 409 on create).
-    fn observe_response(&self, _session: &str, _request: &Exchange) {}
+    /// for retry loops, 409 on create); returns extra `Warning` values for the response.
+    fn observe_response(&self, _exchange: &mut Exchange) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The complete record of one request, handed to the [`Recorder`] when it ends.
@@ -142,6 +146,10 @@ pub struct Exchange {
     pub error: Option<(Side, String)>,
     /// The response was an upgrade (exec, attach, port-forward).
     pub upgraded: bool,
+    /// The gate's session-memory key for this request.
+    pub fingerprint: Option<crate::policy::Fingerprint>,
+    /// `Warning` values pathgate added to the response.
+    pub warnings: Vec<String>,
 }
 
 /// Where finished exchanges go (the ledger, metrics).
@@ -246,6 +254,8 @@ pub async fn handle(
         stream_end: None,
         error: None,
         upgraded: false,
+        fingerprint: None,
+        warnings: Vec::new(),
     };
     let result = process(&proxy, &connection, request, &mut exchange, clock).await;
     let mut response = match result {
@@ -401,6 +411,8 @@ async fn process(
         .await;
     exchange.analysis = outcome.analysis.clone();
     exchange.decision = outcome.decision.clone();
+    exchange.fingerprint = outcome.fingerprint;
+    exchange.warnings = outcome.warnings.clone();
     if let Some(status) = outcome.deny {
         return Err(status);
     }
@@ -511,6 +523,8 @@ async fn process(
         .get(trace::AUDIT_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let late_warnings = proxy.gate.observe_response(exchange);
+    exchange.warnings.extend(late_warnings);
 
     // Upgrades: relay both directions once both sides have switched protocols.
     if upstream_response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -563,7 +577,7 @@ async fn process(
 
     let (mut response_parts, upstream_body) = upstream_response.into_parts();
     headers::strip_hop_by_hop(&mut response_parts.headers);
-    for warning in &outcome.warnings {
+    for warning in &exchange.warnings {
         if let Ok(value) = HeaderValue::from_str(warning) {
             response_parts.headers.append(header::WARNING, value);
         }
@@ -583,9 +597,6 @@ async fn process(
         exchange.bytes_out = bytes.len() as u64;
         inspect_object(&bytes, &response_parts.headers, exchange);
         exchange.duration = clock.elapsed();
-        proxy
-            .gate
-            .observe_response(&exchange.session.clone(), exchange);
         let finished = exchange.clone();
         if info.is_mutation() {
             record_durable(proxy, finished).await.map_err(|e| {

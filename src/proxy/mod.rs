@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use admin::serve_admin;
 pub use body::{StreamEnd, StreamStats};
-pub use gate::AllowAll;
+pub use gate::{rewrite_delete_body, rewrite_query, AllowAll, PolicyGate, CONFIRM_HEADER};
 pub use handler::{
     ClientIdentity, ConnectionInfo, Exchange, Gate, GateOutcome, GateRequest, Recorder,
 };
@@ -33,18 +33,9 @@ pub use handler::{
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 
-/// How pathgate authenticates upstream (see DESIGN.md, "Auth modes").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// Forward the client's bearer token; pathgate presents no credentials of its own.
-    Passthrough,
-    /// pathgate's own credentials; the client's `Authorization` is dropped.
-    Sidecar,
-    /// pathgate's own credentials plus `Impersonate-User`/`-Group` from the client's
-    /// verified certificate.
-    Impersonate,
-}
+/// How pathgate authenticates upstream (see DESIGN.md, "Auth modes"); the same type as
+/// the config file's `server.auth`.
+pub use crate::config::AuthMode;
 
 impl std::str::FromStr for AuthMode {
     type Err = String;

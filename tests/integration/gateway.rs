@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use pathgate::proxy::{AuthMode, Exchange, Gate, ProxySettings, Recorder};
+use pathgate::proxy::{AuthMode, Exchange, ProxySettings, Recorder};
 use pathgate::serve::{Running, ServeOptions};
 use pathgate::upstream::UpstreamSource;
 use testcluster::RunningCluster;
@@ -43,7 +43,7 @@ pub struct GatewayBuilder {
     pub upstream_kubeconfig: PathBuf,
     pub client_ca: bool,
     pub settings: ProxySettings,
-    pub gate: Arc<dyn Gate>,
+    pub policy: Option<pathgate::config::PolicyHandle>,
 }
 
 impl GatewayBuilder {
@@ -53,13 +53,21 @@ impl GatewayBuilder {
             upstream_kubeconfig: upstream_kubeconfig.into(),
             client_ca: false,
             settings: ProxySettings::default(),
-            gate: Arc::new(pathgate::proxy::AllowAll),
+            policy: None,
         }
     }
 
     pub fn auth(mut self, auth: AuthMode) -> Self {
         self.auth = auth;
         self.client_ca = auth == AuthMode::Impersonate || self.client_ca;
+        self
+    }
+
+    /// Gate requests with this policy (YAML, as in a `--config` file).
+    pub fn policy_yaml(mut self, yaml: &str) -> Self {
+        let config = pathgate::config::Config::from_yaml(yaml, std::path::Path::new("test.yaml"))
+            .expect("test policy is valid");
+        self.policy = Some(pathgate::config::PolicyHandle::new(&config, None));
         self
     }
 
@@ -86,7 +94,10 @@ impl GatewayBuilder {
         };
         let running = pathgate::serve::start(
             options,
-            self.gate,
+            match self.policy {
+                Some(policy) => pathgate::serve::policy_gate(policy),
+                None => pathgate::serve::allow_all(),
+            },
             Some(Arc::new(collected.clone())),
             pathgate::metrics::Metrics::new(),
         )
