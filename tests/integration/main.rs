@@ -6,5 +6,6 @@ mod cli;
 mod gateway;
 mod harness;
 mod proxy;
+mod rules;
 mod support;
 mod upgrade;
