@@ -3,6 +3,7 @@
 //! it through `PATHGATE_CLUSTER_DIR` and fail, naming that command, when it is absent.
 
 mod cli;
+mod deploy;
 mod gateway;
 mod harness;
 mod proxy;
