@@ -22,7 +22,7 @@ use super::{LedgerError, LedgerSettings};
 use crate::metrics::Metrics;
 
 pub use otlp::OtlpSettings;
-pub use webhook::WebhookSettings;
+pub use webhook::{WebhookSettings, SCHEMA_HEADER};
 
 /// Capped exponential backoff between delivery attempts of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
