@@ -39,6 +39,8 @@ mod spool;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
+mod schema_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
