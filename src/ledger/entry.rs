@@ -34,7 +34,11 @@ pub struct Entry {
     #[serde(with = "rfc3339")]
     pub started_at: OffsetDateTime,
     /// When the response ended (stream end for watches); absent on intents.
-    #[serde(default, with = "rfc3339_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "rfc3339_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ended_at: Option<OffsetDateTime>,
     /// `ended_at - started_at` in milliseconds (microsecond precision); absent on intents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -568,14 +572,17 @@ mod rfc3339 {
     use time::format_description::well_known::Rfc3339;
     use time::OffsetDateTime;
 
-    pub fn serialize<S: Serializer>(value: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
-        let text = value
-            .format(&Rfc3339)
-            .map_err(serde::ser::Error::custom)?;
+    pub fn serialize<S: Serializer>(
+        value: &OffsetDateTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let text = value.format(&Rfc3339).map_err(serde::ser::Error::custom)?;
         serializer.serialize_str(&text)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OffsetDateTime, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<OffsetDateTime, D::Error> {
         let text = String::deserialize(deserializer)?;
         OffsetDateTime::parse(&text, &Rfc3339).map_err(D::Error::custom)
     }

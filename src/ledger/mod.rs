@@ -37,9 +37,9 @@ mod sink;
 mod spool;
 
 #[cfg(test)]
-pub(crate) mod testing;
-#[cfg(test)]
 mod schema_tests;
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -58,7 +58,7 @@ pub use entry::{
     RewriteRecord, SentForwarded, Side, SCHEMA,
 };
 pub use redact::{capture_body, redact_body, safe_query, token_fingerprint, REDACTED};
-pub use sink::{OtlpSettings, RetrySettings, WebhookSettings};
+pub use sink::{OtlpSettings, RetrySettings, WebhookSettings, SCHEMA_HEADER};
 pub use spool::{segment_name, Cursor};
 
 /// What the proxy does with a mutation when the ledger cannot record its intent.
@@ -134,7 +134,9 @@ pub enum LedgerError {
     #[error("ledger spool write failed: {0}; is the disk full?")]
     Io(String),
     /// The queue stayed full, or the fsync did not complete, within `durable_timeout`.
-    #[error("ledger did not make the entry durable within {0:?}; the disk or the writer is too slow")]
+    #[error(
+        "ledger did not make the entry durable within {0:?}; the disk or the writer is too slow"
+    )]
     Timeout(Duration),
     /// The ledger was shut down.
     #[error("ledger is shut down")]

@@ -124,7 +124,10 @@ pub fn safe_query(query: &str) -> Option<String> {
 /// clients apart or to match a known token, useless for replaying it.
 pub fn token_fingerprint(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
-    let hex: String = digest[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+    let hex: String = digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     format!("sha256:{hex}")
 }
 
@@ -157,7 +160,9 @@ pub fn capture_body(
         };
     };
     let redacted = redact_body(resource, &decoded);
-    let size = serde_json::to_vec(&redacted).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&redacted)
+        .map(|bytes| bytes.len())
+        .unwrap_or(usize::MAX);
     if size > max_bytes {
         CapturedBody {
             json: None,
@@ -209,7 +214,10 @@ mod tests {
             {"op": "add", "path": "/stringData", "value": {"k": "plain-secret"}}
         ]);
         let out = text(&redact_body("secrets", &body));
-        assert!(!out.contains("c2VjcmV0") && !out.contains("plain-secret"), "{out}");
+        assert!(
+            !out.contains("c2VjcmV0") && !out.contains("plain-secret"),
+            "{out}"
+        );
         assert!(out.contains("/data/password"), "paths are kept: {out}");
     }
 
@@ -269,7 +277,12 @@ mod tests {
         );
         assert_eq!(yaml.json.unwrap()["stringData"]["k"], REDACTED);
 
-        let protobuf = capture_body("secrets", Some("application/vnd.kubernetes.protobuf"), b"k8s\0..", 1024);
+        let protobuf = capture_body(
+            "secrets",
+            Some("application/vnd.kubernetes.protobuf"),
+            b"k8s\0..",
+            1024,
+        );
         assert!(protobuf.json.is_none() && !protobuf.truncated);
     }
 }

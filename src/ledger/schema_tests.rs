@@ -33,7 +33,9 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut 
             "$schema" | "$id" | "title" | "description" | "$defs" => {}
             "$ref" => {
                 let pointer = argument.as_str().unwrap().trim_start_matches('#');
-                let target = root.pointer(pointer).unwrap_or_else(|| panic!("dangling $ref {pointer}"));
+                let target = root
+                    .pointer(pointer)
+                    .unwrap_or_else(|| panic!("dangling $ref {pointer}"));
                 validate(root, target, value, at, errors);
             }
             "type" => {
@@ -51,7 +53,8 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut 
                     Value::Array(_) => "array",
                     Value::Object(_) => "object",
                 };
-                let ok = allowed.contains(&actual) || (actual == "integer" && allowed.contains(&"number"));
+                let ok = allowed.contains(&actual)
+                    || (actual == "integer" && allowed.contains(&"number"));
                 if !ok {
                     errors.push(format!("{at}: {actual} is not {allowed:?}"));
                 }
@@ -76,7 +79,12 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut 
             "format" => {
                 assert_eq!(argument, "date-time", "only date-time is checked");
                 if let Some(text) = value.as_str() {
-                    if time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_err() {
+                    if time::OffsetDateTime::parse(
+                        text,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .is_err()
+                    {
                         errors.push(format!("{at}: {text} is not RFC 3339"));
                     }
                 }
@@ -168,7 +176,10 @@ fn every_example_validates_and_round_trips_through_entry() {
         let entry: Entry = serde_json::from_value(value.clone())
             .unwrap_or_else(|error| panic!("{name} is not an Entry: {error}"));
         let back = serde_json::to_value(&entry).unwrap();
-        assert_eq!(back, value, "{name} does not round-trip (a field unknown to Entry, or not canonical)");
+        assert_eq!(
+            back, value,
+            "{name} does not round-trip (a field unknown to Entry, or not canonical)"
+        );
     }
 }
 
@@ -199,7 +210,12 @@ fn entries_built_in_code_validate() {
         message: "body over 3 MiB".into(),
     });
     entry.watch_events = Some(3);
-    entry.body = Some(capture_body("configmaps", Some("application/json"), b"{\"a\":1}", 100));
+    entry.body = Some(capture_body(
+        "configmaps",
+        Some("application/json"),
+        b"{\"a\":1}",
+        100,
+    ));
     for entry in [entry.clone(), testing::read("r"), {
         let mut intent = entry;
         intent.phase = Phase::Intent;
@@ -224,8 +240,16 @@ fn the_validator_rejects_what_the_schema_forbids() {
     value["started_at"] = "yesterday".into();
     value.as_object_mut().unwrap().remove("trace_id");
     let errors = violations(&value).join("\n");
-    for expected in ["unknown property surprise", "destroy", "yesterday", "missing required \"trace_id\""] {
-        assert!(errors.contains(expected), "{expected} not reported in:\n{errors}");
+    for expected in [
+        "unknown property surprise",
+        "destroy",
+        "yesterday",
+        "missing required \"trace_id\"",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "{expected} not reported in:\n{errors}"
+        );
     }
 }
 
@@ -233,7 +257,12 @@ fn the_validator_rejects_what_the_schema_forbids() {
 fn every_schema_property_is_documented_in_ledger_md() {
     let manual = std::fs::read_to_string(docs().join("ledger.md")).unwrap();
     let schema = schema();
-    let mut names: Vec<String> = schema["properties"].as_object().unwrap().keys().cloned().collect();
+    let mut names: Vec<String> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     for definition in schema["$defs"].as_object().unwrap().values() {
         if let Some(properties) = definition.get("properties").and_then(Value::as_object) {
             names.extend(properties.keys().cloned());
@@ -241,7 +270,12 @@ fn every_schema_property_is_documented_in_ledger_md() {
     }
     let missing: Vec<&String> = names
         .iter()
-        .filter(|name| !manual.contains(&format!("`{name}`")) && !manual.contains(&format!(".{name}`")))
+        .filter(|name| {
+            !manual.contains(&format!("`{name}`")) && !manual.contains(&format!(".{name}`"))
+        })
         .collect();
-    assert!(missing.is_empty(), "fields not documented in docs/ledger.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fields not documented in docs/ledger.md: {missing:?}"
+    );
 }

@@ -80,7 +80,10 @@ pub fn load_cursor(dir: &Path, sink: &str) -> io::Result<Option<Cursor>> {
 pub fn store_cursor(dir: &Path, sink: &str, cursor: Cursor) -> io::Result<()> {
     let path = cursor_path(dir, sink);
     let temporary = path.with_extension("json.tmp");
-    fs::write(&temporary, serde_json::to_vec(&cursor).map_err(io::Error::other)?)?;
+    fs::write(
+        &temporary,
+        serde_json::to_vec(&cursor).map_err(io::Error::other)?,
+    )?;
     fs::rename(&temporary, &path)
 }
 
@@ -311,7 +314,10 @@ impl SpoolReader {
         let cursor = match load_cursor(dir, sink)? {
             Some(cursor) => cursor,
             None => Cursor {
-                segment: list_segments(dir)?.first().map(|(seq, _)| *seq).unwrap_or(1),
+                segment: list_segments(dir)?
+                    .first()
+                    .map(|(seq, _)| *seq)
+                    .unwrap_or(1),
                 offset: 0,
             },
         };
@@ -395,7 +401,10 @@ mod tests {
     use super::*;
 
     fn lines(range: std::ops::Range<u32>) -> Vec<u8> {
-        range.map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>().into_bytes()
+        range
+            .map(|i| format!("{{\"n\":{i}}}\n"))
+            .collect::<String>()
+            .into_bytes()
     }
 
     #[test]
@@ -452,7 +461,11 @@ mod tests {
         file.write_all(b"{\"n\":2,\"torn").unwrap();
 
         let mut reader = SpoolReader::open(dir.path(), "early").unwrap();
-        assert_eq!(reader.read_batch(10).unwrap().lines.len(), 2, "partial line not read");
+        assert_eq!(
+            reader.read_batch(10).unwrap().lines.len(),
+            2,
+            "partial line not read"
+        );
 
         let mut writer = SpoolWriter::open(dir.path(), 1 << 20, u64::MAX).unwrap();
         writer.append(&lines(3..4)).unwrap();
@@ -465,13 +478,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = SpoolWriter::open(dir.path(), 40, 100).unwrap();
         // The sink delivered the first two entries of segment 1.
-        store_cursor(dir.path(), "slow", Cursor { segment: 1, offset: 16 }).unwrap();
+        store_cursor(
+            dir.path(),
+            "slow",
+            Cursor {
+                segment: 1,
+                offset: 16,
+            },
+        )
+        .unwrap();
         for i in 0..30 {
             writer.append(&lines(i..i + 1)).unwrap();
         }
         let losses = writer.enforce_retention().unwrap();
         assert!(writer.total_bytes() <= 100);
-        let on_disk: u64 = list_segments(dir.path()).unwrap().iter().map(|(_, s)| s).sum();
+        let on_disk: u64 = list_segments(dir.path())
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s)
+            .sum();
         assert_eq!(on_disk, writer.total_bytes());
         let kept_entries: u64 = list_segments(dir.path())
             .unwrap()
@@ -479,7 +504,13 @@ mod tests {
             .map(|(seq, _)| count_lines_from(&segment_path(dir.path(), *seq), 0).unwrap())
             .sum();
         // 30 written, 2 delivered: every other entry is either still on disk or counted lost.
-        assert_eq!(losses, vec![RetentionLoss { sink: "slow".into(), entries: 28 - kept_entries }]);
+        assert_eq!(
+            losses,
+            vec![RetentionLoss {
+                sink: "slow".into(),
+                entries: 28 - kept_entries
+            }]
+        );
 
         // The reader skips the deleted segments and continues with what is left.
         let mut reader = SpoolReader::open(dir.path(), "slow").unwrap();

@@ -51,7 +51,10 @@ async fn a_durable_record_is_on_disk_when_it_resolves() {
     let (ledger, tasks) = Ledger::start(settings(dir.path()), metrics.clone()).unwrap();
     for i in 0..5 {
         let trace_id = format!("durable-{i}");
-        ledger.record_durable(testing::mutation(&trace_id)).await.unwrap();
+        ledger
+            .record_durable(testing::mutation(&trace_id))
+            .await
+            .unwrap();
         // No shutdown, no flush: the entry must already be in the file.
         let on_disk = spool_entries(dir.path());
         assert_eq!(on_disk.last().unwrap().trace_id, trace_id);
@@ -89,7 +92,10 @@ async fn concurrent_durable_records_share_fsyncs() {
         fsync_seconds * 1000.0 / fsyncs as f64,
         metrics.ledger_commit_entries.get_sample_sum() / commits as f64,
     );
-    assert_eq!(metrics.ledger_commit_entries.get_sample_sum() as usize, WAITERS);
+    assert_eq!(
+        metrics.ledger_commit_entries.get_sample_sum() as usize,
+        WAITERS
+    );
     assert!(
         (commits as usize) < WAITERS / 4,
         "{commits} fsyncs for {WAITERS} concurrent durable records: no group commit"
@@ -113,8 +119,15 @@ async fn a_full_queue_drops_and_counts_and_nothing_is_lost_silently() {
     let queued = counter(&metrics, "spool", "queued");
     let dropped = counter(&metrics, "spool", "dropped");
     let written = counter(&metrics, "spool", "written");
-    assert!(dropped > 0, "a one-slot queue fed in a tight loop must overflow");
-    assert_eq!(queued + dropped, RECORDS, "every record is either queued or counted dropped");
+    assert!(
+        dropped > 0,
+        "a one-slot queue fed in a tight loop must overflow"
+    );
+    assert_eq!(
+        queued + dropped,
+        RECORDS,
+        "every record is either queued or counted dropped"
+    );
     assert_eq!(written, queued, "every queued entry was written");
     assert_eq!(spool_entries(dir.path()).len() as u64, written);
     // Metrics come from every entry, written or not.
@@ -133,11 +146,16 @@ async fn records_after_shutdown_are_refused_or_counted() {
     tasks.shutdown(Duration::from_secs(1)).await;
     ledger.record(testing::read("after"));
     assert!(matches!(
-        ledger.record_intent(testing::mutation("after-intent")).await,
+        ledger
+            .record_intent(testing::mutation("after-intent"))
+            .await,
         Err(LedgerError::Closed)
     ));
     assert_eq!(counter(&metrics, "spool", "dropped"), 1);
-    let on_disk: Vec<String> = spool_entries(dir.path()).into_iter().map(|e| e.trace_id).collect();
+    let on_disk: Vec<String> = spool_entries(dir.path())
+        .into_iter()
+        .map(|e| e.trace_id)
+        .collect();
     assert_eq!(on_disk, ["before"]);
 }
 
@@ -171,7 +189,13 @@ async fn intent_then_outcome_share_a_trace_id_with_distinct_dedupe_keys() {
     assert_eq!(entries[0].dedupe_key(), "t-1/intent");
     assert_eq!(entries[1].dedupe_key(), "t-1/outcome");
     // The intent is not a request of its own: counted once.
-    assert_eq!(metrics.requests.with_label_values(&["delete", "deny"]).get(), 1);
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["delete", "deny"])
+            .get(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +241,10 @@ async fn secret_data_never_reaches_the_jsonl_file() {
     }
     assert_eq!(text.lines().count(), 2);
     assert!(!text.contains(value), "Secret data in the ledger: {text}");
-    assert!(!text.contains(plain), "Secret stringData or a token in the ledger: {text}");
+    assert!(
+        !text.contains(plain),
+        "Secret stringData or a token in the ledger: {text}"
+    );
     assert!(text.contains(REDACTED));
     assert!(text.contains("\"password\""), "key names are kept");
 }
@@ -236,7 +263,10 @@ async fn body_capture_is_off_by_default() {
 const CRASH_CHILD_ENV: &str = "PATHGATE_LEDGER_CRASH_CHILD_DIR";
 
 fn unix_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
 }
 
 /// The child side of the kill -9 test: mutations are recorded durably and acknowledged on
@@ -251,7 +281,10 @@ async fn crash_child(dir: &Path) -> ! {
         let read = format!("read-{i}");
         ledger.record(testing::read(&read));
         let mutation = format!("mutation-{i}");
-        ledger.record_durable(testing::mutation(&mutation)).await.unwrap();
+        ledger
+            .record_durable(testing::mutation(&mutation))
+            .await
+            .unwrap();
         use std::io::Write;
         writeln!(stdout, "read {read} {}", unix_ms()).unwrap();
         writeln!(stdout, "acked {mutation}").unwrap();
@@ -284,7 +317,11 @@ async fn kill_9_loses_no_acknowledged_mutation_and_reads_only_within_the_flush_i
     let mut reads: Vec<(String, u128)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.len() < 300 {
-        assert!(Instant::now() < deadline, "child too slow: {} acks", acked.len());
+        assert!(
+            Instant::now() < deadline,
+            "child too slow: {} acks",
+            acked.len()
+        );
         let line = lines.next().expect("child output").unwrap();
         collect_child_line(&line, &mut acked, &mut reads);
     }
@@ -300,17 +337,26 @@ async fn kill_9_loses_no_acknowledged_mutation_and_reads_only_within_the_flush_i
     let on_disk: BTreeSet<String> = {
         // Reopen as pathgate would after the crash (cuts a torn last line), then read.
         drop(spool::SpoolWriter::open(dir.path(), 64 << 20, 1 << 30).unwrap());
-        spool_entries(dir.path()).into_iter().map(|e| e.trace_id).collect()
+        spool_entries(dir.path())
+            .into_iter()
+            .map(|e| e.trace_id)
+            .collect()
     };
     let lost: Vec<&String> = acked.iter().filter(|id| !on_disk.contains(*id)).collect();
-    assert!(lost.is_empty(), "acknowledged mutations lost by kill -9: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged mutations lost by kill -9: {lost:?}"
+    );
     let flush_window_ms = 50;
     let old_reads_lost: Vec<&String> = reads
         .iter()
         .filter(|(id, at)| *at + flush_window_ms < killed_at && !on_disk.contains(id))
         .map(|(id, _)| id)
         .collect();
-    assert!(old_reads_lost.is_empty(), "reads older than the flush interval lost: {old_reads_lost:?}");
+    assert!(
+        old_reads_lost.is_empty(),
+        "reads older than the flush interval lost: {old_reads_lost:?}"
+    );
     eprintln!(
         "kill -9: {} acknowledged mutations and {} reads announced, all on disk ({} entries)",
         acked.len(),
@@ -352,7 +398,7 @@ impl Receiver {
                         let number = receiver.requests.fetch_add(1, Ordering::SeqCst);
                         let schema = request
                             .headers()
-                            .get(sink::SCHEMA_HEADER)
+                            .get(SCHEMA_HEADER)
                             .map(|value| value.to_str().unwrap().to_owned());
                         let body = request.into_body().collect().await.unwrap().to_bytes();
                         let status = if number < receiver.fail_first {
@@ -384,7 +430,11 @@ impl Receiver {
     fn by_key(&self) -> BTreeMap<String, usize> {
         let mut keys = BTreeMap::new();
         for entry in self.accepted.lock().unwrap().iter() {
-            let key = format!("{}/{}", entry["trace_id"].as_str().unwrap(), entry["phase"].as_str().unwrap());
+            let key = format!(
+                "{}/{}",
+                entry["trace_id"].as_str().unwrap(),
+                entry["phase"].as_str().unwrap()
+            );
             *keys.entry(key).or_insert(0) += 1;
         }
         keys
@@ -435,9 +485,11 @@ async fn a_failing_webhook_receiver_ends_up_with_every_entry_once() {
         ledger.record(testing::read(&id));
         expected.insert(format!("{id}/outcome"));
     }
-    wait_for("every entry at the webhook", Duration::from_secs(20), || {
-        receiver.by_key().len() == expected.len()
-    })
+    wait_for(
+        "every entry at the webhook",
+        Duration::from_secs(20),
+        || receiver.by_key().len() == expected.len(),
+    )
     .await;
     tasks.shutdown(Duration::from_secs(2)).await;
 
@@ -447,7 +499,10 @@ async fn a_failing_webhook_receiver_ends_up_with_every_entry_once() {
     assert!(duplicates.is_empty(), "delivered twice: {duplicates:?}");
     assert!(receiver.requests.load(Ordering::SeqCst) > 5);
     assert!(counter(&metrics, "webhook", "retried") > 0);
-    assert_eq!(counter(&metrics, "webhook", "written"), expected.len() as u64);
+    assert_eq!(
+        counter(&metrics, "webhook", "written"),
+        expected.len() as u64
+    );
     assert_eq!(counter(&metrics, "webhook", "dropped"), 0);
 }
 
@@ -466,7 +521,10 @@ async fn a_webhook_down_across_a_restart_catches_up_from_its_cursor() {
     let metrics = Metrics::new();
     let (ledger, tasks) = Ledger::start(settings.clone(), metrics.clone()).unwrap();
     for i in 0..40 {
-        ledger.record_durable(testing::mutation(&format!("first-{i}"))).await.unwrap();
+        ledger
+            .record_durable(testing::mutation(&format!("first-{i}")))
+            .await
+            .unwrap();
     }
     wait_for("a failed delivery", Duration::from_secs(10), || {
         counter(&metrics, "webhook", "retried") > 0
@@ -483,7 +541,10 @@ async fn a_webhook_down_across_a_restart_catches_up_from_its_cursor() {
     for i in 0..10 {
         ledger.record(testing::read(&format!("second-{i}")));
     }
-    wait_for("catch-up", Duration::from_secs(20), || receiver.by_key().len() == 50).await;
+    wait_for("catch-up", Duration::from_secs(20), || {
+        receiver.by_key().len() == 50
+    })
+    .await;
     tasks.shutdown(Duration::from_secs(2)).await;
     let received = receiver.by_key();
     assert!(received.values().all(|count| *count == 1), "{received:?}");
@@ -513,23 +574,49 @@ async fn a_batch_refused_for_good_is_dropped_and_counted() {
     settings.webhook = Some(webhook_settings(address));
     let (ledger, tasks) = Ledger::start(settings, metrics.clone()).unwrap();
     for i in 0..3 {
-        ledger.record_durable(testing::mutation(&format!("refused-{i}"))).await.unwrap();
+        ledger
+            .record_durable(testing::mutation(&format!("refused-{i}")))
+            .await
+            .unwrap();
     }
     wait_for("the drop", Duration::from_secs(10), || {
         counter(&metrics, "webhook", "dropped") == 3
     })
     .await;
     tasks.shutdown(Duration::from_secs(1)).await;
-    assert_eq!(counter(&metrics, "webhook", "retried"), 0, "400 is not retried");
+    assert_eq!(
+        counter(&metrics, "webhook", "retried"),
+        0,
+        "400 is not retried"
+    );
     let cursor = spool::load_cursor(dir.path(), "webhook").unwrap().unwrap();
-    assert_eq!(cursor.offset, std::fs::metadata(dir.path().join(segment_name(1))).unwrap().len());
+    assert_eq!(
+        cursor.offset,
+        std::fs::metadata(dir.path().join(segment_name(1)))
+            .unwrap()
+            .len()
+    );
 }
 
 #[test]
 fn https_sinks_need_a_ca_file_and_other_schemes_are_refused() {
     let mut settings = settings(Path::new("/nonexistent"));
-    settings.webhook = Some(WebhookSettings::new("https://127.0.0.1:1/x".parse().unwrap()));
-    assert!(matches!(sink::build(&settings), Err(LedgerError::Sink { sink: "webhook", .. })));
+    settings.webhook = Some(WebhookSettings::new(
+        "https://127.0.0.1:1/x".parse().unwrap(),
+    ));
+    assert!(matches!(
+        sink::build(&settings),
+        Err(LedgerError::Sink {
+            sink: "webhook",
+            ..
+        })
+    ));
     settings.webhook = Some(WebhookSettings::new("ftp://127.0.0.1/x".parse().unwrap()));
-    assert!(matches!(sink::build(&settings), Err(LedgerError::Sink { sink: "webhook", .. })));
+    assert!(matches!(
+        sink::build(&settings),
+        Err(LedgerError::Sink {
+            sink: "webhook",
+            ..
+        })
+    ));
 }

@@ -13,8 +13,8 @@
 //! the proxy through [`GaugeGuard`]s.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::ledger::{Action, Entry, ErrorKind, Phase, Side};
@@ -216,9 +216,12 @@ impl Metrics {
                 self.request_duration.with_label_values(&[verb]);
             }
         }
-        for rule in known_rules() {
+        for rule in known_rules().chain([OTHER_RULE.to_owned()]) {
             self.unsafe_mutations.with_label_values(&[&rule]);
-            for action in Action::ALL.iter().filter(|action| **action != Action::Allow) {
+            for action in Action::ALL
+                .iter()
+                .filter(|action| **action != Action::Allow)
+            {
                 self.decisions.with_label_values(&[action.as_str(), &rule]);
             }
         }
@@ -352,6 +355,9 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// The `rule` label of a finding whose id is not `PG` + three digits.
+pub const OTHER_RULE: &str = "other";
+
 /// `PG001` ..= `PG017`.
 fn known_rules() -> impl Iterator<Item = String> {
     (1..=RULE_COUNT).map(|number| format!("PG{number:03}"))
@@ -364,7 +370,7 @@ fn rule_label(rule: &str) -> &str {
     if bytes.len() == 5 && rule.starts_with("PG") && bytes[2..].iter().all(u8::is_ascii_digit) {
         rule
     } else {
-        "other"
+        OTHER_RULE
     }
 }
 

@@ -55,7 +55,7 @@ pub(crate) enum DeliveryError {
 /// One configured sink.
 pub(crate) enum Sink {
     Stdout,
-    Webhook(webhook::Webhook),
+    Webhook(Box<webhook::Webhook>),
     Otlp(Box<otlp::Otlp>),
 }
 
@@ -113,7 +113,9 @@ pub(crate) fn build(settings: &LedgerSettings) -> Result<Vec<Sink>, LedgerError>
         sinks.push(Sink::Stdout);
     }
     if let Some(webhook) = &settings.webhook {
-        sinks.push(Sink::Webhook(webhook::Webhook::new(webhook.clone())?));
+        sinks.push(Sink::Webhook(Box::new(webhook::Webhook::new(
+            webhook.clone(),
+        )?)));
     }
     if let Some(otlp) = &settings.otlp {
         sinks.push(Sink::Otlp(Box::new(otlp::Otlp::new(otlp.clone())?)));

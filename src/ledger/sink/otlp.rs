@@ -14,10 +14,10 @@ use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_otlp::{
     LogExporter, Protocol, RetryPolicy, SpanExporter, WithExportConfig, WithHttpConfig,
 };
-use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use opentelemetry_sdk::Resource;
@@ -228,7 +228,10 @@ fn span_name(entry: &Entry) -> String {
     } else if request.subresource.is_empty() {
         format!("{} {}", request.verb, request.resource)
     } else {
-        format!("{} {}/{}", request.verb, request.resource, request.subresource)
+        format!(
+            "{} {}/{}",
+            request.verb, request.resource, request.subresource
+        )
     };
     match entry.phase {
         Phase::Intent => format!("intent {what}"),
@@ -256,7 +259,10 @@ fn attributes(entry: &Entry) -> Vec<KeyValue> {
         attributes.push(KeyValue::new("enduser.id", user.clone()));
     }
     if let Some(decision) = &entry.decision {
-        attributes.push(KeyValue::new("pathgate.decision.action", decision.action.as_str()));
+        attributes.push(KeyValue::new(
+            "pathgate.decision.action",
+            decision.action.as_str(),
+        ));
         attributes.push(KeyValue::new(
             "pathgate.decision.enforce_action",
             decision.enforce_action.as_str(),
@@ -398,6 +404,9 @@ mod tests {
         let other = otel_trace_id("not-hex-trace");
         assert_ne!(other, TraceId::INVALID);
         assert_eq!(other, otel_trace_id("not-hex-trace"));
-        assert_ne!(otel_trace_id("00000000000000000000000000000000"), TraceId::INVALID);
+        assert_ne!(
+            otel_trace_id("00000000000000000000000000000000"),
+            TraceId::INVALID
+        );
     }
 }

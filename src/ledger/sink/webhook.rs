@@ -98,8 +98,12 @@ pub(crate) fn classify_status(status: http::StatusCode) -> Result<(), DeliveryEr
         || status == http::StatusCode::REQUEST_TIMEOUT
         || status == http::StatusCode::TOO_MANY_REQUESTS
     {
-        Err(DeliveryError::Retryable(format!("receiver answered {status}")))
+        Err(DeliveryError::Retryable(format!(
+            "receiver answered {status}"
+        )))
     } else {
-        Err(DeliveryError::Permanent(format!("receiver answered {status}")))
+        Err(DeliveryError::Permanent(format!(
+            "receiver answered {status}"
+        )))
     }
 }
