@@ -426,6 +426,41 @@ pub struct ObjectRecord {
     pub generation: Option<i64>,
 }
 
+impl ObjectRecord {
+    /// The identity of a Kubernetes object (a mutation's response body): `metadata.uid`,
+    /// `metadata.resourceVersion`, `metadata.generation`. `None` when the body carries
+    /// none of them (a `Status`, a list, not an object).
+    pub fn from_object(object: &serde_json::Value) -> Option<Self> {
+        let metadata = object.get("metadata")?;
+        let text = |key: &str| {
+            metadata
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let record = ObjectRecord {
+            uid: text("uid"),
+            resource_version: text("resourceVersion"),
+            generation: metadata
+                .get("generation")
+                .and_then(serde_json::Value::as_i64),
+        };
+        (record != ObjectRecord::default()).then_some(record)
+    }
+}
+
+/// The `reason` of a Kubernetes `Status` body (`{"kind":"Status","reason":"Forbidden"}`);
+/// `None` for any other body.
+pub fn status_reason(body: &serde_json::Value) -> Option<String> {
+    if body.get("kind")?.as_str()? != "Status" {
+        return None;
+    }
+    body.get("reason")?
+        .as_str()
+        .filter(|reason| !reason.is_empty())
+        .map(str::to_owned)
+}
+
 /// Which side of the proxy failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -608,5 +643,54 @@ mod rfc3339_option {
         #[derive(Deserialize)]
         struct Wrapped(#[serde(with = "super::rfc3339")] OffsetDateTime);
         Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(value)| value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn object_identity_comes_from_metadata() {
+        let pod = json!({"kind": "Pod", "metadata": {"uid": "u-1", "resourceVersion": "42", "generation": 3}});
+        assert_eq!(
+            ObjectRecord::from_object(&pod),
+            Some(ObjectRecord {
+                uid: Some("u-1".into()),
+                resource_version: Some("42".into()),
+                generation: Some(3)
+            })
+        );
+        assert_eq!(ObjectRecord::from_object(&json!({"kind": "Status"})), None);
+        assert_eq!(ObjectRecord::from_object(&json!({"metadata": {}})), None);
+    }
+
+    #[test]
+    fn status_reason_only_from_status_bodies() {
+        let status =
+            json!({"kind": "Status", "status": "Failure", "reason": "AlreadyExists", "code": 409});
+        assert_eq!(status_reason(&status).as_deref(), Some("AlreadyExists"));
+        assert_eq!(
+            status_reason(&json!({"kind": "Status", "status": "Success"})),
+            None
+        );
+        assert_eq!(
+            status_reason(&json!({"kind": "Pod", "reason": "Evicted"})),
+            None
+        );
+    }
+
+    #[test]
+    fn finish_sets_duration_with_microsecond_precision() {
+        let started = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+        let mut entry = crate::ledger::testing::read("t");
+        entry.started_at = started;
+        entry.finish(started + time::Duration::microseconds(1_234_567));
+        assert_eq!(entry.duration_ms, Some(1234.567));
+        assert_eq!(
+            entry.ended_at,
+            Some(started + time::Duration::microseconds(1_234_567))
+        );
     }
 }

@@ -21,6 +21,32 @@
 //!                                                         cursor: stdout, webhook, OTLP
 //! ```
 //!
+//! # What the proxy calls, and when
+//!
+//! 1. At start: `let (ledger, tasks) = Ledger::start(settings, metrics.clone())?;` inside
+//!    the runtime; pass `ledger` (cheap clone) to the connection tasks.
+//! 2. Per request, build one [`Entry`] with [`Entry::new`] as soon as the request head is
+//!    classified ([`Request::from_info`] applies [`safe_query`]); fill `analysis`
+//!    ([`AnalysisRecord::from`]), `decision` ([`DecisionRecord::new`]), the
+//!    `dry_run` / `grace_period` / `limit` pairs and, with capture on, `body`
+//!    ([`Ledger::capture_body`]) as they become known.
+//! 3. Mutations under `on_failure: fail-closed-mutations` ([`Ledger::on_failure`]): before
+//!    forwarding, `ledger.record_intent(entry.clone()).await`; on `Err`, answer 503 with a
+//!    `Status` and record the outcome with `error.kind = ledger`.
+//! 4. On completion (for watches: stream end), fill `response` ([`status_reason`]),
+//!    `object` ([`ObjectRecord::from_object`]), byte counts, `watch_events`, `error`, call
+//!    [`Entry::finish`], then:
+//!    - mutations: `ledger.record_durable(entry).await` **before** the response is
+//!      released to the client (for a denial pathgate answers itself: same rule);
+//!    - everything else: `ledger.record(entry)` (never blocks).
+//!
+//!    Both also update the request metrics ([`Metrics::observe_entry`]): the proxy does not
+//!    count requests itself. It holds [`Metrics::open_watch`] / [`Metrics::open_upgrade`]
+//!    guards while streams are open.
+//! 5. At shutdown, after the listener drained: `tasks.shutdown(grace).await`.
+//!
+//! One pathgate per `ledger.dir`: two writers on one spool would interleave segments.
+//!
 //! # Durability
 //!
 //! - [`Ledger::record_durable`] (mutations) resolves after the entry is fsynced. Waiters
@@ -52,12 +78,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
 
+pub use entry::status_reason;
 pub use entry::{
     Action, AnalysisRecord, AuthMode, CapturedBody, Client, DecisionRecord, Entry, ErrorKind,
     ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, Phase, Request, ResponseRecord,
     RewriteRecord, SentForwarded, Side, SCHEMA,
 };
-pub use redact::{capture_body, redact_body, safe_query, token_fingerprint, REDACTED};
+pub use redact::{
+    capture_body, redact_body, safe_query, token_fingerprint, MAX_QUERY_CHARS, REDACTED,
+};
 pub use sink::{OtlpSettings, RetrySettings, WebhookSettings, SCHEMA_HEADER};
 pub use spool::{segment_name, Cursor};
 
