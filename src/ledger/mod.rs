@@ -230,13 +230,23 @@ impl Ledger {
         metrics.ledger_spool_bytes.set(spool.total_bytes() as i64);
 
         let sinks = sink::build(&settings)?;
+        let sink_names: Vec<&'static str> = sinks.iter().map(sink::Sink::name).collect();
         let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
         let (written, written_watch) = watch::channel(spool.position());
         let writer_metrics = metrics.clone();
         let flush_interval = settings.flush_interval;
         let writer = std::thread::Builder::new()
             .name("pathgate-ledger-writer".into())
-            .spawn(move || writer_thread(spool, receiver, writer_metrics, flush_interval, written))
+            .spawn(move || {
+                writer_thread(
+                    spool,
+                    receiver,
+                    writer_metrics,
+                    flush_interval,
+                    written,
+                    sink_names,
+                )
+            })
             .map_err(open_error)?;
 
         let (stop_sinks, stop_watch) = watch::channel(None);
@@ -382,9 +392,18 @@ impl LedgerTasks {
         }
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-        let _ = self.stop_sinks.send(Some(Instant::now() + grace));
-        for task in self.sinks {
-            let _ = task.await;
+        let deadline = Instant::now() + grace;
+        let _ = self.stop_sinks.send(Some(deadline));
+        // A sink in the middle of a slow request may overrun the grace by its own timeout;
+        // give it one second more, then stop it (its batch is sent again next start).
+        let hard_deadline = tokio::time::Instant::from_std(deadline + Duration::from_secs(1));
+        for mut task in self.sinks {
+            if tokio::time::timeout_at(hard_deadline, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
         }
     }
 }
@@ -399,6 +418,7 @@ fn writer_thread(
     metrics: Metrics,
     flush_interval: Duration,
     written: watch::Sender<spool::Cursor>,
+    sink_names: Vec<&'static str>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -505,14 +525,16 @@ fn writer_thread(
             if result.is_ok() && !buffer.is_empty() {
                 match spool.enforce_retention() {
                     Ok(losses) => {
+                        // Cursors of sinks no longer configured are ignored: nobody
+                        // waits for those entries.
                         for loss in losses {
-                            tracing::warn!(sink = %loss.sink, entries = loss.entries,
+                            let Some(sink) = sink_names.iter().find(|name| **name == loss.sink)
+                            else {
+                                continue;
+                            };
+                            tracing::warn!(sink, entries = loss.entries,
                                 "ledger spool full: oldest segment deleted before the sink read it");
-                            if let Some(sink) =
-                                crate::metrics::LEDGER_SINKS.iter().find(|name| **name == loss.sink)
-                            {
-                                metrics.ledger_count(sink, "dropped", loss.entries);
-                            }
+                            metrics.ledger_count(sink, "dropped", loss.entries);
                         }
                     }
                     Err(error) => tracing::error!(%error, "ledger spool retention failed"),

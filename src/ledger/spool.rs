@@ -313,13 +313,19 @@ impl SpoolReader {
     pub fn open(dir: &Path, sink: &str) -> io::Result<Self> {
         let cursor = match load_cursor(dir, sink)? {
             Some(cursor) => cursor,
-            None => Cursor {
-                segment: list_segments(dir)?
-                    .first()
-                    .map(|(seq, _)| *seq)
-                    .unwrap_or(1),
-                offset: 0,
-            },
+            None => {
+                let cursor = Cursor {
+                    segment: list_segments(dir)?
+                        .first()
+                        .map(|(seq, _)| *seq)
+                        .unwrap_or(1),
+                    offset: 0,
+                };
+                // Persisted at once: retention counts what a sink loses from its cursor
+                // file, and a sink that never delivered anything must be counted too.
+                store_cursor(dir, sink, cursor)?;
+                cursor
+            }
         };
         Ok(SpoolReader {
             dir: dir.to_owned(),

@@ -633,3 +633,49 @@ fn https_sinks_need_a_ca_file_and_other_schemes_are_refused() {
         })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_a_down_sink_loses_to_spool_retention_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let metrics = Metrics::new();
+    let mut settings = settings(dir.path());
+    settings.segment_max_bytes = 2048;
+    settings.spool_max_bytes = 8192;
+    settings.webhook = Some(webhook_settings(address));
+    let (ledger, tasks) = Ledger::start(settings, metrics.clone()).unwrap();
+    const ENTRIES: u64 = 60;
+    for i in 0..ENTRIES {
+        ledger
+            .record_durable(testing::mutation(&format!("retained-{i}")))
+            .await
+            .unwrap();
+    }
+    let on_disk = spool_entries(dir.path()).len() as u64;
+    assert!(on_disk < ENTRIES, "retention deleted old segments");
+
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let receiver = Receiver::default();
+    tokio::spawn(receiver.clone().serve(listener));
+    let accounted =
+        || counter(&metrics, "webhook", "written") + counter(&metrics, "webhook", "dropped");
+    wait_for(
+        "every entry delivered or counted",
+        Duration::from_secs(20),
+        || accounted() >= ENTRIES,
+    )
+    .await;
+    tasks.shutdown(Duration::from_secs(1)).await;
+    let received = receiver.by_key();
+    assert!(received.values().all(|count| *count == 1));
+    let lost = ENTRIES - received.len() as u64;
+    assert!(lost > 0, "the sink was down longer than retention allowed");
+    assert!(
+        counter(&metrics, "webhook", "dropped") >= lost,
+        "{lost} entries never reached the webhook but only {} were counted dropped",
+        counter(&metrics, "webhook", "dropped")
+    );
+}

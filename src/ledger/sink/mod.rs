@@ -61,7 +61,7 @@ pub(crate) enum Sink {
 
 impl Sink {
     /// The sink's name: its cursor file and its `sink` metric label.
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Sink::Stdout => "stdout",
             Sink::Webhook(_) => "webhook",
