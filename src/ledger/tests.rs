@@ -679,3 +679,105 @@ async fn entries_a_down_sink_loses_to_spool_retention_are_counted() {
         counter(&metrics, "webhook", "dropped")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_is_verified_against_its_ca_file() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![server_cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let store = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let Ok(stream) = acceptor.accept(stream).await else {
+                continue;
+            };
+            let store = store.clone();
+            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let store = store.clone();
+                async move {
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    let batch: Vec<Value> = serde_json::from_slice(&body).unwrap();
+                    store.lock().unwrap().extend(batch);
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+
+    let metrics = Metrics::new();
+    let mut first = settings(&dir.path().join("spool"));
+    let mut webhook = WebhookSettings::new(format!("https://{address}/ledger").parse().unwrap());
+    webhook.ca_file = Some(ca_file);
+    first.webhook = Some(webhook);
+    let (ledger, tasks) = Ledger::start(first, metrics.clone()).unwrap();
+    ledger
+        .record_durable(testing::mutation("over-tls"))
+        .await
+        .unwrap();
+    wait_for("delivery over TLS", Duration::from_secs(10), || {
+        !accepted.lock().unwrap().is_empty()
+    })
+    .await;
+    tasks.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(accepted.lock().unwrap()[0]["trace_id"], "over-tls");
+    assert_eq!(counter(&metrics, "webhook", "retried"), 0);
+
+    // The same receiver is refused when the CA file names another authority.
+    let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let other = CertifiedIssuer::self_signed(other_params, KeyPair::generate().unwrap()).unwrap();
+    let other_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, other.pem()).unwrap();
+    let metrics = Metrics::new();
+    let mut second = settings(&dir.path().join("spool-2"));
+    let mut webhook = WebhookSettings::new(format!("https://{address}/ledger").parse().unwrap());
+    webhook.ca_file = Some(other_file);
+    webhook.retry.initial = Duration::from_millis(20);
+    second.webhook = Some(webhook);
+    let (ledger, tasks) = Ledger::start(second, metrics.clone()).unwrap();
+    ledger
+        .record_durable(testing::mutation("wrong-ca"))
+        .await
+        .unwrap();
+    wait_for("a refused handshake", Duration::from_secs(10), || {
+        counter(&metrics, "webhook", "retried") > 0
+    })
+    .await;
+    tasks.shutdown(Duration::from_millis(50)).await;
+    assert_eq!(
+        accepted.lock().unwrap().len(),
+        1,
+        "nothing sent to an unverified receiver"
+    );
+}
