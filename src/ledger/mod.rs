@@ -1,5 +1,573 @@
 //! The execution ledger: one versioned entry per request, queued without blocking the
-//! request path, spooled durably, and streamed to sinks (JSONL, OTLP, webhook).
+//! request path, spooled durably, and streamed to sinks (stdout, webhook, OTLP).
 //!
-//! Owns: the `pathgate.ledger/v1` entry schema, the bounded queue, the spool, the sinks and
-//! their counters. Does not own: deciding what goes into an entry (the proxy fills it).
+//! Owns: the `pathgate.ledger/v1` entry schema ([`Entry`]), redaction ([`redact_body`],
+//! [`safe_query`], [`token_fingerprint`]), the bounded queue, the spool (JSONL segments in
+//! `ledger.dir`, the source of truth and the JSONL ledger itself), the sinks, their
+//! cursors and retries, and the ledger's counters. Request metrics are derived here too,
+//! from the same entry ([`crate::metrics::Metrics::observe_entry`]), so the proxy calls one
+//! thing per request.
+//!
+//! Does not own: deciding what goes into an entry (the proxy fills it), or refusing a
+//! request when the ledger fails (the proxy does, from [`Ledger::record_intent`]'s result).
+//!
+//! # Pipeline
+//!
+//! ```text
+//! proxy --record()---------> bounded queue --> writer thread --> ledger-<seq>.jsonl
+//!       --record_durable()-/   (try_send,        (one write per batch;   |
+//!       --record_intent()-/     drop counted)     fsync per group)       v
+//!                                                         sink tasks read from their
+//!                                                         cursor: stdout, webhook, OTLP
+//! ```
+//!
+//! # What the proxy calls, and when
+//!
+//! 1. At start: `let (ledger, tasks) = Ledger::start(settings, metrics.clone())?;` inside
+//!    the runtime; pass `ledger` (cheap clone) to the connection tasks.
+//! 2. Per request, build one [`Entry`] with [`Entry::new`] as soon as the request head is
+//!    classified ([`Request::from_info`] applies [`safe_query`]); fill `analysis`
+//!    ([`AnalysisRecord::from`]), `decision` ([`DecisionRecord::new`]), the
+//!    `dry_run` / `grace_period` / `limit` pairs and, with capture on, `body`
+//!    ([`Ledger::capture_body`]) as they become known.
+//! 3. Mutations under `on_failure: fail-closed-mutations` ([`Ledger::on_failure`]): before
+//!    forwarding, `ledger.record_intent(entry.clone()).await`; on `Err`, answer 503 with a
+//!    `Status` and record the outcome with `error.kind = ledger`.
+//! 4. On completion (for watches: stream end), fill `response` ([`status_reason`]),
+//!    `object` ([`ObjectRecord::from_object`]), byte counts, `watch_events`, `error`, call
+//!    [`Entry::finish`], then:
+//!    - mutations: `ledger.record_durable(entry).await` **before** the response is
+//!      released to the client (for a denial pathgate answers itself: same rule);
+//!    - everything else: `ledger.record(entry)` (never blocks).
+//!
+//!    Both also update the request metrics ([`Metrics::observe_entry`]): the proxy does not
+//!    count requests itself. It holds [`Metrics::open_watch`] / [`Metrics::open_upgrade`]
+//!    guards while streams are open.
+//! 5. At shutdown, after the listener drained: `tasks.shutdown(grace).await`.
+//!
+//! One pathgate per `ledger.dir`: two writers on one spool would interleave segments.
+//!
+//! # Durability
+//!
+//! - [`Ledger::record_durable`] (mutations) resolves after the entry is fsynced. Waiters
+//!   share fsyncs: the writer takes every entry queued while the previous fsync ran and
+//!   covers them with one (group commit), without an artificial delay.
+//! - [`Ledger::record`] (reads) returns at once. The entry reaches the OS with the next
+//!   batch (microseconds later) and the disk within [`LedgerSettings::flush_interval`].
+//!   A `kill -9` loses at most what was still in the queue; a power failure at most one
+//!   flush interval.
+
+mod entry;
+mod redact;
+mod sink;
+mod spool;
+
+#[cfg(test)]
+mod schema_tests;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::metrics::Metrics;
+
+pub use entry::status_reason;
+pub use entry::{
+    Action, AnalysisRecord, AuthMode, CapturedBody, Client, DecisionRecord, Entry, ErrorKind,
+    ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, Phase, Request, ResponseRecord,
+    RewriteRecord, SentForwarded, Side, SCHEMA,
+};
+pub use redact::{
+    capture_body, redact_body, safe_query, token_fingerprint, MAX_QUERY_CHARS, REDACTED,
+};
+pub use sink::{OtlpSettings, RetrySettings, WebhookSettings, SCHEMA_HEADER};
+pub use spool::{segment_name, Cursor};
+
+/// What the proxy does with a mutation when the ledger cannot record its intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Forward anyway; the failure is counted and logged.
+    #[default]
+    FailOpen,
+    /// Refuse the mutation with a 503 `Status` before it reaches the apiserver.
+    FailClosedMutations,
+}
+
+/// Ledger settings (config keys `ledger.*`).
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    /// `ledger.dir`: the spool directory (created if missing).
+    pub dir: PathBuf,
+    /// Entries the in-memory queue holds before [`Ledger::record`] drops and counts.
+    pub queue_capacity: usize,
+    /// Longest time a non-durable entry stays written but not fsynced.
+    pub flush_interval: Duration,
+    /// A segment is closed and a new one started past this size.
+    pub segment_max_bytes: u64,
+    /// The oldest segments are deleted past this total (undelivered entries counted as
+    /// dropped for the sinks that had not read them).
+    pub spool_max_bytes: u64,
+    /// How long [`Ledger::record_durable`] waits (queue space + fsync) before failing.
+    pub durable_timeout: Duration,
+    /// `ledger.on_failure`.
+    pub on_failure: OnFailure,
+    /// Capture redacted mutation bodies up to this many bytes; `None` (default) captures
+    /// nothing.
+    pub body_capture_max_bytes: Option<usize>,
+    /// Also print every entry on stdout (a sink with its own cursor).
+    pub stdout: bool,
+    /// Webhook sink.
+    pub webhook: Option<WebhookSettings>,
+    /// OTLP sink.
+    pub otlp: Option<OtlpSettings>,
+}
+
+impl LedgerSettings {
+    /// Defaults: queue 8192 entries, flush interval 50 ms, segments of 64 MiB, spool of
+    /// 1 GiB, durable timeout 5 s, fail-open, no body capture, no sinks.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LedgerSettings {
+            dir: dir.into(),
+            queue_capacity: 8192,
+            flush_interval: Duration::from_millis(50),
+            segment_max_bytes: 64 << 20,
+            spool_max_bytes: 1 << 30,
+            durable_timeout: Duration::from_secs(5),
+            on_failure: OnFailure::FailOpen,
+            body_capture_max_bytes: None,
+            stdout: false,
+            webhook: None,
+            otlp: None,
+        }
+    }
+}
+
+/// Why the ledger could not record an entry durably.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The spool directory cannot be opened or created.
+    #[error("ledger spool {dir} cannot be opened: {source}; check that the directory exists and is writable")]
+    Open {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing or fsyncing the spool failed (disk full, I/O error).
+    #[error("ledger spool write failed: {0}; is the disk full?")]
+    Io(String),
+    /// The queue stayed full, or the fsync did not complete, within `durable_timeout`.
+    #[error(
+        "ledger did not make the entry durable within {0:?}; the disk or the writer is too slow"
+    )]
+    Timeout(Duration),
+    /// The ledger was shut down.
+    #[error("ledger is shut down")]
+    Closed,
+    /// A sink's settings are invalid.
+    #[error("ledger sink {sink}: {reason}")]
+    Sink { sink: &'static str, reason: String },
+}
+
+/// A request for the writer thread.
+enum Command {
+    Entry {
+        entry: Box<Entry>,
+        /// Present for durable records: answered after the fsync.
+        ack: Option<oneshot::Sender<Result<(), LedgerError>>>,
+    },
+    /// Write and fsync everything queued before, then stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The ledger handle: cheap to clone, passed to the proxy.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: mpsc::Sender<Command>,
+    metrics: Metrics,
+    on_failure: OnFailure,
+    body_capture_max_bytes: Option<usize>,
+    durable_timeout: Duration,
+    /// Drops since start, to log the first one and then every 1000th without flooding.
+    dropped: AtomicU64,
+}
+
+/// The ledger's background work: the writer thread and one task per sink.
+pub struct LedgerTasks {
+    queue: mpsc::Sender<Command>,
+    writer: std::thread::JoinHandle<()>,
+    sinks: Vec<tokio::task::JoinHandle<()>>,
+    stop_sinks: watch::Sender<Option<Instant>>,
+}
+
+impl Ledger {
+    /// Opens the spool, starts the writer thread and the sink tasks. Must be called inside
+    /// a tokio runtime (the sinks are tokio tasks).
+    pub fn start(
+        settings: LedgerSettings,
+        metrics: Metrics,
+    ) -> Result<(Ledger, LedgerTasks), LedgerError> {
+        let open_error = |source| LedgerError::Open {
+            dir: settings.dir.clone(),
+            source,
+        };
+        let spool = spool::SpoolWriter::open(
+            &settings.dir,
+            settings.segment_max_bytes,
+            settings.spool_max_bytes,
+        )
+        .map_err(open_error)?;
+        metrics.ledger_spool_bytes.set(spool.total_bytes() as i64);
+
+        let sinks = sink::build(&settings)?;
+        let sink_names: Vec<&'static str> = sinks.iter().map(sink::Sink::name).collect();
+        let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+        let (written, written_watch) = watch::channel(spool.position());
+        let writer_metrics = metrics.clone();
+        let flush_interval = settings.flush_interval;
+        let writer = std::thread::Builder::new()
+            .name("pathgate-ledger-writer".into())
+            .spawn(move || {
+                writer_thread(
+                    spool,
+                    receiver,
+                    writer_metrics,
+                    flush_interval,
+                    written,
+                    sink_names,
+                )
+            })
+            .map_err(open_error)?;
+
+        let (stop_sinks, stop_watch) = watch::channel(None);
+        let sink_tasks = sinks
+            .into_iter()
+            .map(|sink| {
+                tokio::spawn(sink::run(
+                    sink,
+                    settings.dir.clone(),
+                    metrics.clone(),
+                    written_watch.clone(),
+                    stop_watch.clone(),
+                ))
+            })
+            .collect();
+
+        let ledger = Ledger {
+            inner: Arc::new(Inner {
+                queue: queue.clone(),
+                metrics,
+                on_failure: settings.on_failure,
+                body_capture_max_bytes: settings.body_capture_max_bytes,
+                durable_timeout: settings.durable_timeout,
+                dropped: AtomicU64::new(0),
+            }),
+        };
+        let tasks = LedgerTasks {
+            queue,
+            writer,
+            sinks: sink_tasks,
+            stop_sinks,
+        };
+        Ok((ledger, tasks))
+    }
+
+    /// Records an entry without waiting (reads, watches, anything not a mutation). Never
+    /// blocks: when the queue is full the entry is dropped, counted
+    /// (`pathgate_ledger_entries_total{sink="spool",outcome="dropped"}`) and logged.
+    pub fn record(&self, entry: Entry) {
+        self.inner.metrics.observe_entry(&entry);
+        let command = Command::Entry {
+            entry: Box::new(entry),
+            ack: None,
+        };
+        let entry = match self.inner.queue.try_send(command) {
+            Ok(()) => return self.queued(),
+            Err(error) => match error.into_inner() {
+                Command::Entry { entry, .. } => entry,
+                Command::Shutdown(_) => return,
+            },
+        };
+        self.inner.metrics.ledger_count("spool", "dropped", 1);
+        let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if dropped == 1 || dropped % 1000 == 0 {
+            tracing::warn!(
+                trace_id = %entry.trace_id,
+                dropped_total = dropped,
+                "ledger queue full or closed: entry dropped"
+            );
+        }
+    }
+
+    /// Records an entry and resolves once it is fsynced in the spool (mutations: call
+    /// before the response is returned to the client). Many concurrent callers share one
+    /// fsync. Fails after [`LedgerSettings::durable_timeout`] or on an I/O error.
+    pub async fn record_durable(&self, entry: Entry) -> Result<(), LedgerError> {
+        if entry.phase == Phase::Outcome {
+            self.inner.metrics.observe_entry(&entry);
+        }
+        self.send_durable(entry).await
+    }
+
+    /// Records the intent of a mutation durably before it is forwarded (the entry's phase
+    /// is set to `intent`). With [`OnFailure::FailClosedMutations`], the proxy answers an
+    /// error here with a 503 `Status` and does not forward.
+    pub async fn record_intent(&self, mut entry: Entry) -> Result<(), LedgerError> {
+        entry.phase = Phase::Intent;
+        self.send_durable(entry).await
+    }
+
+    async fn send_durable(&self, entry: Entry) -> Result<(), LedgerError> {
+        let timeout = self.inner.durable_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (ack, acked) = oneshot::channel();
+        let command = Command::Entry {
+            entry: Box::new(entry),
+            ack: Some(ack),
+        };
+        match tokio::time::timeout_at(deadline, self.inner.queue.send(command)).await {
+            Ok(Ok(())) => self.queued(),
+            Ok(Err(_)) => return Err(LedgerError::Closed),
+            Err(_) => {
+                self.inner.metrics.ledger_count("spool", "dropped", 1);
+                return Err(LedgerError::Timeout(timeout));
+            }
+        }
+        match tokio::time::timeout_at(deadline, acked).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(LedgerError::Closed),
+            // The entry may still be written later; the caller must treat it as not durable.
+            Err(_) => Err(LedgerError::Timeout(timeout)),
+        }
+    }
+
+    fn queued(&self) {
+        let queue = &self.inner.queue;
+        self.inner.metrics.ledger_count("spool", "queued", 1);
+        self.inner
+            .metrics
+            .ledger_queue_depth
+            .set((queue.max_capacity() - queue.capacity()) as i64);
+    }
+
+    /// `ledger.on_failure`, for the proxy to decide whether a failed intent refuses the
+    /// mutation.
+    pub fn on_failure(&self) -> OnFailure {
+        self.inner.on_failure
+    }
+
+    /// Captures a redacted request body for [`Entry::body`] when body capture is enabled
+    /// (`None` otherwise). See [`capture_body`].
+    pub fn capture_body(
+        &self,
+        resource: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Option<CapturedBody> {
+        self.inner
+            .body_capture_max_bytes
+            .map(|max_bytes| capture_body(resource, content_type, body, max_bytes))
+    }
+}
+
+impl LedgerTasks {
+    /// Stops the ledger: every entry queued so far is written and fsynced, then the sinks
+    /// keep delivering until they are caught up or `grace` has passed (what they did not
+    /// deliver stays in the spool for the next start). Entries recorded after this call
+    /// are dropped and counted.
+    pub async fn shutdown(self, grace: Duration) {
+        let (done, finished) = oneshot::channel();
+        if self.queue.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        let deadline = Instant::now() + grace;
+        let _ = self.stop_sinks.send(Some(deadline));
+        // A sink in the middle of a slow request may overrun the grace by its own timeout;
+        // give it one second more, then stop it (its batch is sent again next start).
+        let hard_deadline = tokio::time::Instant::from_std(deadline + Duration::from_secs(1));
+        for mut task in self.sinks {
+            if tokio::time::timeout_at(hard_deadline, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// The writer: owns the spool file, batches whatever is queued, writes it with one
+/// `write`, and fsyncs when a durable waiter needs it or the flush interval has passed.
+/// A dedicated thread, so blocking file I/O never stalls a tokio worker; it runs a small
+/// current-thread runtime only to wait on the queue with a timer.
+fn writer_thread(
+    mut spool: spool::SpoolWriter,
+    mut queue: mpsc::Receiver<Command>,
+    metrics: Metrics,
+    flush_interval: Duration,
+    written: watch::Sender<spool::Cursor>,
+    sink_names: Vec<&'static str>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "ledger writer cannot start its runtime");
+            return;
+        }
+    };
+    /// Upper bound of one batch, so one write stays reasonably sized.
+    const MAX_BATCH: usize = 4096;
+
+    runtime.block_on(async move {
+        let mut last_sync = Instant::now();
+        let mut unsynced = false;
+        let mut commands = Vec::with_capacity(MAX_BATCH);
+        let mut buffer = Vec::with_capacity(256 * 1024);
+        loop {
+            commands.clear();
+            let first = if unsynced {
+                let deadline = tokio::time::Instant::from_std(last_sync + flush_interval);
+                match tokio::time::timeout_at(deadline, queue.recv()).await {
+                    Ok(command) => command,
+                    Err(_) => {
+                        // Flush interval reached with nothing new: make the tail durable.
+                        // A failure is logged by `commit`; no waiter depends on this one.
+                        let _ = commit(&mut spool, &metrics, 0, &mut last_sync);
+                        unsynced = false;
+                        continue;
+                    }
+                }
+            } else {
+                queue.recv().await
+            };
+            let Some(first) = first else {
+                // Every sender is gone: make what was written durable and stop.
+                if unsynced {
+                    let _ = commit(&mut spool, &metrics, 0, &mut last_sync);
+                }
+                return;
+            };
+            commands.push(first);
+            while commands.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(command) => commands.push(command),
+                    Err(_) => break,
+                }
+            }
+            metrics
+                .ledger_queue_depth
+                .set((queue.max_capacity() - queue.capacity()) as i64);
+
+            buffer.clear();
+            let mut waiters = Vec::new();
+            let mut shutdown = None;
+            let mut entries = 0u64;
+            for command in commands.drain(..) {
+                match command {
+                    Command::Entry { entry, ack } => {
+                        match serde_json::to_writer(&mut buffer, &entry) {
+                            Ok(()) => {
+                                buffer.push(b'\n');
+                                entries += 1;
+                                waiters.extend(ack);
+                            }
+                            Err(error) => {
+                                // Unreachable for well-formed entries; never a torn line.
+                                tracing::error!(%error, trace_id = %entry.trace_id, "ledger entry not serializable");
+                                metrics.ledger_count("spool", "dropped", 1);
+                                if let Some(ack) = ack {
+                                    let _ = ack.send(Err(LedgerError::Io(error.to_string())));
+                                }
+                            }
+                        }
+                    }
+                    Command::Shutdown(done) => shutdown = Some(done),
+                }
+            }
+
+            let mut result = Ok(());
+            if !buffer.is_empty() {
+                result = spool.append(&buffer).map_err(|error| error.to_string());
+                match &result {
+                    Ok(()) => {
+                        unsynced = true;
+                        metrics.ledger_count("spool", "written", entries);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, entries, "ledger spool write failed; entries dropped");
+                        metrics.ledger_count("spool", "dropped", entries);
+                    }
+                }
+            }
+            let due = last_sync.elapsed() >= flush_interval;
+            if result.is_ok() && unsynced && (!waiters.is_empty() || shutdown.is_some() || due) {
+                result = commit(&mut spool, &metrics, waiters.len() as u64, &mut last_sync);
+                unsynced = result.is_err();
+            }
+            for waiter in waiters {
+                let _ = waiter.send(result.clone().map_err(LedgerError::Io));
+            }
+            if result.is_ok() && !buffer.is_empty() {
+                match spool.enforce_retention() {
+                    Ok(losses) => {
+                        // Cursors of sinks no longer configured are ignored: nobody
+                        // waits for those entries.
+                        for loss in losses {
+                            let Some(sink) = sink_names.iter().find(|name| **name == loss.sink)
+                            else {
+                                continue;
+                            };
+                            tracing::warn!(sink, entries = loss.entries,
+                                "ledger spool full: oldest segment deleted before the sink read it");
+                            metrics.ledger_count(sink, "dropped", loss.entries);
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "ledger spool retention failed"),
+                }
+                metrics.ledger_spool_bytes.set(spool.total_bytes() as i64);
+                let _ = written.send(spool.position());
+            }
+            if let Some(done) = shutdown {
+                let _ = done.send(());
+                return;
+            }
+        }
+    });
+}
+
+/// One fsync covering everything appended so far; `waiters` durable entries ride on it.
+fn commit(
+    spool: &mut spool::SpoolWriter,
+    metrics: &Metrics,
+    waiters: u64,
+    last_sync: &mut Instant,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let result = spool.sync().map_err(|error| {
+        tracing::error!(%error, "ledger spool fsync failed");
+        error.to_string()
+    });
+    *last_sync = Instant::now();
+    metrics
+        .ledger_commit_duration
+        .observe(started.elapsed().as_secs_f64());
+    if waiters > 0 {
+        metrics.ledger_commit_entries.observe(waiters as f64);
+    }
+    result
+}

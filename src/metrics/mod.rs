@@ -1,34 +1,313 @@
 //! The one Prometheus registry and the metrics handle passed to every component.
 //!
-//! Owns: metric names, label sets (closed: never object names or namespaces) and the text
-//! exposition served on the admin listener.
+//! Owns: metric names, label sets and the text exposition served on the admin listener.
+//! Label sets are closed: a label value comes from an enum (verb, action, error kind, ledger
+//! sink and outcome) or from the rule catalog (`PG` + three digits, anything else becomes
+//! `other`), never from an object name, a namespace or a user. Every combination is
+//! created at start, so a rate over a series that has not happened yet reads 0 instead of
+//! "no data", and the dashboard test can see every name.
+//!
+//! Does not own: deciding what happened. Request metrics are derived from the ledger entry
+//! ([`Metrics::observe_entry`], called by the ledger on every outcome), so the ledger and the
+//! metrics can never disagree. Gauges of things in flight (watches, upgrades) are held by
+//! the proxy through [`GaugeGuard`]s.
 
-use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::ledger::{Action, Entry, ErrorKind, Phase, Side};
+
+/// Kubernetes verbs as the ledger writes them: the closed `verb` label set.
+pub const VERBS: [&str; 10] = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "connect",
+    "nonresource",
+];
+
+/// The `decision` label of a request that failed before policy decided anything.
+pub const NO_DECISION: &str = "none";
+
+/// Number of rules in the catalog (PG001..=PG017), pre-created as label values.
+pub const RULE_COUNT: u16 = 17;
+
+/// The ledger's sinks: the `sink` label set of `pathgate_ledger_entries_total`.
+pub const LEDGER_SINKS: [&str; 4] = ["spool", "stdout", "webhook", "otlp"];
+
+/// What happened to entries: the `outcome` label set.
+pub const LEDGER_OUTCOMES: [&str; 4] = ["queued", "written", "retried", "dropped"];
+
+/// Upper bounds of the request duration histogram, the kube-apiserver's own
+/// (`apiserver_request_duration_seconds`), so the two can be compared on one dashboard.
+pub const DURATION_BUCKETS: [f64; 23] = [
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
+    10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+];
 
 /// The metrics handle: cheap to clone, shared by the proxy, the ledger and the admin server.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Requests seen, by Kubernetes verb and decision action.
+    /// Requests seen, by verb and the decision's action (`none` before a decision).
     pub requests: IntCounterVec,
+    /// Findings on mutations, by rule: the headline "unsafe mutation" counter.
+    pub unsafe_mutations: IntCounterVec,
+    /// Findings by rule and the action the rule took (denials, rewrites, confirmations,
+    /// flags), on any request.
+    pub decisions: IntCounterVec,
+    /// Request duration by verb; watches and connect (long-running) are left out, as the
+    /// apiserver does.
+    pub request_duration: HistogramVec,
+    /// Requests the upstream side failed, by failure kind.
+    pub upstream_errors: IntCounterVec,
+    /// Watches being streamed now.
+    pub open_watches: IntGauge,
+    /// Upgraded connections (exec, attach, port-forward) open now.
+    pub open_upgrades: IntGauge,
+    /// Entries waiting in the ledger's in-memory queue.
+    pub ledger_queue_depth: IntGauge,
+    /// Bytes of JSONL segments in the ledger spool.
+    pub ledger_spool_bytes: IntGauge,
+    /// Ledger entries by sink (`spool` is the writer) and outcome.
+    pub ledger_entries: IntCounterVec,
+    /// Time of one spool commit (write + fsync) of a group of entries.
+    pub ledger_commit_duration: Histogram,
+    /// Entries made durable by one commit (the group-commit batch size).
+    pub ledger_commit_entries: Histogram,
+    /// Policy reloads by result (`ok`, `error`).
+    pub policy_reloads: IntCounterVec,
 }
 
 impl Metrics {
-    /// Creates the registry and registers every metric.
+    /// Creates the registry, registers every metric and creates every label combination.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "pathgate_requests_total",
-                "Requests seen, by verb and decision.",
-            ),
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric registered once");
+            metric
+        };
+        let gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help).expect("static metric definition");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric registered once");
+            metric
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("static metric definition");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric registered once");
+            metric
+        };
+
+        let requests = counter(
+            "pathgate_requests_total",
+            "Requests seen, by Kubernetes verb and decision action (none: failed before a decision).",
             &["verb", "decision"],
+        );
+        let unsafe_mutations = counter(
+            "pathgate_unsafe_mutations_total",
+            "Mutations with a finding, by rule id.",
+            &["rule"],
+        );
+        let decisions = counter(
+            "pathgate_decisions_total",
+            "Findings by the action the rule took (flag, rewrite, confirm, deny) and rule id.",
+            &["action", "rule"],
+        );
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "pathgate_request_duration_seconds",
+                "Request duration through pathgate by verb (watch and connect excluded).",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["verb"],
         )
         .expect("static metric definition");
         registry
-            .register(Box::new(requests.clone()))
+            .register(Box::new(request_duration.clone()))
             .expect("metric registered once");
-        Self { registry, requests }
+        let upstream_errors = counter(
+            "pathgate_upstream_errors_total",
+            "Requests the upstream side failed, by kind.",
+            &["kind"],
+        );
+        let open_watches = gauge("pathgate_open_watches", "Watches being streamed now.");
+        let open_upgrades = gauge(
+            "pathgate_open_upgrades",
+            "Upgraded connections (exec, attach, port-forward) open now.",
+        );
+        let ledger_queue_depth = gauge(
+            "pathgate_ledger_queue_depth",
+            "Ledger entries waiting in the in-memory queue.",
+        );
+        let ledger_spool_bytes = gauge(
+            "pathgate_ledger_spool_bytes",
+            "Bytes of JSONL segments in the ledger spool.",
+        );
+        let ledger_entries = counter(
+            "pathgate_ledger_entries_total",
+            "Ledger entries by sink and outcome (queued, written, retried, dropped).",
+            &["sink", "outcome"],
+        );
+        let ledger_commit_duration = histogram(
+            "pathgate_ledger_commit_duration_seconds",
+            "Time of one spool commit (write and fsync) of a group of entries.",
+            vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ],
+        );
+        let ledger_commit_entries = histogram(
+            "pathgate_ledger_commit_entries",
+            "Entries made durable by one spool commit (group-commit batch size).",
+            vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
+        );
+        let policy_reloads = counter(
+            "pathgate_policy_reloads_total",
+            "Policy reloads by result (ok, error).",
+            &["result"],
+        );
+
+        let metrics = Metrics {
+            registry,
+            requests,
+            unsafe_mutations,
+            decisions,
+            request_duration,
+            upstream_errors,
+            open_watches,
+            open_upgrades,
+            ledger_queue_depth,
+            ledger_spool_bytes,
+            ledger_entries,
+            ledger_commit_duration,
+            ledger_commit_entries,
+            policy_reloads,
+        };
+        metrics.create_label_combinations();
+        metrics
+    }
+
+    fn create_label_combinations(&self) {
+        let decisions: Vec<&str> = Action::ALL
+            .iter()
+            .map(|action| action.as_str())
+            .chain([NO_DECISION])
+            .collect();
+        for verb in VERBS {
+            for decision in &decisions {
+                self.requests.with_label_values(&[verb, decision]);
+            }
+            if verb != "watch" && verb != "connect" {
+                self.request_duration.with_label_values(&[verb]);
+            }
+        }
+        for rule in known_rules().chain([OTHER_RULE.to_owned()]) {
+            self.unsafe_mutations.with_label_values(&[&rule]);
+            for action in Action::ALL
+                .iter()
+                .filter(|action| **action != Action::Allow)
+            {
+                self.decisions.with_label_values(&[action.as_str(), &rule]);
+            }
+        }
+        for kind in ErrorKind::ALL {
+            self.upstream_errors.with_label_values(&[kind.as_str()]);
+        }
+        for sink in LEDGER_SINKS {
+            for outcome in LEDGER_OUTCOMES {
+                self.ledger_entries.with_label_values(&[sink, outcome]);
+            }
+        }
+        for result in ["ok", "error"] {
+            self.policy_reloads.with_label_values(&[result]);
+        }
+    }
+
+    /// Derives the request metrics from one ledger entry. The ledger calls this for every
+    /// outcome entry it accepts; intents are not requests and are ignored.
+    pub fn observe_entry(&self, entry: &Entry) {
+        if entry.phase != Phase::Outcome {
+            return;
+        }
+        let verb = verb_label(&entry.request.verb);
+        let decision = entry
+            .decision
+            .as_ref()
+            .map(|decision| decision.action.as_str())
+            .unwrap_or(NO_DECISION);
+        self.requests.with_label_values(&[verb, decision]).inc();
+
+        if let Some(decision) = &entry.decision {
+            for finding in &decision.findings {
+                if finding.action == Action::Allow {
+                    continue;
+                }
+                let rule = rule_label(&finding.rule);
+                self.decisions
+                    .with_label_values(&[finding.action.as_str(), rule])
+                    .inc();
+                if entry.request.mutation {
+                    self.unsafe_mutations.with_label_values(&[rule]).inc();
+                }
+            }
+        }
+
+        if verb != "watch" && verb != "connect" {
+            if let Some(duration_ms) = entry.duration_ms {
+                self.request_duration
+                    .with_label_values(&[verb])
+                    .observe(duration_ms / 1000.0);
+            }
+        }
+
+        if let Some(error) = &entry.error {
+            if error.side == Side::Upstream {
+                self.upstream_errors
+                    .with_label_values(&[error.kind.as_str()])
+                    .inc();
+            }
+        }
+    }
+
+    /// Counts ledger entries for one sink and outcome; both must be from the closed sets
+    /// ([`LEDGER_SINKS`], [`LEDGER_OUTCOMES`]).
+    pub fn ledger_count(&self, sink: &str, outcome: &str, entries: u64) {
+        debug_assert!(LEDGER_SINKS.contains(&sink) && LEDGER_OUTCOMES.contains(&outcome));
+        self.ledger_entries
+            .with_label_values(&[sink, outcome])
+            .inc_by(entries);
+    }
+
+    /// Counts one policy reload.
+    pub fn policy_reload(&self, ok: bool) {
+        self.policy_reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// Marks a watch as open until the guard is dropped.
+    pub fn open_watch(&self) -> GaugeGuard {
+        GaugeGuard::new(self.open_watches.clone())
+    }
+
+    /// Marks an upgraded connection as open until the guard is dropped.
+    pub fn open_upgrade(&self) -> GaugeGuard {
+        GaugeGuard::new(self.open_upgrades.clone())
     }
 
     /// The Prometheus text exposition of every metric.
@@ -39,26 +318,14 @@ impl Metrics {
             .expect("text encoding of gathered metrics");
         String::from_utf8(buffer).expect("prometheus text exposition is UTF-8")
     }
-}
 
-impl Metrics {
-    /// Counts one finished exchange (the one place request metrics are updated).
-    pub fn observe_exchange(&self, exchange: &crate::proxy::Exchange) {
-        let verb = exchange
-            .info
-            .as_ref()
-            .and_then(|info| serde_json::to_value(info.verb).ok())
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| "unknown".into());
-        let decision = match (&exchange.decision, &exchange.error) {
-            (Some(decision), _) => serde_json::to_value(decision.action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "unknown".into()),
-            (None, Some(_)) => "error".into(),
-            (None, None) => "allow".into(),
-        };
-        self.requests.with_label_values(&[&verb, &decision]).inc();
+    /// The name of every metric family the registry exports.
+    pub fn family_names(&self) -> Vec<String> {
+        self.registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect()
     }
 }
 
@@ -67,3 +334,54 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// Increments a gauge on creation and decrements it on drop, so a watch that ends by error
+/// or cancellation is still counted out.
+#[must_use = "the gauge is decremented when the guard is dropped"]
+pub struct GaugeGuard {
+    gauge: IntGauge,
+}
+
+impl GaugeGuard {
+    fn new(gauge: IntGauge) -> Self {
+        gauge.inc();
+        GaugeGuard { gauge }
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// The `rule` label of a finding whose id is not `PG` + three digits.
+pub const OTHER_RULE: &str = "other";
+
+/// `PG001` ..= `PG017`.
+fn known_rules() -> impl Iterator<Item = String> {
+    (1..=RULE_COUNT).map(|number| format!("PG{number:03}"))
+}
+
+/// A rule id as a label: `PG` and three digits, else `other` (a label value never comes
+/// from free text).
+fn rule_label(rule: &str) -> &str {
+    let bytes = rule.as_bytes();
+    if bytes.len() == 5 && rule.starts_with("PG") && bytes[2..].iter().all(u8::is_ascii_digit) {
+        rule
+    } else {
+        OTHER_RULE
+    }
+}
+
+/// A verb as a label: one of [`VERBS`], else `nonresource` (an unclassified request).
+fn verb_label(verb: &str) -> &'static str {
+    VERBS
+        .iter()
+        .find(|known| **known == verb)
+        .copied()
+        .unwrap_or("nonresource")
+}
+
+#[cfg(test)]
+mod tests;

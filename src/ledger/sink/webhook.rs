@@ -1,0 +1,109 @@
+//! The webhook sink: batches of entries POSTed as one JSON array.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+use super::http_client::{self, SinkClient};
+use super::{DeliveryError, RetrySettings};
+use crate::ledger::{LedgerError, SCHEMA};
+
+/// Webhook sink settings (config keys `ledger.webhook.*`).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Where batches are POSTed (`http://` or `https://`).
+    pub url: http::Uri,
+    /// CA bundle (PEM) that verifies an `https://` receiver.
+    pub ca_file: Option<PathBuf>,
+    /// Most entries in one POST.
+    pub batch_max_entries: usize,
+    /// Deadline of one POST, response included.
+    pub timeout: Duration,
+    /// Backoff between attempts of a failed batch.
+    pub retry: RetrySettings,
+}
+
+impl WebhookSettings {
+    /// Defaults: batches of 256 entries, 10 s timeout, default backoff.
+    pub fn new(url: http::Uri) -> Self {
+        WebhookSettings {
+            url,
+            ca_file: None,
+            batch_max_entries: 256,
+            timeout: Duration::from_secs(10),
+            retry: RetrySettings::default(),
+        }
+    }
+}
+
+/// The schema header sent with every batch, so a receiver can refuse what it cannot read.
+pub const SCHEMA_HEADER: &str = "x-pathgate-ledger-schema";
+
+pub(crate) struct Webhook {
+    pub(crate) settings: WebhookSettings,
+    client: SinkClient,
+}
+
+impl Webhook {
+    pub(crate) fn new(settings: WebhookSettings) -> Result<Self, LedgerError> {
+        let client = http_client::client("webhook", &settings.url, settings.ca_file.as_deref())?;
+        Ok(Webhook { settings, client })
+    }
+
+    /// POSTs `[line, line, ...]`. The lines are the spool's JSON objects, sent as they are.
+    pub(crate) async fn deliver(&self, lines: &[String]) -> Result<(), DeliveryError> {
+        let size = lines.iter().map(|line| line.len() + 1).sum::<usize>() + 1;
+        let mut body = String::with_capacity(size);
+        body.push('[');
+        for (index, line) in lines.iter().enumerate() {
+            if index > 0 {
+                body.push(',');
+            }
+            body.push_str(line);
+        }
+        body.push(']');
+        let request = http::Request::post(self.settings.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(SCHEMA_HEADER, SCHEMA)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|error| DeliveryError::Permanent(error.to_string()))?;
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            // Read (and discard) the body so the connection can be reused.
+            let _ = response.into_body().collect().await;
+            Ok::<_, hyper_util::client::legacy::Error>(status)
+        };
+        let status = match tokio::time::timeout(self.settings.timeout, exchange).await {
+            Err(_) => {
+                return Err(DeliveryError::Retryable(format!(
+                    "no response within {:?}",
+                    self.settings.timeout
+                )))
+            }
+            Ok(Err(error)) => return Err(DeliveryError::Retryable(error.to_string())),
+            Ok(Ok(status)) => status,
+        };
+        classify_status(status)
+    }
+}
+
+/// 2xx delivered; 408, 429 and 5xx retried; any other status refused for good.
+pub(crate) fn classify_status(status: http::StatusCode) -> Result<(), DeliveryError> {
+    if status.is_success() {
+        Ok(())
+    } else if status.is_server_error()
+        || status == http::StatusCode::REQUEST_TIMEOUT
+        || status == http::StatusCode::TOO_MANY_REQUESTS
+    {
+        Err(DeliveryError::Retryable(format!(
+            "receiver answered {status}"
+        )))
+    } else {
+        Err(DeliveryError::Permanent(format!(
+            "receiver answered {status}"
+        )))
+    }
+}

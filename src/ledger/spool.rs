@@ -1,0 +1,534 @@
+//! The durable spool: JSONL segment files in `ledger.dir`, the source of truth.
+//!
+//! Layout of the directory:
+//!
+//! - `ledger-<seq>.jsonl`: segments, `<seq>` zero-padded to 10 digits so names sort in
+//!   order. Only the newest segment is appended to; a segment is final once a newer one
+//!   exists. Each line is one complete entry; a crash can only leave a torn last line in
+//!   the newest segment, which [`SpoolWriter::open`] cuts off.
+//! - `cursor-<sink>.json`: how far a sink has delivered (`{"segment":N,"offset":BYTES}`),
+//!   rewritten atomically (temporary file + rename) after each delivered batch.
+//!
+//! The writer ([`SpoolWriter`]) is used by one thread only; readers ([`SpoolReader`]) never
+//! take locks: they read complete lines only, and move to the next segment only after it
+//! exists (which proves the previous one is final).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const SEGMENT_PREFIX: &str = "ledger-";
+const SEGMENT_SUFFIX: &str = ".jsonl";
+
+/// The file name of segment `seq`.
+pub fn segment_name(seq: u64) -> String {
+    format!("{SEGMENT_PREFIX}{seq:010}{SEGMENT_SUFFIX}")
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(segment_name(seq))
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    name.strip_prefix(SEGMENT_PREFIX)?
+        .strip_suffix(SEGMENT_SUFFIX)?
+        .parse()
+        .ok()
+}
+
+/// Segments present in `dir`, oldest first, with their sizes.
+pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, u64)>> {
+    let mut segments = Vec::new();
+    for item in fs::read_dir(dir)? {
+        let item = item?;
+        let name = item.file_name();
+        if let Some(seq) = name.to_str().and_then(parse_segment_name) {
+            segments.push((seq, item.metadata()?.len()));
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// A position in the spool: a segment and a byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct Cursor {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+fn cursor_path(dir: &Path, sink: &str) -> PathBuf {
+    dir.join(format!("cursor-{sink}.json"))
+}
+
+/// Reads a sink's persisted cursor; a sink seen for the first time starts at the oldest
+/// segment (it receives the whole spool).
+pub fn load_cursor(dir: &Path, sink: &str) -> io::Result<Option<Cursor>> {
+    match fs::read(cursor_path(dir, sink)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Persists a cursor atomically. Not fsynced: a cursor lost in a power failure only makes
+/// the sink send a batch again, and delivery is at-least-once anyway.
+pub fn store_cursor(dir: &Path, sink: &str, cursor: Cursor) -> io::Result<()> {
+    let path = cursor_path(dir, sink);
+    let temporary = path.with_extension("json.tmp");
+    fs::write(
+        &temporary,
+        serde_json::to_vec(&cursor).map_err(io::Error::other)?,
+    )?;
+    fs::rename(&temporary, &path)
+}
+
+/// Every persisted sink cursor, by sink name.
+fn all_cursors(dir: &Path) -> io::Result<Vec<(String, Cursor)>> {
+    let mut cursors = Vec::new();
+    for item in fs::read_dir(dir)? {
+        let name = item?.file_name();
+        let Some(sink) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("cursor-")?.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if let Some(cursor) = load_cursor(dir, sink)? {
+            cursors.push((sink.to_owned(), cursor));
+        }
+    }
+    Ok(cursors)
+}
+
+/// Counts complete lines in `path` from byte `offset` on.
+fn count_lines_from(path: &Path, offset: u64) -> io::Result<u64> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut count = 0;
+    let mut buffer = [0u8; 64 * 1024];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(count);
+        }
+        count += buffer[..read].iter().filter(|byte| **byte == b'\n').count() as u64;
+    }
+}
+
+/// Entries a sink lost because retention deleted a segment it had not delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionLoss {
+    pub sink: String,
+    pub entries: u64,
+}
+
+/// Appends to the newest segment; owned by the writer thread.
+pub struct SpoolWriter {
+    dir: PathBuf,
+    segment_max_bytes: u64,
+    spool_max_bytes: u64,
+    seq: u64,
+    file: File,
+    /// Bytes in the current segment known to be whole lines.
+    len: u64,
+    /// Bytes in all segments, current included.
+    total_bytes: u64,
+}
+
+impl SpoolWriter {
+    /// Opens the spool in `dir` (created if missing), continuing the newest segment after
+    /// cutting a torn last line left by a crash.
+    pub fn open(dir: &Path, segment_max_bytes: u64, spool_max_bytes: u64) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let segments = list_segments(dir)?;
+        let seq = segments.last().map(|(seq, _)| *seq).unwrap_or(1);
+        let path = segment_path(dir, seq);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        let len = whole_lines_len(&mut file)?;
+        let on_disk = file.metadata()?.len();
+        if len < on_disk {
+            tracing::warn!(
+                segment = %path.display(),
+                cut_bytes = on_disk - len,
+                "ledger spool: cutting a torn last line left by a crash"
+            );
+            file.set_len(len)?;
+            file.sync_all()?;
+        }
+        let older: u64 = segments
+            .iter()
+            .filter(|(other, _)| *other != seq)
+            .map(|(_, size)| size)
+            .sum();
+        sync_dir(dir)?;
+        Ok(SpoolWriter {
+            dir: dir.to_owned(),
+            segment_max_bytes,
+            spool_max_bytes,
+            seq,
+            file,
+            len,
+            total_bytes: older + len,
+        })
+    }
+
+    /// Appends whole lines (each ending in `\n`), starting a new segment first when this
+    /// one is full. The data reaches the OS (survives a crash of pathgate) but not
+    /// necessarily the disk until [`Self::sync`]. On a failed write the segment is cut
+    /// back to its last whole line, so a partial batch never becomes visible.
+    pub fn append(&mut self, lines: &[u8]) -> io::Result<()> {
+        if self.len > 0 && self.len + lines.len() as u64 > self.segment_max_bytes {
+            self.rotate()?;
+        }
+        if let Err(error) = self.file.write_all(lines) {
+            // Best effort: the original error is the one worth reporting.
+            let _ = self.file.set_len(self.len);
+            return Err(error);
+        }
+        self.len += lines.len() as u64;
+        self.total_bytes += lines.len() as u64;
+        Ok(())
+    }
+
+    /// Makes every appended line durable (`fdatasync`).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        let next = self.seq + 1;
+        let file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .append(true)
+            .open(segment_path(&self.dir, next))?;
+        // The new name must survive a power failure too, or the lines synced into it later
+        // could vanish with their directory entry.
+        sync_dir(&self.dir)?;
+        self.file = file;
+        self.seq = next;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Deletes the oldest final segments while the spool is over its size limit, and says
+    /// which sinks lost undelivered entries with them.
+    pub fn enforce_retention(&mut self) -> io::Result<Vec<RetentionLoss>> {
+        let mut losses: Vec<RetentionLoss> = Vec::new();
+        if self.total_bytes <= self.spool_max_bytes {
+            return Ok(losses);
+        }
+        for (seq, size) in list_segments(&self.dir)? {
+            if seq >= self.seq || self.total_bytes <= self.spool_max_bytes {
+                break;
+            }
+            let path = segment_path(&self.dir, seq);
+            for (sink, cursor) in all_cursors(&self.dir)? {
+                let from = match cursor.segment.cmp(&seq) {
+                    std::cmp::Ordering::Less => 0,
+                    std::cmp::Ordering::Equal => cursor.offset,
+                    std::cmp::Ordering::Greater => continue,
+                };
+                let entries = count_lines_from(&path, from)?;
+                if entries > 0 {
+                    match losses.iter_mut().find(|loss| loss.sink == sink) {
+                        Some(loss) => loss.entries += entries,
+                        None => losses.push(RetentionLoss { sink, entries }),
+                    }
+                }
+            }
+            fs::remove_file(&path)?;
+            self.total_bytes = self.total_bytes.saturating_sub(size);
+        }
+        Ok(losses)
+    }
+
+    /// Where the next line will be written.
+    pub fn position(&self) -> Cursor {
+        Cursor {
+            segment: self.seq,
+            offset: self.len,
+        }
+    }
+
+    /// Bytes in all segments.
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+}
+
+/// The length of the longest prefix of `file` made of whole lines.
+fn whole_lines_len(file: &mut File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    // Scan backwards in blocks for the last newline.
+    let mut end = len;
+    let mut buffer = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buffer.len() as u64);
+        let chunk = &mut buffer[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(position) = chunk.iter().rposition(|byte| *byte == b'\n') {
+            return Ok(start + position as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Lines read for one sink, and the cursor to store once they are delivered.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub lines: Vec<String>,
+    pub next: Cursor,
+}
+
+/// A sink's view of the spool.
+pub struct SpoolReader {
+    dir: PathBuf,
+    sink: String,
+    cursor: Cursor,
+}
+
+impl SpoolReader {
+    /// Opens the reader of `sink` at its persisted cursor, or at the start of the oldest
+    /// segment for a new sink.
+    pub fn open(dir: &Path, sink: &str) -> io::Result<Self> {
+        let cursor = match load_cursor(dir, sink)? {
+            Some(cursor) => cursor,
+            None => {
+                let cursor = Cursor {
+                    segment: list_segments(dir)?
+                        .first()
+                        .map(|(seq, _)| *seq)
+                        .unwrap_or(1),
+                    offset: 0,
+                };
+                // Persisted at once: retention counts what a sink loses from its cursor
+                // file, and a sink that never delivered anything must be counted too.
+                store_cursor(dir, sink, cursor)?;
+                cursor
+            }
+        };
+        Ok(SpoolReader {
+            dir: dir.to_owned(),
+            sink: sink.to_owned(),
+            cursor,
+        })
+    }
+
+    /// Up to `max_entries` complete lines after the cursor (fewer at the end of the spool;
+    /// none when the sink is caught up). Does not move the cursor: call [`Self::commit`]
+    /// with [`Batch::next`] after delivery.
+    pub fn read_batch(&mut self, max_entries: usize) -> io::Result<Batch> {
+        loop {
+            let batch = self.read_segment(max_entries)?;
+            if !batch.lines.is_empty() {
+                return Ok(batch);
+            }
+            // The current segment is exhausted for now. Move on only if a newer segment
+            // exists: that proves this one is final. Read once more after seeing it, since
+            // the writer may have appended between our read and its rotation.
+            let segments = list_segments(&self.dir)?;
+            let Some((next, _)) = segments
+                .iter()
+                .find(|(seq, _)| *seq > self.cursor.segment)
+                .copied()
+            else {
+                return Ok(batch);
+            };
+            let batch = self.read_segment(max_entries)?;
+            if !batch.lines.is_empty() {
+                return Ok(batch);
+            }
+            self.cursor = Cursor {
+                segment: next,
+                offset: 0,
+            };
+            store_cursor(&self.dir, &self.sink, self.cursor)?;
+        }
+    }
+
+    fn read_segment(&self, max_entries: usize) -> io::Result<Batch> {
+        let mut batch = Batch {
+            lines: Vec::new(),
+            next: self.cursor,
+        };
+        let file = match File::open(segment_path(&self.dir, self.cursor.segment)) {
+            Ok(file) => file,
+            // Deleted by retention (the loss was counted then): nothing more here.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(batch),
+            Err(error) => return Err(error),
+        };
+        let mut reader = BufReader::new(file);
+        reader.seek(SeekFrom::Start(self.cursor.offset))?;
+        let mut line = Vec::new();
+        while batch.lines.len() < max_entries {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line)?;
+            if read == 0 || line.last() != Some(&b'\n') {
+                break; // end of file, or a line still being written
+            }
+            batch.next.offset += read as u64;
+            line.pop();
+            batch
+                .lines
+                .push(String::from_utf8_lossy(&line).into_owned());
+        }
+        Ok(batch)
+    }
+
+    /// Records that everything before `next` was delivered.
+    pub fn commit(&mut self, next: Cursor) -> io::Result<()> {
+        self.cursor = next;
+        store_cursor(&self.dir, &self.sink, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(range: std::ops::Range<u32>) -> Vec<u8> {
+        range
+            .map(|i| format!("{{\"n\":{i}}}\n"))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    #[test]
+    fn segments_rotate_by_size_and_a_reader_follows_them_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SpoolWriter::open(dir.path(), 64, u64::MAX).unwrap();
+        for i in 0..20 {
+            writer.append(&lines(i..i + 1)).unwrap();
+        }
+        writer.sync().unwrap();
+        let segments = list_segments(dir.path()).unwrap();
+        assert!(segments.len() > 2, "expected rotation, got {segments:?}");
+        assert!(segments.iter().all(|(_, size)| *size <= 64 + 9));
+
+        let mut reader = SpoolReader::open(dir.path(), "test").unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let batch = reader.read_batch(3).unwrap();
+            if batch.lines.is_empty() {
+                break;
+            }
+            seen.extend(batch.lines);
+            reader.commit(batch.next).unwrap();
+        }
+        let expected: Vec<String> = (0..20).map(|i| format!("{{\"n\":{i}}}")).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_reader_resumes_from_its_persisted_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SpoolWriter::open(dir.path(), 1 << 20, u64::MAX).unwrap();
+        writer.append(&lines(0..5)).unwrap();
+        let mut reader = SpoolReader::open(dir.path(), "sink").unwrap();
+        let batch = reader.read_batch(2).unwrap();
+        reader.commit(batch.next).unwrap();
+        drop(reader);
+        writer.append(&lines(5..7)).unwrap();
+
+        let mut reader = SpoolReader::open(dir.path(), "sink").unwrap();
+        let batch = reader.read_batch(100).unwrap();
+        assert_eq!(batch.lines.first().unwrap(), "{\"n\":2}");
+        assert_eq!(batch.lines.len(), 5);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_on_open_and_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SpoolWriter::open(dir.path(), 1 << 20, u64::MAX).unwrap();
+        writer.append(&lines(0..2)).unwrap();
+        drop(writer);
+        let path = segment_path(dir.path(), 1);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"n\":2,\"torn").unwrap();
+
+        let mut reader = SpoolReader::open(dir.path(), "early").unwrap();
+        assert_eq!(
+            reader.read_batch(10).unwrap().lines.len(),
+            2,
+            "partial line not read"
+        );
+
+        let mut writer = SpoolWriter::open(dir.path(), 1 << 20, u64::MAX).unwrap();
+        writer.append(&lines(3..4)).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"n\":0}\n{\"n\":1}\n{\"n\":3}\n");
+    }
+
+    #[test]
+    fn retention_deletes_oldest_segments_and_reports_undelivered_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SpoolWriter::open(dir.path(), 40, 100).unwrap();
+        // The sink delivered the first two entries of segment 1.
+        store_cursor(
+            dir.path(),
+            "slow",
+            Cursor {
+                segment: 1,
+                offset: 16,
+            },
+        )
+        .unwrap();
+        for i in 0..30 {
+            writer.append(&lines(i..i + 1)).unwrap();
+        }
+        let losses = writer.enforce_retention().unwrap();
+        assert!(writer.total_bytes() <= 100);
+        let on_disk: u64 = list_segments(dir.path())
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s)
+            .sum();
+        assert_eq!(on_disk, writer.total_bytes());
+        let kept_entries: u64 = list_segments(dir.path())
+            .unwrap()
+            .iter()
+            .map(|(seq, _)| count_lines_from(&segment_path(dir.path(), *seq), 0).unwrap())
+            .sum();
+        // 30 written, 2 delivered: every other entry is either still on disk or counted lost.
+        assert_eq!(
+            losses,
+            vec![RetentionLoss {
+                sink: "slow".into(),
+                entries: 28 - kept_entries
+            }]
+        );
+
+        // The reader skips the deleted segments and continues with what is left.
+        let mut reader = SpoolReader::open(dir.path(), "slow").unwrap();
+        let mut read = 0;
+        loop {
+            let batch = reader.read_batch(100).unwrap();
+            if batch.lines.is_empty() {
+                break;
+            }
+            read += batch.lines.len() as u64;
+            reader.commit(batch.next).unwrap();
+        }
+        assert_eq!(read, kept_entries);
+    }
+}

@@ -1,0 +1,395 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::*;
+use crate::ledger::{
+    AuthMode, Client, DecisionRecord, Entry, ErrorRecord, FindingRecord, Mode, Request,
+};
+
+fn entry(verb: &str, mutation: bool, findings: &[(&str, Action)], action: Action) -> Entry {
+    let started = time::OffsetDateTime::UNIX_EPOCH;
+    let mut entry = Entry::new(
+        "t",
+        "s",
+        Client {
+            user: None,
+            groups: vec![],
+            token_fingerprint: None,
+            auth_mode: AuthMode::Sidecar,
+            remote_addr: None,
+        },
+        started,
+        Request {
+            method: "X".into(),
+            path: "/api/v1/namespaces/secret-ns/pods/secret-name".into(),
+            query: None,
+            verb: verb.into(),
+            mutation,
+            api_group: String::new(),
+            api_version: "v1".into(),
+            resource: "pods".into(),
+            subresource: String::new(),
+            namespace: "secret-ns".into(),
+            name: "secret-name".into(),
+            content_type: None,
+        },
+    );
+    entry.decision = Some(DecisionRecord {
+        mode: Mode::Enforce,
+        action,
+        enforce_action: action,
+        findings: findings
+            .iter()
+            .map(|(rule, action)| FindingRecord {
+                rule: (*rule).into(),
+                action: *action,
+                message: "m".into(),
+            })
+            .collect(),
+        rewrites: vec![],
+        confirmed: false,
+    });
+    entry.finish(started + time::Duration::milliseconds(30));
+    entry
+}
+
+#[test]
+fn metrics_are_derived_from_the_entry() {
+    let metrics = Metrics::new();
+    metrics.observe_entry(&entry(
+        "delete",
+        true,
+        &[("PG004", Action::Deny)],
+        Action::Deny,
+    ));
+    metrics.observe_entry(&entry(
+        "patch",
+        true,
+        &[("PG001", Action::Flag), ("PG010", Action::Flag)],
+        Action::Flag,
+    ));
+    metrics.observe_entry(&entry(
+        "list",
+        false,
+        &[("PG011", Action::Rewrite)],
+        Action::Rewrite,
+    ));
+    metrics.observe_entry(&entry("watch", false, &[], Action::Allow));
+
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["delete", "deny"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        metrics.requests.with_label_values(&["patch", "flag"]).get(),
+        1
+    );
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["watch", "allow"])
+            .get(),
+        1
+    );
+    // Unsafe mutations: findings on mutations only.
+    assert_eq!(
+        metrics.unsafe_mutations.with_label_values(&["PG004"]).get(),
+        1
+    );
+    assert_eq!(
+        metrics.unsafe_mutations.with_label_values(&["PG001"]).get(),
+        1
+    );
+    assert_eq!(
+        metrics.unsafe_mutations.with_label_values(&["PG011"]).get(),
+        0
+    );
+    // Decisions: every finding, by its own action.
+    assert_eq!(
+        metrics
+            .decisions
+            .with_label_values(&["deny", "PG004"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        metrics
+            .decisions
+            .with_label_values(&["rewrite", "PG011"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        metrics
+            .decisions
+            .with_label_values(&["flag", "PG010"])
+            .get(),
+        1
+    );
+    // Duration: 30 ms lands in the 0.05 bucket; the watch is not observed.
+    let delete = metrics.request_duration.with_label_values(&["delete"]);
+    assert_eq!(delete.get_sample_count(), 1);
+    assert!((delete.get_sample_sum() - 0.03).abs() < 1e-9);
+    assert_eq!(
+        metrics
+            .request_duration
+            .with_label_values(&["watch"])
+            .get_sample_count(),
+        0
+    );
+}
+
+#[test]
+fn intents_upstream_errors_and_missing_decisions() {
+    let metrics = Metrics::new();
+    let mut intent = entry("delete", true, &[("PG004", Action::Deny)], Action::Deny);
+    intent.phase = crate::ledger::Phase::Intent;
+    metrics.observe_entry(&intent);
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["delete", "deny"])
+            .get(),
+        0
+    );
+
+    let mut failed = entry("get", false, &[], Action::Allow);
+    failed.decision = None;
+    failed.error = Some(ErrorRecord {
+        side: crate::ledger::Side::Upstream,
+        kind: ErrorKind::Connect,
+        message: "refused".into(),
+    });
+    metrics.observe_entry(&failed);
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["get", NO_DECISION])
+            .get(),
+        1
+    );
+    assert_eq!(
+        metrics
+            .upstream_errors
+            .with_label_values(&["connect"])
+            .get(),
+        1
+    );
+
+    let mut client_error = failed.clone();
+    client_error.error.as_mut().unwrap().side = crate::ledger::Side::Client;
+    metrics.observe_entry(&client_error);
+    assert_eq!(
+        metrics
+            .upstream_errors
+            .with_label_values(&["connect"])
+            .get(),
+        1
+    );
+}
+
+#[test]
+fn labels_stay_closed_whatever_the_entry_says() {
+    let metrics = Metrics::new();
+    let before = metrics.render().lines().count();
+    metrics.observe_entry(&entry(
+        "exfiltrate",
+        true,
+        &[("rm -rf /", Action::Deny)],
+        Action::Deny,
+    ));
+    let text = metrics.render();
+    assert_eq!(text.lines().count(), before, "no new series may appear");
+    assert!(!text.contains("secret-ns") && !text.contains("secret-name"));
+    assert!(!text.contains("exfiltrate") && !text.contains("rm -rf"));
+    assert_eq!(
+        metrics
+            .unsafe_mutations
+            .with_label_values(&[OTHER_RULE])
+            .get(),
+        1
+    );
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["nonresource", "deny"])
+            .get(),
+        1
+    );
+}
+
+#[test]
+fn gauge_guards_count_what_is_open() {
+    let metrics = Metrics::new();
+    let watch = metrics.open_watch();
+    let upgrade = metrics.open_upgrade();
+    let second = metrics.open_watch();
+    assert_eq!(metrics.open_watches.get(), 2);
+    assert_eq!(metrics.open_upgrades.get(), 1);
+    drop((watch, upgrade, second));
+    assert_eq!(metrics.open_watches.get(), 0);
+    assert_eq!(metrics.open_upgrades.get(), 0);
+}
+
+#[test]
+fn every_required_family_is_exported_with_its_labels() {
+    let text = Metrics::new().render();
+    for (family, kind) in [
+        ("pathgate_requests_total", "counter"),
+        ("pathgate_unsafe_mutations_total", "counter"),
+        ("pathgate_decisions_total", "counter"),
+        ("pathgate_request_duration_seconds", "histogram"),
+        ("pathgate_upstream_errors_total", "counter"),
+        ("pathgate_open_watches", "gauge"),
+        ("pathgate_open_upgrades", "gauge"),
+        ("pathgate_ledger_queue_depth", "gauge"),
+        ("pathgate_ledger_spool_bytes", "gauge"),
+        ("pathgate_ledger_entries_total", "counter"),
+        ("pathgate_policy_reloads_total", "counter"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}\n")),
+            "{family} {kind} missing"
+        );
+    }
+    assert!(text.contains("pathgate_unsafe_mutations_total{rule=\"PG017\"} 0"));
+    assert!(text.contains("pathgate_ledger_entries_total{outcome=\"dropped\",sink=\"webhook\"} 0"));
+    assert!(text.contains("pathgate_request_duration_seconds_bucket{verb=\"get\",le=\"0.005\"} 0"));
+    assert!(text.contains("pathgate_request_duration_seconds_bucket{verb=\"get\",le=\"60\"} 0"));
+}
+
+/// Every `pathgate_*` metric an expression uses, with the `label="value"` matchers it
+/// applies to it.
+fn metric_references(expression: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut references = Vec::new();
+    let bytes = expression.as_bytes();
+    let mut index = 0;
+    while let Some(found) = expression[index..].find("pathgate_") {
+        let start = index + found;
+        let boundary =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        index = end;
+        if !boundary {
+            continue;
+        }
+        let name = expression[start..end].to_owned();
+        let mut matchers = Vec::new();
+        if bytes.get(end) == Some(&b'{') {
+            let close = end + expression[end..].find('}').expect("closed selector");
+            for matcher in expression[end + 1..close].split(',') {
+                if let Some((label, value)) = matcher.split_once('=') {
+                    let label = label.trim();
+                    // Only exact matchers name a value that must exist; skip =~, != and
+                    // dashboard variables.
+                    if label.ends_with('!') || value.starts_with('~') || value.contains('$') {
+                        continue;
+                    }
+                    matchers.push((label.to_owned(), value.trim().trim_matches('"').to_owned()));
+                }
+            }
+            index = close;
+        }
+        references.push((name, matchers));
+    }
+    references
+}
+
+fn collect_exprs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("expr" | "query", Value::String(text)) => out.push(text.clone()),
+                    _ => collect_exprs(child, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_exprs(item, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_metric_the_dashboard_and_alert_rules_use_is_exported() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("grafana/pathgate-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let rules: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("prometheus/pathgate-rules.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut expressions = Vec::new();
+    collect_exprs(&dashboard, &mut expressions);
+    let dashboard_count = expressions.len();
+    collect_exprs(&rules, &mut expressions);
+    assert!(dashboard_count >= 10 && expressions.len() > dashboard_count + 5);
+
+    let text = Metrics::new().render();
+    // Series names (histograms expand to _bucket/_sum/_count) mapped to their label pairs.
+    let mut series: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let (name, rest) = line.split_once(['{', ' ']).unwrap();
+        let labels = series.entry(name.to_owned()).or_default();
+        if let Some(inside) = rest.split_once('}').map(|(inside, _)| inside) {
+            for pair in inside.split(',') {
+                let (label, value) = pair.split_once('=').unwrap();
+                labels.insert((label.to_owned(), value.trim_matches('"').to_owned()));
+            }
+        }
+    }
+
+    let mut used = BTreeSet::new();
+    for expression in &expressions {
+        for (name, matchers) in metric_references(expression) {
+            let labels = series
+                .get(&name)
+                .unwrap_or_else(|| panic!("{name} (in `{expression}`) is not exported"));
+            for matcher in matchers {
+                assert!(
+                    labels.contains(&matcher),
+                    "{name}{{{}=\"{}\"}} (in `{expression}`) matches no exported series",
+                    matcher.0,
+                    matcher.1
+                );
+            }
+            used.insert(name);
+        }
+    }
+    // The headline metrics are on the dashboard.
+    for name in [
+        "pathgate_unsafe_mutations_total",
+        "pathgate_decisions_total",
+        "pathgate_request_duration_seconds_bucket",
+        "pathgate_ledger_entries_total",
+    ] {
+        assert!(used.contains(name), "{name} is used by no panel or rule");
+    }
+}
+
+#[test]
+fn the_reference_scanner_finds_names_and_exact_matchers() {
+    let references = metric_references(
+        r#"sum(rate(pathgate_a_total{job=~"$job", outcome="dropped", x!="y"}[5m])) / my_pathgate_b + pathgate_c"#,
+    );
+    assert_eq!(
+        references,
+        vec![
+            (
+                "pathgate_a_total".to_owned(),
+                vec![("outcome".to_owned(), "dropped".to_owned())]
+            ),
+            ("pathgate_c".to_owned(), vec![]),
+        ]
+    );
+}
