@@ -123,6 +123,10 @@ struct ServeArgs {
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 15)]
     drain_timeout: u64,
+    /// Ledger spool directory (JSONL segments; the source of truth for every sink).
+    /// Overrides `ledger.dir`; without either, requests are only logged.
+    #[arg(long)]
+    ledger_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -233,6 +237,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         drain_timeout: Duration::from_secs(args.drain_timeout),
         connect_timeout: Duration::from_secs(10),
+        ledger: args.ledger_dir.map(pathgate::ledger::LedgerSettings::new),
     };
     let policy = pathgate::config::PolicyHandle::new(&config, args.mode);
     tracing::info!(mode = %policy.current().mode, "policy loaded");

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::proxy::{AuthMode, Exchange, Gate, Proxy, ProxySettings, Recorder};
+use crate::proxy::{AuthMode, Gate, LedgerRecorder, LogRecorder, Proxy, ProxySettings, Recorder};
 use crate::upstream::{Upstream, UpstreamSource};
 
 /// Everything `serve` needs, after flags and the config file are merged.
@@ -28,6 +28,8 @@ pub struct ServeOptions {
     pub proxy: ProxySettings,
     pub drain_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The ledger; `None` records to the log only.
+    pub ledger: Option<crate::ledger::LedgerSettings>,
 }
 
 /// Why pathgate refused to start.
@@ -44,6 +46,8 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Unsafe(String),
+    #[error("ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
     #[error("{path}: {source}")]
     ClientTokens {
         path: PathBuf,
@@ -77,23 +81,6 @@ impl Running {
     /// Waits until the proxy has stopped (after the shutdown token was cancelled).
     pub async fn wait(self) {
         let _ = self.task.await;
-    }
-}
-
-/// Records exchanges as structured log lines: the recorder when no ledger is configured.
-pub struct LogRecorder;
-
-impl Recorder for LogRecorder {
-    fn record(&self, exchange: Exchange) {
-        tracing::info!(
-            trace_id = %exchange.trace_id,
-            session = %exchange.session,
-            method = %exchange.method,
-            path = %exchange.path,
-            status = exchange.status_code,
-            duration_ms = exchange.duration.as_millis() as u64,
-            "request"
-        );
     }
 }
 
@@ -216,7 +203,23 @@ pub async fn start(
         }
         None => None,
     };
-    let recorder = recorder.unwrap_or_else(|| Arc::new(LogRecorder));
+    let (recorder, ledger_tasks): (Arc<dyn Recorder>, _) = match (recorder, &options.ledger) {
+        (Some(recorder), _) => (recorder, None),
+        (None, Some(settings)) => {
+            let (ledger, tasks) = crate::ledger::Ledger::start(settings.clone(), metrics.clone())?;
+            tracing::info!(dir = %settings.dir.display(), "ledger spooling");
+            (
+                Arc::new(LedgerRecorder { ledger }) as Arc<dyn Recorder>,
+                Some(tasks),
+            )
+        }
+        (None, None) => (
+            Arc::new(LogRecorder {
+                metrics: metrics.clone(),
+            }) as Arc<dyn Recorder>,
+            None,
+        ),
+    };
     let gate = gate(upstream.clone(), settings.auth);
     let proxy = Proxy {
         settings: Arc::new(settings),
@@ -227,13 +230,21 @@ pub async fn start(
         draining: CancellationToken::new(),
     };
     tracing::info!(%addr, upstream = %proxy.upstream.description, auth = ?proxy.settings.auth, "pathgate listening");
-    let task = tokio::spawn(crate::proxy::serve(
+    let drain_timeout = options.drain_timeout;
+    let serve = crate::proxy::serve(
         listener,
         Arc::new(tls),
         proxy,
         shutdown.clone().cancelled_owned(),
-        options.drain_timeout,
-    ));
+        drain_timeout,
+    );
+    let task = tokio::spawn(async move {
+        serve.await;
+        if let Some(tasks) = ledger_tasks {
+            // Everything recorded is written and fsynced; sinks get the drain budget.
+            tasks.shutdown(drain_timeout).await;
+        }
+    });
     Ok(Running {
         addr,
         admin_addr,

@@ -148,6 +148,14 @@ pub struct Exchange {
     pub upgraded: bool,
     /// The gate's session-memory key for this request.
     pub fingerprint: Option<crate::policy::Fingerprint>,
+    /// The request's `Content-Type`.
+    pub content_type: Option<String>,
+    /// pathgate answered itself (a denial, 413, 503...) instead of relaying the apiserver.
+    pub answered_by_pathgate: bool,
+    /// Effect scope: leaf paths that changed, when measured.
+    pub effect_paths: Option<Vec<String>>,
+    /// A redacted copy of the mutation body (body capture on).
+    pub captured_body: Option<crate::ledger::CapturedBody>,
     /// `Warning` values pathgate added to the response.
     pub warnings: Vec<String>,
 }
@@ -166,6 +174,26 @@ pub trait Recorder: Send + Sync {
         self.record(exchange);
         Box::pin(async { Ok(()) })
     }
+
+    /// With `on_failure: fail-closed-mutations`: makes the intent of a mutation durable
+    /// before it is forwarded; `None` when the recorder does not require it.
+    #[allow(clippy::type_complexity)]
+    fn record_intent(
+        &self,
+        _exchange: &Exchange,
+    ) -> Option<Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>> {
+        None
+    }
+
+    /// A redacted copy of a mutation body, when body capture is on.
+    fn capture_body(
+        &self,
+        _resource: &str,
+        _content_type: Option<&str>,
+        _body: &[u8],
+    ) -> Option<crate::ledger::CapturedBody> {
+        None
+    }
 }
 
 fn token_fingerprint(authorization: &HeaderValue) -> Option<String> {
@@ -173,8 +201,7 @@ fn token_fingerprint(authorization: &HeaderValue) -> Option<String> {
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?;
-    let digest = Sha256::digest(token.trim().as_bytes());
-    Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+    Some(crate::ledger::token_fingerprint(token.trim()))
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -207,15 +234,13 @@ fn is_body_method(method: &Method) -> bool {
     )
 }
 
-/// Counts the exchange in the metrics, then hands it to the recorder.
+/// Hands the exchange to the recorder (which also counts it in the metrics).
 fn record(proxy: &Proxy, exchange: Exchange) {
-    proxy.metrics.observe_exchange(&exchange);
     proxy.recorder.record(exchange);
 }
 
 /// As [`record`], resolving once the recorder made the exchange durable.
 async fn record_durable(proxy: &Proxy, exchange: Exchange) -> Result<(), String> {
-    proxy.metrics.observe_exchange(&exchange);
     proxy.recorder.record_durable(exchange).await
 }
 
@@ -256,11 +281,20 @@ pub async fn handle(
         upgraded: false,
         fingerprint: None,
         warnings: Vec::new(),
+        content_type: request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        answered_by_pathgate: false,
+        effect_paths: None,
+        captured_body: None,
     };
     let result = process(&proxy, &connection, request, &mut exchange, clock).await;
     let mut response = match result {
         Ok(response) => response,
         Err(status) => {
+            exchange.answered_by_pathgate = true;
             exchange.status_code = status.code.as_u16();
             exchange.status_reason = Some(status.reason.to_string());
             exchange.error = Some((status.side, status.message.clone()));
@@ -416,6 +450,23 @@ async fn process(
     if let Some(status) = outcome.deny {
         return Err(status);
     }
+    if info.is_mutation() {
+        exchange.captured_body = proxy.recorder.capture_body(
+            &info.resource,
+            exchange.content_type.as_deref(),
+            &body_bytes,
+        );
+        if let Some(intent) = proxy.recorder.record_intent(exchange) {
+            if let Err(error) = intent.await {
+                return Err(Status::unavailable(
+                    Side::Pathgate,
+                    format!(
+                        "pathgate: the ledger could not record this mutation's intent ({error}); it was refused before reaching the apiserver (ledger.on_failure: fail-closed-mutations)"
+                    ),
+                ));
+            }
+        }
+    }
     let forwarded_query = outcome.query.clone().or(query);
     exchange.forwarded_query = forwarded_query.clone();
     let forwarded_body = outcome.body.clone().or(body);
@@ -538,7 +589,9 @@ async fn process(
         exchange.duration = clock.elapsed();
         let owner = proxy.clone();
         let mut record = exchange.clone();
+        let open = proxy.metrics.open_upgrade();
         tokio::spawn(async move {
+            let _open = open;
             let relay = async {
                 let (client_io, upstream_io) = tokio::try_join!(client_upgrade, upstream_upgrade)
                     .map_err(|e| e.to_string())?;
@@ -619,7 +672,9 @@ async fn process(
     let owner = proxy.clone();
     let mut record = exchange.clone();
     let end_stats = stats.clone();
+    let open = is_watch.then(|| proxy.metrics.open_watch());
     let on_end = Box::new(move |end: StreamEnd| {
+        drop(open);
         use std::sync::atomic::Ordering;
         record.bytes_out = end_stats.bytes.load(Ordering::Relaxed);
         if is_watch {
@@ -703,7 +758,7 @@ mod tests {
     #[test]
     fn token_fingerprints_never_contain_the_token() {
         let fp = token_fingerprint(&HeaderValue::from_static("Bearer s3cret-token")).unwrap();
-        assert_eq!(fp.len(), 16);
+        assert_eq!(fp.len(), "sha256:".len() + 16);
         assert!(!fp.contains("s3cret"));
         assert_ne!(
             fp,

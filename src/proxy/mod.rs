@@ -10,6 +10,7 @@ mod body;
 mod gate;
 mod handler;
 mod headers;
+mod record;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use gate::{rewrite_delete_body, rewrite_query, AllowAll, PolicyGate, CONFIRM
 pub use handler::{
     ClientIdentity, ConnectionInfo, Exchange, Gate, GateOutcome, GateRequest, Recorder,
 };
+pub use record::{entry_of, LedgerRecorder, LogRecorder};
 
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;

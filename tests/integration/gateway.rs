@@ -44,6 +44,8 @@ pub struct GatewayBuilder {
     pub client_ca: bool,
     pub settings: ProxySettings,
     pub policy: Option<pathgate::config::PolicyHandle>,
+    /// Record to a real ledger in this directory instead of collecting exchanges.
+    pub ledger: Option<pathgate::ledger::LedgerSettings>,
 }
 
 impl GatewayBuilder {
@@ -54,12 +56,19 @@ impl GatewayBuilder {
             client_ca: false,
             settings: ProxySettings::default(),
             policy: None,
+            ledger: None,
         }
     }
 
     pub fn auth(mut self, auth: AuthMode) -> Self {
         self.auth = auth;
         self.client_ca = auth == AuthMode::Impersonate || self.client_ca;
+        self
+    }
+
+    /// Record to a real ledger (spool in `settings.dir`) instead of collecting exchanges.
+    pub fn ledger(mut self, settings: pathgate::ledger::LedgerSettings) -> Self {
+        self.ledger = Some(settings);
         self
     }
 
@@ -91,6 +100,11 @@ impl GatewayBuilder {
             proxy: settings,
             drain_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            ledger: self.ledger.clone(),
+        };
+        let recorder: Option<Arc<dyn Recorder>> = match self.ledger {
+            Some(_) => None,
+            None => Some(Arc::new(collected.clone())),
         };
         let running = pathgate::serve::start(
             options,
@@ -98,13 +112,14 @@ impl GatewayBuilder {
                 Some(policy) => pathgate::serve::policy_gate(policy),
                 None => pathgate::serve::allow_all(),
             },
-            Some(Arc::new(collected.clone())),
+            recorder,
             pathgate::metrics::Metrics::new(),
         )
         .await
         .expect("pathgate starts");
         Gateway {
             url: format!("https://{}", running.addr),
+            metrics: running.metrics.clone(),
             running: Some(running),
             ca: certs.ca_cert,
             dir,
@@ -116,6 +131,7 @@ impl GatewayBuilder {
 /// A running in-process pathgate.
 pub struct Gateway {
     pub url: String,
+    pub metrics: pathgate::metrics::Metrics,
     pub running: Option<Running>,
     pub ca: PathBuf,
     pub dir: tempfile::TempDir,

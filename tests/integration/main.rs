@@ -6,6 +6,7 @@ mod cli;
 mod deploy;
 mod gateway;
 mod harness;
+mod ledger;
 mod proxy;
 mod rules;
 mod support;

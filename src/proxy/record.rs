@@ -1,0 +1,226 @@
+//! From a finished [`Exchange`] to a ledger [`Entry`]: the one place the request path's
+//! record becomes the `pathgate.ledger/v1` schema, and the recorders that use it.
+
+use std::pin::Pin;
+
+use crate::ledger::{
+    self, AnalysisRecord, Client, DecisionRecord, Entry, ErrorKind, ErrorRecord, Ledger,
+    ObjectRecord, OnFailure, Origin, ResponseRecord, SentForwarded,
+};
+use crate::metrics::Metrics;
+use crate::policy::Rewrite;
+use crate::status::Side;
+
+use super::handler::{Exchange, Recorder};
+use super::AuthMode;
+
+fn auth_mode(mode: AuthMode) -> ledger::AuthMode {
+    match mode {
+        AuthMode::Passthrough => ledger::AuthMode::Passthrough,
+        AuthMode::Sidecar => ledger::AuthMode::Sidecar,
+        AuthMode::Impersonate => ledger::AuthMode::Impersonate,
+    }
+}
+
+fn side(side: Side) -> ledger::Side {
+    match side {
+        Side::Client => ledger::Side::Client,
+        Side::Upstream => ledger::Side::Upstream,
+        Side::Pathgate => ledger::Side::Pathgate,
+    }
+}
+
+/// The closed error kind of a failure pathgate answered itself, from its status code and
+/// side (see `docs/ledger.md`).
+fn error_kind(status: u16, side: Side, message: &str) -> ErrorKind {
+    match (status, side) {
+        (413, _) => ErrorKind::TooLarge,
+        (504, _) => ErrorKind::Timeout,
+        (503, Side::Upstream) => ErrorKind::Connect,
+        (503, Side::Pathgate) if message.contains("ledger") => ErrorKind::Ledger,
+        (502, _) if message.contains("TLS") => ErrorKind::Tls,
+        (502, _) => ErrorKind::Protocol,
+        (101, Side::Upstream) => ErrorKind::Reset,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Builds the ledger entry of an exchange.
+pub fn entry_of(exchange: &Exchange) -> Entry {
+    let started_at = time::OffsetDateTime::from(exchange.started_at);
+    let client = Client {
+        user: exchange.identity.user.clone(),
+        groups: exchange.identity.groups.clone(),
+        token_fingerprint: exchange.identity.token_fingerprint.clone(),
+        auth_mode: auth_mode(exchange.auth_mode),
+        remote_addr: Some(exchange.peer.to_string()),
+    };
+    let request = match &exchange.info {
+        Some(info) => ledger::Request::from_info(
+            info,
+            exchange.query.as_deref(),
+            exchange.content_type.as_deref(),
+        ),
+        None => ledger::Request::unclassified(
+            &exchange.method,
+            &exchange.path,
+            exchange.query.as_deref(),
+        ),
+    };
+    let mut entry = Entry::new(
+        exchange.trace_id.to_hex(),
+        exchange.session.clone(),
+        client,
+        started_at,
+        request,
+    );
+    let rewrites: &[Rewrite] = exchange
+        .decision
+        .as_ref()
+        .map(|d| d.rewrites.as_slice())
+        .unwrap_or(&[]);
+    if let Some(analysis) = &exchange.analysis {
+        let mut record = AnalysisRecord::from(analysis);
+        record.effect_paths = exchange.effect_paths.clone();
+        entry.analysis = Some(record);
+        let forwarded_dry_run = analysis.dry_run || rewrites.contains(&Rewrite::AddDryRun);
+        entry.dry_run = SentForwarded {
+            sent: analysis.dry_run,
+            forwarded: forwarded_dry_run,
+        };
+        let grace_sent = analysis
+            .delete_options
+            .as_ref()
+            .and_then(|o| o.grace_period_seconds);
+        let grace_forwarded = rewrites
+            .iter()
+            .find_map(|r| match r {
+                Rewrite::SetGracePeriod { to, .. } => Some(*to),
+                _ => None,
+            })
+            .or(grace_sent);
+        entry.grace_period = SentForwarded {
+            sent: grace_sent,
+            forwarded: grace_forwarded,
+        };
+        let limit_forwarded = rewrites
+            .iter()
+            .find_map(|r| match r {
+                Rewrite::AddLimit { limit } => Some(*limit),
+                _ => None,
+            })
+            .or(analysis.list_limit);
+        entry.limit = SentForwarded {
+            sent: analysis.list_limit,
+            forwarded: limit_forwarded,
+        };
+    }
+    if let Some(decision) = &exchange.decision {
+        entry.decision = Some(DecisionRecord::new(
+            decision.mode,
+            decision,
+            decision.confirmed,
+        ));
+    }
+    if exchange.status_code != 0 {
+        entry.response = Some(ResponseRecord {
+            status_code: exchange.status_code,
+            reason: exchange.status_reason.clone(),
+            audit_id: exchange.audit_id.clone(),
+            origin: if exchange.answered_by_pathgate {
+                Origin::Pathgate
+            } else {
+                Origin::Upstream
+            },
+        });
+    }
+    if exchange.object_uid.is_some() || exchange.object_resource_version.is_some() {
+        entry.object = Some(ObjectRecord {
+            uid: exchange.object_uid.clone(),
+            resource_version: exchange.object_resource_version.clone(),
+            generation: exchange.object_generation,
+        });
+    }
+    entry.bytes_in = exchange.bytes_in;
+    entry.bytes_out = exchange.bytes_out;
+    entry.watch_events = exchange.watch_events;
+    if let Some((failed_side, message)) = &exchange.error {
+        entry.error = Some(ErrorRecord {
+            side: side(*failed_side),
+            kind: error_kind(exchange.status_code, *failed_side, message),
+            message: message.clone(),
+        });
+    }
+    entry.body = exchange.captured_body.clone();
+    entry.finish(started_at + exchange.duration);
+    entry
+}
+
+/// Records exchanges in the ledger (which also counts them in the metrics).
+pub struct LedgerRecorder {
+    pub ledger: Ledger,
+}
+
+impl Recorder for LedgerRecorder {
+    fn record(&self, exchange: Exchange) {
+        self.ledger.record(entry_of(&exchange));
+    }
+
+    fn record_durable(
+        &self,
+        exchange: Exchange,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+        let ledger = self.ledger.clone();
+        let entry = entry_of(&exchange);
+        Box::pin(async move {
+            ledger
+                .record_durable(entry)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn record_intent(
+        &self,
+        exchange: &Exchange,
+    ) -> Option<Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>> {
+        if self.ledger.on_failure() != OnFailure::FailClosedMutations {
+            return None;
+        }
+        let ledger = self.ledger.clone();
+        let entry = entry_of(exchange);
+        Some(Box::pin(async move {
+            ledger.record_intent(entry).await.map_err(|e| e.to_string())
+        }))
+    }
+
+    fn capture_body(
+        &self,
+        resource: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Option<ledger::CapturedBody> {
+        self.ledger.capture_body(resource, content_type, body)
+    }
+}
+
+/// Without a ledger: a structured log line per request, and the metrics.
+pub struct LogRecorder {
+    pub metrics: Metrics,
+}
+
+impl Recorder for LogRecorder {
+    fn record(&self, exchange: Exchange) {
+        let entry = entry_of(&exchange);
+        self.metrics.observe_entry(&entry);
+        tracing::info!(
+            trace_id = %entry.trace_id,
+            session = %entry.session,
+            method = %entry.request.method,
+            path = %entry.request.path,
+            status = exchange.status_code,
+            duration_ms = entry.duration_ms.unwrap_or_default(),
+            "request"
+        );
+    }
+}
