@@ -72,8 +72,9 @@ impl PolicyGate {
                 .headers_mut()
                 .insert(header::AUTHORIZATION, value.clone());
         }
-        // The fact-finding GET joins the audit log under the same execution id.
-        if let Ok(value) = HeaderValue::from_str(trace_id) {
+        // The fact-finding GET is findable in the audit log as `<trace id>-facts`; the
+        // trace id itself stays unique to the request it names.
+        if let Ok(value) = HeaderValue::from_str(&format!("{trace_id}-facts")) {
             request
                 .headers_mut()
                 .insert(crate::trace::AUDIT_ID_HEADER, value);

@@ -8,6 +8,7 @@ mod gateway;
 mod harness;
 mod ledger;
 mod proxy;
+mod recording;
 mod rules;
 mod support;
 mod upgrade;

@@ -148,7 +148,46 @@ fn cluster_up(dir: &Path, interrupted: &AtomicBool) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// The test suite's real parts besides the control plane: Debian's `prometheus` (the
+/// metrics test scrapes pathgate with it; `promtool` checks the alert rules). Installed with
+/// apt-get when missing, as the README says.
+fn ensure_prometheus() -> anyhow::Result<()> {
+    let present = Command::new("prometheus")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian's prometheus package (Prometheus and promtool)");
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "prometheus"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get install prometheus")?;
+    if !status.success() {
+        bail!("apt-get install prometheus failed ({status}); install Debian's prometheus package");
+    }
+    Ok(())
+}
+
+/// `deploy/check.sh`: promtool checks and unit-tests the alert rules.
+fn check_deploy() -> anyhow::Result<()> {
+    let status = Command::new("bash")
+        .arg(workspace_root().join("deploy/check.sh"))
+        .status()
+        .context("running deploy/check.sh")?;
+    if !status.success() {
+        bail!("deploy/check.sh failed ({status})");
+    }
+    Ok(())
+}
+
 fn test(extra_args: &[String], interrupted: &AtomicBool) -> anyhow::Result<ExitCode> {
+    ensure_prometheus()?;
+    check_deploy()?;
     let dir = test_cluster_dir();
     // The guard stops the cluster however this function ends: error, panic or success.
     let cluster = start(&dir)?;
