@@ -119,7 +119,6 @@ impl GatewayBuilder {
         .expect("pathgate starts");
         Gateway {
             url: format!("https://{}", running.addr),
-            metrics: running.metrics.clone(),
             running: Some(running),
             ca: certs.ca_cert,
             dir,
@@ -131,7 +130,6 @@ impl GatewayBuilder {
 /// A running in-process pathgate.
 pub struct Gateway {
     pub url: String,
-    pub metrics: pathgate::metrics::Metrics,
     pub running: Option<Running>,
     pub ca: PathBuf,
     pub dir: tempfile::TempDir,
