@@ -716,6 +716,18 @@ fn inspect_object(bytes: &Bytes, headers: &HeaderMap, exchange: &mut Exchange) {
     exchange.object_generation = metadata["generation"].as_i64();
 }
 
+/// tokio-rustls reports handshake and certificate failures as `InvalidData` carrying the
+/// rustls error, which connectors may wrap in further `io::Error`s.
+fn io_is_tls(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::InvalidData
+        || io.get_ref().is_some_and(|inner| {
+            inner.downcast_ref::<rustls::Error>().is_some()
+                || inner
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(io_is_tls)
+        })
+}
+
 /// Maps a client error to the Status the agent sees: unreachable 503, TLS 502.
 fn upstream_error(error: &hyper_util::client::legacy::Error) -> Status {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -726,13 +738,8 @@ fn upstream_error(error: &hyper_util::client::legacy::Error) -> Status {
         if e.downcast_ref::<rustls::Error>().is_some() {
             tls = true;
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                tls = true;
-            }
+        if e.downcast_ref::<std::io::Error>().is_some_and(io_is_tls) {
+            tls = true;
         }
         source = e.source();
     }
