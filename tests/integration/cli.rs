@@ -196,3 +196,109 @@ async fn sigterm_drains_and_ends_watches_cleanly() {
     );
     let _ = watch.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_reloads_on_sighup_and_an_invalid_file_keeps_the_old_policy() {
+    let cluster = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    assert!(
+        pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let config = dir.path().join("pathgate.yaml");
+    std::fs::write(
+        &config,
+        "mode: enforce\nsafety_gates:\n  dry_run_default: true\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let log_path = dir.path().join("pathgate.log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .args([
+            "serve",
+            "--admin-listen",
+            "off",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--upstream-kubeconfig")
+        .arg(cluster.dir.admin_kubeconfig())
+        .arg("--config")
+        .arg(&config)
+        .arg("--tls-cert")
+        .arg(certs.join("server.crt"))
+        .arg("--tls-key")
+        .arg(certs.join("server.key"))
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let kc = dir.path().join("kc");
+    assert!(pathgate(&[
+        "kubeconfig",
+        "--server",
+        &format!("https://127.0.0.1:{port}"),
+        "--ca",
+        certs.join("ca.crt").to_str().unwrap(),
+        "--token",
+        &cluster.admin_token().unwrap(),
+        "--out",
+        kc.to_str().unwrap(),
+    ])
+    .status
+    .success());
+    let ns = crate::gateway::namespace(&cluster, "pg-reload").await;
+
+    // enforce + dry_run_default: a create without a prior dry run is refused.
+    let out = kubectl(&cluster, &kc, &["-n", &ns, "create", "configmap", "first"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && stderr.contains("PG010"),
+        "{stderr}"
+    );
+
+    // SIGHUP after switching to observe: the same request passes, flagged.
+    std::fs::write(
+        &config,
+        "mode: observe\nsafety_gates:\n  dry_run_default: true\n",
+    )
+    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = kubectl(&cluster, &kc, &["-n", &ns, "create", "configmap", "second"]).await;
+        if out.status.success() {
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("PG010"),
+                "observe still warns"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the policy never reloaded");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // An invalid file is refused with file, key and reason; observe stays in force.
+    std::fs::write(
+        &config,
+        "mode: observe\nsafety_gates:\n  max_patch_keys: lots\n",
+    )
+    .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        if log.contains("max_patch_keys") {
+            assert!(log.contains("pathgate.yaml"), "{log}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload error logged:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ok(&kubectl(&cluster, &kc, &["-n", &ns, "create", "configmap", "third"]).await);
+    child.kill().await.unwrap();
+}
