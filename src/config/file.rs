@@ -137,6 +137,18 @@ pub enum OnFailure {
 #[serde(deny_unknown_fields)]
 pub struct OtlpFile {
     pub endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spans: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
 }
 
 /// `ledger.webhook:`
@@ -145,10 +157,15 @@ pub struct OtlpFile {
 pub struct WebhookFile {
     pub url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
-/// `ledger:`
+/// `ledger:`. There is no JSONL file key and no fsync switch: the spool segments in `dir`
+/// are the JSONL ledger, and they are always group-committed with fsync.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerFile {
@@ -157,17 +174,23 @@ pub struct LedgerFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fsync: Option<bool>,
+    pub queue_capacity: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flush_interval_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_segment_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub jsonl: Option<PathBuf>,
+    pub max_spool_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durable_timeout_ms: Option<u64>,
+    /// `null` (or absent) captures no bodies. Serialised even when `None`, so the effective
+    /// configuration shows the key.
+    #[serde(default)]
+    pub capture_bodies_max_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stdout: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub otlp: Option<OtlpFile>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpFile>,
 }

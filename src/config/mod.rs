@@ -7,7 +7,9 @@
 //! [`PolicyHandle`] that swaps the policy atomically on SIGHUP or file change.
 //!
 //! Does not own: command-line flags (`main.rs` merges them over [`ServerSettings`] and
-//! calls [`ServerSettings::check`]), the meaning of the ledger settings (the ledger module),
+//! calls [`ServerSettings::check`]; `--ledger-dir` goes through [`Config::with_ledger_dir`]
+//! and [`LedgerSettings::check`]), the meaning of the ledger settings (the ledger module
+//! maps them with `ledger::LedgerSettings::from_config`),
 //! or what the policy decides ([`crate::policy`]). No key here is reloadable except the
 //! policy ones: `server` and `ledger` changes need a restart, and a reload says so.
 
@@ -96,6 +98,21 @@ impl Config {
             reason: e.reason,
             location: None,
         })
+    }
+
+    /// The configuration with `ledger.dir` replaced, for `pathgate serve --ledger-dir DIR`.
+    /// The flag wins over the file's `ledger.dir`; a relative `dir` is kept as given, so it
+    /// is relative to the working directory, as command-line paths are. Call
+    /// [`LedgerSettings::check`] afterwards: settings that need a ledger (sinks,
+    /// fail-closed, body capture) are only refused once it is known whether a `dir` came
+    /// from somewhere.
+    ///
+    /// Build the [`PolicyHandle`] from the configuration as loaded (before this call): a
+    /// reload compares the file's `ledger` section with the one the handle started with,
+    /// and an override it cannot see would look like a change needing a restart.
+    pub fn with_ledger_dir(mut self, dir: impl Into<PathBuf>) -> Config {
+        self.ledger.dir = Some(dir.into());
+        self
     }
 
     /// The effective configuration as YAML (every key, every rule's action explicit); it

@@ -99,13 +99,21 @@ server:
 ledger:
   dir: /spool
   on_failure: fail-closed-mutations
-  fsync: false
-  flush_interval_ms: 50
+  queue_capacity: 1000
+  flush_interval_ms: 20
   max_segment_bytes: 1048576
-  jsonl: /l.jsonl
+  max_spool_bytes: 10485760
+  durable_timeout_ms: 2000
+  capture_bodies_max_bytes: 65536
   stdout: true
-  otlp: {endpoint: "http://127.0.0.1:4318"}
-  webhook: {url: "https://127.0.0.1:9000/hook", batch_size: 10}
+  webhook: {url: "https://127.0.0.1:9000/hook", ca_file: /hook-ca.pem, batch_size: 10, timeout_ms: 1500}
+  otlp:
+    endpoint: "http://127.0.0.1:4318"
+    batch_size: 20
+    timeout_ms: 2500
+    spans: true
+    logs: false
+    service_name: agents
 "#,
     )
     .unwrap();
@@ -143,12 +151,27 @@ ledger:
     );
     assert_eq!(config.server.listen, Some("[::1]:8443".parse().unwrap()));
     assert_eq!(config.server.default_session.as_deref(), Some("run-1"));
-    assert_eq!(config.ledger.on_failure, OnFailure::FailClosedMutations);
-    assert_eq!(
-        config.ledger.webhook.as_ref().map(|w| w.batch_size),
-        Some(10)
-    );
-    assert!(config.ledger.stdout);
+    let l = &config.ledger;
+    assert_eq!(l.dir, Some(PathBuf::from("/spool")));
+    assert_eq!(l.on_failure, OnFailure::FailClosedMutations);
+    assert_eq!(l.queue_capacity, 1000);
+    assert_eq!(l.flush_interval_ms, 20);
+    assert_eq!(l.max_segment_bytes, 1 << 20);
+    assert_eq!(l.max_spool_bytes, 10 << 20);
+    assert_eq!(l.durable_timeout_ms, 2000);
+    assert_eq!(l.capture_bodies_max_bytes, Some(65536));
+    assert!(l.stdout);
+    let webhook = l.webhook.as_ref().unwrap();
+    assert_eq!(webhook.url, "https://127.0.0.1:9000/hook");
+    assert_eq!(webhook.ca_file, Some(PathBuf::from("/hook-ca.pem")));
+    assert_eq!((webhook.batch_size, webhook.timeout_ms), (10, 1500));
+    let otlp = l.otlp.as_ref().unwrap();
+    assert_eq!(otlp.endpoint.authority().unwrap(), "127.0.0.1:4318");
+    assert_eq!(otlp.ca_file, None);
+    assert_eq!((otlp.batch_size, otlp.timeout_ms), (20, 2500));
+    assert_eq!((otlp.spans, otlp.logs), (true, false));
+    assert_eq!(otlp.service_name, "agents");
+    assert_eq!(l.check(), Ok(()));
 }
 
 #[test]
@@ -164,9 +187,42 @@ fn unknown_keys_are_named_with_the_valid_ones() {
     assert_eq!(key, "modes");
     assert!(reason.contains("mode, safety_gates"), "{reason}");
 
-    let (key, _) =
+    let (key, reason) =
         refused("ledger:\n  otlp:\n    endpoint: http://127.0.0.1:4318\n    insecure: true\n");
     assert_eq!(key, "ledger.otlp.insecure");
+    assert!(
+        reason.contains(
+            "valid keys are: endpoint, ca_file, batch_size, timeout_ms, spans, logs, service_name"
+        ),
+        "{reason}"
+    );
+
+    // The ledger's own field names are not file keys: the file speaks in its own units.
+    let (key, reason) =
+        refused("ledger:\n  webhook: {url: 'http://127.0.0.1:1/', batch_max_entries: 5}\n");
+    assert_eq!(key, "ledger.webhook.batch_max_entries");
+    assert!(
+        reason.contains("valid keys are: url, ca_file, batch_size, timeout_ms"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn fsync_and_jsonl_are_gone() {
+    // The spool segments in `dir` are the JSONL ledger and are always fsynced (group
+    // commit): there is neither a separate JSONL file nor a switch to turn fsync off.
+    for (yaml, want) in [
+        ("ledger: {fsync: false}", "ledger.fsync"),
+        ("ledger: {jsonl: /l.jsonl}", "ledger.jsonl"),
+    ] {
+        let (key, reason) = refused(yaml);
+        assert_eq!(key, want);
+        assert!(
+            reason.starts_with("unknown key; valid keys are: dir,"),
+            "{reason}"
+        );
+        assert!(reason.contains("max_spool_bytes"), "{reason}");
+    }
 }
 
 #[test]
@@ -297,14 +353,69 @@ fn values_are_validated() {
             "http://",
         ),
         (
+            "ledger: {otlp: {endpoint: 'ftp://127.0.0.1:4318'}}",
+            "ledger.otlp.endpoint",
+            "http://",
+        ),
+        (
+            "ledger: {otlp: {endpoint: 'http://127.0.0.1:4318/?x=1'}}",
+            "ledger.otlp.endpoint",
+            "remove the query",
+        ),
+        (
             "ledger: {webhook: {url: 'http://'}}",
             "ledger.webhook.url",
             "host",
         ),
         (
-            "ledger: {on_failure: fail-closed-mutations}",
-            "ledger.on_failure",
-            "sink",
+            "ledger: {webhook: {url: 'http://a b/'}}",
+            "ledger.webhook.url",
+            "host",
+        ),
+        (
+            "ledger: {webhook: {url: 'https://hooks:9443/'}}",
+            "ledger.webhook.ca_file",
+            "required",
+        ),
+        (
+            "ledger: {webhook: {url: 'http://hooks/', ca_file: /ca.pem}}",
+            "ledger.webhook.ca_file",
+            "https",
+        ),
+        (
+            "ledger: {otlp: {endpoint: 'https://otel:4318'}}",
+            "ledger.otlp.ca_file",
+            "required",
+        ),
+        (
+            "ledger: {webhook: {url: 'http://h/', batch_size: 0}}",
+            "ledger.webhook.batch_size",
+            "out of range",
+        ),
+        (
+            "ledger: {webhook: {url: 'http://h/', timeout_ms: 10}}",
+            "ledger.webhook.timeout_ms",
+            "out of range",
+        ),
+        (
+            "ledger: {otlp: {endpoint: 'http://h:4318', batch_size: 10001}}",
+            "ledger.otlp.batch_size",
+            "out of range",
+        ),
+        (
+            "ledger: {otlp: {endpoint: 'http://h:4318', timeout_ms: 300001}}",
+            "ledger.otlp.timeout_ms",
+            "out of range",
+        ),
+        (
+            "ledger: {otlp: {endpoint: 'http://h:4318', spans: false, logs: false}}",
+            "ledger.otlp",
+            "nothing would be exported",
+        ),
+        (
+            "ledger: {otlp: {endpoint: 'http://h:4318', service_name: ''}}",
+            "ledger.otlp.service_name",
+            "service name",
         ),
         (
             "ledger: {on_failure: fail-closed}",
@@ -312,8 +423,43 @@ fn values_are_validated() {
             "fail-open",
         ),
         (
+            "ledger: {queue_capacity: 0}",
+            "ledger.queue_capacity",
+            "out of range",
+        ),
+        (
             "ledger: {flush_interval_ms: 0}",
             "ledger.flush_interval_ms",
+            "out of range",
+        ),
+        (
+            "ledger: {max_segment_bytes: 1000}",
+            "ledger.max_segment_bytes",
+            "out of range",
+        ),
+        (
+            "ledger: {max_spool_bytes: 1000}",
+            "ledger.max_spool_bytes",
+            "out of range",
+        ),
+        (
+            "ledger: {max_segment_bytes: 67108864, max_spool_bytes: 100000000}",
+            "ledger.max_spool_bytes",
+            "at least 134217728",
+        ),
+        (
+            "ledger: {durable_timeout_ms: 5}",
+            "ledger.durable_timeout_ms",
+            "out of range",
+        ),
+        (
+            "ledger: {capture_bodies_max_bytes: 0}",
+            "ledger.capture_bodies_max_bytes",
+            "null",
+        ),
+        (
+            "ledger: {capture_bodies_max_bytes: 1073741824}",
+            "ledger.capture_bodies_max_bytes",
             "out of range",
         ),
     ];
@@ -322,6 +468,65 @@ fn values_are_validated() {
         assert_eq!(&key, want_key, "{yaml}: {reason}");
         assert!(reason.contains(want_reason), "{yaml}: {key}: {reason}");
     }
+}
+
+#[test]
+fn settings_that_need_a_ledger_wait_for_the_command_line_dir() {
+    // Loading accepts them (`--ledger-dir` may still supply the dir); `check` after the
+    // merge refuses them when no dir came from anywhere, instead of ignoring them.
+    for (yaml, want) in [
+        ("ledger: {stdout: true}", "ledger.stdout"),
+        ("ledger: {webhook: {url: 'http://h/'}}", "ledger.webhook"),
+        ("ledger: {otlp: {endpoint: 'http://h:4318'}}", "ledger.otlp"),
+        (
+            "ledger: {on_failure: fail-closed-mutations}",
+            "ledger.on_failure",
+        ),
+        (
+            "ledger: {capture_bodies_max_bytes: 4096}",
+            "ledger.capture_bodies_max_bytes",
+        ),
+    ] {
+        let config = parse(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        let error = config.ledger.check().unwrap_err();
+        assert_eq!(error.key, want, "{yaml}");
+        assert!(error.reason.contains("--ledger-dir"), "{yaml}: {error}");
+        assert!(
+            error.to_string().starts_with(&format!("{want}: ")),
+            "{error}"
+        );
+        let merged = config.with_ledger_dir("/flag/spool");
+        assert_eq!(merged.ledger.dir, Some(PathBuf::from("/flag/spool")));
+        assert_eq!(merged.ledger.check(), Ok(()), "{yaml} with --ledger-dir");
+    }
+    assert_eq!(
+        parse("").unwrap().ledger.check(),
+        Ok(()),
+        "no ledger at all is fine"
+    );
+}
+
+#[test]
+fn the_ledger_defaults() {
+    let l = parse("ledger: {dir: /d}").unwrap().ledger;
+    assert_eq!(l.on_failure, OnFailure::FailOpen);
+    assert_eq!(l.queue_capacity, 8192);
+    assert_eq!(l.flush_interval_ms, 50);
+    assert_eq!(l.max_segment_bytes, 64 << 20);
+    assert_eq!(l.max_spool_bytes, 1 << 30);
+    assert_eq!(l.durable_timeout_ms, 5000);
+    assert_eq!(l.capture_bodies_max_bytes, None);
+    assert!(!l.stdout);
+    let sinks =
+        parse("ledger: {dir: /d, webhook: {url: 'http://h/'}, otlp: {endpoint: 'http://h:4318'}}")
+            .unwrap()
+            .ledger;
+    let webhook = sinks.webhook.unwrap();
+    assert_eq!((webhook.batch_size, webhook.timeout_ms), (256, 10_000));
+    let otlp = sinks.otlp.unwrap();
+    assert_eq!((otlp.batch_size, otlp.timeout_ms), (256, 10_000));
+    assert_eq!((otlp.spans, otlp.logs), (true, true));
+    assert_eq!(otlp.service_name, "pathgate");
 }
 
 #[test]
@@ -335,7 +540,13 @@ fn rules_accept_ids_and_names() {
 fn relative_paths_resolve_against_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pathgate.yaml");
-    std::fs::write(&path, "server: {upstream_kubeconfig: kube/config, tls_cert: /abs.crt, tls_key: k.key}\nledger: {dir: spool}\n").unwrap();
+    std::fs::write(
+        &path,
+        "server: {upstream_kubeconfig: kube/config, tls_cert: /abs.crt, tls_key: k.key}\n\
+         ledger:\n  dir: spool\n  webhook: {url: 'https://h/', ca_file: ca/hooks.pem}\n  \
+         otlp: {endpoint: 'https://o:4318', ca_file: /etc/otel-ca.pem}\n",
+    )
+    .unwrap();
     let config = Config::load(&path).unwrap();
     assert_eq!(
         config.server.upstream_kubeconfig,
@@ -344,6 +555,14 @@ fn relative_paths_resolve_against_the_file() {
     assert_eq!(config.server.tls_cert, Some(PathBuf::from("/abs.crt")));
     assert_eq!(config.server.tls_key, Some(dir.path().join("k.key")));
     assert_eq!(config.ledger.dir, Some(dir.path().join("spool")));
+    assert_eq!(
+        config.ledger.webhook.unwrap().ca_file,
+        Some(dir.path().join("ca/hooks.pem"))
+    );
+    assert_eq!(
+        config.ledger.otlp.unwrap().ca_file,
+        Some(PathBuf::from("/etc/otel-ca.pem"))
+    );
 }
 
 #[test]
@@ -385,6 +604,31 @@ fn check_config_prints_a_file_that_loads_back_the_same() {
     );
 }
 
+#[test]
+fn the_ledger_section_prints_and_loads_back_the_same() {
+    let config = parse(
+        "ledger:\n  dir: /spool\n  capture_bodies_max_bytes: 2048\n  \
+         webhook: {url: 'https://hooks.internal/ledger', ca_file: /ca.pem}\n  \
+         otlp: {endpoint: 'http://127.0.0.1:4318', logs: false}\n",
+    )
+    .unwrap();
+    let printed = config.to_yaml();
+    assert!(
+        printed.contains("capture_bodies_max_bytes: 2048"),
+        "{printed}"
+    );
+    let again = Config::from_yaml(&printed, Path::new("printed.yaml")).unwrap();
+    assert_eq!(again.ledger, config.ledger);
+    assert_eq!(again.to_yaml(), printed, "printing is a fixed point");
+
+    // Off is printed as null, so the effective configuration shows the key.
+    let default = Config::default().to_yaml();
+    assert!(
+        default.contains("capture_bodies_max_bytes: null"),
+        "{default}"
+    );
+}
+
 /// Every key of a fully populated file, as dotted paths.
 fn all_keys() -> Vec<String> {
     fn walk(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
@@ -410,13 +654,21 @@ fn all_keys() -> Vec<String> {
     config.server.tls_cert = Some("/c".into());
     config.server.tls_key = Some("/k".into());
     config.server.client_ca = Some("/ca".into());
-    config.ledger.jsonl = Some("/j".into());
+    config.ledger.capture_bodies_max_bytes = Some(4096);
     config.ledger.otlp = Some(OtlpSettings {
-        endpoint: "http://127.0.0.1:4318".into(),
+        endpoint: "https://127.0.0.1:4318".parse().unwrap(),
+        ca_file: Some("/ca".into()),
+        batch_size: 1,
+        timeout_ms: 1000,
+        spans: true,
+        logs: true,
+        service_name: "pathgate".into(),
     });
     config.ledger.webhook = Some(WebhookSettings {
-        url: "http://127.0.0.1:1".into(),
+        url: "https://127.0.0.1:1/".parse().unwrap(),
+        ca_file: Some("/ca".into()),
         batch_size: 1,
+        timeout_ms: 1000,
     });
     let value = serde_yaml::to_value(config.to_file()).unwrap();
     let mut keys = Vec::new();

@@ -17,7 +17,8 @@ use super::file::{
 use super::Config;
 
 /// A key whose value is refused, before the file name is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
 pub struct ValidationError {
     /// Dotted key path, e.g. `safety_gates.max_patch_keys` or `protected_namespaces[1]`.
     pub key: String,
@@ -102,56 +103,159 @@ impl ServerSettings {
     }
 }
 
-/// `ledger:` as validated: plain data for the ledger module.
+/// `ledger:` as validated: plain data, in the file's units, for the ledger module
+/// (`crate::ledger::LedgerSettings::from_config` maps it). The defaults are the ledger's
+/// own (`crate::ledger::LedgerSettings::new`), and a test holds them equal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerSettings {
-    /// Spool directory; `None` keeps the spool in memory only.
+    /// Spool directory: the JSONL ledger itself, and what every sink reads from. `None`
+    /// turns the ledger off (unless `--ledger-dir` sets it, see
+    /// [`Config::with_ledger_dir`]).
     pub dir: Option<PathBuf>,
     pub on_failure: OnFailure,
-    /// fsync the spool at every flush.
-    pub fsync: bool,
-    /// How often queued entries are flushed to the spool and the sinks.
+    /// Entries the in-memory queue holds before non-durable entries are dropped (counted).
+    pub queue_capacity: u32,
+    /// Longest time a non-durable entry stays written but not fsynced.
     pub flush_interval_ms: u64,
-    /// A spool segment is rotated past this size.
+    /// A spool segment is closed and a new one started past this size.
     pub max_segment_bytes: u64,
-    /// JSONL sink: append one entry per line to this file.
-    pub jsonl: Option<PathBuf>,
-    /// Write entries to standard output as JSONL.
+    /// The oldest segments are deleted past this total.
+    pub max_spool_bytes: u64,
+    /// How long a mutation's durable record may wait (queue space + fsync) before it fails.
+    pub durable_timeout_ms: u64,
+    /// Capture redacted mutation bodies up to this size; `None` captures none.
+    pub capture_bodies_max_bytes: Option<u64>,
+    /// Print every entry on standard output as JSONL (a sink reading the spool).
     pub stdout: bool,
-    pub otlp: Option<OtlpSettings>,
     pub webhook: Option<WebhookSettings>,
+    pub otlp: Option<OtlpSettings>,
 }
+
+/// Defaults of `ledger.*`: equal to `crate::ledger::LedgerSettings::new`'s (tested there).
+const DEFAULT_QUEUE_CAPACITY: u32 = 8192;
+const DEFAULT_FLUSH_INTERVAL_MS: u64 = 50;
+const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 << 20;
+const DEFAULT_MAX_SPOOL_BYTES: u64 = 1 << 30;
+const DEFAULT_DURABLE_TIMEOUT_MS: u64 = 5_000;
+/// Defaults of the sinks: equal to `WebhookSettings::new` and `OtlpSettings::new`.
+const DEFAULT_BATCH_SIZE: u32 = 256;
+const DEFAULT_SINK_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_SERVICE_NAME: &str = "pathgate";
 
 impl Default for LedgerSettings {
     fn default() -> Self {
         LedgerSettings {
             dir: None,
             on_failure: OnFailure::FailOpen,
-            fsync: true,
-            flush_interval_ms: 200,
-            max_segment_bytes: 64 * 1024 * 1024,
-            jsonl: None,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
+            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            max_spool_bytes: DEFAULT_MAX_SPOOL_BYTES,
+            durable_timeout_ms: DEFAULT_DURABLE_TIMEOUT_MS,
+            capture_bodies_max_bytes: None,
             stdout: false,
-            otlp: None,
             webhook: None,
+            otlp: None,
         }
     }
 }
 
-/// `ledger.otlp`: OTLP/HTTP logs export.
+impl LedgerSettings {
+    /// Cross-key checks, to run again after `--ledger-dir` is merged in
+    /// ([`Config::with_ledger_dir`]). Besides what loading already checks, it refuses
+    /// settings that would be silently ignored because no `dir` is set: the sinks read
+    /// from the spool, and fail-closed and body capture mean nothing without a ledger.
+    pub fn check(&self) -> Result<(), ValidationError> {
+        self.check_sizes()?;
+        if self.dir.is_some() {
+            return Ok(());
+        }
+        let needs_dir = [
+            ("ledger.stdout", self.stdout),
+            ("ledger.webhook", self.webhook.is_some()),
+            ("ledger.otlp", self.otlp.is_some()),
+            (
+                "ledger.on_failure",
+                self.on_failure == OnFailure::FailClosedMutations,
+            ),
+            (
+                "ledger.capture_bodies_max_bytes",
+                self.capture_bodies_max_bytes.is_some(),
+            ),
+        ];
+        match needs_dir.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(invalid(
+                *key,
+                "needs a ledger, and the ledger is off: set ledger.dir (or --ledger-dir); \
+                 the spool in dir is the ledger every sink reads from",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks between keys that hold whatever `dir` is (run at load).
+    fn check_sizes(&self) -> Result<(), ValidationError> {
+        // Retention deletes whole closed segments and never the one being written: with
+        // room for fewer than two, a closed segment would be deleted as soon as it closed,
+        // before a sink that lags a little could read it.
+        if self.max_spool_bytes < self.max_segment_bytes.saturating_mul(2) {
+            return Err(invalid(
+                "ledger.max_spool_bytes",
+                format!(
+                    "{} holds fewer than two segments of max_segment_bytes {}; \
+                     set it to at least {}",
+                    self.max_spool_bytes,
+                    self.max_segment_bytes,
+                    self.max_segment_bytes.saturating_mul(2)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `ledger.otlp`: each entry exported as a span and/or a log record over OTLP/HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtlpSettings {
-    /// `http(s)://host:port` of the collector.
-    pub endpoint: String,
+    /// The receiver's base URL (`http(s)://host:port[/prefix]`); `/v1/traces` and
+    /// `/v1/logs` are appended.
+    pub endpoint: http::Uri,
+    /// CA bundle (PEM) verifying an `https://` receiver; required for `https://`.
+    pub ca_file: Option<PathBuf>,
+    /// Most entries in one export.
+    pub batch_size: u32,
+    /// Deadline of one export request.
+    pub timeout_ms: u64,
+    /// Export each entry as a span.
+    pub spans: bool,
+    /// Export each entry as a log record.
+    pub logs: bool,
+    /// `service.name` of the exported resource.
+    pub service_name: String,
 }
 
 /// `ledger.webhook`: entries POSTed as JSON arrays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
-    pub url: String,
-    /// Entries per POST.
+    /// Where batches are POSTed.
+    pub url: http::Uri,
+    /// CA bundle (PEM) verifying an `https://` receiver; required for `https://`.
+    pub ca_file: Option<PathBuf>,
+    /// Most entries in one POST.
     pub batch_size: u32,
+    /// Deadline of one POST, response included.
+    pub timeout_ms: u64,
 }
+
+/// Bounds of the `ledger.*` keys.
+const QUEUE_CAPACITY: (u32, u32) = (1, 1 << 20);
+const FLUSH_INTERVAL_MS: (u64, u64) = (1, 60_000);
+const SEGMENT_BYTES: (u64, u64) = (64 << 10, 4 << 30);
+const SPOOL_BYTES: (u64, u64) = (1 << 20, 16 << 40);
+const DURABLE_TIMEOUT_MS: (u64, u64) = (100, 300_000);
+const CAPTURE_BYTES: (u64, u64) = (64, 16 << 20);
+const BATCH_SIZE: (u32, u32) = (1, 10_000);
+const SINK_TIMEOUT_MS: (u64, u64) = (100, 300_000);
 
 fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
     key: &str,
@@ -179,21 +283,175 @@ fn patterns(key: &str, values: Vec<String>) -> Result<Vec<NamespacePattern>, Val
         .collect()
 }
 
-fn http_url(key: &str, url: &str) -> Result<String, ValidationError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    match rest {
-        Some(rest)
-            if !rest.is_empty() && !rest.starts_with('/') && !url.contains(char::is_whitespace) =>
-        {
-            Ok(url.to_string())
-        }
-        _ => Err(invalid(
+/// An `http://` or `https://` URL with a host, parsed the way the sinks use it.
+fn http_url(key: &str, url: &str) -> Result<http::Uri, ValidationError> {
+    let refused = || {
+        invalid(
             key,
             format!("{url:?} is not an http:// or https:// URL with a host"),
-        )),
+        )
+    };
+    let uri: http::Uri = url.parse().map_err(|_| refused())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(uri),
+        _ => Err(refused()),
     }
+}
+
+/// `ca_file` goes with `https://` and only with it: pathgate carries no public root store,
+/// and a CA file next to a plain-HTTP URL is a mistake about which receiver is meant.
+fn ca_file_matches(
+    section: &str,
+    url_key: &str,
+    url: &http::Uri,
+    ca_file: &Option<PathBuf>,
+) -> Result<(), ValidationError> {
+    match (url.scheme_str(), ca_file) {
+        (Some("https"), None) => Err(invalid(
+            format!("{section}.ca_file"),
+            format!(
+                "{url_key} is https, so ca_file is required: name the CA bundle (PEM) that \
+                 signs the receiver (pathgate carries no public root store)"
+            ),
+        )),
+        (Some("http"), Some(_)) => Err(invalid(
+            format!("{section}.ca_file"),
+            format!("ca_file verifies https receivers, but {url_key} is http://"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn webhook_settings(file: WebhookFile) -> Result<WebhookSettings, ValidationError> {
+    let url = http_url("ledger.webhook.url", &file.url)?;
+    ca_file_matches("ledger.webhook", "url", &url, &file.ca_file)?;
+    Ok(WebhookSettings {
+        url,
+        ca_file: file.ca_file,
+        batch_size: ranged(
+            "ledger.webhook.batch_size",
+            file.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            BATCH_SIZE.0,
+            BATCH_SIZE.1,
+        )?,
+        timeout_ms: ranged(
+            "ledger.webhook.timeout_ms",
+            file.timeout_ms.unwrap_or(DEFAULT_SINK_TIMEOUT_MS),
+            SINK_TIMEOUT_MS.0,
+            SINK_TIMEOUT_MS.1,
+        )?,
+    })
+}
+
+fn otlp_settings(file: OtlpFile) -> Result<OtlpSettings, ValidationError> {
+    let endpoint = http_url("ledger.otlp.endpoint", &file.endpoint)?;
+    if endpoint.query().is_some() {
+        return Err(invalid(
+            "ledger.otlp.endpoint",
+            "the endpoint is the receiver's base URL (/v1/traces and /v1/logs are appended \
+             to it); remove the query",
+        ));
+    }
+    ca_file_matches("ledger.otlp", "endpoint", &endpoint, &file.ca_file)?;
+    let spans = file.spans.unwrap_or(true);
+    let logs = file.logs.unwrap_or(true);
+    if !spans && !logs {
+        return Err(invalid(
+            "ledger.otlp",
+            "spans and logs are both false, so nothing would be exported; enable one or \
+             remove the otlp section",
+        ));
+    }
+    let service_name = file
+        .service_name
+        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_string());
+    if service_name.is_empty()
+        || service_name.len() > 255
+        || service_name.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "ledger.otlp.service_name",
+            format!("{service_name:?} is not a service name: use 1-255 characters, no control characters"),
+        ));
+    }
+    Ok(OtlpSettings {
+        endpoint,
+        ca_file: file.ca_file,
+        batch_size: ranged(
+            "ledger.otlp.batch_size",
+            file.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            BATCH_SIZE.0,
+            BATCH_SIZE.1,
+        )?,
+        timeout_ms: ranged(
+            "ledger.otlp.timeout_ms",
+            file.timeout_ms.unwrap_or(DEFAULT_SINK_TIMEOUT_MS),
+            SINK_TIMEOUT_MS.0,
+            SINK_TIMEOUT_MS.1,
+        )?,
+        spans,
+        logs,
+        service_name,
+    })
+}
+
+fn ledger_settings(file: LedgerFile) -> Result<LedgerSettings, ValidationError> {
+    let ledger = LedgerSettings {
+        dir: file.dir,
+        on_failure: file.on_failure.unwrap_or_default(),
+        queue_capacity: ranged(
+            "ledger.queue_capacity",
+            file.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY),
+            QUEUE_CAPACITY.0,
+            QUEUE_CAPACITY.1,
+        )?,
+        flush_interval_ms: ranged(
+            "ledger.flush_interval_ms",
+            file.flush_interval_ms.unwrap_or(DEFAULT_FLUSH_INTERVAL_MS),
+            FLUSH_INTERVAL_MS.0,
+            FLUSH_INTERVAL_MS.1,
+        )?,
+        max_segment_bytes: ranged(
+            "ledger.max_segment_bytes",
+            file.max_segment_bytes.unwrap_or(DEFAULT_MAX_SEGMENT_BYTES),
+            SEGMENT_BYTES.0,
+            SEGMENT_BYTES.1,
+        )?,
+        max_spool_bytes: ranged(
+            "ledger.max_spool_bytes",
+            file.max_spool_bytes.unwrap_or(DEFAULT_MAX_SPOOL_BYTES),
+            SPOOL_BYTES.0,
+            SPOOL_BYTES.1,
+        )?,
+        durable_timeout_ms: ranged(
+            "ledger.durable_timeout_ms",
+            file.durable_timeout_ms
+                .unwrap_or(DEFAULT_DURABLE_TIMEOUT_MS),
+            DURABLE_TIMEOUT_MS.0,
+            DURABLE_TIMEOUT_MS.1,
+        )?,
+        capture_bodies_max_bytes: file
+            .capture_bodies_max_bytes
+            .map(|bytes| {
+                ranged(
+                    "ledger.capture_bodies_max_bytes",
+                    bytes,
+                    CAPTURE_BYTES.0,
+                    CAPTURE_BYTES.1,
+                )
+            })
+            .transpose()
+            .map_err(|mut e| {
+                e.reason
+                    .push_str(" (omit the key or set null to capture no bodies)");
+                e
+            })?,
+        stdout: file.stdout.unwrap_or(false),
+        webhook: file.webhook.map(webhook_settings).transpose()?,
+        otlp: file.otlp.map(otlp_settings).transpose()?,
+    };
+    ledger.check_sizes()?;
+    Ok(ledger)
 }
 
 fn socket_addr(key: &str, value: Option<String>) -> Result<Option<SocketAddr>, ValidationError> {
@@ -384,65 +642,7 @@ impl TryFrom<ConfigFile> for Config {
         };
         server.check()?;
 
-        let ledger_file = file.ledger.unwrap_or_default();
-        let default_ledger = LedgerSettings::default();
-        let ledger = LedgerSettings {
-            dir: ledger_file.dir,
-            on_failure: ledger_file.on_failure.unwrap_or_default(),
-            fsync: ledger_file.fsync.unwrap_or(default_ledger.fsync),
-            flush_interval_ms: ranged(
-                "ledger.flush_interval_ms",
-                ledger_file
-                    .flush_interval_ms
-                    .unwrap_or(default_ledger.flush_interval_ms),
-                1,
-                60_000,
-            )?,
-            max_segment_bytes: ranged(
-                "ledger.max_segment_bytes",
-                ledger_file
-                    .max_segment_bytes
-                    .unwrap_or(default_ledger.max_segment_bytes),
-                64 * 1024,
-                16 * 1024 * 1024 * 1024,
-            )?,
-            jsonl: ledger_file.jsonl,
-            stdout: ledger_file.stdout.unwrap_or(default_ledger.stdout),
-            otlp: ledger_file
-                .otlp
-                .map(|o| {
-                    Ok::<_, ValidationError>(OtlpSettings {
-                        endpoint: http_url("ledger.otlp.endpoint", &o.endpoint)?,
-                    })
-                })
-                .transpose()?,
-            webhook: ledger_file
-                .webhook
-                .map(|w| {
-                    Ok::<_, ValidationError>(WebhookSettings {
-                        url: http_url("ledger.webhook.url", &w.url)?,
-                        batch_size: ranged(
-                            "ledger.webhook.batch_size",
-                            w.batch_size.unwrap_or(100),
-                            1,
-                            10_000,
-                        )?,
-                    })
-                })
-                .transpose()?,
-        };
-        if ledger.on_failure == OnFailure::FailClosedMutations
-            && ledger.dir.is_none()
-            && ledger.jsonl.is_none()
-            && !ledger.stdout
-            && ledger.otlp.is_none()
-            && ledger.webhook.is_none()
-        {
-            return Err(invalid(
-                "ledger.on_failure",
-                "fail-closed-mutations needs somewhere to record entries: set ledger.dir or a sink",
-            ));
-        }
+        let ledger = ledger_settings(file.ledger.unwrap_or_default())?;
 
         Ok(Config {
             policy,
@@ -471,8 +671,17 @@ impl Config {
             &mut server.tls_key,
             &mut server.client_ca,
             &mut self.ledger.dir,
-            &mut self.ledger.jsonl,
         ] {
+            resolve(base, path);
+        }
+        let ledger = &mut self.ledger;
+        for path in [
+            ledger.webhook.as_mut().map(|w| &mut w.ca_file),
+            ledger.otlp.as_mut().map(|o| &mut o.ca_file),
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(base, path);
         }
     }
@@ -537,17 +746,27 @@ impl Config {
             ledger: Some(LedgerFile {
                 dir: l.dir.clone(),
                 on_failure: Some(l.on_failure),
-                fsync: Some(l.fsync),
+                queue_capacity: Some(l.queue_capacity),
                 flush_interval_ms: Some(l.flush_interval_ms),
                 max_segment_bytes: Some(l.max_segment_bytes),
-                jsonl: l.jsonl.clone(),
+                max_spool_bytes: Some(l.max_spool_bytes),
+                durable_timeout_ms: Some(l.durable_timeout_ms),
+                capture_bodies_max_bytes: l.capture_bodies_max_bytes,
                 stdout: Some(l.stdout),
-                otlp: l.otlp.as_ref().map(|o| OtlpFile {
-                    endpoint: o.endpoint.clone(),
-                }),
                 webhook: l.webhook.as_ref().map(|w| WebhookFile {
-                    url: w.url.clone(),
+                    url: w.url.to_string(),
+                    ca_file: w.ca_file.clone(),
                     batch_size: Some(w.batch_size),
+                    timeout_ms: Some(w.timeout_ms),
+                }),
+                otlp: l.otlp.as_ref().map(|o| OtlpFile {
+                    endpoint: o.endpoint.to_string(),
+                    ca_file: o.ca_file.clone(),
+                    batch_size: Some(o.batch_size),
+                    timeout_ms: Some(o.timeout_ms),
+                    spans: Some(o.spans),
+                    logs: Some(o.logs),
+                    service_name: Some(o.service_name.clone()),
                 }),
             }),
         }

@@ -57,6 +57,7 @@
 //!   A `kill -9` loses at most what was still in the queue; a power failure at most one
 //!   flush interval.
 
+mod config;
 mod entry;
 mod redact;
 mod sink;
