@@ -237,9 +237,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         drain_timeout: Duration::from_secs(args.drain_timeout),
         connect_timeout: Duration::from_secs(10),
-        ledger: args.ledger_dir.map(pathgate::ledger::LedgerSettings::new),
+        ledger: None,
     };
+    // The policy handle first: it compares later reloads with the file as written.
     let policy = pathgate::config::PolicyHandle::new(&config, args.mode);
+    let config = match args.ledger_dir {
+        Some(dir) => config.with_ledger_dir(dir),
+        None => config,
+    };
+    config.ledger.check()?;
+    let options = pathgate::serve::ServeOptions {
+        ledger: pathgate::ledger::LedgerSettings::from_config(&config.ledger),
+        ..options
+    };
     tracing::info!(mode = %policy.current().mode, "policy loaded");
     if let Some(path) = args.config.clone() {
         tokio::spawn(pathgate::config::watch(path, policy.clone()));

@@ -88,17 +88,17 @@ fn free_port() -> u16 {
 }
 
 /// A Jaeger process on loopback ports, restartable with the same storage and ports.
-struct Jaeger {
+pub(crate) struct Jaeger {
     binary: PathBuf,
     config: PathBuf,
     log: PathBuf,
-    otlp_http: u16,
+    pub(crate) otlp_http: u16,
     query_http: u16,
     child: Option<Child>,
 }
 
 impl Jaeger {
-    fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         let (otlp_http, query_http, query_grpc) = (free_port(), free_port(), free_port());
         let storage = dir.join("badger");
         let config = dir.join("jaeger.yaml");
@@ -158,7 +158,7 @@ exporters:
         }
     }
 
-    async fn start(&mut self) {
+    pub(crate) async fn start(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -197,7 +197,7 @@ exporters:
     }
 
     /// Graceful stop (SIGTERM), so badger closes its files.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -216,7 +216,7 @@ exporters:
     }
 
     /// The spans Jaeger holds for one trace id.
-    async fn spans(&self, trace_id: &str) -> Vec<Value> {
+    pub(crate) async fn spans(&self, trace_id: &str) -> Vec<Value> {
         let url = format!("http://127.0.0.1:{}/api/traces/{trace_id}", self.query_http);
         let Some(body) = get_json(&url).await else {
             return Vec::new();

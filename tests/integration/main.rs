@@ -11,5 +11,6 @@ mod ledger;
 mod proxy;
 mod recording;
 mod rules;
+mod sinks;
 mod support;
 mod upgrade;
