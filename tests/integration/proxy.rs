@@ -662,3 +662,17 @@ async fn reqwest_like_get(url: &str) -> (u16, String) {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_with_client_tokens_admits_only_those_tokens() {
+    let cluster = cluster();
+    let mut builder = GatewayBuilder::new(cluster.dir.admin_kubeconfig()).auth(AuthMode::Sidecar);
+    builder.settings.client_tokens = vec!["agent-shared-secret".into()];
+    let gateway = builder.start().await;
+    let good = gateway.kubeconfig_with_token("good", Some("agent-shared-secret"), None);
+    ok(&kubectl(&cluster, &good, &["get", "namespaces"]).await);
+    let bad = gateway.kubeconfig_with_token("bad", Some("guessed"), None);
+    let err = failed(&kubectl(&cluster, &bad, &["get", "namespaces"]).await);
+    assert!(err.contains("Unauthorized") || err.contains("logged in"), "{err}");
+    gateway.stop().await;
+}
