@@ -192,7 +192,13 @@ impl Gate for PolicyGate {
                     .map(str::to_string),
             };
             let mut facts = Facts::default();
-            if policy::needs_target(info, &analysis, &policy) {
+            // Patches and updates also fetch the object, as the pre-image of effect scope
+            // (what actually changed, measured against the response; see the ledger's
+            // `analysis.effect_paths`).
+            let measures_effect =
+                matches!(info.verb, classify::Verb::Patch | classify::Verb::Update)
+                    && info.subresource.is_empty();
+            if measures_effect || policy::needs_target(info, &analysis, &policy) {
                 if let Some(path) = policy::target_path(info, &analysis) {
                     facts.target = self
                         .fetch_target(
@@ -232,6 +238,11 @@ impl Gate for PolicyGate {
                     || info.verb == classify::Verb::DeleteCollection
                 {
                     outcome.body = rewrite_delete_body(request.body, &decision.rewrites);
+                }
+            }
+            if measures_effect {
+                if let TargetFact::Present(object) = &facts.target {
+                    outcome.pre_image = Some(object.clone());
                 }
             }
             outcome.analysis = Some(analysis);

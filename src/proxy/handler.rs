@@ -95,6 +95,8 @@ pub struct GateOutcome {
     pub body: Option<Bytes>,
     /// The request's session-memory key, kept for [`Gate::observe_response`].
     pub fingerprint: Option<crate::policy::Fingerprint>,
+    /// The target object before the mutation (patches and updates), for effect scope.
+    pub pre_image: Option<serde_json::Value>,
 }
 
 /// Classification and policy, as seen by the request path.
@@ -648,7 +650,12 @@ async fn process(
                 Status::bad_gateway(format!("pathgate: reading the apiserver's answer: {e}"))
             })?;
         exchange.bytes_out = bytes.len() as u64;
-        inspect_object(&bytes, &response_parts.headers, exchange);
+        let post_image = inspect_object(&bytes, &response_parts.headers, exchange);
+        if let (Some(before), Some(after)) = (&outcome.pre_image, &post_image) {
+            if response_parts.status.is_success() {
+                exchange.effect_paths = Some(crate::policy::effect_paths(before, after));
+            }
+        }
         exchange.duration = clock.elapsed();
         let finished = exchange.clone();
         if info.is_mutation() {
@@ -694,26 +701,30 @@ async fn process(
     Ok(Response::from_parts(response_parts, relay.boxed()))
 }
 
-/// Reads uid, resourceVersion, generation and a Status reason from a JSON answer.
-fn inspect_object(bytes: &Bytes, headers: &HeaderMap, exchange: &mut Exchange) {
+/// Reads uid, resourceVersion, generation and a Status reason from a JSON answer;
+/// returns the object (not a Status) for effect scope.
+fn inspect_object(
+    bytes: &Bytes,
+    headers: &HeaderMap,
+    exchange: &mut Exchange,
+) -> Option<serde_json::Value> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
     if !is_json {
-        return;
+        return None;
     }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-        return;
-    };
+    let value = serde_json::from_slice::<serde_json::Value>(bytes).ok()?;
     if value["kind"] == "Status" {
         exchange.status_reason = value["reason"].as_str().map(str::to_string);
-        return;
+        return None;
     }
     let metadata = &value["metadata"];
     exchange.object_uid = metadata["uid"].as_str().map(str::to_string);
     exchange.object_resource_version = metadata["resourceVersion"].as_str().map(str::to_string);
     exchange.object_generation = metadata["generation"].as_i64();
+    Some(value)
 }
 
 /// tokio-rustls reports handshake and certificate failures as `InvalidData` carrying the

@@ -673,6 +673,9 @@ async fn sidecar_with_client_tokens_admits_only_those_tokens() {
     ok(&kubectl(&cluster, &good, &["get", "namespaces"]).await);
     let bad = gateway.kubeconfig_with_token("bad", Some("guessed"), None);
     let err = failed(&kubectl(&cluster, &bad, &["get", "namespaces"]).await);
-    assert!(err.contains("Unauthorized") || err.contains("logged in"), "{err}");
+    assert!(
+        err.contains("Unauthorized") || err.contains("logged in"),
+        "{err}"
+    );
     gateway.stop().await;
 }
