@@ -39,8 +39,6 @@
 //! [`Analysis::payload_leaves`]: super::Analysis::payload_leaves
 //! [`WholeObject::ClientSideApply`]: super::WholeObject::ClientSideApply
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value};
 
 /// At most this many paths are kept (the count in `leaves` goes on): enough for any rule
@@ -71,7 +69,6 @@ const IDENTITY_PATHS: [&str; 11] = [
 #[derive(Debug)]
 pub(crate) struct Collector {
     paths: Vec<String>,
-    seen: HashSet<String>,
     /// Leaves reported, after filtering, before the bound and de-duplication.
     pub(crate) leaves: usize,
     status_only: bool,
@@ -82,7 +79,6 @@ impl Collector {
     pub(crate) fn new(status_only: bool) -> Self {
         Self {
             paths: Vec::new(),
-            seen: HashSet::new(),
             leaves: 0,
             status_only,
         }
@@ -93,7 +89,11 @@ impl Collector {
             path.strip_prefix(prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         };
-        if IDENTITY_PATHS.iter().any(|p| under(p)) || path == LAST_APPLIED_PATH {
+        let maybe_identity = path.starts_with("/metadata/")
+            || path.starts_with("/apiVersion")
+            || path.starts_with("/kind");
+        if maybe_identity && (IDENTITY_PATHS.iter().any(|p| under(p)) || path == LAST_APPLIED_PATH)
+        {
             return false;
         }
         under("/status") == self.status_only
@@ -104,14 +104,33 @@ impl Collector {
             return;
         }
         self.leaves += 1;
-        if self.paths.len() < MAX_TOUCHED_PATHS && !self.seen.contains(path) {
-            self.seen.insert(path.to_owned());
+        if self.paths.len() < MAX_TOUCHED_PATHS {
             self.paths.push(path.to_owned());
         }
     }
 
+    /// The paths, first occurrence kept when a path was reported twice (two JSON patch
+    /// operations on one path, two list elements with one key).
     pub(crate) fn into_paths(self) -> Vec<String> {
-        self.paths
+        let mut paths = self.paths;
+        if paths.len() > 1 {
+            // Sort indices, not strings, to find repeats without reordering the paths.
+            let mut order: Vec<usize> = (0..paths.len()).collect();
+            order.sort_by(|a, b| paths[*a].cmp(&paths[*b]).then(a.cmp(b)));
+            let mut repeated = vec![false; paths.len()];
+            for pair in order.windows(2) {
+                if paths[pair[0]] == paths[pair[1]] {
+                    repeated[pair[1]] = true;
+                }
+            }
+            let mut index = 0;
+            paths.retain(|_| {
+                let keep = !repeated[index];
+                index += 1;
+                keep
+            });
+        }
+        paths
     }
 }
 
@@ -119,6 +138,10 @@ impl Collector {
 fn push_segment(path: &mut String, segment: &str) -> usize {
     let len = path.len();
     path.push('/');
+    if !segment.contains(['~', '/']) {
+        path.push_str(segment);
+        return len;
+    }
     for c in segment.chars() {
         match c {
             '~' => path.push_str("~0"),
