@@ -3,6 +3,11 @@
 //! with `serde_json` alone) so results can be read as ratios on any machine.
 //!
 //! Reproduce: `CARGO_TARGET_DIR=/work/target-shared cargo bench --bench classify`
+//!
+//! Wall-clock figures move with the machine's load. For steady numbers, count instructions:
+//! `valgrind --tool=callgrind <bench binary> --bench --profile-time 1 <name>`, then divide
+//! the inclusive cost of `classify::classify` by its call count (`callgrind_annotate
+//! --inclusive=yes --tree=calling`).
 
 use std::hint::black_box;
 

@@ -28,7 +28,8 @@
 //!   presence is the telltale of a full manifest such as `kubectl apply --server-side -f
 //!   deploy.yaml`), **or** it sets at least [`SSA_WHOLE_OBJECT_MIN_LEAVES`] leaves outside
 //!   identity metadata. A targeted apply (`spec.replicas`, or one container's image under
-//!   `spec.template`) is neither. [`Analysis::payload_leaves`] carries the count for rules
+//!   `spec.template`) is neither. (A Service's `spec.selector` is mutable; an apply that
+//!   restates it is still reported: rewriting which pods a Service routes to is not narrow.) [`Analysis::payload_leaves`] carries the count for rules
 //!   that want their own threshold.
 //! - [`WholeObject::ClientSideApply`]: a patch or create whose body carries the
 //!   `kubectl.kubernetes.io/last-applied-configuration` annotation (classic `kubectl apply`).
