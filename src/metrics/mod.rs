@@ -18,10 +18,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new(
-                "pathgate_requests_total",
-                "Requests seen, by verb and decision.",
-            ),
+            Opts::new("pathgate_requests_total", "Requests seen, by verb and decision."),
             &["verb", "decision"],
         )
         .expect("static metric definition");

@@ -94,7 +94,12 @@ pub struct Facts {
 }
 
 /// Decides what to do with one request. Pure.
-pub fn decide(info: &RequestInfo, analysis: &Analysis, facts: &Facts, policy: &Policy) -> Decision {
+pub fn decide(
+    info: &RequestInfo,
+    analysis: &Analysis,
+    facts: &Facts,
+    policy: &Policy,
+) -> Decision {
     let _ = (info, analysis, facts, policy);
     unimplemented!("policy::decide")
 }
