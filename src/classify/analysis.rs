@@ -28,7 +28,8 @@
 //!   presence is the telltale of a full manifest such as `kubectl apply --server-side -f
 //!   deploy.yaml`), **or** it sets at least [`SSA_WHOLE_OBJECT_MIN_LEAVES`] leaves outside
 //!   identity metadata. A targeted apply (`spec.replicas`, or one container's image under
-//!   `spec.template`) is neither. [`Analysis::payload_leaves`] carries the count for rules
+//!   `spec.template`) is neither. (A Service's `spec.selector` is mutable; an apply that
+//!   restates it is still reported: rewriting which pods a Service routes to is not narrow.) [`Analysis::payload_leaves`] carries the count for rules
 //!   that want their own threshold.
 //! - [`WholeObject::ClientSideApply`]: a patch or create whose body carries the
 //!   `kubectl.kubernetes.io/last-applied-configuration` annotation (classic `kubectl apply`).
@@ -36,11 +37,11 @@
 //! Precedence when several hold: Replace, then ServerSideApply, then ClientSideApply.
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::paths::{self, Collector, LAST_APPLIED};
 use super::protobuf;
 use super::query::{dry_run_values, Query};
+use super::tree::{self, Node};
 use super::{delete_options, RequestInfo, Verb};
 
 /// An apply patch setting at least this many leaves (identity metadata excluded) restates
@@ -205,39 +206,38 @@ impl ObjectIdentity {
         self.owner_references.iter().find(|o| o.controller)
     }
 
-    fn from_json(value: &Value) -> Self {
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    fn from_json(value: &Node<'_>) -> Self {
+        let text = |v: Option<&Node<'_>>| v.and_then(Node::as_str).map(str::to_owned);
         let meta = value.get("metadata");
         let pairs = |field: &str| -> Vec<(String, String)> {
-            meta.and_then(|m| m.get(field))
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                        .collect()
-                })
-                .unwrap_or_default()
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            let entries = meta.and_then(|m| m.get(field)).and_then(Node::as_object);
+            for (key, value) in entries.unwrap_or_default() {
+                let Some(value) = value.as_str() else {
+                    continue;
+                };
+                // Go maps keep the last value of a repeated key.
+                match pairs.iter_mut().find(|(k, _)| k == key) {
+                    Some(existing) => existing.1 = value.to_owned(),
+                    None => pairs.push((key.to_string(), value.to_owned())),
+                }
+            }
+            pairs
         };
         let owner_references = meta
             .and_then(|m| m.get("ownerReferences"))
-            .and_then(Value::as_array)
-            .map(|owners| {
-                owners
-                    .iter()
-                    .filter(|o| o.is_object())
-                    .map(|o| OwnerReference {
-                        api_version: text(o.get("apiVersion")).unwrap_or_default(),
-                        kind: text(o.get("kind")).unwrap_or_default(),
-                        name: text(o.get("name")).unwrap_or_default(),
-                        uid: text(o.get("uid")).unwrap_or_default(),
-                        controller: o
-                            .get("controller")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false),
-                    })
-                    .collect()
+            .and_then(Node::as_array)
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| o.is_object())
+            .map(|o| OwnerReference {
+                api_version: text(o.get("apiVersion")).unwrap_or_default(),
+                kind: text(o.get("kind")).unwrap_or_default(),
+                name: text(o.get("name")).unwrap_or_default(),
+                uid: text(o.get("uid")).unwrap_or_default(),
+                controller: o.get("controller").and_then(Node::as_bool).unwrap_or(false),
             })
-            .unwrap_or_default();
+            .collect();
         let mut identity = Self {
             api_version: text(value.get("apiVersion")),
             kind: text(value.get("kind")),
@@ -397,20 +397,20 @@ impl Analysis {
     }
 }
 
-fn decode_value(format: BodyFormat, body: &[u8]) -> Result<Value, String> {
-    let json = || serde_json::from_slice::<Value>(body).map_err(|e| format!("invalid JSON: {e}"));
+fn decode_value(format: BodyFormat, body: &[u8]) -> Result<Node<'_>, String> {
+    let json = || tree::from_json(body).map_err(|e| format!("invalid JSON: {e}"));
     match format {
         BodyFormat::Json => json(),
         BodyFormat::Yaml => {
+            // kubectl sends server-side apply bodies as JSON: read them with the JSON parser,
+            // which is faster and agrees with YAML on every JSON document.
             let looks_like_json = body
                 .iter()
                 .find(|b| !b.is_ascii_whitespace())
                 .is_some_and(|b| *b == b'{');
             match looks_like_json.then(json) {
                 Some(Ok(value)) => Ok(value),
-                _ => {
-                    serde_yaml::from_slice::<Value>(body).map_err(|e| format!("invalid YAML: {e}"))
-                }
+                _ => tree::from_yaml(body).map_err(|e| format!("invalid YAML: {e}")),
             }
         }
         other => Err(format!("{other:?} bodies are not decoded as JSON")),
@@ -484,7 +484,7 @@ fn analyse_write(
     };
 
     let mut collector = Collector::new(info.subresource == "status");
-    let mut path = String::new();
+    let mut path = String::with_capacity(256);
     match analysis.patch_type {
         Some(PatchType::JsonPatch) => match paths::json_patch(&value, &mut collector) {
             Ok(leaves) => analysis.payload_leaves = leaves,
@@ -522,10 +522,10 @@ fn analyse_write(
 }
 
 /// The server-side-apply criterion described in the module docs.
-fn restates_whole_object(applied: &Value, leaves: usize) -> bool {
+fn restates_whole_object(applied: &Node<'_>, leaves: usize) -> bool {
     leaves >= SSA_WHOLE_OBJECT_MIN_LEAVES
         || applied
-            .pointer("/spec/selector")
+            .at(&["spec", "selector"])
             .is_some_and(|selector| !selector.is_null())
 }
 
@@ -584,7 +584,7 @@ fn analyse_eviction(analysis: &mut Analysis, content_type: Option<&str>, body: &
     let decoded = match format {
         BodyFormat::Json | BodyFormat::Yaml => decode_value(format, body).and_then(|value| {
             let options = match value.get("deleteOptions") {
-                None | Some(Value::Null) => None,
+                None | Some(Node::Null) => None,
                 Some(options) => Some(delete_options::from_json(options)?),
             };
             Ok((ObjectIdentity::from_json(&value), options))

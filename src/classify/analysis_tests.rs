@@ -862,3 +862,69 @@ fn deeply_nested_bodies_are_opaque_not_a_stack_overflow() {
     );
     assert!(a.opaque_reason.is_some());
 }
+
+#[test]
+fn everyday_kubectl_patches_are_narrow() {
+    // (command, url, content type, body, touched paths)
+    let rows: &[(&str, &str, &str, &str, &[&str])] = &[
+        (
+            "kubectl rollout restart deployment/web",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            SMP,
+            r#"{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2025-01-01T00:00:00Z"}}}}}"#,
+            &["/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt"],
+        ),
+        (
+            "kubectl label pod web tier=frontend",
+            "/api/v1/namespaces/default/pods/web",
+            MERGE,
+            r#"{"metadata":{"labels":{"tier":"frontend"}}}"#,
+            &["/metadata/labels/tier"],
+        ),
+        (
+            "kubectl label pod web tier-",
+            "/api/v1/namespaces/default/pods/web",
+            MERGE,
+            r#"{"metadata":{"labels":{"tier":null}}}"#,
+            &["/metadata/labels/tier"],
+        ),
+        (
+            "kubectl cordon node-1",
+            "/api/v1/nodes/node-1",
+            SMP,
+            r#"{"spec":{"unschedulable":true}}"#,
+            &["/spec/unschedulable"],
+        ),
+        (
+            "kubectl debug web --image=busybox",
+            "/api/v1/namespaces/default/pods/web/ephemeralcontainers",
+            SMP,
+            r#"{"spec":{"ephemeralContainers":[{"name":"debugger-x1","image":"busybox","stdin":true,"tty":true}]}}"#,
+            &[
+                "/spec/ephemeralContainers/name=debugger-x1/image",
+                "/spec/ephemeralContainers/name=debugger-x1/stdin",
+                "/spec/ephemeralContainers/name=debugger-x1/tty",
+            ],
+        ),
+        (
+            "kubectl set env deployment/web LOG=debug",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            SMP,
+            r#"{"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"web"}],"containers":[{"$setElementOrder/env":[{"name":"LOG"}],"env":[{"name":"LOG","value":"debug"}],"name":"web"}]}}}}"#,
+            &["/spec/template/spec/containers/name=web/env/name=LOG/value"],
+        ),
+        (
+            "kubectl patch --type=json remove a finalizer",
+            "/api/v1/namespaces/default/configmaps/c",
+            JSON_PATCH,
+            r#"[{"op":"remove","path":"/metadata/finalizers/0"}]"#,
+            &["/metadata/finalizers/0"],
+        ),
+    ];
+    for (command, url, content_type, body, want) in rows {
+        let a = run("PATCH", url, Some(content_type), body.as_bytes());
+        assert_eq!(a.opaque_reason, None, "{command}");
+        assert_eq!(sorted(&a.touched_paths), *want, "{command}");
+        assert_eq!(a.whole_object, None, "{command}");
+    }
+}

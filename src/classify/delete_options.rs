@@ -13,10 +13,9 @@
 //! `DeleteOptions`, or whose fields have the wrong types, is refused by the apiserver and
 //! reported here as undecodable (opaque), never as defaults.
 
-use serde_json::Value;
-
 use super::analysis::DeleteOptions;
 use super::query::{dry_run_values, go_bool, Query};
+use super::tree::Node;
 
 /// The query parameters the apiserver reads into DeleteOptions.
 const QUERY_PARAMETERS: [&str; 5] = [
@@ -59,15 +58,15 @@ pub(crate) fn from_query(query: &Query) -> Result<DeleteOptions, String> {
 }
 
 /// DeleteOptions from a decoded JSON (or YAML) body.
-pub(crate) fn from_json(value: &Value) -> Result<DeleteOptions, String> {
-    let object = value
-        .as_object()
-        .ok_or("the DeleteOptions body is not a JSON object")?;
+pub(crate) fn from_json(object: &Node<'_>) -> Result<DeleteOptions, String> {
+    if !object.is_object() {
+        return Err("the DeleteOptions body is not a JSON object".to_owned());
+    }
     if let Some(kind) = object.get("kind") {
         match kind {
-            Value::Null => {}
-            Value::String(k) if k.is_empty() || k == "DeleteOptions" => {}
-            Value::String(k) => return Err(format!("the body is a {k:?}, not DeleteOptions")),
+            Node::Null => {}
+            Node::String(k) if k.is_empty() || k == "DeleteOptions" => {}
+            Node::String(k) => return Err(format!("the body is a {k:?}, not DeleteOptions")),
             _ => return Err("the body's kind is not a string".to_owned()),
         }
     }
@@ -83,7 +82,7 @@ pub(crate) fn from_json(value: &Value) -> Result<DeleteOptions, String> {
     options.orphan_dependents = typed(
         object.get("orphanDependents"),
         "orphanDependents",
-        Value::as_bool,
+        Node::as_bool,
     )?;
     options.propagation_policy =
         typed(object.get("propagationPolicy"), "propagationPolicy", |v| {
@@ -92,12 +91,12 @@ pub(crate) fn from_json(value: &Value) -> Result<DeleteOptions, String> {
     options.ignore_store_read_error_with_cluster_breaking_potential = typed(
         object.get("ignoreStoreReadErrorWithClusterBreakingPotential"),
         "ignoreStoreReadErrorWithClusterBreakingPotential",
-        Value::as_bool,
+        Node::as_bool,
     )?;
     if let Some(preconditions) = object.get("preconditions").filter(|v| !v.is_null()) {
-        let preconditions = preconditions
-            .as_object()
-            .ok_or("preconditions is not an object")?;
+        if !preconditions.is_object() {
+            return Err("preconditions is not an object".to_owned());
+        }
         options.precondition_uid = typed(preconditions.get("uid"), "preconditions.uid", |v| {
             v.as_str().map(str::to_owned)
         })?;
@@ -119,23 +118,29 @@ pub(crate) fn from_json(value: &Value) -> Result<DeleteOptions, String> {
 }
 
 /// A field that is absent or `null` (None), or of the expected type.
-fn typed<T>(
-    value: Option<&Value>,
+fn typed<'n, 'a: 'n, T>(
+    value: Option<&'n Node<'a>>,
     name: &str,
-    read: impl Fn(&Value) -> Option<T>,
+    read: impl Fn(&'n Node<'a>) -> Option<T>,
 ) -> Result<Option<T>, String> {
     match value {
-        None | Some(Value::Null) => Ok(None),
+        None | Some(Node::Null) => Ok(None),
         Some(v) => read(v)
             .map(Some)
-            .ok_or_else(|| format!("{name} has the wrong type ({v})")),
+            .ok_or_else(|| format!("{name} has the wrong type")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::classify::tree;
+    use serde_json::{json, Value};
+
+    fn from_json(value: &Value) -> Result<DeleteOptions, String> {
+        let body = value.to_string();
+        super::from_json(&tree::from_json(body.as_bytes()).unwrap())
+    }
 
     #[test]
     fn query_options() {

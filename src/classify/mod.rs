@@ -18,6 +18,7 @@
 //! | `analysis.rs` | [`analyse`]: body -> [`Analysis`] (patch type, whole object, options) |
 //! | `paths.rs` | touched paths of JSON patch, merge patch, strategic merge patch, objects |
 //! | `delete_options.rs` | DeleteOptions from the body *or* the query, as the apiserver reads them |
+//! | `tree.rs` | a borrowed JSON tree: bodies are read once, without a copy per string |
 //! | `protobuf.rs` | a bounded reader for the `k8s\0` protobuf envelope, ObjectMeta, DeleteOptions |
 
 mod analysis;
@@ -27,6 +28,7 @@ mod paths;
 mod protobuf;
 mod query;
 mod request_info;
+mod tree;
 
 pub use analysis::{
     analyse, Analysis, BodyFormat, DeleteOptions, ObjectIdentity, OwnerReference, PatchType,

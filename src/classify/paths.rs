@@ -39,9 +39,18 @@
 //! [`Analysis::payload_leaves`]: super::Analysis::payload_leaves
 //! [`WholeObject::ClientSideApply`]: super::WholeObject::ClientSideApply
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
-use serde_json::{Map, Value};
+use super::tree::{Node, Number};
+
+/// An object's entries.
+type Entries<'a> = [(Cow<'a, str>, Node<'a>)];
+
+/// The last value of `key` among an object's entries (Go decoders keep the last).
+fn lookup<'n, 'a>(entries: &'n Entries<'a>, key: &str) -> Option<&'n Node<'a>> {
+    entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+}
 
 /// At most this many paths are kept (the count in `leaves` goes on): enough for any rule
 /// that compares breadth against a small limit, bounded against hostile bodies.
@@ -71,7 +80,6 @@ const IDENTITY_PATHS: [&str; 11] = [
 #[derive(Debug)]
 pub(crate) struct Collector {
     paths: Vec<String>,
-    seen: HashSet<String>,
     /// Leaves reported, after filtering, before the bound and de-duplication.
     pub(crate) leaves: usize,
     status_only: bool,
@@ -82,7 +90,6 @@ impl Collector {
     pub(crate) fn new(status_only: bool) -> Self {
         Self {
             paths: Vec::new(),
-            seen: HashSet::new(),
             leaves: 0,
             status_only,
         }
@@ -93,7 +100,11 @@ impl Collector {
             path.strip_prefix(prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         };
-        if IDENTITY_PATHS.iter().any(|p| under(p)) || path == LAST_APPLIED_PATH {
+        let maybe_identity = path.starts_with("/metadata/")
+            || path.starts_with("/apiVersion")
+            || path.starts_with("/kind");
+        if maybe_identity && (IDENTITY_PATHS.iter().any(|p| under(p)) || path == LAST_APPLIED_PATH)
+        {
             return false;
         }
         under("/status") == self.status_only
@@ -104,29 +115,122 @@ impl Collector {
             return;
         }
         self.leaves += 1;
-        if self.paths.len() < MAX_TOUCHED_PATHS && !self.seen.contains(path) {
-            self.seen.insert(path.to_owned());
+        if self.paths.len() < MAX_TOUCHED_PATHS {
             self.paths.push(path.to_owned());
         }
     }
 
+    /// The paths, first occurrence kept when a path was reported twice (two JSON patch
+    /// operations on one path, two list elements with one key).
     pub(crate) fn into_paths(self) -> Vec<String> {
-        self.paths
+        let mut paths = self.paths;
+        if paths.len() > 1 {
+            // Repeats are rare (two JSON patch operations on one path, a key repeated in a
+            // body): find candidates by hash, compare strings only on a hash match.
+            let mut hashed: Vec<(u64, usize)> = paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (path_hash(p.as_bytes()), i))
+                .collect();
+            hashed.sort_unstable();
+            let mut repeated = vec![false; paths.len()];
+            for (a, b) in hashed.iter().zip(hashed.iter().skip(1)) {
+                if a.0 == b.0 {
+                    // Same hash: mark the later occurrence of every equal earlier path.
+                    let (first, later) = (a.1.min(b.1), a.1.max(b.1));
+                    if paths[first] == paths[later] {
+                        repeated[later] = true;
+                    }
+                }
+            }
+            let mut index = 0;
+            paths.retain(|_| {
+                let keep = !repeated[index];
+                index += 1;
+                keep
+            });
+        }
+        paths
     }
+}
+
+/// A small word-at-a-time hash (no secret needed: paths are only compared with each other
+/// here, and a collision only costs a string comparison).
+fn path_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut hash = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    (hash.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K)
 }
 
 /// Appends `/` + the escaped segment to `path`, returning the length to truncate back to.
 fn push_segment(path: &mut String, segment: &str) -> usize {
     let len = path.len();
     path.push('/');
-    for c in segment.chars() {
+    push_escaped(path, segment);
+    len
+}
+
+/// RFC 6901 escaping: `~` as `~0`, `/` as `~1`.
+fn push_escaped(path: &mut String, text: &str) {
+    if !text.bytes().any(|b| b == b'~' || b == b'/') {
+        path.push_str(text);
+        return;
+    }
+    for c in text.chars() {
         match c {
             '~' => path.push_str("~0"),
             '/' => path.push_str("~1"),
             c => path.push(c),
         }
     }
+}
+
+/// Appends `/<key>=<value>` for a keyed list element.
+fn push_element(path: &mut String, key: &str, value: &Node<'_>) -> usize {
+    let len = path.len();
+    path.push('/');
+    path.push_str(key);
+    path.push('=');
+    match value {
+        Node::String(s) => push_escaped(path, s),
+        Node::Number(Number::Int(i)) => push_int(path, *i),
+        Node::Number(n) => {
+            let _ = write!(path, "{n}");
+        }
+        Node::Bool(b) => path.push_str(if *b { "true" } else { "false" }),
+        Node::Null | Node::Array(_) | Node::Object(_) => {}
+    }
     len
+}
+
+/// Integers are the common merge-key values (`containerPort=80`): written without the
+/// formatting machinery.
+fn push_int(path: &mut String, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut rest = value.unsigned_abs();
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        path.push('-');
+    }
+    for digit in &digits[start..] {
+        path.push(char::from(*digit));
+    }
 }
 
 /// Merge keys of the well-known keyed lists, by field name (first present key wins).
@@ -153,27 +257,22 @@ fn merge_keys(field: &str) -> &'static [&'static str] {
     }
 }
 
-/// `(merge key, "key=value")` for a keyed list element.
-fn element_key(
-    element: &Map<String, Value>,
+/// `(merge key, its scalar value)` for a keyed list element.
+fn element_key<'n, 'a>(
+    element: &'n Entries<'a>,
     keys: &[&'static str],
-) -> Option<(&'static str, String)> {
+) -> Option<(&'static str, &'n Node<'a>)> {
     keys.iter().find_map(|key| {
-        let value = match element.get(*key)? {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            _ => return None,
-        };
-        Some((*key, format!("{key}={value}")))
+        let value = lookup(element, key)?;
+        matches!(value, Node::String(_) | Node::Number(_) | Node::Bool(_)).then_some((*key, value))
     })
 }
 
 /// Counts the scalar leaves of a value (an empty object or list counts as one).
-pub(crate) fn count_leaves(value: &Value) -> usize {
+pub(crate) fn count_leaves(value: &Node<'_>) -> usize {
     match value {
-        Value::Object(m) if !m.is_empty() => m.values().map(count_leaves).sum(),
-        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_object) => {
+        Node::Object(m) if !m.is_empty() => m.iter().map(|(_, v)| count_leaves(v)).sum(),
+        Node::Array(a) if !a.is_empty() && a.iter().all(Node::is_object) => {
             a.iter().map(count_leaves).sum()
         }
         _ => 1,
@@ -181,26 +280,26 @@ pub(crate) fn count_leaves(value: &Value) -> usize {
 }
 
 /// Whole objects: create, update, server-side apply.
-pub(crate) fn walk_object(value: &Value, field: &str, path: &mut String, out: &mut Collector) {
+pub(crate) fn walk_object(value: &Node<'_>, field: &str, path: &mut String, out: &mut Collector) {
     match value {
-        Value::Object(map) if !map.is_empty() => {
+        Node::Object(map) if !map.is_empty() => {
             for (key, child) in map {
                 let back = push_segment(path, key);
                 walk_object(child, key, path, out);
                 path.truncate(back);
             }
         }
-        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+        Node::Array(items) if !items.is_empty() && items.iter().all(Node::is_object) => {
             let keys = merge_keys(field);
             for (index, item) in items.iter().enumerate() {
-                let Value::Object(element) = item else {
+                let Node::Object(element) = item else {
                     continue;
                 };
                 match element_key(element, keys) {
-                    Some((key, segment)) => {
-                        let back = push_segment(path, &segment);
+                    Some((key, value)) => {
+                        let back = push_element(path, key, value);
                         let mut any = false;
-                        for (k, child) in element.iter().filter(|(k, _)| k.as_str() != key) {
+                        for (k, child) in element.iter().filter(|(k, _)| k != key) {
                             let inner = push_segment(path, k);
                             walk_object(child, k, path, out);
                             path.truncate(inner);
@@ -225,9 +324,9 @@ pub(crate) fn walk_object(value: &Value, field: &str, path: &mut String, out: &m
 }
 
 /// JSON merge patch (RFC 7386).
-pub(crate) fn walk_merge(value: &Value, path: &mut String, out: &mut Collector) {
+pub(crate) fn walk_merge(value: &Node<'_>, path: &mut String, out: &mut Collector) {
     match value {
-        Value::Object(map) if !map.is_empty() => {
+        Node::Object(map) if !map.is_empty() => {
             for (key, child) in map {
                 let back = push_segment(path, key);
                 walk_merge(child, path, out);
@@ -239,19 +338,24 @@ pub(crate) fn walk_merge(value: &Value, path: &mut String, out: &mut Collector) 
     }
 }
 
-/// A keyed list element: the element, its merge key and its `key=value` segment.
-type KeyedElement<'a> = (&'a Map<String, Value>, &'static str, String);
+/// A keyed list element: the element, its merge key and the key's value.
+type KeyedElement<'n, 'a> = (&'n Entries<'a>, &'static str, &'n Node<'a>);
 
 /// Strategic merge patch.
-pub(crate) fn walk_strategic(value: &Value, field: &str, path: &mut String, out: &mut Collector) {
+pub(crate) fn walk_strategic(
+    value: &Node<'_>,
+    field: &str,
+    path: &mut String,
+    out: &mut Collector,
+) {
     match value {
-        Value::Object(map) => strategic_map(map, None, path, out),
-        Value::Array(items) => {
+        Node::Object(map) => strategic_map(map, None, path, out),
+        Node::Array(items) => {
             let replaces = items
                 .iter()
-                .any(|item| item.get("$patch").and_then(Value::as_str) == Some("replace"));
+                .any(|item| item.get("$patch").and_then(Node::as_str) == Some("replace"));
             let keys = merge_keys(field);
-            let keyed: Option<Vec<KeyedElement<'_>>> =
+            let keyed: Option<Vec<KeyedElement<'_, '_>>> =
                 if replaces || keys.is_empty() || items.is_empty() {
                     None
                 } else {
@@ -259,15 +363,15 @@ pub(crate) fn walk_strategic(value: &Value, field: &str, path: &mut String, out:
                         .iter()
                         .map(|item| {
                             let element = item.as_object()?;
-                            let (key, segment) = element_key(element, keys)?;
-                            Some((element, key, segment))
+                            let (key, value) = element_key(element, keys)?;
+                            Some((element, key, value))
                         })
                         .collect()
                 };
             match keyed {
                 Some(elements) => {
-                    for (element, key, segment) in elements {
-                        let back = push_segment(path, &segment);
+                    for (element, key, value) in elements {
+                        let back = push_element(path, key, value);
                         strategic_map(element, Some(key), path, out);
                         path.truncate(back);
                     }
@@ -282,14 +386,14 @@ pub(crate) fn walk_strategic(value: &Value, field: &str, path: &mut String, out:
 /// One map of a strategic merge patch; `merge_key` is set for a keyed list element (the key
 /// identifies the element and is not itself a change).
 fn strategic_map(
-    map: &Map<String, Value>,
+    map: &Entries<'_>,
     merge_key: Option<&str>,
     path: &mut String,
     out: &mut Collector,
 ) {
-    match map.get("$patch") {
+    match lookup(map, "$patch") {
         None => {}
-        Some(Value::String(s)) if s == "merge" => {}
+        Some(Node::String(s)) if s == "merge" => {}
         // replace, delete, or a directive the apiserver will refuse: the map as a whole.
         Some(_) => {
             out.leaf(path);
@@ -297,17 +401,17 @@ fn strategic_map(
         }
     }
     let mut any = false;
-    if map.contains_key("$retainKeys") {
+    if lookup(map, "$retainKeys").is_some() {
         out.leaf(path);
         any = true;
     }
     for (key, child) in map {
-        if key == "$patch" || key == "$retainKeys" || Some(key.as_str()) == merge_key {
+        if key == "$patch" || key == "$retainKeys" || Some(key.as_ref()) == merge_key {
             continue;
         }
         any = true;
         if let Some(list) = key.strip_prefix("$setElementOrder/") {
-            if !map.contains_key(list) {
+            if lookup(map, list).is_none() {
                 let back = push_segment(path, list);
                 out.leaf(path);
                 path.truncate(back);
@@ -334,22 +438,24 @@ fn strategic_map(
 pub(crate) struct JsonPatchError(pub(crate) String);
 
 /// JSON patch (RFC 6902): returns the number of leaves the operations write.
-pub(crate) fn json_patch(value: &Value, out: &mut Collector) -> Result<usize, JsonPatchError> {
+pub(crate) fn json_patch(value: &Node<'_>, out: &mut Collector) -> Result<usize, JsonPatchError> {
     let ops = value
         .as_array()
         .ok_or_else(|| JsonPatchError("a JSON patch must be an array of operations".into()))?;
     let mut leaves = 0;
     for (index, op) in ops.iter().enumerate() {
         let bad = |what: &str| JsonPatchError(format!("operation {index}: {what}"));
-        let op = op.as_object().ok_or_else(|| bad("not an object"))?;
+        if !op.is_object() {
+            return Err(bad("not an object"));
+        }
         let kind = op
             .get("op")
-            .and_then(Value::as_str)
+            .and_then(Node::as_str)
             .ok_or_else(|| bad("no \"op\""))?;
         let pointer = |key: &str| -> Result<&str, JsonPatchError> {
             let p = op
                 .get(key)
-                .and_then(Value::as_str)
+                .and_then(Node::as_str)
                 .ok_or_else(|| bad(&format!("no \"{key}\"")))?;
             if is_json_pointer(p) {
                 Ok(p)
@@ -403,8 +509,9 @@ fn is_json_pointer(p: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tree::from_json;
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
     /// Paths as a sorted set: object key order depends on serde_json's map features.
     fn set(paths: Vec<String>) -> Vec<String> {
@@ -413,22 +520,38 @@ mod tests {
         paths
     }
 
-    fn merge(v: Value) -> Vec<String> {
-        let mut out = Collector::new(false);
-        walk_merge(&v, &mut String::new(), &mut out);
+    /// Runs a walker over a body written with `json!`.
+    fn walk(
+        v: Value,
+        status_only: bool,
+        walker: impl Fn(&Node<'_>, &mut Collector),
+    ) -> Vec<String> {
+        let body = v.to_string();
+        let node = from_json(body.as_bytes()).unwrap();
+        let mut out = Collector::new(status_only);
+        walker(&node, &mut out);
         set(out.into_paths())
+    }
+
+    fn merge(v: Value) -> Vec<String> {
+        walk(v, false, |n, out| walk_merge(n, &mut String::new(), out))
     }
 
     fn strategic(v: Value) -> Vec<String> {
-        let mut out = Collector::new(false);
-        walk_strategic(&v, "", &mut String::new(), &mut out);
-        set(out.into_paths())
+        walk(v, false, |n, out| {
+            walk_strategic(n, "", &mut String::new(), out)
+        })
     }
 
     fn object(v: Value, status_only: bool) -> Vec<String> {
-        let mut out = Collector::new(status_only);
-        walk_object(&v, "", &mut String::new(), &mut out);
-        set(out.into_paths())
+        walk(v, status_only, |n, out| {
+            walk_object(n, "", &mut String::new(), out)
+        })
+    }
+
+    fn json_patch_of(v: Value, out: &mut Collector) -> Result<usize, JsonPatchError> {
+        let body = v.to_string();
+        json_patch(&from_json(body.as_bytes()).unwrap(), out)
     }
 
     #[test]
@@ -442,6 +565,17 @@ mod tests {
             ["/metadata/labels/app.kubernetes.io~1name"]
         );
         assert!(merge(json!({})).is_empty());
+        let mut out = Collector::new(false);
+        walk_merge(
+            &from_json(br#"{"spec":{"replicas":1,"replicas":2}}"#).unwrap(),
+            &mut String::new(),
+            &mut out,
+        );
+        assert_eq!(
+            out.into_paths(),
+            ["/spec/replicas"],
+            "a repeated key is one path"
+        );
         assert_eq!(
             merge(json!({"a~b": {"c/d": 1}})),
             ["/a~0b/c~1d"],
@@ -561,8 +695,8 @@ mod tests {
     #[test]
     fn json_patch_ops() {
         let mut out = Collector::new(false);
-        let leaves = json_patch(
-            &json!([
+        let leaves = json_patch_of(
+            json!([
                 {"op": "replace", "path": "/spec/template", "value": {"spec": {"containers": [{"name": "a", "image": "b"}]}}},
                 {"op": "test", "path": "/spec/replicas", "value": 1},
                 {"op": "move", "from": "/metadata/labels/a", "path": "/metadata/labels/b"},
@@ -594,7 +728,7 @@ mod tests {
             json!(["remove"]),
         ] {
             assert!(
-                json_patch(&bad, &mut Collector::new(false)).is_err(),
+                json_patch_of(bad.clone(), &mut Collector::new(false)).is_err(),
                 "{bad}"
             );
         }
@@ -625,7 +759,12 @@ mod tests {
             big.insert(format!("k{i}"), json!(i));
         }
         let mut out = Collector::new(false);
-        walk_merge(&json!({"data": big}), &mut String::new(), &mut out);
+        let body = json!({"data": big}).to_string();
+        walk_merge(
+            &from_json(body.as_bytes()).unwrap(),
+            &mut String::new(),
+            &mut out,
+        );
         assert_eq!(out.leaves, MAX_TOUCHED_PATHS + 10);
         assert_eq!(out.into_paths().len(), MAX_TOUCHED_PATHS);
     }

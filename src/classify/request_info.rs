@@ -153,7 +153,8 @@ pub fn request_info(
     query: Option<&str>,
     headers: &http::HeaderMap,
 ) -> Result<RequestInfo, ClassifyError> {
-    let (decoded_path, segments) = decode_path(path)?;
+    let decoded_path = decode_path(path)?;
+    let segments = split_segments(&decoded_path);
     let query = Query::parse(query)?;
     let method_str = method.as_str();
 
@@ -171,7 +172,7 @@ pub fn request_info(
         verb: Verb::NonResource,
         apiserver_verb: method_str.to_ascii_lowercase(),
         method: method_str.to_owned(),
-        path: decoded_path,
+        path: String::new(),
         api_prefix: String::new(),
         api_group: String::new(),
         api_version: String::new(),
@@ -183,23 +184,24 @@ pub fn request_info(
         upgrade,
     };
 
-    let mut parts: &[String] = &segments;
+    let mut parts: &[&str] = &segments;
     let resource_start = match parts {
-        [prefix, _, _, ..] if prefix == "api" => Some(1),
-        [prefix, _, _, _, ..] if prefix == "apis" => Some(2),
+        ["api", _, _, ..] => Some(1),
+        ["apis", _, _, _, ..] => Some(2),
         _ => None,
     };
     let Some(resource_start) = resource_start else {
         info.is_discovery = matches!(method_str, "GET" | "HEAD") && is_discovery_path(&segments);
+        info.path = decoded_path;
         return Ok(info);
     };
 
     info.is_resource_request = true;
-    info.api_prefix = segments[0].clone();
+    info.api_prefix = segments[0].to_owned();
     if resource_start == 2 {
-        info.api_group = segments[1].clone();
+        info.api_group = segments[1].to_owned();
     }
-    info.api_version = segments[resource_start].clone();
+    info.api_version = segments[resource_start].to_owned();
     parts = &parts[resource_start + 1..];
 
     // Legacy verb prefixes: /api/v1/watch/pods, /api/v1/proxy/namespaces/x/pods/y/path.
@@ -208,14 +210,14 @@ pub fn request_info(
         if parts.len() < 2 {
             return Err(ClassifyError::Unclassifiable {
                 method: method_str.to_owned(),
-                path: info.path,
+                path: decoded_path.clone(),
                 reason: format!(
                     "the apiserver cannot determine kind and namespace after `{}/`",
                     parts[0]
                 ),
             });
         }
-        info.apiserver_verb = parts[0].clone();
+        info.apiserver_verb = parts[0].to_owned();
         parts = &parts[1..];
     } else {
         info.apiserver_verb = match method_str {
@@ -227,7 +229,7 @@ pub fn request_info(
             _ => {
                 return Err(ClassifyError::Unclassifiable {
                     method: method_str.to_owned(),
-                    path: info.path,
+                    path: decoded_path.clone(),
                     reason: "the apiserver maps only GET, HEAD, POST, PUT, PATCH and DELETE \
                              to a verb on resource paths"
                         .to_owned(),
@@ -239,20 +241,20 @@ pub fn request_info(
 
     if parts[0] == "namespaces" {
         if let Some(namespace) = parts.get(1) {
-            info.namespace = namespace.clone();
+            info.namespace = (*namespace).to_owned();
             if parts.len() > 2 && parts[2] != "status" && parts[2] != "finalize" {
                 parts = &parts[2..];
             }
         }
     }
 
-    info.resource = parts[0].clone();
+    info.resource = parts[0].to_owned();
     if let Some(name) = parts.get(1) {
-        info.name = name.clone();
+        info.name = (*name).to_owned();
     }
     if info.apiserver_verb != "proxy" {
         if let Some(subresource) = parts.get(2) {
-            info.subresource = subresource.clone();
+            info.subresource = (*subresource).to_owned();
         }
     }
 
@@ -291,6 +293,7 @@ pub fn request_info(
             other => unreachable!("verb {other:?} has no mapping"),
         }
     };
+    info.path = decoded_path;
     Ok(info)
 }
 
@@ -348,8 +351,8 @@ fn list_options_decode(query: &Query) -> bool {
 
 /// `/api`, `/api/<v>`, `/apis`, `/apis/<g>`, `/apis/<g>/<v>`, `/openapi/...`, `/version`,
 /// `/.well-known/...`.
-fn is_discovery_path(segments: &[String]) -> bool {
-    match segments.first().map(String::as_str) {
+fn is_discovery_path(segments: &[&str]) -> bool {
+    match segments.first().copied() {
         Some("api") => segments.len() <= 2,
         Some("apis") => segments.len() <= 3,
         Some("openapi") | Some(".well-known") => true,
@@ -361,7 +364,7 @@ fn is_discovery_path(segments: &[String]) -> bool {
 /// Decodes the wire path the way Go fills `URL.Path` and splits it the way the apiserver
 /// does, refusing everything that would make the two readings differ or that a
 /// well-behaved client never sends.
-fn decode_path(raw: &str) -> Result<(String, Vec<String>), ClassifyError> {
+fn decode_path(raw: &str) -> Result<String, ClassifyError> {
     let refuse = |reason: &str| ClassifyError::AmbiguousPath {
         path: raw.to_owned(),
         reason: reason.to_owned(),
@@ -404,23 +407,30 @@ fn decode_path(raw: &str) -> Result<(String, Vec<String>), ClassifyError> {
     let decoded = String::from_utf8(decoded)
         .map_err(|_| refuse("its percent escapes do not decode to UTF-8"))?;
 
+    if decoded != "/" {
+        for segment in trimmed_segments(&decoded).split('/') {
+            match segment {
+                "" => return Err(refuse("it has an empty segment ('//')")),
+                "." | ".." => return Err(refuse("it has a '.' or '..' segment")),
+                _ => {}
+            }
+        }
+    }
+    Ok(decoded)
+}
+
+/// The path without its leading slash and one trailing slash (which the apiserver trims).
+fn trimmed_segments(decoded: &str) -> &str {
     let trimmed = &decoded[1..];
-    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    if trimmed.is_empty() {
-        if decoded.len() > 1 {
-            return Err(refuse("it has an empty segment ('//')"));
-        }
-        return Ok((decoded, Vec::new()));
+    trimmed.strip_suffix('/').unwrap_or(trimmed)
+}
+
+/// The segments of a path [`decode_path`] accepted.
+fn split_segments(decoded: &str) -> Vec<&str> {
+    if decoded == "/" {
+        return Vec::new();
     }
-    let mut segments = Vec::with_capacity(8);
-    for segment in trimmed.split('/') {
-        match segment {
-            "" => return Err(refuse("it has an empty segment ('//')")),
-            "." | ".." => return Err(refuse("it has a '.' or '..' segment")),
-            s => segments.push(s.to_owned()),
-        }
-    }
-    Ok((decoded, segments))
+    trimmed_segments(decoded).split('/').collect()
 }
 
 #[cfg(test)]

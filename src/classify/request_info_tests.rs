@@ -398,3 +398,48 @@ fn errors_explain_themselves() {
     let text = err.to_string();
     assert!(text.contains("ambiguous") && text.contains(".."), "{text}");
 }
+
+#[test]
+fn never_panics_on_arbitrary_paths_and_queries() {
+    // Deterministic xorshift: varied input without a dependency.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let alphabet: Vec<char> = "/%.az09AZ?&=;+~\\#:\u{0}\u{7f}é2F2e25".chars().collect();
+    let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        let len = (next() % 40) as usize;
+        let mut path: String = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        if next() % 2 == 0 {
+            path.insert_str(
+                0,
+                ["/api/v1/", "/apis/apps/v1/", "/"][(next() % 3) as usize],
+            );
+        }
+        let query: String = (0..(next() % 20))
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let method = http::Method::from_bytes(methods[(next() % 7) as usize].as_bytes()).unwrap();
+        if let Ok(info) = request_info(&method, &path, Some(&query), &http::HeaderMap::new()) {
+            accepted += 1;
+            // Whatever is accepted has no ambiguous segment left.
+            assert!(!info.path.contains("//"), "{path:?}");
+            assert!(
+                !info.path.split('/').any(|s| s == "." || s == ".."),
+                "{path:?}"
+            );
+            let _ = crate::classify::analyse(&info, Some(&query), None, path.as_bytes());
+        }
+    }
+    assert!(
+        accepted > 100,
+        "the generator should produce some valid requests: {accepted}"
+    );
+}
