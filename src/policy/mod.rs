@@ -231,8 +231,9 @@ impl Decision {
     }
 
     /// The message of the 403 `Status` when the request is refused (`deny` or `confirm`):
-    /// the refusing findings and, for `confirm`, how to pass the token. `None` when the
-    /// request is forwarded.
+    /// the refusing findings, the notices (a refusal carries no `Warning` headers, so a
+    /// note such as "the token presented is not valid" must travel in the message) and,
+    /// for `confirm`, how to pass the token. `None` when the request is forwarded.
     pub fn status_message(&self) -> Option<String> {
         if !self.action.blocks() {
             return None;
@@ -250,6 +251,10 @@ impl Decision {
                 reasons.join(" | ")
             ),
         };
+        for notice in &self.notices {
+            message.push(' ');
+            message.push_str(notice);
+        }
         if let Some(confirm) = &self.confirm {
             message.push(' ');
             message.push_str(&messages::confirm_instructions(confirm));

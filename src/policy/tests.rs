@@ -1572,7 +1572,14 @@ fn confirm_by_header_passes_once() {
     );
     assert_eq!(replay.action, Action::Confirm, "a token works once");
     assert!(replay.notices.iter().any(|n| n.contains("not valid")));
+    // The refusal is all the agent sees: the note travels in the Status message.
+    let message = replay.status_message().unwrap();
+    assert!(
+        message.contains("token presented is not valid"),
+        "{message}"
+    );
     let fresh = replay.confirm.and_then(|c| c.token).unwrap();
+    assert!(message.contains(&fresh), "{message}");
     assert_ne!(fresh, token);
 }
 
