@@ -1008,6 +1008,15 @@ fn rehearse_says_nothing_changed() {
         warnings[0].contains("nothing in the cluster changed"),
         "{warnings:?}"
     );
+    assert!(!warnings[0].contains("--wait=false"), "{warnings:?}");
+
+    // kubectl delete would wait for a deletion that a rehearsal never makes.
+    let delete = case("rehearse a delete", pod_delete())
+        .mode(Mode::Rehearse)
+        .run();
+    let warnings = delete.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("pass --wait=false"), "{warnings:?}");
 }
 
 #[test]

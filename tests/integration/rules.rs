@@ -436,8 +436,30 @@ async fn pg003_kubectl_apply_of_a_whole_existing_deployment_is_flagged_and_appli
     );
     let object = rig.object("deployment", "web").await.unwrap();
     assert_eq!(deployment_image(&object), "nginx:1.28");
-    let ssa = rig.last("PATCH", "/deployments/web").await;
-    assert_eq!(finding(&ssa, "PG003").action, Action::Flag);
+    let applies = rig
+        .exchanges("server-side applies", |e| {
+            e.method == "PATCH" && e.query.as_deref().unwrap_or("").contains("force=false")
+        })
+        .await;
+    assert!(applies
+        .iter()
+        .all(|e| finding(e, "PG003").action == Action::Flag));
+    // kubectl then re-saves the last-applied annotation (an apply patch carrying only it):
+    // bookkeeping, not a whole manifest.
+    let resave = rig
+        .exchanges("kubectl's last-applied re-save", |e| {
+            e.method == "PATCH"
+                && e.query
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("fieldManager=kubectl-last-applied")
+        })
+        .await;
+    assert!(
+        resave.iter().all(|e| rule_ids(e).is_empty()),
+        "{:?}",
+        resave.iter().map(rule_ids).collect::<Vec<_>>()
+    );
     rig.stop().await;
 }
 
@@ -749,8 +771,10 @@ async fn pg007_protected_namespace_delete_is_confirmed_with_kubectl_annotate() {
     let out = kubectl(&rig.cluster, &rig.kc, &delete).await;
     let again = failed(&out);
     assert!(
-        again.contains("PG007") && !again.contains(&token),
-        "a used token does not work twice: {again}"
+        again.contains("PG007")
+            && again.contains("the confirmation token presented is not valid")
+            && !again.contains(&token),
+        "a used token does not work twice, and kubectl says so: {again}"
     );
     let last = rig.last("DELETE", &path).await;
     assert_eq!(action(&last), Action::Confirm);
@@ -1341,11 +1365,17 @@ async fn rehearse_mode_reports_success_and_changes_nothing() {
         .await;
     assert!(ok(&out).contains("image updated"));
     assert!(stderr_of(&out).contains(notice), "{}", stderr_of(&out));
+    // kubectl delete waits for the object to go away, which a rehearsal never makes
+    // happen: the Warning says to pass --wait=false.
     let out = rig
         .kubectl(&["delete", "configmap", "cfg", "--wait=false"])
         .await;
     assert!(ok(&out).contains("deleted"));
-    assert!(stderr_of(&out).contains(notice), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(notice) && stderr_of(&out).contains("pass --wait=false"),
+        "{}",
+        stderr_of(&out)
+    );
     let out = rig
         .kubectl(&["create", "configmap", "fresh", "--from-literal=a=b"])
         .await;
