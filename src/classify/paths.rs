@@ -67,10 +67,14 @@ const IDENTITY_PATHS: [&str; 11] = [
     "/metadata/managedFields",
 ];
 
+/// Up to this many collected paths, duplicates are found by comparison, not hashing.
+const LINEAR_DEDUP_PATHS: usize = 32;
+
 /// Collects leaf paths, filtered and bounded.
 #[derive(Debug)]
 pub(crate) struct Collector {
     paths: Vec<String>,
+    /// Every path in `paths`, once there are more than [`LINEAR_DEDUP_PATHS`].
     seen: HashSet<String>,
     /// Leaves reported, after filtering, before the bound and de-duplication.
     pub(crate) leaves: usize,
@@ -104,8 +108,22 @@ impl Collector {
             return;
         }
         self.leaves += 1;
-        if self.paths.len() < MAX_TOUCHED_PATHS && !self.seen.contains(path) {
-            self.seen.insert(path.to_owned());
+        if self.paths.len() >= MAX_TOUCHED_PATHS {
+            return;
+        }
+        // Typical bodies touch a few dozen paths: comparing against them is cheaper than
+        // hashing every path (and growing a set from empty). Past that, a set keeps
+        // de-duplication linear.
+        let duplicate = if self.paths.len() < LINEAR_DEDUP_PATHS {
+            self.paths.iter().any(|p| p == path)
+        } else {
+            if self.seen.is_empty() {
+                self.seen.reserve(self.paths.len() * 2);
+                self.seen.extend(self.paths.iter().cloned());
+            }
+            !self.seen.insert(path.to_owned())
+        };
+        if !duplicate {
             self.paths.push(path.to_owned());
         }
     }
@@ -628,5 +646,23 @@ mod tests {
         walk_merge(&json!({"data": big}), &mut String::new(), &mut out);
         assert_eq!(out.leaves, MAX_TOUCHED_PATHS + 10);
         assert_eq!(out.into_paths().len(), MAX_TOUCHED_PATHS);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_below_and_above_the_linear_scan() {
+        let mut out = Collector::new(false);
+        let n = LINEAR_DEDUP_PATHS * 3;
+        // Every path twice, the repeat both right away and after all the others.
+        for i in 0..n {
+            out.leaf(&format!("/data/k{i}"));
+            out.leaf(&format!("/data/k{i}"));
+        }
+        for i in 0..n {
+            out.leaf(&format!("/data/k{i}"));
+        }
+        assert_eq!(out.leaves, 3 * n);
+        let paths = out.into_paths();
+        let expected: Vec<String> = (0..n).map(|i| format!("/data/k{i}")).collect();
+        assert_eq!(paths, expected, "first occurrences, in order");
     }
 }
