@@ -983,6 +983,37 @@ async fn pg010_apply_needs_the_same_server_dry_run_earlier_in_the_session() {
         "{:?}",
         rule_ids(passed)
     );
+
+    // Updating the existing object: kubectl computes the patch against the live object,
+    // which the dry run did not change, so the dry run and the apply send the same patch.
+    let changed = deployment("web", "nginx:1.27", 1);
+    let out = rig.kubectl_stdin(&["apply", "-f", "-"], &changed).await;
+    assert!(
+        failed(&out).contains("PG010 missing-dry-run"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = rig
+        .kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &changed)
+        .await;
+    ok(&out);
+    let object = rig.object("deployment", "web").await.unwrap();
+    assert_eq!(deployment_image(&object), "nginx:1.26", "a dry run");
+    let out = rig.kubectl_stdin(&["apply", "-f", "-"], &changed).await;
+    ok(&out);
+    assert!(!stderr_of(&out).contains("PG010"), "{}", stderr_of(&out));
+    let object = rig.object("deployment", "web").await.unwrap();
+    assert_eq!(deployment_image(&object), "nginx:1.27");
+    let patches = rig
+        .exchanges("apply patches", |e| {
+            e.method == "PATCH" && e.path.ends_with("/deployments/web")
+        })
+        .await;
+    assert_eq!(patches.len(), 3, "refused, dry run, applied");
+    assert_eq!(finding(&patches[0], "PG010").action, Action::Deny);
+    assert_eq!(patches[0].fingerprint, patches[2].fingerprint);
+    assert_eq!(patches[1].fingerprint, patches[2].fingerprint);
+    assert_eq!(patches[2].status_code, 200);
     rig.stop().await;
 }
 
