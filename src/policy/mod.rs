@@ -245,12 +245,16 @@ impl Decision {
             .map(|f| f.message.as_str())
             .collect();
         let mut message = match self.action {
-            Action::Deny => format!("pathgate denied this request: {}", reasons.join(" | ")),
-            _ => format!(
-                "pathgate needs confirmation for this request: {}",
-                reasons.join(" | ")
-            ),
-        };
+            Action::Deny => "pathgate denied this request:",
+            _ => "pathgate needs confirmation for this request:",
+        }
+        .to_string();
+        // A refusal the proxy adds (a rewrite it cannot apply) has no refusing finding,
+        // only a notice.
+        if !reasons.is_empty() {
+            message.push(' ');
+            message.push_str(&reasons.join(" | "));
+        }
         for notice in &self.notices {
             message.push(' ');
             message.push_str(notice);

@@ -1460,3 +1460,107 @@ async fn rehearse_mode_reports_success_and_changes_nothing() {
     assert!(failed(&out).contains("PG002"));
     rig.stop().await;
 }
+
+/// A protobuf DeleteOptions body (`k8s\0` envelope), as client-go sends it when configured
+/// for protobuf: `gracePeriodSeconds` when given, `propagationPolicy: Background`.
+fn protobuf_delete_options(grace: Option<u8>) -> Vec<u8> {
+    fn field(number: u8, bytes: &[u8], out: &mut Vec<u8>) {
+        out.push(number << 3 | 2);
+        out.push(u8::try_from(bytes.len()).unwrap());
+        out.extend_from_slice(bytes);
+    }
+    let mut options = Vec::new();
+    if let Some(grace) = grace {
+        options.extend_from_slice(&[1 << 3, grace]);
+    }
+    field(4, b"Background", &mut options);
+    let mut type_meta = Vec::new();
+    field(1, b"meta.k8s.io/v1", &mut type_meta);
+    field(2, b"DeleteOptions", &mut type_meta);
+    let mut body = b"k8s\x00".to_vec();
+    field(1, &type_meta, &mut body);
+    field(2, &options, &mut body);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_whose_protobuf_options_cannot_be_rewritten_is_refused_not_forwarded() {
+    // The apiserver reads a DELETE's options from its body and then ignores the query:
+    // a dryRun or grace period added only to the query would not happen.
+    let protobuf = [
+        ("content-type", "application/vnd.kubernetes.protobuf"),
+        ("accept", "application/json"),
+    ];
+
+    // Rehearse mode: forwarding it would really delete.
+    let rig = Rig::start("mode: rehearse\n", "pb-rehearse").await;
+    ok(&rig.admin(&["create", "configmap", "keep"]).await);
+    let (status, _, body) = rig
+        .raw(
+            "DELETE",
+            &format!("/api/v1/namespaces/{}/configmaps/keep", rig.ns),
+            &protobuf,
+            protobuf_delete_options(None),
+        )
+        .await;
+    let message = String::from_utf8_lossy(&body);
+    assert_eq!(status, 403, "{message}");
+    assert!(
+        message.contains("pathgate must set dryRun=All (rehearse mode)")
+            && message.contains("Send DeleteOptions as JSON"),
+        "{message}"
+    );
+    assert!(
+        rig.object("configmap", "keep").await.is_some(),
+        "nothing deleted"
+    );
+    let delete = rig.last("DELETE", "/configmaps/keep").await;
+    assert_eq!(action(&delete), Action::Deny);
+    assert_eq!(delete.status_code, 403);
+    rig.stop().await;
+
+    // Enforce mode, PG005: forwarding it would delete with zero grace.
+    let rig = Rig::start(ENFORCE, "pb-grace").await;
+    rig.admin_stdin(&["create", "-f", "-"], &bound_pod("victim"))
+        .await;
+    let (status, _, body) = rig
+        .raw(
+            "DELETE",
+            &format!("/api/v1/namespaces/{}/pods/victim", rig.ns),
+            &protobuf,
+            protobuf_delete_options(Some(0)),
+        )
+        .await;
+    let message = String::from_utf8_lossy(&body);
+    assert_eq!(status, 403, "{message}");
+    assert!(
+        message.contains("gracePeriodSeconds=30 (PG005 zero-grace-delete)"),
+        "{message}"
+    );
+    let pod = rig.object("pod", "victim").await.expect("not deleted");
+    assert!(pod["metadata"]["deletionTimestamp"].is_null());
+    let delete = rig.last("DELETE", "/pods/victim").await;
+    assert_eq!(action(&delete), Action::Deny);
+    assert_eq!(finding(&delete, "PG005").action, Action::Rewrite);
+
+    // The same request with JSON options is rewritten and forwarded.
+    let (status, headers, _) = rig
+        .raw(
+            "DELETE",
+            &format!("/api/v1/namespaces/{}/pods/victim", rig.ns),
+            &[("content-type", "application/json")],
+            r#"{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":0}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(headers
+        .get_all("warning")
+        .iter()
+        .any(|w| w.to_str().unwrap().contains("PG005")));
+    let pod = rig
+        .object("pod", "victim")
+        .await
+        .expect("deleted gracefully");
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
+    rig.stop().await;
+}
