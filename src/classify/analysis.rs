@@ -31,8 +31,10 @@
 //!   `spec.template`) is neither. (A Service's `spec.selector` is mutable; an apply that
 //!   restates it is still reported: rewriting which pods a Service routes to is not narrow.) [`Analysis::payload_leaves`] carries the count for rules
 //!   that want their own threshold.
-//! - [`WholeObject::ClientSideApply`]: a patch or create whose body carries the
-//!   `kubectl.kubernetes.io/last-applied-configuration` annotation (classic `kubectl apply`).
+//! - [`WholeObject::ClientSideApply`]: a patch (other than an apply patch) or create whose
+//!   body carries the `kubectl.kubernetes.io/last-applied-configuration` annotation (classic
+//!   `kubectl apply`). An apply patch carrying only that annotation is kubectl re-saving it
+//!   after a server-side apply (field manager `kubectl-last-applied`), not a whole object.
 //!
 //! Precedence when several hold: Replace, then ServerSideApply, then ClientSideApply.
 
@@ -511,7 +513,11 @@ fn analyse_write(
                 let apply = patch_type == Some(PatchType::ApplyPatchYaml);
                 if apply && restates_whole_object(&value, collector.leaves) {
                     analysis.whole_object = Some(WholeObject::ServerSideApply);
-                } else if identity.has_last_applied() {
+                } else if !apply && identity.has_last_applied() {
+                    // An apply patch that carries the annotation without restating the
+                    // object is kubectl's own bookkeeping: `kubectl apply --server-side`
+                    // on an object once applied client-side re-saves the annotation with
+                    // field manager `kubectl-last-applied` and nothing else.
                     analysis.whole_object = Some(WholeObject::ClientSideApply);
                 }
             }

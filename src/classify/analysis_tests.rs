@@ -228,6 +228,34 @@ fn targeted_server_side_apply_is_not_a_whole_object() {
 }
 
 #[test]
+fn kubectl_resaving_last_applied_after_server_side_apply_is_not_a_whole_object() {
+    // `kubectl apply --server-side -f deploy.yaml` on a Deployment once applied client-side
+    // sends, after the apply itself, this apply patch with fieldManager=kubectl-last-applied.
+    let last_applied = r#"{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\"},\"spec\":{\"replicas\":1}}"#;
+    let body = format!(
+        r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"annotations":{{"kubectl.kubernetes.io/last-applied-configuration":"{last_applied}"}},"name":"web","namespace":"shop"}}}}"#
+    );
+    let a = run(
+        "PATCH",
+        "/apis/apps/v1/namespaces/shop/deployments/web?fieldManager=kubectl-last-applied&fieldValidation=Strict",
+        Some(APPLY),
+        body.as_bytes(),
+    );
+    assert!(a.object.as_ref().unwrap().has_last_applied());
+    assert_eq!(a.whole_object, None);
+    assert_eq!(a.opaque_reason, None);
+
+    // The same annotation in a strategic merge patch is classic client-side apply.
+    let a = run(
+        "PATCH",
+        "/apis/apps/v1/namespaces/shop/deployments/web?fieldManager=kubectl-client-side-apply",
+        Some(SMP),
+        body.as_bytes(),
+    );
+    assert_eq!(a.whole_object, Some(WholeObject::ClientSideApply));
+}
+
+#[test]
 fn kubectl_delete_force_and_grace_period() {
     // kubectl delete pod web --force --grace-period=0
     let a = run(

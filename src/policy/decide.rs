@@ -296,11 +296,19 @@ fn apply_rehearse(decision: &mut Decision, cx: &Cx<'_>) {
     if cx.mutation && !cx.analysis.dry_run && decision.action != Action::Deny {
         decision.rewrites.push(Rewrite::AddDryRun);
         decision.action = decision.action.max(Action::Rewrite);
-        decision.notices.push(
-            "rehearse mode: this mutation was forwarded with dryRun=All; the apiserver \
-             validated and admitted it, but nothing in the cluster changed."
-                .to_string(),
-        );
+        let mut notice = "rehearse mode: this mutation was forwarded with dryRun=All; the \
+                          apiserver validated and admitted it, but nothing in the cluster \
+                          changed."
+            .to_string();
+        if matches!(cx.info.verb, Verb::Delete | Verb::DeleteCollection) {
+            // kubectl delete waits (by default for days) until the object is gone, which
+            // a rehearsed delete never makes happen.
+            notice.push_str(
+                " The object still exists: with kubectl delete pass --wait=false, or kubectl \
+                 waits for a deletion that will not happen.",
+            );
+        }
+        decision.notices.push(notice);
     }
 }
 

@@ -231,8 +231,9 @@ impl Decision {
     }
 
     /// The message of the 403 `Status` when the request is refused (`deny` or `confirm`):
-    /// the refusing findings and, for `confirm`, how to pass the token. `None` when the
-    /// request is forwarded.
+    /// the refusing findings, the notices (a refusal carries no `Warning` headers, so a
+    /// note such as "the token presented is not valid" must travel in the message) and,
+    /// for `confirm`, how to pass the token. `None` when the request is forwarded.
     pub fn status_message(&self) -> Option<String> {
         if !self.action.blocks() {
             return None;
@@ -244,12 +245,20 @@ impl Decision {
             .map(|f| f.message.as_str())
             .collect();
         let mut message = match self.action {
-            Action::Deny => format!("pathgate denied this request: {}", reasons.join(" | ")),
-            _ => format!(
-                "pathgate needs confirmation for this request: {}",
-                reasons.join(" | ")
-            ),
-        };
+            Action::Deny => "pathgate denied this request:",
+            _ => "pathgate needs confirmation for this request:",
+        }
+        .to_string();
+        // A refusal the proxy adds (a rewrite it cannot apply) has no refusing finding,
+        // only a notice.
+        if !reasons.is_empty() {
+            message.push(' ');
+            message.push_str(&reasons.join(" | "));
+        }
+        for notice in &self.notices {
+            message.push(' ');
+            message.push_str(notice);
+        }
         if let Some(confirm) = &self.confirm {
             message.push(' ');
             message.push_str(&messages::confirm_instructions(confirm));

@@ -1008,6 +1008,15 @@ fn rehearse_says_nothing_changed() {
         warnings[0].contains("nothing in the cluster changed"),
         "{warnings:?}"
     );
+    assert!(!warnings[0].contains("--wait=false"), "{warnings:?}");
+
+    // kubectl delete would wait for a deletion that a rehearsal never makes.
+    let delete = case("rehearse a delete", pod_delete())
+        .mode(Mode::Rehearse)
+        .run();
+    let warnings = delete.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("pass --wait=false"), "{warnings:?}");
 }
 
 #[test]
@@ -1572,7 +1581,14 @@ fn confirm_by_header_passes_once() {
     );
     assert_eq!(replay.action, Action::Confirm, "a token works once");
     assert!(replay.notices.iter().any(|n| n.contains("not valid")));
+    // The refusal is all the agent sees: the note travels in the Status message.
+    let message = replay.status_message().unwrap();
+    assert!(
+        message.contains("token presented is not valid"),
+        "{message}"
+    );
     let fresh = replay.confirm.and_then(|c| c.token).unwrap();
+    assert!(message.contains(&fresh), "{message}");
     assert_ne!(fresh, token);
 }
 

@@ -135,29 +135,52 @@ pub fn rewrite_query(query: Option<&str>, rewrites: &[Rewrite]) -> String {
         .finish()
 }
 
-/// Applies rewrites to a JSON DeleteOptions body (the body wins over the query in the
-/// apiserver, so both must agree). `None` when the body needs no change.
-pub fn rewrite_delete_body(body: &[u8], rewrites: &[Rewrite]) -> Option<Bytes> {
-    if body.is_empty() {
-        return None;
+/// Applies rewrites to a DeleteOptions body (the body wins over the query in the
+/// apiserver, so both must agree). `Ok(None)` when the body needs no change (no body, or
+/// no rewrite that concerns it). `Err` when it needs one but is not a JSON object
+/// (protobuf, CBOR, anything else): forwarding it unchanged would silently drop the
+/// rewrite, so the caller refuses the request instead.
+pub fn rewrite_delete_body(body: &[u8], rewrites: &[Rewrite]) -> Result<Option<Bytes>, String> {
+    let concerns_body = rewrites
+        .iter()
+        .any(|r| matches!(r, Rewrite::AddDryRun | Rewrite::SetGracePeriod { .. }));
+    if body.is_empty() || !concerns_body {
+        return Ok(None);
     }
-    let mut options: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let object = options.as_object_mut()?;
-    let mut changed = false;
+    let mut options: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| "the DeleteOptions body is not JSON".to_string())?;
+    let object = options
+        .as_object_mut()
+        .ok_or_else(|| "the DeleteOptions body is not a JSON object".to_string())?;
     for rewrite in rewrites {
         match rewrite {
             Rewrite::AddDryRun => {
                 object.insert("dryRun".into(), serde_json::json!(["All"]));
-                changed = true;
             }
             Rewrite::SetGracePeriod { to, .. } => {
                 object.insert("gracePeriodSeconds".into(), serde_json::json!(to));
-                changed = true;
             }
             Rewrite::AddLimit { .. } => {}
         }
     }
-    changed.then(|| Bytes::from(serde_json::to_vec(&options).expect("JSON value serialises")))
+    Ok(Some(Bytes::from(
+        serde_json::to_vec(&options).expect("JSON value serialises"),
+    )))
+}
+
+/// What a rewrite sets, for the message of a refusal when it cannot be applied.
+fn rewrite_summary(rewrites: &[Rewrite]) -> String {
+    rewrites
+        .iter()
+        .filter_map(|rewrite| match rewrite {
+            Rewrite::AddDryRun => Some("dryRun=All (rehearse mode)".to_string()),
+            Rewrite::SetGracePeriod { to, .. } => {
+                Some(format!("gracePeriodSeconds={to} (PG005 zero-grace-delete)"))
+            }
+            Rewrite::AddLimit { .. } => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 fn dry_run_forwarded(analysis: Option<&Analysis>, decision: Option<&policy::Decision>) -> bool {
@@ -210,9 +233,34 @@ impl Gate for PolicyGate {
                 }
             }
             let now = Instant::now();
-            let decision = self
+            let mut decision = self
                 .sessions
                 .decide(&policy, info, &analysis, &facts, &ctx, now);
+            let mut body_rewrite = None;
+            let is_delete = matches!(
+                info.verb,
+                classify::Verb::Delete | classify::Verb::DeleteCollection
+            );
+            if is_delete && decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
+                match rewrite_delete_body(request.body, &decision.rewrites) {
+                    Ok(body) => body_rewrite = body,
+                    Err(reason) => {
+                        // The apiserver reads a DELETE's options from its body and ignores
+                        // the query then: a rewrite pathgate cannot put into the body would
+                        // not happen (a rehearsed delete would really delete).
+                        decision.notices.push(format!(
+                            "pathgate must set {} before forwarding this request, but {reason} \
+                             ({}), and the apiserver ignores the query's options when a body \
+                             is present. Send DeleteOptions as JSON (Content-Type: \
+                             application/json), as kubectl does.",
+                            rewrite_summary(&decision.rewrites),
+                            content_type(request.headers).unwrap_or("no Content-Type"),
+                        ));
+                        decision.action = Action::Deny;
+                        decision.rewrites.clear();
+                    }
+                }
+            }
             let mut outcome = GateOutcome {
                 warnings: decision.warnings(),
                 fingerprint: Some(fingerprint),
@@ -234,11 +282,7 @@ impl Gate for PolicyGate {
                 outcome.deny = Some(Status::forbidden(message));
             } else if decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
                 outcome.query = Some(rewrite_query(request.query, &decision.rewrites));
-                if info.verb == classify::Verb::Delete
-                    || info.verb == classify::Verb::DeleteCollection
-                {
-                    outcome.body = rewrite_delete_body(request.body, &decision.rewrites);
-                }
+                outcome.body = body_rewrite;
             }
             if measures_effect {
                 if let TargetFact::Present(object) = &facts.target {
@@ -319,13 +363,39 @@ mod tests {
                 to: 30,
             }],
         )
+        .unwrap()
         .unwrap();
         let value: serde_json::Value = serde_json::from_slice(&rewritten).unwrap();
         assert_eq!(value["gracePeriodSeconds"], 30);
         assert_eq!(value["propagationPolicy"], "Background");
-        let dry = rewrite_delete_body(body, &[Rewrite::AddDryRun]).unwrap();
+        let dry = rewrite_delete_body(body, &[Rewrite::AddDryRun])
+            .unwrap()
+            .unwrap();
         let value: serde_json::Value = serde_json::from_slice(&dry).unwrap();
         assert_eq!(value["dryRun"], serde_json::json!(["All"]));
-        assert!(rewrite_delete_body(b"", &[Rewrite::AddDryRun]).is_none());
+        assert_eq!(rewrite_delete_body(b"", &[Rewrite::AddDryRun]), Ok(None));
+        assert_eq!(
+            rewrite_delete_body(body, &[Rewrite::AddLimit { limit: 5 }]),
+            Ok(None),
+            "no rewrite concerns the body"
+        );
+    }
+
+    #[test]
+    fn delete_bodies_that_cannot_be_rewritten_are_errors_not_silence() {
+        let protobuf =
+            b"k8s\x00\x0a\x1f\x0a\x0emeta.k8s.io/v1\x12\x0dDeleteOptions\x12\x02\x08\x00";
+        let grace = [Rewrite::SetGracePeriod {
+            from: Some(0),
+            to: 30,
+        }];
+        assert!(rewrite_delete_body(protobuf, &grace).is_err());
+        assert!(rewrite_delete_body(protobuf, &[Rewrite::AddDryRun]).is_err());
+        assert!(rewrite_delete_body(b"[]", &grace).is_err());
+        assert_eq!(
+            rewrite_delete_body(protobuf, &[Rewrite::AddLimit { limit: 5 }]),
+            Ok(None)
+        );
+        assert!(rewrite_summary(&grace).contains("gracePeriodSeconds=30 (PG005"));
     }
 }
