@@ -296,6 +296,8 @@ pub async fn handle(
     let mut response = match result {
         Ok(response) => response,
         Err(status) => {
+            // Flags of other rules still reach the agent on a refusal.
+            let warnings_on_refusal = exchange.warnings.clone();
             exchange.answered_by_pathgate = true;
             exchange.status_code = status.code.as_u16();
             exchange.status_reason = Some(status.reason.to_string());
@@ -310,7 +312,14 @@ pub async fn handle(
             } else {
                 record(&proxy, exchange);
             }
-            status.into_response()
+            let warnings = warnings_on_refusal;
+            let mut response = status.into_response();
+            for warning in warnings {
+                if let Ok(value) = HeaderValue::from_str(&warning) {
+                    response.headers_mut().append(header::WARNING, value);
+                }
+            }
+            response
         }
     };
     if let Ok(value) = HeaderValue::from_str(&trace_id.to_hex()) {
@@ -394,11 +403,6 @@ async fn process(
                     "pathgate: impersonate mode needs a verified client certificate; configure client-certificate in your kubeconfig",
                 ));
             }
-            if has_impersonation {
-                return Err(Status::forbidden(
-                    "pathgate PG017 impersonation-attempt: Impersonate-* headers are never forwarded under pathgate's own credentials; remove --as/--as-group",
-                ));
-            }
             let token = proxy
                 .upstream
                 .own_token()
@@ -451,6 +455,25 @@ async fn process(
     exchange.warnings = outcome.warnings.clone();
     if let Some(status) = outcome.deny {
         return Err(status);
+    }
+    if has_impersonation && settings.auth != AuthMode::Passthrough {
+        // Whatever the mode or rule overrides say: forwarding these headers would lend
+        // pathgate's identity to whoever the client names.
+        let message = "PG017 impersonation: the request carries Impersonate-* headers and would reach the apiserver under pathgate's own credentials; they are never forwarded (in every mode). Remove --as/--as-group, or run pathgate in passthrough mode with your own credentials.";
+        if let Some(decision) = exchange.decision.as_mut() {
+            decision.action = crate::policy::Action::Deny;
+            decision.enforce_action = crate::policy::Action::Deny;
+            if !decision.findings.iter().any(|f| f.rule == "PG017") {
+                decision.findings.push(crate::policy::Finding {
+                    rule: "PG017",
+                    action: crate::policy::Action::Deny,
+                    message: message.to_string(),
+                });
+            }
+        }
+        return Err(Status::forbidden(format!(
+            "pathgate denied this request: {message}"
+        )));
     }
     if info.is_mutation() {
         exchange.captured_body = proxy.recorder.capture_body(

@@ -389,6 +389,25 @@ async fn pg002_kubectl_replace_of_a_deployment_is_denied_and_the_cluster_keeps_i
     rig.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_still_carries_the_warnings_of_other_rules() {
+    // PG010 flags, PG002 denies: kubectl prints both.
+    let rig = Rig::start("mode: enforce\nrules:\n  PG010: flag\n", "refusal-warnings").await;
+    rig.admin_stdin(&["create", "-f", "-"], &deployment("web", "nginx:1.26", 1))
+        .await;
+    let live = ok(&rig.admin(&["get", "deployment", "web", "-o", "json"]).await);
+    let out = rig
+        .kubectl_stdin(
+            &["replace", "-f", "-"],
+            &live.replace("nginx:1.26", "nginx:1.27"),
+        )
+        .await;
+    let stderr = failed(&out);
+    assert!(stderr.contains("Warning: pathgate PG010"), "{stderr}");
+    assert!(stderr.contains("PG002"), "{stderr}");
+    rig.stop().await;
+}
+
 // PG003 -----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1346,6 +1365,33 @@ async fn pg017_impersonation_passes_through_in_passthrough_and_is_refused_in_sid
         .error
         .as_ref()
         .is_some_and(|(_, m)| m.contains("PG017")));
+    // Recorded as a decision, so the ledger and the per-rule metrics count it.
+    let decision = delete.decision.as_ref().expect("a decision is recorded");
+    assert_eq!(decision.action, pathgate::policy::Action::Deny);
+    assert!(decision.findings.iter().any(|f| f.rule == "PG017"));
+
+    // Observe mode never forwards them either.
+    let rig = Rig::start_with(
+        GatewayBuilder::new(cluster().dir.admin_kubeconfig()).auth(AuthMode::Sidecar),
+        "mode: observe\n",
+        "pg017-observe",
+    )
+    .await;
+    ok(&rig.admin(&["create", "configmap", "kept"]).await);
+    // Discovery first, without --as (with it, discovery itself is refused).
+    ok(&rig.kubectl(&["get", "configmap", "kept"]).await);
+    let stderr = failed(
+        &rig.kubectl(&[
+            "delete",
+            "configmap",
+            "kept",
+            "--as=someone-else",
+            "--wait=false",
+        ])
+        .await,
+    );
+    assert!(stderr.contains("PG017"), "{stderr}");
+    assert!(rig.object("configmap", "kept").await.is_some());
     rig.stop().await;
 }
 
