@@ -2,10 +2,10 @@
 //! then the real thing), PG015 (retries) and confirmation tokens.
 //!
 //! A fingerprint hashes the verb, group, version, resource, subresource, namespace, name,
-//! the query parameters except `dryRun` (sorted), and the body normalised: a JSON body is
-//! re-serialised with sorted keys and without a top-level `dryRun` field (kubectl puts
-//! `dryRun: ["All"]` into the DeleteOptions body of `kubectl delete --dry-run=server`);
-//! any other body is hashed as sent. kubectl sends byte-identical bodies for
+//! the query parameters except `dryRun` (sorted), and the body: a DeleteOptions body
+//! (deletes, evictions) is re-serialised with sorted keys and without a top-level `dryRun`
+//! field (kubectl puts `dryRun: ["All"]` into the DeleteOptions body of
+//! `kubectl delete --dry-run=server`); any other body is hashed as sent. kubectl sends byte-identical bodies for
 //! `kubectl apply --dry-run=server -f x.yaml` and the following `kubectl apply -f x.yaml`
 //! (the patch is computed against the same live object, which the dry run did not change),
 //! so the two share a fingerprint.
@@ -55,7 +55,18 @@ impl Fingerprint {
             field(key.as_bytes());
             field(value.as_bytes());
         }
-        field(&normalised_body(body));
+        // Only DeleteOptions bodies (deletes, evictions) can carry the `dryRun` that must
+        // not count; every other body is hashed as sent, which spares a second parse of
+        // large apply bodies on the request path. kubectl sends byte-identical bodies for
+        // the dry run and the real request, so nothing is lost for it; a client that
+        // reorders keys between the two requests is treated as sending another request.
+        let carries_delete_options = matches!(info.verb, Verb::Delete | Verb::DeleteCollection)
+            || info.subresource == "eviction";
+        if carries_delete_options {
+            field(&normalised_body(body));
+        } else {
+            field(body);
+        }
         Fingerprint(hasher.finalize().into())
     }
 
@@ -307,16 +318,24 @@ mod tests {
     }
 
     #[test]
-    fn json_key_order_does_not_matter_but_values_do() {
-        let info = req(Verb::Patch, "deployments")
-            .ns("shop")
-            .name("web")
-            .info();
+    fn delete_options_key_order_does_not_matter_but_values_do() {
+        let info = req(Verb::Delete, "pods").ns("shop").name("web").info();
         let a = Fingerprint::of(&info, None, br#"{"a":1,"b":{"c":2,"d":3}}"#);
         let b = Fingerprint::of(&info, None, br#"{"b":{"d":3,"c":2},"a":1}"#);
         let c = Fingerprint::of(&info, None, br#"{"b":{"d":3,"c":2},"a":2}"#);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn other_bodies_are_hashed_as_sent() {
+        let info = req(Verb::Patch, "deployments")
+            .ns("shop")
+            .name("web")
+            .info();
+        let a = Fingerprint::of(&info, None, br#"{"a":1,"b":2}"#);
+        assert_eq!(a, Fingerprint::of(&info, None, br#"{"a":1,"b":2}"#));
+        assert_ne!(a, Fingerprint::of(&info, None, br#"{"b":2,"a":1}"#));
     }
 
     #[test]
