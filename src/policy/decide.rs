@@ -16,16 +16,6 @@ use super::{
 /// with kubectl, which cannot add request headers.
 pub const CONFIRM_ANNOTATION: &str = "pathgate.dev/confirm";
 
-/// Access and token reviews are POSTs that ask a question; they change nothing.
-const REVIEW_RESOURCES: [(&str, &str); 6] = [
-    ("authorization.k8s.io", "selfsubjectaccessreviews"),
-    ("authorization.k8s.io", "subjectaccessreviews"),
-    ("authorization.k8s.io", "localsubjectaccessreviews"),
-    ("authorization.k8s.io", "selfsubjectrulesreviews"),
-    ("authentication.k8s.io", "tokenreviews"),
-    ("authentication.k8s.io", "selfsubjectreviews"),
-];
-
 /// Cluster-wide resources whose mutation affects every namespace (PG008), with what they
 /// control.
 const CLUSTER_CRITICAL: [(&str, &str, &str); 11] = [
@@ -77,14 +67,10 @@ const CLUSTER_CRITICAL: [(&str, &str, &str); 11] = [
 /// Subresources that open a stream into a workload (PG013).
 const CONNECT_SUBRESOURCES: [&str; 4] = ["exec", "attach", "portforward", "proxy"];
 
-/// A request that can change cluster state. Kept here rather than calling
-/// `RequestInfo::is_mutation` so the policy's notion is pinned by its own tests; the two
-/// must agree.
+/// A request that can change cluster state (access and token reviews are questions):
+/// classify's definition, the one every module uses.
 pub(super) fn is_mutation(info: &RequestInfo) -> bool {
-    matches!(
-        info.verb,
-        Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection
-    ) && !REVIEW_RESOURCES.contains(&(info.api_group.as_str(), info.resource.as_str()))
+    info.is_mutation()
 }
 
 fn is_core(info: &RequestInfo, resource: &str) -> bool {

@@ -31,7 +31,7 @@ impl Fingerprint {
             hasher.update((bytes.len() as u64).to_be_bytes());
             hasher.update(bytes);
         };
-        field(verb_name(info.verb).as_bytes());
+        field(info.verb.as_str().as_bytes());
         field(info.method.as_bytes());
         field(info.path.as_bytes());
         for part in [
@@ -91,21 +91,6 @@ impl fmt::Display for Fingerprint {
     /// The first 16 hex digits: enough to tell requests apart in logs and the ledger.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex()[..16])
-    }
-}
-
-fn verb_name(verb: Verb) -> &'static str {
-    match verb {
-        Verb::Get => "get",
-        Verb::List => "list",
-        Verb::Watch => "watch",
-        Verb::Create => "create",
-        Verb::Update => "update",
-        Verb::Patch => "patch",
-        Verb::Delete => "delete",
-        Verb::DeleteCollection => "deletecollection",
-        Verb::Connect => "connect",
-        Verb::NonResource => "nonresource",
     }
 }
 
