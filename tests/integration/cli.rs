@@ -12,25 +12,6 @@ fn pathgate(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "pathgate did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn certs_init_refuses_to_overwrite_and_writes_private_keys_0600() {
     use std::os::unix::fs::PermissionsExt;
@@ -121,29 +102,14 @@ async fn sigterm_drains_and_ends_watches_cleanly() {
             .status
             .success()
     );
-    let port = free_port();
     let log_path = dir.path().join("pathgate.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pathgate"))
-        .args(["serve", "--upstream-kubeconfig"])
-        .arg(cluster.dir.admin_kubeconfig())
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            "off",
-            "--drain-timeout",
-            "8",
-        ])
-        .arg("--tls-cert")
-        .arg(certs.join("server.crt"))
-        .arg("--tls-key")
-        .arg(certs.join("server.key"))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_listening(port);
+    let (mut child, port) = crate::gateway::serve_process(
+        &cluster,
+        &certs,
+        &["--drain-timeout".as_ref(), "8".as_ref()],
+        Some(&log_path),
+    )
+    .await;
     let kc = dir.path().join("agent.kubeconfig");
     let out = pathgate(&[
         "kubeconfig",
@@ -213,29 +179,14 @@ async fn policy_reloads_on_sighup_and_an_invalid_file_keeps_the_old_policy() {
         "mode: enforce\nsafety_gates:\n  dry_run_default: true\n",
     )
     .unwrap();
-    let port = free_port();
     let log_path = dir.path().join("pathgate.log");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pathgate"))
-        .args([
-            "serve",
-            "--admin-listen",
-            "off",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--upstream-kubeconfig")
-        .arg(cluster.dir.admin_kubeconfig())
-        .arg("--config")
-        .arg(&config)
-        .arg("--tls-cert")
-        .arg(certs.join("server.crt"))
-        .arg("--tls-key")
-        .arg(certs.join("server.key"))
-        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_listening(port);
+    let (mut child, port) = crate::gateway::serve_process(
+        &cluster,
+        &certs,
+        &["--config".as_ref(), config.as_os_str()],
+        Some(&log_path),
+    )
+    .await;
     let kc = dir.path().join("kc");
     assert!(pathgate(&[
         "kubeconfig",

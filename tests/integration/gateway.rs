@@ -320,3 +320,71 @@ pub async fn namespace(cluster: &RunningCluster, prefix: &str) -> String {
     .await);
     name
 }
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on the loopback `port`.
+pub async fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pathgate did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A bare pod manifest (JSON); with no node it is never scheduled or run.
+pub fn pod_manifest(name: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"containers":[{{"name":"c","image":"busybox"}}]}}}}"#
+    )
+}
+
+/// The real `pathgate serve` binary in front of the cluster's admin kubeconfig, listening
+/// on a free loopback port with the serving certificate in `certs_dir`; `extra` flags are
+/// appended and stderr goes to `log` (or nowhere).
+pub async fn serve_process(
+    cluster: &RunningCluster,
+    certs_dir: &Path,
+    extra: &[&std::ffi::OsStr],
+    log: Option<&Path>,
+) -> (tokio::process::Child, u16) {
+    let port = free_port();
+    let stderr = match log {
+        Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+        None => std::process::Stdio::null(),
+    };
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .arg("serve")
+        .arg("--upstream-kubeconfig")
+        .arg(cluster.dir.admin_kubeconfig())
+        .args([
+            "--admin-listen",
+            "off",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--tls-cert")
+        .arg(certs_dir.join("server.crt"))
+        .arg("--tls-key")
+        .arg(certs_dir.join("server.key"))
+        .args(extra)
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the pathgate binary runs");
+    wait_listening(port).await;
+    (child, port)
+}

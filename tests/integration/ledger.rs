@@ -13,7 +13,6 @@
 //! (about 5 minutes on 2 cores). Without `go` the test fails and says so: run it through
 //! `cargo xtask test`, which provides the toolchain.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -79,13 +78,7 @@ fn jaeger_binary() -> PathBuf {
     binary
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::gateway::free_port;
 
 /// A Jaeger process on loopback ports, restartable with the same storage and ports.
 pub(crate) struct Jaeger {

@@ -58,12 +58,6 @@ fn audit_event(audit_log: &Path, audit_id: &str) -> Value {
     })
 }
 
-fn pod(name: &str) -> String {
-    format!(
-        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"containers":[{{"name":"c","image":"busybox"}}]}}}}"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubectl_session_lands_in_the_jsonl_ledger_joined_to_the_audit_log() {
     let cluster = cluster();
@@ -133,7 +127,7 @@ async fn a_kubectl_session_lands_in_the_jsonl_ledger_joined_to_the_audit_log() {
         &cluster,
         &kc,
         &[&n[..], &["create", "-f", "-"]].concat(),
-        Some(&pod("doomed")),
+        Some(&crate::gateway::pod_manifest("doomed")),
     )
     .await);
     ok(&kubectl(
@@ -223,14 +217,6 @@ async fn a_kubectl_session_lands_in_the_jsonl_ledger_joined_to_the_audit_log() {
     assert!(!text.contains(&base64::engine::general_purpose::STANDARD.encode("s3cr3t-value-42")));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_reads_the_unsafe_mutation_counter() {
     let cluster = cluster();
@@ -250,7 +236,7 @@ async fn prometheus_reads_the_unsafe_mutation_counter() {
         format!("global:\n  scrape_interval: 1s\nscrape_configs:\n- job_name: pathgate\n  static_configs:\n  - targets: ['{admin}']\n"),
     )
     .unwrap();
-    let port = free_port();
+    let port = crate::gateway::free_port();
     let mut server = tokio::process::Command::new(prometheus)
         .arg(format!(
             "--config.file={}",
@@ -273,7 +259,7 @@ async fn prometheus_reads_the_unsafe_mutation_counter() {
         &cluster,
         &kc,
         &["-n", &ns, "create", "-f", "-"],
-        Some(&pod("p")),
+        Some(&crate::gateway::pod_manifest("p")),
     )
     .await);
     ok(&kubectl(
@@ -350,34 +336,18 @@ async fn kill_9_loses_no_mutation_whose_response_was_received() {
     let spool = dir.path().join("spool");
     let config = dir.path().join("pathgate.yaml");
     std::fs::write(&config, ENFORCE).unwrap();
-    let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pathgate"))
-        .args([
-            "serve",
-            "--admin-listen",
-            "off",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--upstream-kubeconfig")
-        .arg(cluster.dir.admin_kubeconfig())
-        .arg("--config")
-        .arg(&config)
-        .arg("--ledger-dir")
-        .arg(&spool)
-        .arg("--tls-cert")
-        .arg(&certs.server_cert)
-        .arg("--tls-key")
-        .arg(&certs.server_key)
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "pathgate did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (mut child, port) = crate::gateway::serve_process(
+        &cluster,
+        &dir.path().join("certs"),
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--ledger-dir".as_ref(),
+            spool.as_os_str(),
+        ],
+        None,
+    )
+    .await;
     let ns = namespace(&cluster, "pg-kill").await;
     let client = crate::gateway::https_client(&certs.ca_cert);
     let token = cluster.admin_token().unwrap();

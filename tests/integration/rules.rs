@@ -248,11 +248,7 @@ fn confirm_token(message: &str) -> String {
     token
 }
 
-fn pod(name: &str) -> String {
-    format!(
-        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"containers":[{{"name":"c","image":"busybox"}}]}}}}"#
-    )
-}
+use crate::gateway::pod_manifest as pod;
 
 /// A pod bound to a node that does not exist: nothing ever confirms its containers
 /// stopped, so a graceful delete leaves it in the cluster with a deletion timestamp, while
