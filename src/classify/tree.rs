@@ -221,7 +221,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 /// An object key: borrowed when the body allows. A YAML scalar key (`1:`) is read as its
 /// text, as the apiserver's YAML-to-JSON conversion stringifies it; a sequence or mapping
 /// key is refused.
-struct Key<'de>(Cow<'de, str>);
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
