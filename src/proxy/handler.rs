@@ -682,12 +682,19 @@ async fn process(
         exchange.duration = clock.elapsed();
         let finished = exchange.clone();
         if info.is_mutation() {
-            record_durable(proxy, finished).await.map_err(|e| {
-                Status::unavailable(
-                    Side::Pathgate,
-                    format!("pathgate: the ledger could not record this mutation durably ({e}); its outcome is unknown to the ledger"),
-                )
-            })?;
+            // The apiserver has acted: its answer goes back whatever the ledger says (a
+            // 503 here would invite a retry of a mutation that happened). The failure is
+            // logged, counted by the ledger, and told to the agent.
+            if let Err(error) = record_durable(proxy, finished).await {
+                tracing::error!(trace_id = %exchange.trace_id, %error, "the outcome of a mutation could not be recorded durably");
+                let warning = format!(
+                    "299 pathgate \"pathgate: the ledger could not record this mutation's outcome durably ({})\"",
+                    error.replace(['"', '\\'], "'")
+                );
+                if let Ok(value) = HeaderValue::from_str(&warning) {
+                    response_parts.headers.append(header::WARNING, value);
+                }
+            }
         } else {
             record(proxy, finished);
         }

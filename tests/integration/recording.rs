@@ -380,3 +380,117 @@ async fn kill_9_loses_no_mutation_whose_response_was_received() {
         );
     }
 }
+
+/// FAULT INJECTION: the spool lives on a 64 KiB tmpfs that a filler file has filled, so
+/// every spool write fails with ENOSPC, as on a full disk. Mounting needs root (this
+/// workplace's tests run as root); the guard unmounts.
+struct FullDisk {
+    dir: tempfile::TempDir,
+}
+
+impl FullDisk {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs for the full-disk fault needs root"
+        );
+        let filler = dir.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        use std::io::Write;
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        FullDisk { dir }
+    }
+
+    fn settings(
+        &self,
+        on_failure: pathgate::ledger::OnFailure,
+    ) -> pathgate::ledger::LedgerSettings {
+        let mut settings = pathgate::ledger::LedgerSettings::new(self.dir.path().join("spool"));
+        settings.on_failure = on_failure;
+        settings
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_refuses_a_mutation_whose_intent_cannot_be_made_durable() {
+    let cluster = cluster();
+    let disk = FullDisk::new();
+    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml(ENFORCE)
+        .ledger(disk.settings(pathgate::ledger::OnFailure::FailClosedMutations))
+        .start()
+        .await;
+    let kc = gateway.kubeconfig_with_token("admin", Some(&cluster.admin_token().unwrap()), None);
+    let ns = namespace(&cluster, "pg-failclosed").await;
+    // Reads do not wait for the ledger.
+    ok(&kubectl(&cluster, &kc, &["-n", &ns, "get", "configmaps"]).await);
+    let out = kubectl(
+        &cluster,
+        &kc,
+        &["-n", &ns, "create", "configmap", "refused"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "the mutation must be refused: {stderr}"
+    );
+    assert!(stderr.contains("fail-closed-mutations"), "{stderr}");
+    let admin = cluster.dir.admin_kubeconfig();
+    let left = ok(&kubectl(
+        &cluster,
+        &admin,
+        &[
+            "-n",
+            &ns,
+            "get",
+            "configmap",
+            "refused",
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ],
+    )
+    .await);
+    assert_eq!(left.trim(), "", "it never reached the apiserver");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_forwards_and_returns_the_apiservers_answer_with_a_warning() {
+    let cluster = cluster();
+    let disk = FullDisk::new();
+    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml(ENFORCE)
+        .ledger(disk.settings(pathgate::ledger::OnFailure::FailOpen))
+        .start()
+        .await;
+    let kc = gateway.kubeconfig_with_token("admin", Some(&cluster.admin_token().unwrap()), None);
+    let ns = namespace(&cluster, "pg-failopen").await;
+    let out = kubectl(&cluster, &kc, &["-n", &ns, "create", "configmap", "kept"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&out);
+    assert!(
+        stderr.contains("could not record this mutation's outcome durably"),
+        "{stderr}"
+    );
+    let admin = cluster.dir.admin_kubeconfig();
+    ok(&kubectl(&cluster, &admin, &["-n", &ns, "get", "configmap", "kept"]).await);
+    gateway.stop().await;
+}
