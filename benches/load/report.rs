@@ -1,0 +1,204 @@
+//! The results of one run, rendered as the Markdown that BENCHMARKS.md quotes: every number
+//! is also given as a ratio to the direct path measured in the same run.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::watch::WatchDelays;
+use crate::wrk::{LoadResult, LoadSettings};
+
+/// A path between the load generator and the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Direct,
+    Haproxy,
+    Pathgate,
+    PathgateAllowAll,
+}
+
+impl Route {
+    pub const ALL: [Route; 4] = [
+        Route::Direct,
+        Route::Haproxy,
+        Route::Pathgate,
+        Route::PathgateAllowAll,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Haproxy => "HAProxy (nbthread 2)",
+            Route::Pathgate => "pathgate binary, policy, --mode observe",
+            Route::PathgateAllowAll => "pathgate in-process, allow_all",
+        }
+    }
+}
+
+/// A request shape.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub title: &'static str,
+    /// Path and query as the load generator requests it.
+    pub path_and_query: &'static str,
+    /// The body the upstream answers.
+    pub body_bytes: usize,
+}
+
+/// One measured (case, route).
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub case: usize,
+    pub route: Route,
+    pub result: LoadResult,
+}
+
+/// Everything a run measured and the context needed to read it.
+pub struct Report {
+    pub started: String,
+    pub machine: String,
+    pub tools: String,
+    pub settings: LoadSettings,
+    pub cases: Vec<Case>,
+    pub measurements: Vec<Measurement>,
+    pub watch: Option<(WatchDelays, usize)>,
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+/// Nearest-rank percentile of signed microseconds.
+pub fn percentile(values: &[i64], p: f64) -> i64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Report {
+    fn find(&self, case: usize, route: Route) -> Option<&LoadResult> {
+        self.measurements
+            .iter()
+            .find(|m| m.case == case && m.route == route)
+            .map(|m| &m.result)
+    }
+
+    /// pathgate's throughput ratio divided by HAProxy's, per case (target: at least 1).
+    pub fn pathgate_vs_haproxy(&self) -> Vec<(&'static str, f64)> {
+        (0..self.cases.len())
+            .filter_map(|case| {
+                let pathgate = self.find(case, Route::Pathgate)?;
+                let haproxy = self.find(case, Route::Haproxy)?;
+                Some((
+                    self.cases[case].title,
+                    pathgate.requests_per_second() / haproxy.requests_per_second(),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let s = &self.settings;
+        let _ = writeln!(out, "### Run of {}\n", self.started);
+        let _ = writeln!(out, "- machine: {}", self.machine);
+        let _ = writeln!(out, "- tools: {}", self.tools);
+        let _ = writeln!(
+            out,
+            "- load: wrk, {} threads, {} connections, HTTP/1.1 keep-alive over TLS, {} s warm-up then {} s measured per path, paths one after another; wrk, the upstream and the proxy share the cores (nothing pinned)\n",
+            s.threads,
+            s.connections,
+            s.warmup.as_secs(),
+            s.duration.as_secs()
+        );
+        for (index, case) in self.cases.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "#### {} (`GET {}`, {} B body)\n",
+                case.title, case.path_and_query, case.body_bytes
+            );
+            let _ = writeln!(
+                out,
+                "| path | req/s | p50 | p99 | throughput / direct | p99 / direct | errors |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+            let Some(direct) = self.find(index, Route::Direct) else {
+                continue;
+            };
+            for route in Route::ALL {
+                let Some(result) = self.find(index, route) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {} | {} | {:.3} | {:.2} | {} |",
+                    route.label(),
+                    result.requests_per_second(),
+                    millis(result.p50),
+                    millis(result.p99),
+                    result.requests_per_second() / direct.requests_per_second(),
+                    result.p99.as_secs_f64() / direct.p99.as_secs_f64(),
+                    result.errors
+                );
+            }
+            let _ = writeln!(out);
+        }
+        let comparison = self.pathgate_vs_haproxy();
+        if !comparison.is_empty() {
+            let _ = writeln!(
+                out,
+                "pathgate's throughput ratio over HAProxy's (target ≥ 1.00): {}\n",
+                comparison
+                    .iter()
+                    .map(|(title, ratio)| format!("{title} {ratio:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if let Some((delays, warmup)) = &self.watch {
+            let _ = writeln!(
+                out,
+                "#### Watch-event latency (real kube-apiserver, {} events after {} warm-up; create answered → ADDED event received)\n",
+                delays.direct.len(),
+                warmup
+            );
+            let _ = writeln!(out, "| watch | p50 | p99 | max |");
+            let _ = writeln!(out, "|---|---:|---:|---:|");
+            for (label, values) in [
+                ("direct", &delays.direct),
+                ("through pathgate", &delays.through_pathgate),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "| {label} | {} µs | {} µs | {} µs |",
+                    percentile(values, 50.0),
+                    percentile(values, 99.0),
+                    percentile(values, 100.0)
+                );
+            }
+            let ratio = |p: f64| {
+                let direct = percentile(&delays.direct, p);
+                let proxied = percentile(&delays.through_pathgate, p);
+                if direct > 0 {
+                    format!(
+                        "{:.2} (+{} µs)",
+                        proxied as f64 / direct as f64,
+                        proxied - direct
+                    )
+                } else {
+                    format!("n/a (+{} µs)", proxied - direct)
+                }
+            };
+            let _ = writeln!(
+                out,
+                "\nthrough pathgate / direct: p50 {}, p99 {}\n",
+                ratio(50.0),
+                ratio(99.0)
+            );
+        }
+        out
+    }
+}
