@@ -19,6 +19,7 @@
 //! | [`children`] | child processes, their logs and addresses; the `allow_all` child |
 //! | [`wrk`] | running the load generator and parsing its numbers |
 //! | [`client`] | the HTTPS client used for checks and watches |
+//! | [`cpu`] | CPU time per process from `/proc`, and the share of foreign processes |
 //! | [`watch`] | watch-event latency on the control plane |
 //! | [`report`] | the Markdown tables and ratios |
 //!
@@ -27,6 +28,7 @@
 
 mod children;
 mod client;
+mod cpu;
 mod report;
 mod upstream;
 mod watch;
@@ -135,6 +137,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
     let machine = machine_description();
     eprintln!("load benchmark: {machine}; logs in {}", dir.display());
 
+    let pathgate_binary = copy_pathgate_binary(&dir)?;
     let certs = pathgate::tls::init_certs(&dir.join("certs"), &[], true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -160,7 +163,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
     std::fs::write(&policy, POLICY)?;
 
     // pathgate, the binary.
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pathgate"));
+    let mut command = Command::new(&pathgate_binary);
     command
         .arg("serve")
         .arg("--upstream-kubeconfig")
@@ -206,16 +209,29 @@ fn run(options: &Options) -> anyhow::Result<()> {
         },
     ];
     let expected = [upstream::small_object(), upstream::configmap_list()];
+    let upstream_pid = upstream_child.pid();
     let routes = [
-        (Route::Direct, upstream_addr),
-        (Route::Haproxy, haproxy_addr),
-        (Route::Pathgate, pathgate_addr),
-        (Route::PathgateAllowAll, allow_all_addr),
+        (Route::Direct, upstream_addr, vec![upstream_pid]),
+        (
+            Route::Haproxy,
+            haproxy_addr,
+            vec![upstream_pid, haproxy_child.pid()],
+        ),
+        (
+            Route::Pathgate,
+            pathgate_addr,
+            vec![upstream_pid, pathgate_child.pid()],
+        ),
+        (
+            Route::PathgateAllowAll,
+            allow_all_addr,
+            vec![upstream_pid, allow_all_child.pid()],
+        ),
     ];
 
     // Every path answers every case with the canned body before anything is measured.
     let checker = client::trusting(&certs.ca_cert)?;
-    for (route, addr) in routes {
+    for (route, addr, _) in &routes {
         for (case, body) in cases.iter().zip(&expected) {
             let url = format!("https://localhost:{}{}", addr.port(), case.path_and_query);
             let (status, answer) = runtime.block_on(client::get(&checker, &url, TOKEN))?;
@@ -233,10 +249,10 @@ fn run(options: &Options) -> anyhow::Result<()> {
 
     let mut measurements = Vec::new();
     for (index, case) in cases.iter().enumerate() {
-        for (route, addr) in routes {
+        for (route, addr, watched) in &routes {
             let url = format!("https://127.0.0.1:{}{}", addr.port(), case.path_and_query);
             eprintln!("load benchmark: {} via {}", case.title, route.label());
-            let result = wrk.measure(&url, &options.settings)?;
+            let result = wrk.measure(&url, &options.settings, watched)?;
             eprintln!(
                 "  {:.0} req/s, p99 {:?}, {} errors",
                 result.requests_per_second(),
@@ -245,7 +261,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
             );
             measurements.push(Measurement {
                 case: index,
-                route,
+                route: *route,
                 result,
             });
         }
@@ -257,6 +273,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
             child.fail_if_exited()?;
         }
     }
+    drop(routes);
     drop(haproxy_child);
     drop(allow_all_child);
     drop(pathgate_child);
@@ -271,6 +288,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
 
     let report = Report {
         started,
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         machine,
         tools: format!(
             "{}; {haproxy_version}; pathgate release build (debug=1)",
@@ -309,7 +329,7 @@ async fn watch_latency(
     let running = cluster.info().clone();
     let token = running.admin_token()?;
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pathgate"));
+    let mut command = Command::new(dir.join("pathgate"));
     command
         .arg("serve")
         .arg("--upstream-kubeconfig")
@@ -358,6 +378,23 @@ async fn watch_latency(
     delays
 }
 
+/// Copies the `pathgate` binary cargo built for this bench into the run directory at once:
+/// with a `CARGO_TARGET_DIR` shared between checkouts, another build can replace
+/// `target/release/pathgate` while the benchmark runs.
+fn copy_pathgate_binary(dir: &Path) -> anyhow::Result<PathBuf> {
+    let built = Path::new(env!("CARGO_BIN_EXE_pathgate"));
+    let copy = dir.join("pathgate");
+    std::fs::copy(built, &copy).with_context(|| format!("copying {}", built.display()))?;
+    let help = Command::new(&copy).args(["serve", "--help"]).output()?;
+    if !String::from_utf8_lossy(&help.stdout).contains("--mode") {
+        bail!(
+            "{} has no `serve --mode`: it is not this checkout's build (a shared target dir?); rebuild and rerun",
+            built.display()
+        );
+    }
+    Ok(copy)
+}
+
 fn start_haproxy(
     dir: &Path,
     certs: &pathgate::tls::CertFiles,
@@ -394,7 +431,8 @@ fn start_haproxy(
 }
 
 /// TLS termination on loopback, re-encryption to the upstream verified against its CA,
-/// HTTP/2 upstream when offered (as pathgate), two threads, no logging.
+/// HTTP/2 upstream when offered (as pathgate), two threads, and one access-log line per
+/// request on stderr (into its log file), as pathgate writes one per request.
 fn haproxy_config(
     port: u16,
     pem: &Path,
@@ -413,9 +451,12 @@ fn haproxy_config(
 global
     nbthread 2
     maxconn 4096
+    log stderr format raw local0 info
 {user}
 defaults
     mode http
+    log global
+    option httplog
     timeout connect 5s
     timeout client 60s
     timeout server 60s

@@ -27,7 +27,7 @@ impl Route {
     pub fn label(self) -> &'static str {
         match self {
             Route::Direct => "direct",
-            Route::Haproxy => "HAProxy (nbthread 2)",
+            Route::Haproxy => "HAProxy (nbthread 2, httplog)",
             Route::Pathgate => "pathgate binary, policy, --mode observe",
             Route::PathgateAllowAll => "pathgate in-process, allow_all",
         }
@@ -55,6 +55,7 @@ pub struct Measurement {
 /// Everything a run measured and the context needed to read it.
 pub struct Report {
     pub started: String,
+    pub cores: usize,
     pub machine: String,
     pub tools: String,
     pub settings: LoadSettings,
@@ -65,6 +66,13 @@ pub struct Report {
 
 fn millis(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn micros(duration: Option<Duration>) -> String {
+    match duration {
+        Some(duration) => format!("{:.1} µs", duration.as_secs_f64() * 1e6),
+        None => "—".into(),
+    }
 }
 
 /// Nearest-rank percentile of signed microseconds.
@@ -86,8 +94,9 @@ impl Report {
             .map(|m| &m.result)
     }
 
-    /// pathgate's throughput ratio divided by HAProxy's, per case (target: at least 1).
-    pub fn pathgate_vs_haproxy(&self) -> Vec<(&'static str, f64)> {
+    /// Per case: pathgate's throughput ratio divided by HAProxy's (target: at least 1),
+    /// and pathgate's CPU per request divided by HAProxy's.
+    pub fn pathgate_vs_haproxy(&self) -> Vec<(&'static str, f64, f64)> {
         (0..self.cases.len())
             .filter_map(|case| {
                 let pathgate = self.find(case, Route::Pathgate)?;
@@ -95,6 +104,8 @@ impl Report {
                 Some((
                     self.cases[case].title,
                     pathgate.requests_per_second() / haproxy.requests_per_second(),
+                    pathgate.cpu_per_request(1)?.as_secs_f64()
+                        / haproxy.cpu_per_request(1)?.as_secs_f64(),
                 ))
             })
             .collect()
@@ -122,9 +133,12 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "| path | req/s | p50 | p99 | throughput / direct | p99 / direct | errors |"
+                "| path | req/s | p50 | p99 | throughput / direct | p99 / direct | proxy CPU / req | upstream CPU / req | wrk CPU / req | foreign CPU | errors |"
             );
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                out,
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
             let Some(direct) = self.find(index, Route::Direct) else {
                 continue;
             };
@@ -132,15 +146,25 @@ impl Report {
                 let Some(result) = self.find(index, route) else {
                     continue;
                 };
+                let machine = result.elapsed.as_secs_f64() * self.cores as f64;
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {} | {} | {:.3} | {:.2} | {} |",
+                    "| {} | {:.0} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {:.0}% | {} |",
                     route.label(),
                     result.requests_per_second(),
                     millis(result.p50),
                     millis(result.p99),
                     result.requests_per_second() / direct.requests_per_second(),
                     result.p99.as_secs_f64() / direct.p99.as_secs_f64(),
+                    micros(result.cpu_per_request(1)),
+                    micros(result.cpu_per_request(0)),
+                    micros(Some(
+                        result
+                            .cpu
+                            .load_generator
+                            .div_f64(result.requests.max(1) as f64)
+                    )),
+                    100.0 * result.cpu.foreign.as_secs_f64() / machine,
                     result.errors
                 );
             }
@@ -150,10 +174,15 @@ impl Report {
         if !comparison.is_empty() {
             let _ = writeln!(
                 out,
-                "pathgate's throughput ratio over HAProxy's (target ≥ 1.00): {}\n",
+                "pathgate's throughput ratio over HAProxy's (target ≥ 1.00): {}; pathgate's CPU per request over HAProxy's: {}\n",
                 comparison
                     .iter()
-                    .map(|(title, ratio)| format!("{title} {ratio:.2}"))
+                    .map(|(title, ratio, _)| format!("{title} {ratio:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                comparison
+                    .iter()
+                    .map(|(title, _, cpu)| format!("{title} {cpu:.2}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -161,42 +190,46 @@ impl Report {
         if let Some((delays, warmup)) = &self.watch {
             let _ = writeln!(
                 out,
-                "#### Watch-event latency (real kube-apiserver, {} events after {} warm-up; create answered → ADDED event received)\n",
-                delays.direct.len(),
+                "#### Watch-event latency (real kube-apiserver, {} ConfigMaps created one by one after {} warm-up)\n",
+                delays.direct.after_send.len(),
                 warmup
             );
-            let _ = writeln!(out, "| watch | p50 | p99 | max |");
-            let _ = writeln!(out, "|---|---:|---:|---:|");
-            for (label, values) in [
+            let _ = writeln!(
+                out,
+                "| watch | p50 from create sent | p99 from create sent | p50 from create answered | p99 from create answered |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+            for (label, watch) in [
                 ("direct", &delays.direct),
                 ("through pathgate", &delays.through_pathgate),
             ] {
                 let _ = writeln!(
                     out,
-                    "| {label} | {} µs | {} µs | {} µs |",
-                    percentile(values, 50.0),
-                    percentile(values, 99.0),
-                    percentile(values, 100.0)
+                    "| {label} | {} µs | {} µs | {} µs | {} µs |",
+                    percentile(&watch.after_send, 50.0),
+                    percentile(&watch.after_send, 99.0),
+                    percentile(&watch.after_answer, 50.0),
+                    percentile(&watch.after_answer, 99.0)
                 );
             }
-            let ratio = |p: f64| {
-                let direct = percentile(&delays.direct, p);
-                let proxied = percentile(&delays.through_pathgate, p);
+            let compare = |direct: &[i64], proxied: &[i64], p: f64| {
+                let direct = percentile(direct, p);
+                let proxied = percentile(proxied, p);
+                let added = proxied - direct;
                 if direct > 0 {
-                    format!(
-                        "{:.2} (+{} µs)",
-                        proxied as f64 / direct as f64,
-                        proxied - direct
-                    )
+                    format!("{:.2} ({added:+} µs)", proxied as f64 / direct as f64)
                 } else {
-                    format!("n/a (+{} µs)", proxied - direct)
+                    format!("{added:+} µs (no ratio: direct ≤ 0)")
                 }
             };
+            let (d, g) = (&delays.direct, &delays.through_pathgate);
             let _ = writeln!(
                 out,
-                "\nthrough pathgate / direct: p50 {}, p99 {}\n",
-                ratio(50.0),
-                ratio(99.0)
+                "\nthrough pathgate / direct, from create sent: p50 {}, p99 {}; from create answered: p50 {}, p99 {}\n",
+                compare(&d.after_send, &g.after_send, 50.0),
+                compare(&d.after_send, &g.after_send, 99.0),
+                compare(&d.after_answer, &g.after_answer, 50.0),
+                compare(&d.after_answer, &g.after_answer, 99.0),
             );
         }
         out

@@ -21,13 +21,21 @@ pub struct WatchTarget {
     pub client: HttpsClient,
 }
 
-/// Per-event delays in microseconds (signed: an event can beat the create's answer).
+/// Per-event delays of one watch, in microseconds.
+#[derive(Debug, Clone, Default)]
+pub struct Delays {
+    /// Create answered → event received. Signed: the apiserver sends the event and the
+    /// create's answer at about the same time, so the event often arrives first.
+    pub after_answer: Vec<i64>,
+    /// Create sent → event received (never negative).
+    pub after_send: Vec<i64>,
+}
+
+/// The delays of both watches for the same events.
 #[derive(Debug, Clone, Default)]
 pub struct WatchDelays {
-    /// Create answered → event on the direct watch.
-    pub direct: Vec<i64>,
-    /// Create answered → event on the watch through pathgate.
-    pub through_pathgate: Vec<i64>,
+    pub direct: Delays,
+    pub through_pathgate: Delays,
 }
 
 /// Creates `warmup + events` ConfigMaps and returns the delays of the last `events`.
@@ -89,6 +97,7 @@ pub async fn measure(
     let mut proxied_seen: HashMap<String, Instant> = HashMap::new();
     for index in 0..warmup + events {
         let name = format!("event-{index:03}");
+        let sent = Instant::now();
         let (status, body) = post(
             &direct,
             token,
@@ -115,10 +124,13 @@ pub async fn measure(
         )
         .await?;
         if index >= warmup {
-            delays.direct.push(signed_micros(direct_at, answered));
-            delays
-                .through_pathgate
-                .push(signed_micros(proxied_at, answered));
+            for (watch, at) in [
+                (&mut delays.direct, direct_at),
+                (&mut delays.through_pathgate, proxied_at),
+            ] {
+                watch.after_answer.push(signed_micros(at, answered));
+                watch.after_send.push(signed_micros(at, sent));
+            }
         }
     }
     direct_watch.abort();

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::cpu;
+
 /// The marker of the line the Lua hook prints.
 const RESULT_MARKER: &str = "PATHGATE-BENCH";
 
@@ -41,11 +43,20 @@ pub struct LoadResult {
     pub p99: Duration,
     /// Socket errors, timeouts and non-2xx/3xx answers.
     pub errors: u64,
+    /// CPU used during the measured run (the watched processes are the upstream, then
+    /// the proxy if any).
+    pub cpu: cpu::Usage,
 }
 
 impl LoadResult {
     pub fn requests_per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU time of watched process `index` per request.
+    pub fn cpu_per_request(&self, index: usize) -> Option<Duration> {
+        let used = self.cpu.processes.get(index)?;
+        Some(used.div_f64(self.requests.max(1) as f64))
     }
 }
 
@@ -53,6 +64,7 @@ impl LoadResult {
 pub struct Wrk {
     script: PathBuf,
     pub version: String,
+    ticks_per_second: u64,
 }
 
 impl Wrk {
@@ -66,17 +78,36 @@ impl Wrk {
         let version = text.lines().next().unwrap_or("wrk").trim().to_string();
         let script = dir.join("report.lua");
         std::fs::write(&script, SCRIPT)?;
-        Ok(Self { script, version })
+        Ok(Self {
+            script,
+            version,
+            ticks_per_second: cpu::ticks_per_second(),
+        })
     }
 
-    /// A warm-up run (discarded), then the measured run.
-    pub fn measure(&self, url: &str, settings: &LoadSettings) -> anyhow::Result<LoadResult> {
+    /// A warm-up run (discarded), then the measured run, accounting the CPU of the
+    /// processes `watched` (by pid) during it.
+    pub fn measure(
+        &self,
+        url: &str,
+        settings: &LoadSettings,
+        watched: &[u32],
+    ) -> anyhow::Result<LoadResult> {
         self.run(url, settings, settings.warmup)?;
-        let result = self.run(url, settings, settings.duration)?;
-        if result.requests == 0 {
+        let before = cpu::snapshot(watched);
+        let (requests, elapsed, p50, p99, errors) = self.run(url, settings, settings.duration)?;
+        let after = cpu::snapshot(watched);
+        if requests == 0 {
             bail!("wrk completed no request against {url}");
         }
-        Ok(result)
+        Ok(LoadResult {
+            requests,
+            elapsed,
+            p50,
+            p99,
+            errors,
+            cpu: cpu::usage(&before, &after, self.ticks_per_second),
+        })
     }
 
     fn run(
@@ -84,7 +115,7 @@ impl Wrk {
         url: &str,
         settings: &LoadSettings,
         duration: Duration,
-    ) -> anyhow::Result<LoadResult> {
+    ) -> anyhow::Result<Counts> {
         let seconds = duration.as_secs().max(1);
         let mut child = Command::new("wrk")
             .args([
@@ -139,7 +170,10 @@ impl Wrk {
     }
 }
 
-fn parse(stdout: &str) -> anyhow::Result<LoadResult> {
+/// requests, elapsed, p50, p99, errors.
+type Counts = (u64, Duration, Duration, Duration, u64);
+
+fn parse(stdout: &str) -> anyhow::Result<Counts> {
     let line = stdout
         .lines()
         .find(|line| line.starts_with(RESULT_MARKER))
@@ -152,15 +186,11 @@ fn parse(stdout: &str) -> anyhow::Result<LoadResult> {
             .parse::<u64>()
             .with_context(|| format!("{name} in {line:?} is not a number"))
     };
-    Ok(LoadResult {
-        requests: field("requests")?,
-        elapsed: Duration::from_micros(field("duration_us")?),
-        p50: Duration::from_micros(field("p50_us")?),
-        p99: Duration::from_micros(field("p99_us")?),
-        errors: field("connect")?
-            + field("read")?
-            + field("write")?
-            + field("status")?
-            + field("timeout")?,
-    })
+    Ok((
+        field("requests")?,
+        Duration::from_micros(field("duration_us")?),
+        Duration::from_micros(field("p50_us")?),
+        Duration::from_micros(field("p99_us")?),
+        field("connect")? + field("read")? + field("write")? + field("status")? + field("timeout")?,
+    ))
 }
