@@ -58,6 +58,8 @@ struct Options {
     watch_events: usize,
     watch_warmup: usize,
     watch: bool,
+    /// The proxies to measure (the direct path always is: it is the reference).
+    routes: Vec<Route>,
 }
 
 impl Options {
@@ -72,6 +74,7 @@ impl Options {
             watch_events: 50,
             watch_warmup: 5,
             watch: true,
+            routes: Route::ALL.to_vec(),
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -89,8 +92,23 @@ impl Options {
                 "--threads" => options.settings.threads = number(arg)? as u32,
                 "--watch-events" => options.watch_events = number(arg)? as usize,
                 "--no-watch" => options.watch = false,
+                "--routes" => {
+                    let names = args.next().context("--routes needs a list")?;
+                    options.routes = vec![Route::Direct];
+                    for name in names.split(',') {
+                        let route = Route::ALL
+                            .into_iter()
+                            .find(|route| route.name() == name)
+                            .with_context(|| {
+                                format!("unknown route {name:?}: haproxy, pathgate, allow-all")
+                            })?;
+                        if route != Route::Direct {
+                            options.routes.push(route);
+                        }
+                    }
+                }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch"
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --routes haproxy,pathgate,allow-all"
                 ),
             }
         }
@@ -247,6 +265,10 @@ fn run(options: &Options) -> anyhow::Result<()> {
         }
     }
 
+    let routes: Vec<_> = routes
+        .into_iter()
+        .filter(|(route, _, _)| options.routes.contains(route))
+        .collect();
     let mut measurements = Vec::new();
     for (index, case) in cases.iter().enumerate() {
         for (route, addr, watched) in &routes {
@@ -378,20 +400,68 @@ async fn watch_latency(
     delays
 }
 
-/// Copies the `pathgate` binary cargo built for this bench into the run directory at once:
-/// with a `CARGO_TARGET_DIR` shared between checkouts, another build can replace
-/// `target/release/pathgate` while the benchmark runs.
+/// Copies this checkout's `pathgate` binary into the run directory at once.
+///
+/// With a `CARGO_TARGET_DIR` shared between checkouts, another checkout's build can replace
+/// `target/release/pathgate` at any time. The binary measured must be built from this
+/// checkout: its debug info names this directory (`debug = 1` in the release profile), so
+/// when the uplifted file does not, the newest `deps/pathgate-*` that does is used instead.
 fn copy_pathgate_binary(dir: &Path) -> anyhow::Result<PathBuf> {
-    let built = Path::new(env!("CARGO_BIN_EXE_pathgate"));
-    let copy = dir.join("pathgate");
-    std::fs::copy(built, &copy).with_context(|| format!("copying {}", built.display()))?;
-    let help = Command::new(&copy).args(["serve", "--help"]).output()?;
-    if !String::from_utf8_lossy(&help.stdout).contains("--mode") {
-        bail!(
-            "{} has no `serve --mode`: it is not this checkout's build (a shared target dir?); rebuild and rerun",
-            built.display()
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_pathgate"));
+    let mut marker = env!("CARGO_MANIFEST_DIR").as_bytes().to_vec();
+    marker.push(0);
+    let is_ours = |path: &Path| {
+        std::fs::read(path).is_ok_and(|bytes| {
+            bytes
+                .windows(marker.len())
+                .any(|window| window == marker.as_slice())
+        })
+    };
+    let chosen = if is_ours(&built) {
+        built.clone()
+    } else {
+        let deps = built
+            .parent()
+            .map(|release| release.join("deps"))
+            .context("the pathgate binary has no directory")?;
+        let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.starts_with("pathgate-") && path.extension().is_none()
+            })
+            .filter_map(|path| Some((path.metadata().ok()?.modified().ok()?, path)))
+            .collect();
+        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates
+            .into_iter()
+            .map(|(_, path)| path)
+            .find(|path| {
+                Command::new(path)
+                    .args(["serve", "--help"])
+                    .output()
+                    .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--mode"))
+                    && is_ours(path)
+            })
+            .with_context(|| {
+                format!(
+                    "{} was built from another checkout (shared target dir) and no pathgate binary of {} is in {}; rebuild and rerun",
+                    built.display(),
+                    env!("CARGO_MANIFEST_DIR"),
+                    deps.display()
+                )
+            })?
+    };
+    if chosen != built {
+        eprintln!(
+            "load benchmark: {} is another checkout's build; using {}",
+            built.display(),
+            chosen.display()
         );
     }
+    let copy = dir.join("pathgate");
+    std::fs::copy(&chosen, &copy).with_context(|| format!("copying {}", chosen.display()))?;
     Ok(copy)
 }
 

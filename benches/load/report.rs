@@ -24,6 +24,16 @@ impl Route {
         Route::PathgateAllowAll,
     ];
 
+    /// The name `--routes` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Haproxy => "haproxy",
+            Route::Pathgate => "pathgate",
+            Route::PathgateAllowAll => "allow-all",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Route::Direct => "direct",
