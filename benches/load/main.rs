@@ -433,7 +433,7 @@ fn copy_pathgate_binary(dir: &Path) -> anyhow::Result<PathBuf> {
             })
             .filter_map(|path| Some((path.metadata().ok()?.modified().ok()?, path)))
             .collect();
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
         candidates
             .into_iter()
             .map(|(_, path)| path)
