@@ -7,6 +7,9 @@ use std::time::Duration;
 use crate::watch::WatchDelays;
 use crate::wrk::{LoadResult, LoadSettings};
 
+/// Above this share of the machine used by other processes, a measurement is flagged.
+const NOISY_FOREIGN_SHARE: f64 = 0.10;
+
 /// A path between the load generator and the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -179,6 +182,23 @@ impl Report {
                 );
             }
             let _ = writeln!(out);
+        }
+        let noisy: Vec<String> = self
+            .measurements
+            .iter()
+            .filter(|m| {
+                let machine = m.result.elapsed.as_secs_f64() * self.cores as f64;
+                m.result.cpu.foreign.as_secs_f64() / machine > NOISY_FOREIGN_SHARE
+            })
+            .map(|m| format!("{} via {}", self.cases[m.case].title, m.route.label()))
+            .collect();
+        if !noisy.is_empty() {
+            let _ = writeln!(
+                out,
+                "**Noisy**: other processes used more than {:.0}% of the machine during {}; rerun before comparing.\n",
+                NOISY_FOREIGN_SHARE * 100.0,
+                noisy.join("; ")
+            );
         }
         let comparison = self.pathgate_vs_haproxy();
         if !comparison.is_empty() {
