@@ -174,15 +174,7 @@ fn token_fingerprint(authorization: &HeaderValue) -> Option<String> {
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?;
     let digest = Sha256::digest(token.trim().as_bytes());
-    // Hex without `format!` per byte: this runs on every request.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    Some(
-        digest[..8]
-            .iter()
-            .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]])
-            .map(char::from)
-            .collect(),
-    )
+    Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -718,11 +710,6 @@ mod tests {
             token_fingerprint(&HeaderValue::from_static("Bearer other")).unwrap()
         );
         assert!(token_fingerprint(&HeaderValue::from_static("Basic abc")).is_none());
-        // SHA-256("abc") begins ba7816bf8f01cfea.
-        assert_eq!(
-            token_fingerprint(&HeaderValue::from_static("Bearer abc")).unwrap(),
-            "ba7816bf8f01cfea"
-        );
     }
 
     #[test]
