@@ -3,16 +3,17 @@
 use http::header::{self, HeaderMap, HeaderName};
 
 /// Hop-by-hop headers, always removed before forwarding in either direction (except the
-/// upgrade pair on an upgrade, which the proxy re-adds itself).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+/// upgrade pair on an upgrade, which the proxy re-adds itself). `HeaderName`s rather than
+/// strings: removing by a string parses and validates the name again on every request.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
 ];
 
 /// Removes hop-by-hop headers, including every header named in `Connection`, and
@@ -29,7 +30,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<http::HeaderValue> {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     upgrade

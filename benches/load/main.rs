@@ -1,0 +1,603 @@
+//! The load benchmark: `cargo bench --bench load` (see BENCHMARKS.md).
+//!
+//! # What it does
+//!
+//! 1. Starts a fixed TLS upstream serving canned Kubernetes API answers ([`upstream`]).
+//! 2. Starts, in front of that same upstream, the release `pathgate serve` binary (policy
+//!    gate, `--mode observe`), an in-process pathgate with the `allow_all` gate, and
+//!    Debian's HAProxy terminating and re-encrypting TLS ([`children`]).
+//! 3. Loads each path in turn with `wrk` ([`wrk`]) for each case (a small GET and a 30 KB
+//!    LIST) and reports throughput and p99 latency as ratios to the direct path ([`report`]).
+//! 4. Starts the real control plane and measures watch-event latency directly and through
+//!    the pathgate binary ([`watch`]), then stops everything.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`upstream`] | the canned TLS upstream (a child process) and its bodies |
+//! | [`children`] | child processes, their logs and addresses; the `allow_all` child |
+//! | [`wrk`] | running the load generator and parsing its numbers |
+//! | [`client`] | the HTTPS client used for checks and watches |
+//! | [`cpu`] | CPU time per process from `/proc`, and the share of foreign processes |
+//! | [`watch`] | watch-event latency on the control plane |
+//! | [`report`] | the Markdown tables and ratios |
+//!
+//! It is a `harness = false` bench target: `cargo test` never runs it (and when a
+//! `cargo test --benches` runs the binary without `--bench`, it returns at once).
+
+mod children;
+mod client;
+mod cpu;
+mod report;
+mod upstream;
+mod watch;
+mod wrk;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+
+use children::ChildProcess;
+use report::{Case, Measurement, Report, Route};
+use wrk::{LoadSettings, Wrk};
+
+/// The token every client presents (the canned upstream accepts anything; passthrough
+/// forwards it, as with a real agent).
+const TOKEN: &str = "pathgate-bench-token";
+
+/// The policy the binary runs: the defaults, observed (every rule evaluates, none blocks).
+const POLICY: &str = "# Written by the pathgate load benchmark.\nmode: observe\n";
+
+/// Command-line options (after `cargo bench --bench load --`).
+struct Options {
+    settings: LoadSettings,
+    watch_events: usize,
+    watch_warmup: usize,
+    watch: bool,
+    /// The proxies to measure (the direct path always is: it is the reference).
+    routes: Vec<Route>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut options = Options {
+            settings: LoadSettings {
+                threads: 2,
+                connections: 16,
+                warmup: Duration::from_secs(2),
+                duration: Duration::from_secs(10),
+            },
+            watch_events: 50,
+            watch_warmup: 5,
+            watch: true,
+            routes: Route::ALL.to_vec(),
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut number = |name: &str| -> anyhow::Result<u64> {
+                args.next()
+                    .with_context(|| format!("{name} needs a value"))?
+                    .parse()
+                    .with_context(|| format!("{name} needs a number"))
+            };
+            match arg.as_str() {
+                "--bench" => {}
+                "--seconds" => options.settings.duration = Duration::from_secs(number(arg)?),
+                "--warmup-seconds" => options.settings.warmup = Duration::from_secs(number(arg)?),
+                "--connections" => options.settings.connections = number(arg)? as u32,
+                "--threads" => options.settings.threads = number(arg)? as u32,
+                "--watch-events" => options.watch_events = number(arg)? as usize,
+                "--no-watch" => options.watch = false,
+                "--routes" => {
+                    let names = args.next().context("--routes needs a list")?;
+                    options.routes = vec![Route::Direct];
+                    for name in names.split(',') {
+                        let route = Route::ALL
+                            .into_iter()
+                            .find(|route| route.name() == name)
+                            .with_context(|| {
+                                format!("unknown route {name:?}: haproxy, pathgate, allow-all")
+                            })?;
+                        if route != Route::Direct {
+                            options.routes.push(route);
+                        }
+                    }
+                }
+                other => bail!(
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --routes haproxy,pathgate,allow-all"
+                ),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some(upstream::CHILD_COMMAND) => return upstream::child_main(&args[1..]),
+        Some(children::ALLOW_ALL_COMMAND) => return children::allow_all_main(&args[1..]),
+        _ => {}
+    }
+    if !args.iter().any(|arg| arg == "--bench") {
+        eprintln!("load benchmark: skipped outside `cargo bench` (run `cargo bench --bench load`)");
+        return ExitCode::SUCCESS;
+    }
+    let result = Options::parse(&args).and_then(|options| run(&options));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("load benchmark failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(options: &Options) -> anyhow::Result<()> {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = workspace.join("target").join("bench-load");
+    let cluster_dir = dir.join("cluster");
+    // A cluster left by an interrupted run is stopped before its files are removed.
+    testcluster::stop_dir(&cluster_dir)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let started = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let wrk = Wrk::new(&dir)?;
+    let haproxy_version = haproxy_version()?;
+    let machine = machine_description();
+    eprintln!("load benchmark: {machine}; logs in {}", dir.display());
+
+    let pathgate_binary = copy_pathgate_binary(&dir)?;
+    let certs = pathgate::tls::init_certs(&dir.join("certs"), &[], true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    // The upstream.
+    let me = std::env::current_exe()?;
+    let mut command = Command::new(&me);
+    command
+        .arg(upstream::CHILD_COMMAND)
+        .arg(&certs.server_cert)
+        .arg(&certs.server_key);
+    let mut upstream_child =
+        ChildProcess::spawn("canned upstream", command, &dir.join("upstream.log"))?;
+    let upstream_addr = upstream_child.announced_address("listening on https://")?;
+    let kubeconfig = dir.join("upstream.kubeconfig");
+    write_kubeconfig(
+        &kubeconfig,
+        &format!("https://{upstream_addr}"),
+        &certs.ca_cert,
+    )?;
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, POLICY)?;
+
+    // pathgate, the binary.
+    let mut command = Command::new(&pathgate_binary);
+    command
+        .arg("serve")
+        .arg("--upstream-kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .arg("--tls-cert")
+        .arg(&certs.server_cert)
+        .arg("--tls-key")
+        .arg(&certs.server_key)
+        .arg("--config")
+        .arg(&policy)
+        .args(["--mode", "observe"]);
+    let mut pathgate_child = ChildProcess::spawn("pathgate", command, &dir.join("pathgate.log"))?;
+    let pathgate_addr = pathgate_child.announced_address("pathgate listening on https://")?;
+
+    // pathgate in-process with allow_all.
+    let mut command = Command::new(&me);
+    command
+        .arg(children::ALLOW_ALL_COMMAND)
+        .arg(&kubeconfig)
+        .arg(&certs.server_cert)
+        .arg(&certs.server_key);
+    let mut allow_all_child = ChildProcess::spawn(
+        "pathgate allow_all",
+        command,
+        &dir.join("pathgate-allow-all.log"),
+    )?;
+    let allow_all_addr = allow_all_child.announced_address("pathgate listening on https://")?;
+
+    // HAProxy.
+    let (haproxy_child, haproxy_addr) = start_haproxy(&dir, &certs, upstream_addr)?;
+
+    let cases = vec![
+        Case {
+            title: "small GET",
+            path_and_query: upstream::SMALL_PATH,
+            body_bytes: upstream::small_object().len(),
+        },
+        Case {
+            title: "30 KB LIST",
+            path_and_query: "/api/v1/namespaces/default/configmaps?limit=500",
+            body_bytes: upstream::configmap_list().len(),
+        },
+    ];
+    let expected = [upstream::small_object(), upstream::configmap_list()];
+    let upstream_pid = upstream_child.pid();
+    let routes = [
+        (Route::Direct, upstream_addr, vec![upstream_pid]),
+        (
+            Route::Haproxy,
+            haproxy_addr,
+            vec![upstream_pid, haproxy_child.pid()],
+        ),
+        (
+            Route::Pathgate,
+            pathgate_addr,
+            vec![upstream_pid, pathgate_child.pid()],
+        ),
+        (
+            Route::PathgateAllowAll,
+            allow_all_addr,
+            vec![upstream_pid, allow_all_child.pid()],
+        ),
+    ];
+
+    // Every path answers every case with the canned body before anything is measured.
+    let checker = client::trusting(&certs.ca_cert)?;
+    for (route, addr, _) in &routes {
+        for (case, body) in cases.iter().zip(&expected) {
+            let url = format!("https://localhost:{}{}", addr.port(), case.path_and_query);
+            let (status, answer) = runtime.block_on(client::get(&checker, &url, TOKEN))?;
+            if status != http::StatusCode::OK || answer != *body {
+                bail!(
+                    "{} answered {status} with {} bytes for {url} (expected 200 and the canned {} bytes): {}",
+                    route.label(),
+                    answer.len(),
+                    body.len(),
+                    String::from_utf8_lossy(&answer[..answer.len().min(300)])
+                );
+            }
+        }
+    }
+
+    let routes: Vec<_> = routes
+        .into_iter()
+        .filter(|(route, _, _)| options.routes.contains(route))
+        .collect();
+    let mut measurements = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        for (route, addr, watched) in &routes {
+            let url = format!("https://127.0.0.1:{}{}", addr.port(), case.path_and_query);
+            eprintln!("load benchmark: {} via {}", case.title, route.label());
+            let result = wrk.measure(&url, &options.settings, watched)?;
+            eprintln!(
+                "  {:.0} req/s, p99 {:?}, {} errors",
+                result.requests_per_second(),
+                result.p99,
+                result.errors
+            );
+            measurements.push(Measurement {
+                case: index,
+                route: *route,
+                result,
+            });
+        }
+        for child in [
+            &mut upstream_child,
+            &mut pathgate_child,
+            &mut allow_all_child,
+        ] {
+            child.fail_if_exited()?;
+        }
+    }
+    drop(routes);
+    drop(haproxy_child);
+    drop(allow_all_child);
+    drop(pathgate_child);
+    drop(upstream_child);
+
+    let watch = if options.watch {
+        let delays = runtime.block_on(watch_latency(&dir, &cluster_dir, &certs, options))?;
+        Some((delays, options.watch_warmup))
+    } else {
+        None
+    };
+
+    let report = Report {
+        started,
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        machine,
+        tools: format!(
+            "{}; {haproxy_version}; pathgate release build (debug=1)",
+            wrk.version
+        ),
+        settings: options.settings.clone(),
+        cases,
+        measurements,
+        watch,
+    };
+    let markdown = report.markdown();
+    std::fs::write(dir.join("results.md"), &markdown)?;
+    println!("{markdown}");
+    eprintln!(
+        "load benchmark: results in {}",
+        dir.join("results.md").display()
+    );
+    Ok(())
+}
+
+/// The control plane, pathgate (binary) in front of it, and two watches.
+async fn watch_latency(
+    dir: &Path,
+    cluster_dir: &Path,
+    certs: &pathgate::tls::CertFiles,
+    options: &Options,
+) -> anyhow::Result<watch::WatchDelays> {
+    eprintln!(
+        "load benchmark: starting the control plane in {}",
+        cluster_dir.display()
+    );
+    let source = testcluster::ControlPlaneSource::of_workspace()?;
+    let binaries = source.ensure_built()?;
+    // Stopped when dropped, also on an error below.
+    let cluster = testcluster::Cluster::start(cluster_dir, &binaries, &source.versions)?;
+    let running = cluster.info().clone();
+    let token = running.admin_token()?;
+
+    let mut command = Command::new(dir.join("pathgate"));
+    command
+        .arg("serve")
+        .arg("--upstream-kubeconfig")
+        .arg(running.dir.admin_kubeconfig())
+        .args([
+            "--auth",
+            "passthrough",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ])
+        .arg("--tls-cert")
+        .arg(&certs.server_cert)
+        .arg("--tls-key")
+        .arg(&certs.server_key)
+        .arg("--config")
+        .arg(dir.join("policy.yaml"))
+        .args(["--mode", "observe"]);
+    let mut pathgate_child =
+        ChildProcess::spawn("pathgate (watch)", command, &dir.join("pathgate-watch.log"))?;
+    let pathgate_addr = pathgate_child.announced_address("pathgate listening on https://")?;
+
+    let direct = watch::WatchTarget {
+        base_url: running.apiserver.clone(),
+        client: client::trusting(&running.dir.ca_cert())?,
+    };
+    let through_pathgate = watch::WatchTarget {
+        base_url: format!("https://localhost:{}", pathgate_addr.port()),
+        client: client::trusting(&certs.ca_cert)?,
+    };
+    eprintln!(
+        "load benchmark: watch latency, {} events",
+        options.watch_events
+    );
+    let delays = watch::measure(
+        direct,
+        through_pathgate,
+        &token,
+        options.watch_warmup,
+        options.watch_events,
+    )
+    .await;
+    drop(pathgate_child);
+    cluster.stop()?;
+    delays
+}
+
+/// Copies this checkout's `pathgate` binary into the run directory at once.
+///
+/// With a `CARGO_TARGET_DIR` shared between checkouts, another checkout's build can replace
+/// `target/release/pathgate` at any time. The binary measured must be built from this
+/// checkout: its debug info names this directory (`debug = 1` in the release profile), so
+/// when the uplifted file does not, the newest `deps/pathgate-*` that does is used instead.
+fn copy_pathgate_binary(dir: &Path) -> anyhow::Result<PathBuf> {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_pathgate"));
+    let mut marker = env!("CARGO_MANIFEST_DIR").as_bytes().to_vec();
+    marker.push(0);
+    let is_ours = |path: &Path| {
+        std::fs::read(path).is_ok_and(|bytes| {
+            bytes
+                .windows(marker.len())
+                .any(|window| window == marker.as_slice())
+        })
+    };
+    let chosen = if is_ours(&built) {
+        built.clone()
+    } else {
+        let deps = built
+            .parent()
+            .map(|release| release.join("deps"))
+            .context("the pathgate binary has no directory")?;
+        let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.starts_with("pathgate-") && path.extension().is_none()
+            })
+            .filter_map(|path| Some((path.metadata().ok()?.modified().ok()?, path)))
+            .collect();
+        candidates.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+        candidates
+            .into_iter()
+            .map(|(_, path)| path)
+            .find(|path| {
+                Command::new(path)
+                    .args(["serve", "--help"])
+                    .output()
+                    .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--mode"))
+                    && is_ours(path)
+            })
+            .with_context(|| {
+                format!(
+                    "{} was built from another checkout (shared target dir) and no pathgate binary of {} is in {}; rebuild and rerun",
+                    built.display(),
+                    env!("CARGO_MANIFEST_DIR"),
+                    deps.display()
+                )
+            })?
+    };
+    if chosen != built {
+        eprintln!(
+            "load benchmark: {} is another checkout's build; using {}",
+            built.display(),
+            chosen.display()
+        );
+    }
+    let copy = dir.join("pathgate");
+    std::fs::copy(&chosen, &copy).with_context(|| format!("copying {}", chosen.display()))?;
+    Ok(copy)
+}
+
+fn start_haproxy(
+    dir: &Path,
+    certs: &pathgate::tls::CertFiles,
+    upstream: std::net::SocketAddr,
+) -> anyhow::Result<(ChildProcess, std::net::SocketAddr)> {
+    // HAProxy reads certificate and key from one file.
+    let pem = dir.join("haproxy.pem");
+    let mut combined = std::fs::read(&certs.server_cert)?;
+    combined.extend(std::fs::read(&certs.server_key)?);
+    std::fs::write(&pem, combined)?;
+    let config = dir.join("haproxy.cfg");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = children::free_loopback_port()?;
+        std::fs::write(
+            &config,
+            haproxy_config(port, &pem, &certs.ca_cert, upstream, running_as_root()),
+        )?;
+        let mut command = Command::new("haproxy");
+        command.arg("-db").arg("-f").arg(&config);
+        let mut child = ChildProcess::spawn("haproxy", command, &dir.join("haproxy.log"))?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        match child.wait_listening(addr) {
+            Ok(()) => return Ok((child, addr)),
+            Err(error) if attempt < 2 => {
+                eprintln!(
+                    "load benchmark: HAProxy did not start ({error:#}); retrying on another port"
+                );
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// TLS termination on loopback, re-encryption to the upstream verified against its CA,
+/// HTTP/2 upstream when offered (as pathgate), two threads, and one access-log line per
+/// request on stderr (into its log file), as pathgate writes one per request.
+fn haproxy_config(
+    port: u16,
+    pem: &Path,
+    ca: &Path,
+    upstream: std::net::SocketAddr,
+    drop_privileges: bool,
+) -> String {
+    let user = if drop_privileges {
+        // Started as root: HAProxy reads its files, then runs as nobody.
+        "    uid 65534\n    gid 65534\n"
+    } else {
+        ""
+    };
+    format!(
+        "# Written by the pathgate load benchmark.
+global
+    nbthread 2
+    maxconn 4096
+    log stderr format raw local0 info
+{user}
+defaults
+    mode http
+    log global
+    option httplog
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+
+frontend bench
+    bind 127.0.0.1:{port} ssl crt {pem} alpn h2,http/1.1
+    default_backend canned
+
+backend canned
+    server upstream {upstream} ssl verify required ca-file {ca} alpn h2,http/1.1
+",
+        pem = pem.display(),
+        ca = ca.display(),
+    )
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .and_then(|line| line.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn haproxy_version() -> anyhow::Result<String> {
+    let output = Command::new("haproxy").arg("-v").output().context(
+        "HAProxy is not installed: `apt-get install -y haproxy` (Debian) provides the reference proxy",
+    )?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()
+        .unwrap_or("HAProxy")
+        .split(" - ")
+        .next()
+        .unwrap_or("HAProxy")
+        .trim()
+        .to_string())
+}
+
+fn machine_description() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| line.split(':').nth(1))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores (nproc), {model}, Linux {}", kernel.trim())
+}
+
+/// A kubeconfig for the canned upstream: its URL and CA, no credentials (passthrough).
+fn write_kubeconfig(path: &Path, server: &str, ca: &Path) -> anyhow::Result<()> {
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(std::fs::read(ca)?);
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "canned", "cluster": {"server": server, "certificate-authority-data": ca_data}}],
+        "users": [{"name": "client", "user": {}}],
+        "contexts": [{"name": "canned", "context": {"cluster": "canned", "user": "client"}}],
+        "current-context": "canned",
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&kubeconfig)?)?;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The results of one run, rendered as the Markdown that BENCHMARKS.md quotes: every number
+//! is also given as a ratio to the direct path measured in the same run.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::watch::WatchDelays;
+use crate::wrk::{LoadResult, LoadSettings};
+
+/// Above this share of the machine used by other processes, a measurement is flagged.
+const NOISY_FOREIGN_SHARE: f64 = 0.10;
+
+/// A path between the load generator and the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Direct,
+    Haproxy,
+    Pathgate,
+    PathgateAllowAll,
+}
+
+impl Route {
+    pub const ALL: [Route; 4] = [
+        Route::Direct,
+        Route::Haproxy,
+        Route::Pathgate,
+        Route::PathgateAllowAll,
+    ];
+
+    /// The name `--routes` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Haproxy => "haproxy",
+            Route::Pathgate => "pathgate",
+            Route::PathgateAllowAll => "allow-all",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Haproxy => "HAProxy (nbthread 2, httplog)",
+            Route::Pathgate => "pathgate binary, policy, --mode observe",
+            Route::PathgateAllowAll => "pathgate in-process, allow_all",
+        }
+    }
+}
+
+/// A request shape.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub title: &'static str,
+    /// Path and query as the load generator requests it.
+    pub path_and_query: &'static str,
+    /// The body the upstream answers.
+    pub body_bytes: usize,
+}
+
+/// One measured (case, route).
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub case: usize,
+    pub route: Route,
+    pub result: LoadResult,
+}
+
+/// Everything a run measured and the context needed to read it.
+pub struct Report {
+    pub started: String,
+    pub cores: usize,
+    pub machine: String,
+    pub tools: String,
+    pub settings: LoadSettings,
+    pub cases: Vec<Case>,
+    pub measurements: Vec<Measurement>,
+    pub watch: Option<(WatchDelays, usize)>,
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn micros(duration: Option<Duration>) -> String {
+    match duration {
+        Some(duration) => format!("{:.1} µs", duration.as_secs_f64() * 1e6),
+        None => "—".into(),
+    }
+}
+
+/// Nearest-rank percentile of signed microseconds.
+pub fn percentile(values: &[i64], p: f64) -> i64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Report {
+    fn find(&self, case: usize, route: Route) -> Option<&LoadResult> {
+        self.measurements
+            .iter()
+            .find(|m| m.case == case && m.route == route)
+            .map(|m| &m.result)
+    }
+
+    /// Per case: pathgate's throughput ratio divided by HAProxy's (target: at least 1),
+    /// and pathgate's CPU per request divided by HAProxy's.
+    pub fn pathgate_vs_haproxy(&self) -> Vec<(&'static str, f64, f64)> {
+        (0..self.cases.len())
+            .filter_map(|case| {
+                let pathgate = self.find(case, Route::Pathgate)?;
+                let haproxy = self.find(case, Route::Haproxy)?;
+                Some((
+                    self.cases[case].title,
+                    pathgate.requests_per_second() / haproxy.requests_per_second(),
+                    pathgate.cpu_per_request(1)?.as_secs_f64()
+                        / haproxy.cpu_per_request(1)?.as_secs_f64(),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let s = &self.settings;
+        let _ = writeln!(out, "### Run of {}\n", self.started);
+        let _ = writeln!(out, "- machine: {}", self.machine);
+        let _ = writeln!(out, "- tools: {}", self.tools);
+        let _ = writeln!(
+            out,
+            "- load: wrk, {} threads, {} connections, HTTP/1.1 keep-alive over TLS, {} s warm-up then {} s measured per path, paths one after another; wrk, the upstream and the proxy share the cores (nothing pinned)\n",
+            s.threads,
+            s.connections,
+            s.warmup.as_secs(),
+            s.duration.as_secs()
+        );
+        for (index, case) in self.cases.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "#### {} (`GET {}`, {} B body)\n",
+                case.title, case.path_and_query, case.body_bytes
+            );
+            let _ = writeln!(
+                out,
+                "| path | req/s | p50 | p99 | throughput / direct | p99 / direct | proxy CPU / req | upstream CPU / req | wrk CPU / req | foreign CPU | errors |"
+            );
+            let _ = writeln!(
+                out,
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
+            let Some(direct) = self.find(index, Route::Direct) else {
+                continue;
+            };
+            for route in Route::ALL {
+                let Some(result) = self.find(index, route) else {
+                    continue;
+                };
+                let machine = result.elapsed.as_secs_f64() * self.cores as f64;
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {:.0}% | {} |",
+                    route.label(),
+                    result.requests_per_second(),
+                    millis(result.p50),
+                    millis(result.p99),
+                    result.requests_per_second() / direct.requests_per_second(),
+                    result.p99.as_secs_f64() / direct.p99.as_secs_f64(),
+                    micros(result.cpu_per_request(1)),
+                    micros(result.cpu_per_request(0)),
+                    micros(Some(
+                        result
+                            .cpu
+                            .load_generator
+                            .div_f64(result.requests.max(1) as f64)
+                    )),
+                    100.0 * result.cpu.foreign.as_secs_f64() / machine,
+                    result.errors
+                );
+            }
+            let _ = writeln!(out);
+        }
+        let noisy: Vec<String> = self
+            .measurements
+            .iter()
+            .filter(|m| {
+                let machine = m.result.elapsed.as_secs_f64() * self.cores as f64;
+                m.result.cpu.foreign.as_secs_f64() / machine > NOISY_FOREIGN_SHARE
+            })
+            .map(|m| format!("{} via {}", self.cases[m.case].title, m.route.label()))
+            .collect();
+        if !noisy.is_empty() {
+            let _ = writeln!(
+                out,
+                "**Noisy**: other processes used more than {:.0}% of the machine during {}; rerun before comparing.\n",
+                NOISY_FOREIGN_SHARE * 100.0,
+                noisy.join("; ")
+            );
+        }
+        let comparison = self.pathgate_vs_haproxy();
+        if !comparison.is_empty() {
+            let _ = writeln!(
+                out,
+                "pathgate's throughput ratio over HAProxy's (target ≥ 1.00): {}; pathgate's CPU per request over HAProxy's: {}\n",
+                comparison
+                    .iter()
+                    .map(|(title, ratio, _)| format!("{title} {ratio:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                comparison
+                    .iter()
+                    .map(|(title, _, cpu)| format!("{title} {cpu:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if let Some((delays, warmup)) = &self.watch {
+            let _ = writeln!(
+                out,
+                "#### Watch-event latency (real kube-apiserver, {} ConfigMaps created one by one after {} warm-up)\n",
+                delays.direct.after_send.len(),
+                warmup
+            );
+            let _ = writeln!(
+                out,
+                "| watch | p50 from create sent | p99 from create sent | p50 from create answered | p99 from create answered |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+            for (label, watch) in [
+                ("direct", &delays.direct),
+                ("through pathgate", &delays.through_pathgate),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "| {label} | {} µs | {} µs | {} µs | {} µs |",
+                    percentile(&watch.after_send, 50.0),
+                    percentile(&watch.after_send, 99.0),
+                    percentile(&watch.after_answer, 50.0),
+                    percentile(&watch.after_answer, 99.0)
+                );
+            }
+            let compare = |direct: &[i64], proxied: &[i64], p: f64| {
+                let direct = percentile(direct, p);
+                let proxied = percentile(proxied, p);
+                let added = proxied - direct;
+                if direct > 0 {
+                    format!("{:.2} ({added:+} µs)", proxied as f64 / direct as f64)
+                } else {
+                    format!("{added:+} µs (no ratio: direct ≤ 0)")
+                }
+            };
+            let (d, g) = (&delays.direct, &delays.through_pathgate);
+            let _ = writeln!(
+                out,
+                "\nthrough pathgate / direct, from create sent: p50 {}, p99 {}; from create answered: p50 {}, p99 {}\n",
+                compare(&d.after_send, &g.after_send, 50.0),
+                compare(&d.after_send, &g.after_send, 99.0),
+                compare(&d.after_answer, &g.after_answer, 50.0),
+                compare(&d.after_answer, &g.after_answer, 99.0),
+            );
+        }
+        out
+    }
+}
