@@ -160,14 +160,19 @@ struct KubeconfigArgs {
     out: PathBuf,
 }
 
-fn init_tracing() {
+/// Logs go to stderr through a background writer: a slow terminal or pipe never blocks
+/// a request (lines beyond its buffer are dropped, not waited for). Keep the guard alive:
+/// dropping it flushes what is buffered.
+fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
+    guard
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -280,7 +285,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    let _log_flush = init_tracing();
     match cli.command {
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(*args)),
         Command::Certs(CertsCommand::Init { dir, sans, force }) => {

@@ -214,9 +214,12 @@ pub async fn start(
             )
         }
         (None, None) => (
-            Arc::new(LogRecorder {
-                metrics: metrics.clone(),
-            }) as Arc<dyn Recorder>,
+            {
+                tracing::warn!("no ledger configured (--ledger-dir or ledger.dir): requests are counted in the metrics and logged at debug level only");
+                Arc::new(LogRecorder {
+                    metrics: metrics.clone(),
+                }) as Arc<dyn Recorder>
+            },
             None,
         ),
     };

@@ -25,7 +25,7 @@ impl TraceId {
     /// A new random id.
     pub fn random() -> Self {
         let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).expect("operating system random source");
+        fill_random(&mut bytes);
         // An all-zero trace-id is invalid in W3C trace context.
         if bytes == [0; 16] {
             bytes[15] = 1;
@@ -51,8 +51,41 @@ impl fmt::Debug for TraceId {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lowercase hex of `bytes` (on every request, so without a `format!` per byte).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
+    out
+}
+
+/// Fills `bytes` from a per-thread generator seeded once from the operating system, so a
+/// request costs no system call. Trace and span ids must be unique, not secret (they are
+/// sent in clear headers); confirmation tokens use the operating system source directly.
+fn fill_random(bytes: &mut [u8]) {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut seed = [0u8; 8];
+            getrandom::fill(&mut seed).expect("operating system random source");
+            u64::from_le_bytes(seed)
+        });
+    }
+    STATE.with(|state| {
+        for chunk in bytes.chunks_mut(8) {
+            // SplitMix64: a full-period 64-bit sequence with well-mixed output.
+            let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(next);
+            let mut z = next;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    });
 }
 
 /// The `traceparent` to send upstream.
@@ -62,7 +95,7 @@ fn hex(bytes: &[u8]) -> String {
 /// replaced by one built on the execution id.
 pub fn traceparent(client: Option<&str>, execution: TraceId) -> String {
     let mut span = [0u8; 8];
-    getrandom::fill(&mut span).expect("operating system random source");
+    fill_random(&mut span);
     if span == [0; 8] {
         span[7] = 1;
     }
@@ -115,6 +148,29 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.to_hex().len(), 32);
         assert!(is_valid_audit_id(&a.to_hex()));
+    }
+
+    #[test]
+    fn hex_matches_the_formatter() {
+        let bytes = [0x00, 0x0f, 0xa5, 0xff, 0x10];
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&bytes), expected);
+    }
+
+    #[test]
+    fn ids_do_not_repeat_across_many_draws_and_threads() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            assert!(seen.insert(TraceId::random()));
+        }
+        let other: Vec<TraceId> =
+            std::thread::spawn(|| (0..1000).map(|_| TraceId::random()).collect())
+                .join()
+                .unwrap();
+        assert!(
+            other.into_iter().all(|id| seen.insert(id)),
+            "another thread has its own seed"
+        );
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub fn allow_all_main(args: &[String]) -> ExitCode {
         proxy: pathgate::proxy::ProxySettings::default(),
         drain_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(10),
+        ledger: None,
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async move {

@@ -211,6 +211,36 @@ fn run(options: &Options) -> anyhow::Result<()> {
     )?;
     let allow_all_addr = allow_all_child.announced_address("pathgate listening on https://")?;
 
+    // pathgate, the binary, with the ledger on: JSONL spool plus a webhook sink (the canned
+    // upstream accepts the batches).
+    let ledger_policy = dir.join("policy-ledger.yaml");
+    std::fs::write(
+        &ledger_policy,
+        format!(
+            "{POLICY}ledger:\n  dir: {}\n  webhook:\n    url: https://localhost:{}{}\n    ca_file: {}\n",
+            dir.join("ledger").display(),
+            upstream_addr.port(),
+            upstream::LEDGER_PATH,
+            certs.ca_cert.display()
+        ),
+    )?;
+    let mut command = Command::new(&pathgate_binary);
+    command
+        .arg("serve")
+        .arg("--upstream-kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .arg("--tls-cert")
+        .arg(&certs.server_cert)
+        .arg("--tls-key")
+        .arg(&certs.server_key)
+        .arg("--config")
+        .arg(&ledger_policy)
+        .args(["--mode", "observe"]);
+    let mut ledger_child =
+        ChildProcess::spawn("pathgate ledger", command, &dir.join("pathgate-ledger.log"))?;
+    let ledger_addr = ledger_child.announced_address("pathgate listening on https://")?;
+
     // HAProxy.
     let (haproxy_child, haproxy_addr) = start_haproxy(&dir, &certs, upstream_addr)?;
 
@@ -244,6 +274,11 @@ fn run(options: &Options) -> anyhow::Result<()> {
             Route::PathgateAllowAll,
             allow_all_addr,
             vec![upstream_pid, allow_all_child.pid()],
+        ),
+        (
+            Route::PathgateLedger,
+            ledger_addr,
+            vec![upstream_pid, ledger_child.pid()],
         ),
     ];
 
@@ -291,6 +326,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
             &mut upstream_child,
             &mut pathgate_child,
             &mut allow_all_child,
+            &mut ledger_child,
         ] {
             child.fail_if_exited()?;
         }
@@ -298,6 +334,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
     drop(routes);
     drop(haproxy_child);
     drop(allow_all_child);
+    drop(ledger_child);
     drop(pathgate_child);
     drop(upstream_child);
 

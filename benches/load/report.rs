@@ -17,14 +17,16 @@ pub enum Route {
     Haproxy,
     Pathgate,
     PathgateAllowAll,
+    PathgateLedger,
 }
 
 impl Route {
-    pub const ALL: [Route; 4] = [
+    pub const ALL: [Route; 5] = [
         Route::Direct,
         Route::Haproxy,
         Route::Pathgate,
         Route::PathgateAllowAll,
+        Route::PathgateLedger,
     ];
 
     /// The name `--routes` takes.
@@ -34,6 +36,7 @@ impl Route {
             Route::Haproxy => "haproxy",
             Route::Pathgate => "pathgate",
             Route::PathgateAllowAll => "allow-all",
+            Route::PathgateLedger => "ledger",
         }
     }
 
@@ -43,6 +46,9 @@ impl Route {
             Route::Haproxy => "HAProxy (nbthread 2, httplog)",
             Route::Pathgate => "pathgate binary, policy, --mode observe",
             Route::PathgateAllowAll => "pathgate in-process, allow_all",
+            Route::PathgateLedger => {
+                "pathgate binary, policy, observe, ledger (spool + webhook sink)"
+            }
         }
     }
 }
@@ -124,6 +130,21 @@ impl Report {
             .collect()
     }
 
+    /// Per case: throughput with the ledger on divided by throughput with it off (the
+    /// same binary and policy; issue target: a loss of at most 5 %, i.e. at least 0.95).
+    pub fn ledger_cost(&self) -> Vec<(&'static str, f64)> {
+        (0..self.cases.len())
+            .filter_map(|case| {
+                let on = self.find(case, Route::PathgateLedger)?;
+                let off = self.find(case, Route::Pathgate)?;
+                Some((
+                    self.cases[case].title,
+                    on.requests_per_second() / off.requests_per_second(),
+                ))
+            })
+            .collect()
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let s = &self.settings;
@@ -198,6 +219,18 @@ impl Report {
                 "**Noisy**: other processes used more than {:.0}% of the machine during {}; rerun before comparing.\n",
                 NOISY_FOREIGN_SHARE * 100.0,
                 noisy.join("; ")
+            );
+        }
+        let ledger = self.ledger_cost();
+        if !ledger.is_empty() {
+            let _ = writeln!(
+                out,
+                "Ledger on (spool + webhook sink) over ledger off, throughput (target ≥ 0.95): {}\n",
+                ledger
+                    .iter()
+                    .map(|(title, ratio)| format!("{title} {ratio:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         let comparison = self.pathgate_vs_haproxy();

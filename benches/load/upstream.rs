@@ -27,6 +27,8 @@ pub const CHILD_COMMAND: &str = "__canned-upstream";
 
 /// The small GET: one ConfigMap.
 pub const SMALL_PATH: &str = "/api/v1/namespaces/default/configmaps/small";
+/// Where the ledger-on case's webhook sink posts its batches.
+pub const LEDGER_PATH: &str = "/ledger";
 /// The LIST: a ConfigMapList of about 30 KB.
 pub const LIST_PATH: &str = "/api/v1/namespaces/default/configmaps";
 
@@ -141,6 +143,8 @@ fn answer(canned: &Canned, request: &Request<Incoming>) -> Response<Full<Bytes>>
     let (status, body) = match (request.method().as_str(), request.uri().path()) {
         ("GET", SMALL_PATH) => (StatusCode::OK, canned.small.clone()),
         ("GET", LIST_PATH) => (StatusCode::OK, canned.list.clone()),
+        // The ledger's webhook sink in the ledger-on case.
+        ("POST", LEDGER_PATH) => (StatusCode::OK, Bytes::new()),
         _ => (
             StatusCode::NOT_FOUND,
             Bytes::from_static(

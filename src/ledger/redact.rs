@@ -124,10 +124,7 @@ pub fn safe_query(query: &str) -> Option<String> {
 /// clients apart or to match a known token, useless for replaying it.
 pub fn token_fingerprint(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
-    let hex: String = digest[..8]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let hex = crate::trace::hex(&digest[..8]);
     format!("sha256:{hex}")
 }
 

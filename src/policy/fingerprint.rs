@@ -77,7 +77,7 @@ impl Fingerprint {
 
     /// The full hash as lowercase hex.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::trace::hex(&self.0)
     }
 }
 

@@ -220,7 +220,7 @@ impl SessionStore {
     ) -> Result<String, SessionError> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(SessionError::Random)?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = crate::trace::hex(&bytes);
         let limits = self.limits;
         let mut inner = self.lock();
         self.sweep(&mut inner, now);
