@@ -52,10 +52,10 @@
 //! - [`Ledger::record_durable`] (mutations) resolves after the entry is fsynced. Waiters
 //!   share fsyncs: the writer takes every entry queued while the previous fsync ran and
 //!   covers them with one (group commit), without an artificial delay.
-//! - [`Ledger::record`] (reads) returns at once. The entry reaches the OS with the next
-//!   batch (microseconds later) and the disk within [`LedgerSettings::flush_interval`].
-//!   A `kill -9` loses at most what was still in the queue; a power failure at most one
-//!   flush interval.
+//! - [`Ledger::record`] (reads) returns at once and wakes no thread: the entry joins an
+//!   in-memory list the writer takes every 10 ms (or with the next durable entry), and
+//!   reaches the disk within [`LedgerSettings::flush_interval`] after that. A `kill -9` loses
+//!   at most the last 10 ms of reads; a power failure at most one more flush interval.
 
 mod config;
 mod entry;
@@ -195,6 +195,11 @@ pub struct Ledger {
 
 struct Inner {
     queue: mpsc::Sender<Command>,
+    /// Non-durable entries, taken by the writer on its next wake-up (at least every
+    /// [`READ_TICK`]): recording a read wakes no thread.
+    reads: Arc<std::sync::Mutex<Vec<Entry>>>,
+    /// Bound of `reads` (`ledger.queue_capacity`).
+    reads_capacity: usize,
     metrics: Metrics,
     on_failure: OnFailure,
     body_capture_max_bytes: Option<usize>,
@@ -233,6 +238,8 @@ impl Ledger {
         let sinks = sink::build(&settings)?;
         let sink_names: Vec<&'static str> = sinks.iter().map(sink::Sink::name).collect();
         let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+        let reads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer_reads = reads.clone();
         let (written, written_watch) = watch::channel(spool.position());
         let writer_metrics = metrics.clone();
         let flush_interval = settings.flush_interval;
@@ -242,6 +249,7 @@ impl Ledger {
                 writer_thread(
                     spool,
                     receiver,
+                    writer_reads,
                     writer_metrics,
                     flush_interval,
                     written,
@@ -267,6 +275,8 @@ impl Ledger {
         let ledger = Ledger {
             inner: Arc::new(Inner {
                 queue: queue.clone(),
+                reads,
+                reads_capacity: settings.queue_capacity.max(1),
                 metrics,
                 on_failure: settings.on_failure,
                 body_capture_max_bytes: settings.body_capture_max_bytes,
@@ -288,16 +298,15 @@ impl Ledger {
     /// (`pathgate_ledger_entries_total{sink="spool",outcome="dropped"}`) and logged.
     pub fn record(&self, entry: Entry) {
         self.inner.metrics.observe_entry(&entry);
-        let command = Command::Entry {
-            entry: Box::new(entry),
-            ack: None,
-        };
-        let entry = match self.inner.queue.try_send(command) {
-            Ok(()) => return self.queued(),
-            Err(error) => match error.into_inner() {
-                Command::Entry { entry, .. } => entry,
-                Command::Shutdown(_) => return,
-            },
+        let entry = {
+            let mut reads = self.inner.reads.lock().expect("ledger reads lock");
+            if reads.len() < self.inner.reads_capacity && !self.inner.queue.is_closed() {
+                reads.push(entry);
+                drop(reads);
+                self.inner.metrics.ledger_count("spool", "queued", 1);
+                return;
+            }
+            entry
         };
         self.inner.metrics.ledger_count("spool", "dropped", 1);
         let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -416,6 +425,7 @@ impl LedgerTasks {
 fn writer_thread(
     mut spool: spool::SpoolWriter,
     mut queue: mpsc::Receiver<Command>,
+    reads: Arc<std::sync::Mutex<Vec<Entry>>>,
     metrics: Metrics,
     flush_interval: Duration,
     written: watch::Sender<spool::Cursor>,
@@ -441,34 +451,35 @@ fn writer_thread(
         let mut buffer = Vec::with_capacity(256 * 1024);
         loop {
             commands.clear();
-            let first = if unsynced {
-                let deadline = tokio::time::Instant::from_std(last_sync + flush_interval);
-                match tokio::time::timeout_at(deadline, queue.recv()).await {
-                    Ok(command) => command,
-                    Err(_) => {
-                        // Flush interval reached with nothing new: make the tail durable.
-                        // A failure is logged by `commit`; no waiter depends on this one.
-                        let _ = commit(&mut spool, &metrics, 0, &mut last_sync);
-                        unsynced = false;
-                        continue;
-                    }
-                }
-            } else {
-                queue.recv().await
-            };
-            let Some(first) = first else {
-                // Every sender is gone: make what was written durable and stop.
-                if unsynced {
-                    let _ = commit(&mut spool, &metrics, 0, &mut last_sync);
-                }
-                return;
-            };
-            commands.push(first);
-            while commands.len() < MAX_BATCH {
+            // Durable entries wake the writer at once; reads are picked up at the next
+            // tick; an unsynced tail is fsynced when the flush interval is due.
+            let mut wake = tokio::time::Instant::now() + READ_TICK;
+            if unsynced {
+                wake = wake.min(tokio::time::Instant::from_std(last_sync + flush_interval));
+            }
+            let mut closed = false;
+            match tokio::time::timeout_at(wake, queue.recv()).await {
+                Ok(Some(command)) => commands.push(command),
+                Ok(None) => closed = true,
+                Err(_) => {}
+            }
+            while !closed && commands.len() < MAX_BATCH {
                 match queue.try_recv() {
                     Ok(command) => commands.push(command),
                     Err(_) => break,
                 }
+            }
+            let pending_reads = std::mem::take(&mut *reads.lock().expect("ledger reads lock"));
+            if commands.is_empty() && pending_reads.is_empty() {
+                if unsynced && (closed || last_sync.elapsed() >= flush_interval) {
+                    // A failure is logged by `commit`; no waiter depends on this one.
+                    let _ = commit(&mut spool, &metrics, 0, &mut last_sync);
+                    unsynced = false;
+                }
+                if closed {
+                    return;
+                }
+                continue;
             }
             metrics
                 .ledger_queue_depth
@@ -478,7 +489,14 @@ fn writer_thread(
             let mut waiters = Vec::new();
             let mut shutdown = None;
             let mut entries = 0u64;
-            for command in commands.drain(..) {
+            let reads_as_commands = pending_reads
+                .into_iter()
+                .map(|entry| Command::Entry {
+                    entry: Box::new(entry),
+                    ack: None,
+                });
+            let batch: Vec<Command> = reads_as_commands.chain(commands.drain(..)).collect();
+            for command in batch {
                 match command {
                     Command::Entry { entry, ack } => {
                         match serde_json::to_writer(&mut buffer, &entry) {
@@ -547,9 +565,19 @@ fn writer_thread(
                 let _ = done.send(());
                 return;
             }
+            if closed {
+                if unsynced {
+                    let _ = commit(&mut spool, &metrics, 0, &mut last_sync);
+                }
+                return;
+            }
         }
     });
 }
+
+/// How long a recorded read may wait in memory before the writer takes it (it reaches the
+/// disk by the next flush interval after that).
+const READ_TICK: Duration = Duration::from_millis(10);
 
 /// One fsync covering everything appended so far; `waiters` durable entries ride on it.
 fn commit(

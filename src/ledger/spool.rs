@@ -45,7 +45,12 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, u64)>> {
         let item = item?;
         let name = item.file_name();
         if let Some(seq) = name.to_str().and_then(parse_segment_name) {
-            segments.push((seq, item.metadata()?.len()));
+            // Retention may delete a segment between the listing and this look.
+            match item.metadata() {
+                Ok(metadata) => segments.push((seq, metadata.len())),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
         }
     }
     segments.sort_unstable();

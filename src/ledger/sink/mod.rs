@@ -126,6 +126,11 @@ pub(crate) fn build(settings: &LedgerSettings) -> Result<Vec<Sink>, LedgerError>
 /// How often a caught-up sink looks at the spool even without a notification.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// After a batch smaller than the sink's maximum, how long the sink lets entries
+/// accumulate before reading again. Under load this turns one POST (and one cursor write)
+/// per request into one per batch; it delays delivery by at most this much.
+const LINGER: Duration = Duration::from_millis(100);
+
 /// Runs one sink until shutdown: read a batch at the cursor, deliver it (retrying), move
 /// the cursor. After `stop` carries a deadline, the sink stops once caught up or at the
 /// deadline, whichever comes first.
@@ -230,6 +235,7 @@ pub(crate) async fn run(
             }
         }
         let next = batch.next;
+        let partial = (count as usize) < batch_max;
         let committed = tokio::task::spawn_blocking(move || {
             let result = reader.commit(next);
             (reader, result)
@@ -246,6 +252,12 @@ pub(crate) async fn run(
             Err(error) => {
                 tracing::error!(sink = name, %error, "ledger sink cursor task panicked; sink stopped");
                 return;
+            }
+        }
+        if partial && stop.borrow().is_none() {
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
+                _ = stop.changed() => {}
             }
         }
     }
