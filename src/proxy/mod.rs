@@ -1,7 +1,7 @@
 //! The proxy: accept TLS connections, gate each request, forward it, stream the answer.
 //!
 //! Owns: the server loop ([`serve`]) and graceful drain, the per-request pipeline in
-//! [`handler`] (session, classification, auth mode, bounded body, gate, stamping,
+//! `handler` (session, classification, auth mode, bounded body, gate, stamping,
 //! forwarding, upgrades), header hygiene, and the admin listener. Does not own: what a
 //! request means (classify), what is allowed (policy), or how it is recorded (ledger).
 
