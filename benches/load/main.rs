@@ -181,19 +181,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
     std::fs::write(&policy, POLICY)?;
 
     // pathgate, the binary.
-    let mut command = Command::new(&pathgate_binary);
-    command
-        .arg("serve")
-        .arg("--upstream-kubeconfig")
-        .arg(&kubeconfig)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
-        .arg("--tls-cert")
-        .arg(&certs.server_cert)
-        .arg("--tls-key")
-        .arg(&certs.server_key)
-        .arg("--config")
-        .arg(&policy)
-        .args(["--mode", "observe"]);
+    let command = serve_command(&pathgate_binary, &kubeconfig, &certs, &policy);
     let mut pathgate_child = ChildProcess::spawn("pathgate", command, &dir.join("pathgate.log"))?;
     let pathgate_addr = pathgate_child.announced_address("pathgate listening on https://")?;
 
@@ -224,19 +212,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
             certs.ca_cert.display()
         ),
     )?;
-    let mut command = Command::new(&pathgate_binary);
-    command
-        .arg("serve")
-        .arg("--upstream-kubeconfig")
-        .arg(&kubeconfig)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
-        .arg("--tls-cert")
-        .arg(&certs.server_cert)
-        .arg("--tls-key")
-        .arg(&certs.server_key)
-        .arg("--config")
-        .arg(&ledger_policy)
-        .args(["--mode", "observe"]);
+    let command = serve_command(&pathgate_binary, &kubeconfig, &certs, &ledger_policy);
     let mut ledger_child =
         ChildProcess::spawn("pathgate ledger", command, &dir.join("pathgate-ledger.log"))?;
     let ledger_addr = ledger_child.announced_address("pathgate listening on https://")?;
@@ -500,6 +476,29 @@ fn copy_pathgate_binary(dir: &Path) -> anyhow::Result<PathBuf> {
     let copy = dir.join("pathgate");
     std::fs::copy(&chosen, &copy).with_context(|| format!("copying {}", chosen.display()))?;
     Ok(copy)
+}
+
+/// `pathgate serve` in observe mode with `config`, on a free port, in front of the upstream.
+fn serve_command(
+    binary: &Path,
+    kubeconfig: &Path,
+    certs: &pathgate::tls::CertFiles,
+    config: &Path,
+) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("serve")
+        .arg("--upstream-kubeconfig")
+        .arg(kubeconfig)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .arg("--tls-cert")
+        .arg(&certs.server_cert)
+        .arg("--tls-key")
+        .arg(&certs.server_key)
+        .arg("--config")
+        .arg(config)
+        .args(["--mode", "observe"]);
+    command
 }
 
 fn start_haproxy(
