@@ -850,16 +850,17 @@ fn opaque_body(cx: &Cx<'_>) -> Option<Hit> {
     )))
 }
 
+/// What PG017 tells the agent; the proxy's own guard (which refuses in every mode) says the
+/// same.
+pub const IMPERSONATION_REFUSAL: &str = "Impersonate-* headers would act as another user \
+     through pathgate's own credentials; pathgate never forwards them. Run without \
+     --as/--as-group (and without Impersonate-* headers) under your own identity.";
+
 fn impersonation(cx: &Cx<'_>) -> Option<Hit> {
     if !(cx.ctx.impersonation_headers && cx.ctx.pathgate_credentials) {
         return None;
     }
-    Some(Hit::new(
-        "Impersonate-* headers would act as another user through pathgate's own credentials; \
-         pathgate never forwards them. Run without --as/--as-group (and without \
-         Impersonate-* headers) under your own identity."
-            .to_string(),
-    ))
+    Some(Hit::new(IMPERSONATION_REFUSAL.to_string()))
 }
 
 /// Whether the proxy should GET the request's target object into [`Facts::target`]

@@ -40,7 +40,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{catalog, RuleAction, RuleId, RuleInfo, UnknownRule};
-pub use decide::{decide, findings_from_response, needs_target, target_path, CONFIRM_ANNOTATION};
+pub use decide::{
+    decide, findings_from_response, needs_target, target_path, CONFIRM_ANNOTATION,
+    IMPERSONATION_REFUSAL,
+};
 pub use effect::effect_paths;
 pub use fingerprint::Fingerprint;
 pub use session::{SessionError, SessionLimits, SessionStats, SessionStore};

@@ -459,7 +459,10 @@ async fn process(
     if has_impersonation && settings.auth != AuthMode::Passthrough {
         // Whatever the mode or rule overrides say: forwarding these headers would lend
         // pathgate's identity to whoever the client names.
-        let message = "PG017 impersonation: the request carries Impersonate-* headers and would reach the apiserver under pathgate's own credentials; they are never forwarded (in every mode). Remove --as/--as-group, or run pathgate in passthrough mode with your own credentials.";
+        let message = format!(
+            "PG017 impersonation: {}",
+            crate::policy::IMPERSONATION_REFUSAL
+        );
         if let Some(decision) = exchange.decision.as_mut() {
             decision.action = crate::policy::Action::Deny;
             decision.enforce_action = crate::policy::Action::Deny;
@@ -467,7 +470,7 @@ async fn process(
                 decision.findings.push(crate::policy::Finding {
                     rule: "PG017",
                     action: crate::policy::Action::Deny,
-                    message: message.to_string(),
+                    message: message.clone(),
                 });
             }
         }

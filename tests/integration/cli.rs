@@ -12,6 +12,18 @@ fn pathgate(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `pathgate certs init --dir <dir>/certs`, which must succeed; returns the certs dir.
+fn certs_init(dir: &std::path::Path) -> std::path::PathBuf {
+    let certs = dir.join("certs");
+    let out = pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    certs
+}
+
 #[test]
 fn certs_init_refuses_to_overwrite_and_writes_private_keys_0600() {
     use std::os::unix::fs::PermissionsExt;
@@ -46,12 +58,7 @@ fn certs_init_refuses_to_overwrite_and_writes_private_keys_0600() {
 #[test]
 fn serve_refuses_unsafe_sidecar_and_unsupported_kubeconfigs() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    assert!(
-        pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let certs = certs_init(dir.path());
     let kubeconfig = dir.path().join("kc");
     std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1', proxy-url: 'http://127.0.0.1:3128', insecure-skip-tls-verify: true}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user: {token: t}\n").unwrap();
     let cert = certs.join("server.crt");
@@ -96,12 +103,7 @@ fn serve_refuses_unsafe_sidecar_and_unsupported_kubeconfigs() {
 async fn sigterm_drains_and_ends_watches_cleanly() {
     let cluster = cluster();
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    assert!(
-        pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let certs = certs_init(dir.path());
     let log_path = dir.path().join("pathgate.log");
     let (mut child, port) = crate::gateway::serve_process(
         &cluster,
@@ -167,12 +169,7 @@ async fn sigterm_drains_and_ends_watches_cleanly() {
 async fn policy_reloads_on_sighup_and_an_invalid_file_keeps_the_old_policy() {
     let cluster = cluster();
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    assert!(
-        pathgate(&["certs", "init", "--dir", certs.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let certs = certs_init(dir.path());
     let config = dir.path().join("pathgate.yaml");
     std::fs::write(
         &config,
