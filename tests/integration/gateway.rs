@@ -260,9 +260,18 @@ pub async fn kubectl_stdin(
 ) -> Output {
     use tokio::io::AsyncWriteExt;
     let mut command = tokio::process::Command::new(&cluster.kubectl);
+    // kubectl's discovery cache is kept per kubeconfig (each gateway writes its own in a
+    // fresh directory), never in $HOME where a reused port would make the requests a test
+    // sees depend on earlier runs.
+    let cache_dir = kubeconfig
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("kubectl-cache");
     command
         .arg("--kubeconfig")
         .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache_dir)
         .args(args)
         .stdin(if stdin.is_some() {
             std::process::Stdio::piped()
