@@ -283,6 +283,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// mimalloc: the request path allocates many small, short-lived buffers across worker
+/// threads; glibc's malloc spent ~16% of the proxy's instructions on them (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _log_flush = init_tracing();
