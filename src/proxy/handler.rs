@@ -23,11 +23,57 @@ use crate::status::{full_body, Body, Side, Status};
 use crate::trace::{self, TraceId};
 
 /// What the TLS layer knows about a connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// User (CN) and groups (O) of a verified client certificate.
     pub certificate: Option<(String, Vec<String>)>,
+    /// The identity resolved for the last `Authorization` value seen on this connection: a
+    /// client sends the same token on every request of a connection, so its SHA-256 and
+    /// the default session name are computed once per token, not once per request.
+    resolved: std::sync::Mutex<Option<(Option<HeaderValue>, Resolved)>>,
+}
+
+/// A client's identity and the session name it defaults to.
+#[derive(Debug, Clone)]
+struct Resolved {
+    identity: Arc<ClientIdentity>,
+    session_name: Option<String>,
+}
+
+impl ConnectionInfo {
+    pub fn new(peer: SocketAddr, certificate: Option<(String, Vec<String>)>) -> Self {
+        Self {
+            peer,
+            certificate,
+            resolved: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Who sends `authorization` on this connection, from the cache when it is unchanged.
+    fn resolve(&self, authorization: Option<&HeaderValue>) -> Resolved {
+        let mut cached = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((value, resolved)) = &*cached {
+            if value.as_ref() == authorization {
+                return resolved.clone();
+            }
+        }
+        let mut identity = ClientIdentity::default();
+        if let Some((user, groups)) = &self.certificate {
+            identity.user = Some(user.clone());
+            identity.groups = groups.clone();
+        }
+        identity.token_fingerprint = authorization.and_then(token_fingerprint);
+        let resolved = Resolved {
+            session_name: identity.session_name(),
+            identity: Arc::new(identity),
+        };
+        *cached = Some((authorization.cloned(), resolved.clone()));
+        resolved
+    }
 }
 
 /// Who the client is, as far as pathgate knows. Never holds a token.
@@ -121,7 +167,7 @@ pub struct Exchange {
     /// The client's address.
     pub peer: SocketAddr,
     pub session: String,
-    pub identity: ClientIdentity,
+    pub identity: Arc<ClientIdentity>,
     pub auth_mode: AuthMode,
     pub started_at: SystemTime,
     pub duration: std::time::Duration,
@@ -129,7 +175,7 @@ pub struct Exchange {
     pub path: String,
     pub query: Option<String>,
     pub forwarded_query: Option<String>,
-    pub info: Option<RequestInfo>,
+    pub info: Option<Arc<RequestInfo>>,
     pub analysis: Option<Analysis>,
     pub decision: Option<Decision>,
     pub status_code: u16,
@@ -160,6 +206,70 @@ pub struct Exchange {
     pub captured_body: Option<crate::ledger::CapturedBody>,
     /// `Warning` values pathgate added to the response.
     pub warnings: Vec<String>,
+}
+
+impl Exchange {
+    /// The record of a request that has just arrived.
+    fn new(
+        trace_id: TraceId,
+        peer: SocketAddr,
+        auth_mode: AuthMode,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Exchange {
+        Exchange {
+            trace_id,
+            peer,
+            session: String::new(),
+            identity: Arc::default(),
+            auth_mode,
+            started_at: SystemTime::now(),
+            duration: Default::default(),
+            method: method.as_str().to_string(),
+            path: uri.path().to_string(),
+            query: uri.query().map(str::to_string),
+            forwarded_query: None,
+            info: None,
+            analysis: None,
+            decision: None,
+            status_code: 0,
+            status_reason: None,
+            audit_id: None,
+            object_uid: None,
+            object_resource_version: None,
+            object_generation: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            watch_events: None,
+            stream_end: None,
+            error: None,
+            upgraded: false,
+            fingerprint: None,
+            warnings: Vec::new(),
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            answered_by_pathgate: false,
+            effect_paths: None,
+            captured_body: None,
+        }
+    }
+
+    /// Moves the record out (to whoever finishes it, e.g. a streamed body's end), leaving
+    /// an empty one with the same trace id behind.
+    fn take(&mut self) -> Exchange {
+        let empty = Exchange::new(
+            self.trace_id,
+            self.peer,
+            self.auth_mode,
+            &Method::GET,
+            &http::Uri::from_static("/"),
+            &HeaderMap::new(),
+        );
+        std::mem::replace(self, empty)
+    }
 }
 
 /// Where finished exchanges go (the ledger, metrics).
@@ -248,50 +358,20 @@ async fn record_durable(proxy: &Proxy, exchange: Exchange) -> Result<(), String>
 
 /// Serves one request. Never fails: pathgate's own errors become `Status` responses.
 pub async fn handle(
-    proxy: Proxy,
+    proxy: Arc<Proxy>,
     connection: Arc<ConnectionInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let trace_id = TraceId::random();
     let clock = Instant::now();
-    let mut exchange = Exchange {
+    let mut exchange = Exchange::new(
         trace_id,
-        peer: connection.peer,
-        session: String::new(),
-        identity: ClientIdentity::default(),
-        auth_mode: proxy.settings.auth,
-        started_at: SystemTime::now(),
-        duration: Default::default(),
-        method: request.method().to_string(),
-        path: request.uri().path().to_string(),
-        query: request.uri().query().map(str::to_string),
-        forwarded_query: None,
-        info: None,
-        analysis: None,
-        decision: None,
-        status_code: 0,
-        status_reason: None,
-        audit_id: None,
-        object_uid: None,
-        object_resource_version: None,
-        object_generation: None,
-        bytes_in: 0,
-        bytes_out: 0,
-        watch_events: None,
-        stream_end: None,
-        error: None,
-        upgraded: false,
-        fingerprint: None,
-        warnings: Vec::new(),
-        content_type: request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        answered_by_pathgate: false,
-        effect_paths: None,
-        captured_body: None,
-    };
+        connection.peer,
+        proxy.settings.auth,
+        request.method(),
+        request.uri(),
+        request.headers(),
+    );
     let result = process(&proxy, &connection, request, &mut exchange, clock).await;
     let mut response = match result {
         Ok(response) => response,
@@ -366,24 +446,21 @@ async fn process(
     // Identity and auth mode.
     let settings = &proxy.settings;
     let has_impersonation = headers::has_impersonation(request.headers());
-    let mut identity = ClientIdentity::default();
-    if let Some((user, groups)) = &connection.certificate {
-        identity.user = Some(user.clone());
-        identity.groups = groups.clone();
-    }
-    if let Some(authorization) = request.headers().get(header::AUTHORIZATION) {
-        identity.token_fingerprint = token_fingerprint(authorization);
-    }
-    exchange.identity = identity.clone();
+    let Resolved {
+        identity,
+        session_name,
+    } = connection.resolve(request.headers().get(header::AUTHORIZATION));
+    exchange.identity = Arc::clone(&identity);
     exchange.session = prefix_session
         .or(header_session)
         .or_else(|| settings.default_session.clone())
-        .or_else(|| identity.session_name())
+        .or(session_name)
         .unwrap_or_else(|| "default".to_string());
 
     let info = classify::request_info(request.method(), &path, query.as_deref(), request.headers())
         .map_err(|e| Status::bad_request(format!("pathgate: {e}")))?;
-    exchange.info = Some(info.clone());
+    let info = Arc::new(info);
+    exchange.info = Some(Arc::clone(&info));
 
     let upstream_authorization: Option<HeaderValue> = match settings.auth {
         AuthMode::Passthrough => request.headers().get(header::AUTHORIZATION).cloned(),
@@ -449,10 +526,11 @@ async fn process(
             upstream_authorization: upstream_authorization.as_ref(),
         })
         .await;
-    exchange.analysis = outcome.analysis.clone();
-    exchange.decision = outcome.decision.clone();
+    let mut outcome = outcome;
+    exchange.analysis = outcome.analysis.take();
+    exchange.decision = outcome.decision.take();
     exchange.fingerprint = outcome.fingerprint;
-    exchange.warnings = outcome.warnings.clone();
+    exchange.warnings = std::mem::take(&mut outcome.warnings);
     if let Some(status) = outcome.deny {
         return Err(status);
     }
@@ -495,9 +573,9 @@ async fn process(
             }
         }
     }
-    let forwarded_query = outcome.query.clone().or(query);
+    let forwarded_query = outcome.query.take().or(query);
     exchange.forwarded_query = forwarded_query.clone();
-    let forwarded_body = outcome.body.clone().or(body);
+    let forwarded_body = outcome.body.take().or(body);
 
     // The upstream request.
     let mut headers = parts.headers;
@@ -533,14 +611,23 @@ async fn process(
             }
         }
     }
+    // Over HTTP/2, HPACK would add every header to the connection's shared compression
+    // table. Credentials must never be (RFC 7541 §7.1.3: many clients share the upstream
+    // connection in passthrough mode), and the per-request trace headers are never sent
+    // twice, so indexing them only evicts entries that would have been reused.
+    if let Some(value) = headers.get_mut(header::AUTHORIZATION) {
+        value.set_sensitive(true);
+    }
     let trace_hex = exchange.trace_id.to_hex();
-    let trace_value = HeaderValue::from_str(&trace_hex).expect("hex is a header value");
+    let mut trace_value = HeaderValue::from_str(&trace_hex).expect("hex is a header value");
+    trace_value.set_sensitive(true);
     headers.insert(trace::EXECUTION_TRACE_HEADER, trace_value.clone());
     headers.insert(trace::AUDIT_ID_HEADER, trace_value);
-    if let Ok(value) = HeaderValue::from_str(&trace::traceparent(
+    if let Ok(mut value) = HeaderValue::from_str(&trace::traceparent(
         client_traceparent.as_deref(),
         exchange.trace_id,
     )) {
+        value.set_sensitive(true);
         headers.insert(trace::TRACEPARENT_HEADER, value);
     }
     if let Some(body) = &forwarded_body {
@@ -615,7 +702,7 @@ async fn process(
         let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
         exchange.upgraded = true;
         exchange.duration = clock.elapsed();
-        let owner = proxy.clone();
+        let recorder = Arc::clone(&proxy.recorder);
         let mut record = exchange.clone();
         let open = proxy.metrics.open_upgrade();
         tokio::spawn(async move {
@@ -640,7 +727,7 @@ async fn process(
                     record.stream_end = Some(StreamEnd::UpstreamError);
                 }
             }
-            self::record(&owner, record);
+            recorder.record(record);
         });
         let mut response = Response::new(full_body(Bytes::new()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -709,8 +796,8 @@ async fn process(
     // Reads and watches stream, frame by frame.
     let stats = Arc::new(StreamStats::default());
     let is_watch = info.verb == classify::Verb::Watch;
-    let owner = proxy.clone();
-    let mut record = exchange.clone();
+    let recorder = Arc::clone(&proxy.recorder);
+    let mut record = exchange.take();
     let end_stats = stats.clone();
     let open = is_watch.then(|| proxy.metrics.open_watch());
     let on_end = Box::new(move |end: StreamEnd| {
@@ -722,7 +809,7 @@ async fn process(
         }
         record.stream_end = Some(end);
         record.duration = clock.elapsed();
-        self::record(&owner, record);
+        recorder.record(record);
     });
     let relay = Relay::new(
         upstream_body,
@@ -816,6 +903,30 @@ mod tests {
             token_fingerprint(&HeaderValue::from_static("Bearer other")).unwrap()
         );
         assert!(token_fingerprint(&HeaderValue::from_static("Basic abc")).is_none());
+    }
+
+    #[test]
+    fn a_connection_resolves_each_token_it_carries_not_only_the_first() {
+        let connection = ConnectionInfo::new("127.0.0.1:1".parse().unwrap(), None);
+        let alice = HeaderValue::from_static("Bearer alice-token");
+        let bob = HeaderValue::from_static("Bearer bob-token");
+        let first = connection.resolve(Some(&alice));
+        assert_eq!(
+            first.identity.token_fingerprint,
+            token_fingerprint(&alice),
+            "computed from the token"
+        );
+        assert_eq!(
+            connection.resolve(Some(&alice)).identity,
+            first.identity,
+            "reused while the token is unchanged"
+        );
+        let second = connection.resolve(Some(&bob));
+        assert_eq!(second.identity.token_fingerprint, token_fingerprint(&bob));
+        assert_ne!(second.session_name, first.session_name);
+        let anonymous = connection.resolve(None);
+        assert_eq!(anonymous.identity.token_fingerprint, None);
+        assert_eq!(anonymous.session_name, None);
     }
 
     #[test]

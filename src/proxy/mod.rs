@@ -102,6 +102,9 @@ pub async fn serve(
     drain_timeout: Duration,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    // One allocation shared by every request: cloning `Proxy` itself would bump every
+    // metric handle's reference count per request.
+    let proxy = Arc::new(proxy);
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
@@ -122,7 +125,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let proxy = proxy.clone();
+        let proxy = Arc::clone(&proxy);
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -145,7 +148,7 @@ pub async fn serve(
             let identity = connection_identity(&tls_stream, peer);
             let identity = Arc::new(identity);
             let service = service_fn(move |request| {
-                let proxy = proxy.clone();
+                let proxy = Arc::clone(&proxy);
                 let identity = identity.clone();
                 async move {
                     Ok::<_, std::convert::Infallible>(
@@ -182,5 +185,5 @@ fn connection_identity(
         .peer_certificates()
         .and_then(|certs| certs.first())
         .and_then(crate::tls::identity_of);
-    handler::ConnectionInfo { peer, certificate }
+    handler::ConnectionInfo::new(peer, certificate)
 }

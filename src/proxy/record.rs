@@ -45,43 +45,59 @@ fn error_kind(status: u16, side: Side, message: &str) -> ErrorKind {
     }
 }
 
-/// Builds the ledger entry of an exchange.
-pub fn entry_of(exchange: &Exchange) -> Entry {
-    let started_at = time::OffsetDateTime::from(exchange.started_at);
-    let client = Client {
-        user: exchange.identity.user.clone(),
-        groups: exchange.identity.groups.clone(),
-        token_fingerprint: exchange.identity.token_fingerprint.clone(),
-        auth_mode: auth_mode(exchange.auth_mode),
-        remote_addr: Some(exchange.peer.to_string()),
-    };
-    let request = match &exchange.info {
-        Some(info) => ledger::Request::from_info(
-            info,
-            exchange.query.as_deref(),
-            exchange.content_type.as_deref(),
-        ),
-        None => ledger::Request::unclassified(
-            &exchange.method,
-            &exchange.path,
-            exchange.query.as_deref(),
-        ),
-    };
-    let mut entry = Entry::new(
-        exchange.trace_id.to_hex(),
-        exchange.session.clone(),
-        client,
+/// Builds the ledger entry of an exchange, moving its strings into the entry.
+pub fn entry_of(exchange: Exchange) -> Entry {
+    let Exchange {
+        trace_id,
+        peer,
+        session,
+        identity,
+        auth_mode: mode,
         started_at,
-        request,
-    );
-    let rewrites: &[Rewrite] = exchange
-        .decision
+        duration,
+        method,
+        path,
+        query,
+        info,
+        analysis,
+        decision,
+        status_code,
+        status_reason,
+        audit_id,
+        object_uid,
+        object_resource_version,
+        object_generation,
+        bytes_in,
+        bytes_out,
+        watch_events,
+        error,
+        content_type,
+        answered_by_pathgate,
+        effect_paths,
+        captured_body,
+        ..
+    } = exchange;
+    let started_at = time::OffsetDateTime::from(started_at);
+    let identity = std::sync::Arc::unwrap_or_clone(identity);
+    let client = Client {
+        user: identity.user,
+        groups: identity.groups,
+        token_fingerprint: identity.token_fingerprint,
+        auth_mode: auth_mode(mode),
+        remote_addr: Some(peer.to_string()),
+    };
+    let request = match &info {
+        Some(info) => ledger::Request::from_info(info, query.as_deref(), content_type.as_deref()),
+        None => ledger::Request::unclassified(&method, &path, query.as_deref()),
+    };
+    let mut entry = Entry::new(trace_id.to_hex(), session, client, started_at, request);
+    let rewrites: &[Rewrite] = decision
         .as_ref()
         .map(|d| d.rewrites.as_slice())
         .unwrap_or(&[]);
-    if let Some(analysis) = &exchange.analysis {
+    if let Some(analysis) = &analysis {
         let mut record = AnalysisRecord::from(analysis);
-        record.effect_paths = exchange.effect_paths.clone();
+        record.effect_paths = effect_paths;
         entry.analysis = Some(record);
         let forwarded_dry_run = analysis.dry_run || rewrites.contains(&Rewrite::AddDryRun);
         entry.dry_run = SentForwarded {
@@ -115,44 +131,44 @@ pub fn entry_of(exchange: &Exchange) -> Entry {
             forwarded: limit_forwarded,
         };
     }
-    if let Some(decision) = &exchange.decision {
+    if let Some(decision) = &decision {
         entry.decision = Some(DecisionRecord::new(
             decision.mode,
             decision,
             decision.confirmed,
         ));
     }
-    if exchange.status_code != 0 {
+    if status_code != 0 {
         entry.response = Some(ResponseRecord {
-            status_code: exchange.status_code,
-            reason: exchange.status_reason.clone(),
-            audit_id: exchange.audit_id.clone(),
-            origin: if exchange.answered_by_pathgate {
+            status_code,
+            reason: status_reason,
+            audit_id,
+            origin: if answered_by_pathgate {
                 Origin::Pathgate
             } else {
                 Origin::Upstream
             },
         });
     }
-    if exchange.object_uid.is_some() || exchange.object_resource_version.is_some() {
+    if object_uid.is_some() || object_resource_version.is_some() {
         entry.object = Some(ObjectRecord {
-            uid: exchange.object_uid.clone(),
-            resource_version: exchange.object_resource_version.clone(),
-            generation: exchange.object_generation,
+            uid: object_uid,
+            resource_version: object_resource_version,
+            generation: object_generation,
         });
     }
-    entry.bytes_in = exchange.bytes_in;
-    entry.bytes_out = exchange.bytes_out;
-    entry.watch_events = exchange.watch_events;
-    if let Some((failed_side, message)) = &exchange.error {
+    entry.bytes_in = bytes_in;
+    entry.bytes_out = bytes_out;
+    entry.watch_events = watch_events;
+    if let Some((failed_side, message)) = error {
         entry.error = Some(ErrorRecord {
-            side: side(*failed_side),
-            kind: error_kind(exchange.status_code, *failed_side, message),
-            message: message.clone(),
+            side: side(failed_side),
+            kind: error_kind(status_code, failed_side, &message),
+            message,
         });
     }
-    entry.body = exchange.captured_body.clone();
-    entry.finish(started_at + exchange.duration);
+    entry.body = captured_body;
+    entry.finish(started_at + duration);
     entry
 }
 
@@ -163,7 +179,7 @@ pub struct LedgerRecorder {
 
 impl Recorder for LedgerRecorder {
     fn record(&self, exchange: Exchange) {
-        self.ledger.record(entry_of(&exchange));
+        self.ledger.record(entry_of(exchange));
     }
 
     fn record_durable(
@@ -171,7 +187,7 @@ impl Recorder for LedgerRecorder {
         exchange: Exchange,
     ) -> Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
         let ledger = self.ledger.clone();
-        let entry = entry_of(&exchange);
+        let entry = entry_of(exchange);
         Box::pin(async move {
             ledger
                 .record_durable(entry)
@@ -188,7 +204,7 @@ impl Recorder for LedgerRecorder {
             return None;
         }
         let ledger = self.ledger.clone();
-        let entry = entry_of(exchange);
+        let entry = entry_of(exchange.clone());
         Some(Box::pin(async move {
             ledger.record_intent(entry).await.map_err(|e| e.to_string())
         }))
@@ -213,14 +229,15 @@ pub struct LogRecorder {
 
 impl Recorder for LogRecorder {
     fn record(&self, exchange: Exchange) {
-        let entry = entry_of(&exchange);
+        let status = exchange.status_code;
+        let entry = entry_of(exchange);
         self.metrics.observe_entry(&entry);
         tracing::debug!(
             trace_id = %entry.trace_id,
             session = %entry.session,
             method = %entry.request.method,
             path = %entry.request.path,
-            status = exchange.status_code,
+            status,
             duration_ms = entry.duration_ms.unwrap_or_default(),
             "request"
         );
