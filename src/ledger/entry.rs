@@ -611,8 +611,15 @@ mod rfc3339 {
         value: &OffsetDateTime,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        let text = value.format(&Rfc3339).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(&text)
+        // Formatted on the stack: two timestamps per entry, no allocation.
+        let mut buffer = [0u8; 64];
+        let mut out = &mut buffer[..];
+        value
+            .format_into(&mut out, &Rfc3339)
+            .map_err(serde::ser::Error::custom)?;
+        let written = 64 - out.len();
+        let text = std::str::from_utf8(&buffer[..written]).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(text)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(

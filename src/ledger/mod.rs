@@ -301,9 +301,9 @@ impl Ledger {
         let entry = {
             let mut reads = self.inner.reads.lock().expect("ledger reads lock");
             if reads.len() < self.inner.reads_capacity && !self.inner.queue.is_closed() {
+                // Counted as queued by the writer when it takes them (one counter update
+                // per tick instead of one per request).
                 reads.push(entry);
-                drop(reads);
-                self.inner.metrics.ledger_count("spool", "queued", 1);
                 return;
             }
             entry
@@ -489,30 +489,26 @@ fn writer_thread(
             let mut waiters = Vec::new();
             let mut shutdown = None;
             let mut entries = 0u64;
-            let reads_as_commands = pending_reads
-                .into_iter()
-                .map(|entry| Command::Entry {
-                    entry: Box::new(entry),
-                    ack: None,
-                });
-            let batch: Vec<Command> = reads_as_commands.chain(commands.drain(..)).collect();
-            for command in batch {
+            if !pending_reads.is_empty() {
+                metrics.ledger_count("spool", "queued", pending_reads.len() as u64);
+            }
+            for entry in &pending_reads {
+                if serialize_line(&mut buffer, entry, &metrics) {
+                    entries += 1;
+                }
+            }
+            drop(pending_reads);
+            for command in commands.drain(..) {
                 match command {
                     Command::Entry { entry, ack } => {
-                        match serde_json::to_writer(&mut buffer, &entry) {
-                            Ok(()) => {
-                                buffer.push(b'\n');
-                                entries += 1;
-                                waiters.extend(ack);
-                            }
-                            Err(error) => {
-                                // Unreachable for well-formed entries; never a torn line.
-                                tracing::error!(%error, trace_id = %entry.trace_id, "ledger entry not serializable");
-                                metrics.ledger_count("spool", "dropped", 1);
-                                if let Some(ack) = ack {
-                                    let _ = ack.send(Err(LedgerError::Io(error.to_string())));
-                                }
-                            }
+                        if serialize_line(&mut buffer, &entry, &metrics) {
+                            entries += 1;
+                            waiters.extend(ack);
+                        } else if let Some(ack) = ack {
+                            let _ = ack.send(Err(LedgerError::Io(format!(
+                                "entry {} is not serializable",
+                                entry.trace_id
+                            ))));
                         }
                     }
                     Command::Shutdown(done) => shutdown = Some(done),
@@ -578,6 +574,24 @@ fn writer_thread(
 /// How long a recorded read may wait in memory before the writer takes it (it reaches the
 /// disk by the next flush interval after that).
 const READ_TICK: Duration = Duration::from_millis(10);
+
+/// Appends `entry` as one JSON line to `buffer`; false (counted as dropped, logged) if it
+/// cannot be serialized, which well-formed entries never are. Never leaves a torn line.
+fn serialize_line(buffer: &mut Vec<u8>, entry: &Entry, metrics: &Metrics) -> bool {
+    let start = buffer.len();
+    match serde_json::to_writer(&mut *buffer, entry) {
+        Ok(()) => {
+            buffer.push(b'\n');
+            true
+        }
+        Err(error) => {
+            buffer.truncate(start);
+            tracing::error!(%error, trace_id = %entry.trace_id, "ledger entry not serializable");
+            metrics.ledger_count("spool", "dropped", 1);
+            false
+        }
+    }
+}
 
 /// One fsync covering everything appended so far; `waiters` durable entries ride on it.
 fn commit(

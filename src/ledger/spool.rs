@@ -382,7 +382,7 @@ impl SpoolReader {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(batch),
             Err(error) => return Err(error),
         };
-        let mut reader = BufReader::new(file);
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
         reader.seek(SeekFrom::Start(self.cursor.offset))?;
         let mut line = Vec::new();
         while batch.lines.len() < max_entries {
