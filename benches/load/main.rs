@@ -217,6 +217,20 @@ fn run(options: &Options) -> anyhow::Result<()> {
         ChildProcess::spawn("pathgate ledger", command, &dir.join("pathgate-ledger.log"))?;
     let ledger_addr = ledger_child.announced_address("pathgate listening on https://")?;
 
+    // pathgate, the binary, with the spool alone (no sink): the writer's share of the cost.
+    let spool_policy = dir.join("policy-spool.yaml");
+    std::fs::write(
+        &spool_policy,
+        format!(
+            "{POLICY}ledger:\n  dir: {}\n",
+            dir.join("ledger-spool").display()
+        ),
+    )?;
+    let command = serve_command(&pathgate_binary, &kubeconfig, &certs, &spool_policy);
+    let mut spool_child =
+        ChildProcess::spawn("pathgate spool", command, &dir.join("pathgate-spool.log"))?;
+    let spool_addr = spool_child.announced_address("pathgate listening on https://")?;
+
     // HAProxy.
     let (haproxy_child, haproxy_addr) = start_haproxy(&dir, &certs, upstream_addr)?;
 
@@ -250,6 +264,11 @@ fn run(options: &Options) -> anyhow::Result<()> {
             Route::PathgateAllowAll,
             allow_all_addr,
             vec![upstream_pid, allow_all_child.pid()],
+        ),
+        (
+            Route::PathgateSpool,
+            spool_addr,
+            vec![upstream_pid, spool_child.pid()],
         ),
         (
             Route::PathgateLedger,
@@ -302,6 +321,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
             &mut upstream_child,
             &mut pathgate_child,
             &mut allow_all_child,
+            &mut spool_child,
             &mut ledger_child,
         ] {
             child.fail_if_exited()?;
@@ -310,6 +330,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
     drop(routes);
     drop(haproxy_child);
     drop(allow_all_child);
+    drop(spool_child);
     drop(ledger_child);
     drop(pathgate_child);
     drop(upstream_child);
