@@ -123,6 +123,11 @@ struct ServeArgs {
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 15)]
     drain_timeout: u64,
+    /// Threads serving requests. One suits a sidecar or a laptop (one agent's traffic); a
+    /// gateway shared by many agents raises it up to the cores it may use. Overrides
+    /// `server.workers` [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
     /// Ledger spool directory (JSONL segments; the source of truth for every sink).
     /// Overrides `ledger.dir`; without either, requests are only logged.
     #[arg(long)]
@@ -175,11 +180,24 @@ fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(path) => pathgate::config::Config::load(path)?,
-        None => pathgate::config::Config::default(),
+/// The runtime that serves requests: with one worker, a current-thread runtime (the
+/// listener, every connection and the upstream connection on one thread: no hand-offs
+/// between threads); otherwise a work-stealing runtime of `workers` threads.
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
     };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn serve(args: ServeArgs, config: pathgate::config::Config) -> anyhow::Result<()> {
     let server = &config.server;
     let in_cluster = args.in_cluster || server.in_cluster == Some(true);
     let upstream_kubeconfig = args
@@ -292,7 +310,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _log_flush = init_tracing();
     match cli.command {
-        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(*args)),
+        Command::Serve(args) => {
+            let config = match &args.config {
+                Some(path) => pathgate::config::Config::load(path)?,
+                None => pathgate::config::Config::default(),
+            };
+            let workers = args
+                .workers
+                .map(usize::from)
+                .or(config.server.workers)
+                .unwrap_or(pathgate::config::DEFAULT_WORKERS);
+            runtime(workers)?.block_on(serve(*args, config))
+        }
         Command::Certs(CertsCommand::Init { dir, sans, force }) => {
             let files = pathgate::tls::init_certs(&dir, &sans, force)?;
             println!(

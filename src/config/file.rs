@@ -119,6 +119,8 @@ pub struct ServerFile {
     pub max_body_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_session: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u64>,
 }
 
 /// What happens to requests when the ledger cannot record them (`ledger.on_failure`).

@@ -29,6 +29,7 @@ pub use file::{
 pub use reload::{watch, watch_with, PolicyHandle};
 pub use validate::{
     LedgerSettings, OtlpSettings, ServerSettings, ValidationError, WebhookSettings,
+    DEFAULT_WORKERS, MAX_WORKERS,
 };
 
 use crate::policy::Policy;

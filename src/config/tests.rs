@@ -51,6 +51,7 @@ fn the_published_template_loads() {
     assert_eq!(policy.rule_action(RuleId::PG011), RuleAction::Rewrite);
     assert_eq!(policy.min_grace_period_seconds, 30);
     assert_eq!(config.server.auth, Some(AuthMode::Passthrough));
+    assert_eq!(config.server.workers, Some(1));
     assert_eq!(
         config.server.listen,
         Some("127.0.0.1:8443".parse().unwrap())
@@ -346,6 +347,12 @@ fn values_are_validated() {
             "server: {default_session: 'a b'}",
             "server.default_session",
             "session id",
+        ),
+        ("server: {workers: 0}", "server.workers", "out of range"),
+        (
+            "server: {workers: 100000}",
+            "server.workers",
+            "out of range",
         ),
         (
             "ledger: {otlp: {endpoint: '127.0.0.1:4318'}}",

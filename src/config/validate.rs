@@ -56,7 +56,16 @@ pub struct ServerSettings {
     pub max_body_bytes: Option<u64>,
     /// The session of requests that carry none.
     pub default_session: Option<String>,
+    /// Threads serving requests (see [`DEFAULT_WORKERS`]).
+    pub workers: Option<usize>,
 }
+
+/// Threads serving requests unless `server.workers` or `--workers` say otherwise: one, as
+/// sidecar proxies default to (one agent's traffic; no cross-thread hand-offs). A gateway
+/// shared by many agents raises it up to the cores it may use.
+pub const DEFAULT_WORKERS: usize = 1;
+/// Upper bound of `server.workers`.
+pub const MAX_WORKERS: usize = 256;
 
 /// Bounds of `server.max_body_bytes`.
 const MIN_BODY_BYTES: u64 = 1024;
@@ -639,6 +648,10 @@ impl TryFrom<ConfigFile> for Config {
                 .map(|b| ranged("server.max_body_bytes", b, MIN_BODY_BYTES, MAX_BODY_BYTES))
                 .transpose()?,
             default_session: session_id("server.default_session", server_file.default_session)?,
+            workers: server_file
+                .workers
+                .map(|w| ranged("server.workers", w, 1, MAX_WORKERS as u64).map(|w| w as usize))
+                .transpose()?,
         };
         server.check()?;
 
@@ -742,6 +755,7 @@ impl Config {
                 client_ca: s.client_ca.clone(),
                 max_body_bytes: s.max_body_bytes,
                 default_session: s.default_session.clone(),
+                workers: s.workers.map(|w| w as u64),
             }),
             ledger: Some(LedgerFile {
                 dir: l.dir.clone(),

@@ -108,7 +108,14 @@ async fn sigterm_drains_and_ends_watches_cleanly() {
     let (mut child, port) = crate::gateway::serve_process(
         &cluster,
         &certs,
-        &["--drain-timeout".as_ref(), "8".as_ref()],
+        // The other binary tests run the default single-threaded runtime; this one the
+        // work-stealing one, so both drain the same way.
+        &[
+            "--drain-timeout".as_ref(),
+            "8".as_ref(),
+            "--workers".as_ref(),
+            "2".as_ref(),
+        ],
         Some(&log_path),
     )
     .await;
