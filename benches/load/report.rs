@@ -47,7 +47,7 @@ impl Route {
         match self {
             Route::Direct => "direct",
             Route::Haproxy => "HAProxy (nbthread 2, httplog)",
-            Route::Pathgate => "pathgate binary, policy, --mode observe",
+            Route::Pathgate => "pathgate binary (1 worker), policy, --mode observe",
             Route::PathgateAllowAll => "pathgate in-process, allow_all",
             Route::PathgateSpool => "pathgate binary, policy, observe, ledger (spool only)",
             Route::PathgateLedger => {
