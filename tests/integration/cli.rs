@@ -139,17 +139,34 @@ async fn sigterm_drains_and_ends_watches_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     ok(&kubectl(&cluster, &kc, &["get", "namespaces"]).await);
+    // A namespace with one ConfigMap, so the watch's initial list prints a line.
+    let ns = crate::gateway::namespace(&cluster, "pg-drain").await;
+    ok(&kubectl(
+        &cluster,
+        &cluster.dir.admin_kubeconfig(),
+        &["-n", &ns, "create", "configmap", "marker"],
+    )
+    .await);
 
     let mut watch = tokio::process::Command::new(&cluster.kubectl)
         .arg("--kubeconfig")
         .arg(&kc)
-        .args(["get", "configmaps", "-n", "default", "-w"])
-        .stdout(Stdio::null())
+        .args(["get", "configmaps", "-n", &ns, "-w"])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The list's first line (the header, then `marker`) proves kubectl is through; its
+    // watch request follows at once. Then give it a moment to be open.
+    let stdout = watch.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("kubectl get -w printed the list within 30 s")
+        .unwrap();
+    assert!(first.is_some(), "kubectl get -w printed nothing");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
     let sent = Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
