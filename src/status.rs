@@ -1,13 +1,16 @@
 //! Kubernetes `Status` bodies for every error and denial pathgate itself returns.
 //!
 //! Owns: the JSON shape kubectl and client-go decode (`kind: Status`, `reason`, `code`,
-//! `message`), the mapping from pathgate's own errors to HTTP codes, and which side of the
-//! proxy failed. Does not own: the errors' causes (each module has its own error enum).
+//! `message`), the mapping from pathgate's own errors to HTTP codes, which side of the proxy
+//! failed, and each failure's kind as the ledger records it. Does not own: the errors'
+//! causes (each module has its own error enum).
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use serde::Serialize;
+
+pub use crate::ledger::ErrorKind;
 
 /// Which side of the proxy a failure belongs to; recorded in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,6 +33,8 @@ pub struct Status {
     pub reason: &'static str,
     pub message: String,
     pub side: Side,
+    /// What kind of failure this is, as the ledger records it (`error.kind`).
+    pub kind: ErrorKind,
 }
 
 #[derive(Serialize)]
@@ -56,12 +61,26 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
 
 impl Status {
     fn new(code: StatusCode, reason: &'static str, side: Side, message: String) -> Self {
+        let kind = match (code, side) {
+            (StatusCode::PAYLOAD_TOO_LARGE, _) => ErrorKind::TooLarge,
+            (StatusCode::GATEWAY_TIMEOUT, _) => ErrorKind::Timeout,
+            (StatusCode::BAD_GATEWAY, _) => ErrorKind::Protocol,
+            (StatusCode::SERVICE_UNAVAILABLE, Side::Upstream) => ErrorKind::Connect,
+            _ => ErrorKind::Other,
+        };
         Self {
             code,
             reason,
             message,
             side,
+            kind,
         }
+    }
+
+    /// The same Status with a more precise failure kind (a TLS failure, a ledger failure).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// 400: a request pathgate cannot read exactly as the apiserver would.
@@ -166,6 +185,26 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_failure_carries_the_kind_the_ledger_records() {
+        assert_eq!(Status::too_large(10).kind, ErrorKind::TooLarge);
+        assert_eq!(Status::timeout("t").kind, ErrorKind::Timeout);
+        assert_eq!(Status::bad_gateway("b").kind, ErrorKind::Protocol);
+        assert_eq!(
+            Status::unavailable(Side::Upstream, "u").kind,
+            ErrorKind::Connect
+        );
+        assert_eq!(
+            Status::unavailable(Side::Pathgate, "draining").kind,
+            ErrorKind::Other
+        );
+        assert_eq!(Status::forbidden("f").kind, ErrorKind::Other);
+        assert_eq!(
+            Status::bad_gateway("b").with_kind(ErrorKind::Tls).kind,
+            ErrorKind::Tls
+        );
+    }
 
     #[test]
     fn status_json_is_what_kubectl_decodes() {

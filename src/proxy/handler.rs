@@ -191,7 +191,7 @@ pub struct Exchange {
     pub watch_events: Option<u64>,
     pub stream_end: Option<StreamEnd>,
     /// Which side failed and why, for pathgate's own errors.
-    pub error: Option<(Side, String)>,
+    pub error: Option<(Side, crate::ledger::ErrorKind, String)>,
     /// The response was an upgrade (exec, attach, port-forward).
     pub upgraded: bool,
     /// The gate's session-memory key for this request.
@@ -381,7 +381,7 @@ pub async fn handle(
             exchange.answered_by_pathgate = true;
             exchange.status_code = status.code.as_u16();
             exchange.status_reason = Some(status.reason.to_string());
-            exchange.error = Some((status.side, status.message.clone()));
+            exchange.error = Some((status.side, status.kind, status.message.clone()));
             exchange.duration = clock.elapsed();
             let is_mutation = exchange.info.as_ref().is_some_and(|i| i.is_mutation());
             if is_mutation {
@@ -569,7 +569,8 @@ async fn process(
                     format!(
                         "pathgate: the ledger could not record this mutation's intent ({error}); it was refused before reaching the apiserver (ledger.on_failure: fail-closed-mutations)"
                     ),
-                ));
+                )
+                .with_kind(crate::ledger::ErrorKind::Ledger));
             }
         }
     }
@@ -720,10 +721,12 @@ async fn process(
                     record.bytes_in += relayed.to_upstream;
                     record.bytes_out = relayed.to_client;
                     record.stream_end = Some(relayed.end);
-                    record.error = relayed.error.map(|e| (Side::Upstream, e));
+                    record.error = relayed
+                        .error
+                        .map(|e| (Side::Upstream, crate::ledger::ErrorKind::Reset, e));
                 }
                 Err(error) => {
-                    record.error = Some((Side::Upstream, error));
+                    record.error = Some((Side::Upstream, crate::ledger::ErrorKind::Reset, error));
                     record.stream_end = Some(StreamEnd::UpstreamError);
                 }
             }
@@ -877,6 +880,7 @@ fn upstream_error(error: &hyper_util::client::legacy::Error) -> Status {
     let detail = chain.join(": ");
     if tls {
         Status::bad_gateway(format!("pathgate: TLS with the apiserver failed: {detail}"))
+            .with_kind(crate::ledger::ErrorKind::Tls)
     } else if error.is_connect() {
         Status::unavailable(
             Side::Upstream,

@@ -4,8 +4,8 @@
 use std::pin::Pin;
 
 use crate::ledger::{
-    self, AnalysisRecord, Client, DecisionRecord, Entry, ErrorKind, ErrorRecord, Ledger,
-    ObjectRecord, OnFailure, Origin, ResponseRecord, SentForwarded,
+    self, AnalysisRecord, Client, DecisionRecord, Entry, ErrorRecord, Ledger, ObjectRecord,
+    OnFailure, Origin, ResponseRecord, SentForwarded,
 };
 use crate::metrics::Metrics;
 use crate::policy::Rewrite;
@@ -27,21 +27,6 @@ fn side(side: Side) -> ledger::Side {
         Side::Client => ledger::Side::Client,
         Side::Upstream => ledger::Side::Upstream,
         Side::Pathgate => ledger::Side::Pathgate,
-    }
-}
-
-/// The closed error kind of a failure pathgate answered itself, from its status code and
-/// side (see `docs/ledger.md`).
-fn error_kind(status: u16, side: Side, message: &str) -> ErrorKind {
-    match (status, side) {
-        (413, _) => ErrorKind::TooLarge,
-        (504, _) => ErrorKind::Timeout,
-        (503, Side::Upstream) => ErrorKind::Connect,
-        (503, Side::Pathgate) if message.contains("ledger") => ErrorKind::Ledger,
-        (502, _) if message.contains("TLS") => ErrorKind::Tls,
-        (502, _) => ErrorKind::Protocol,
-        (101, Side::Upstream) => ErrorKind::Reset,
-        _ => ErrorKind::Other,
     }
 }
 
@@ -160,10 +145,10 @@ pub fn entry_of(exchange: Exchange) -> Entry {
     entry.bytes_in = bytes_in;
     entry.bytes_out = bytes_out;
     entry.watch_events = watch_events;
-    if let Some((failed_side, message)) = error {
+    if let Some((failed_side, kind, message)) = error {
         entry.error = Some(ErrorRecord {
             side: side(failed_side),
-            kind: error_kind(status_code, failed_side, &message),
+            kind,
             message,
         });
     }

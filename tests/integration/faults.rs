@@ -39,7 +39,11 @@ async fn an_untrusted_apiserver_certificate_is_a_502_status() {
     let wrong_ca =
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(&other.ca_cert).unwrap());
     let kubeconfig = kubeconfig_variant(&real_ca, &wrong_ca, dir.path());
-    let gateway = GatewayBuilder::new(&kubeconfig).start().await;
+    let spool = dir.path().join("spool");
+    let gateway = GatewayBuilder::new(&kubeconfig)
+        .ledger(pathgate::ledger::LedgerSettings::new(&spool))
+        .start()
+        .await;
     let (status, _, body) = send(
         &gateway.client(),
         http::Request::get(format!("{}/api/v1/namespaces", gateway.url))
@@ -54,6 +58,13 @@ async fn an_untrusted_apiserver_certificate_is_a_502_status() {
         "{value}"
     );
     gateway.stop().await;
+    let entries = crate::recording::spool_entries(&spool);
+    let [entry] = entries.as_slice() else {
+        panic!("one ledger entry: {entries:#?}");
+    };
+    assert_eq!(entry["error"]["side"], "upstream", "{entry}");
+    assert_eq!(entry["error"]["kind"], "tls", "{entry}");
+    assert_eq!(entry["response"]["origin"], "pathgate", "{entry}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use crate::gateway::{cluster, kubectl, kubectl_stdin, namespace, ok, send, Gatew
 const ENFORCE: &str = "mode: enforce\nsafety_gates:\n  dry_run_default: false\n";
 
 /// Every entry of every spool segment in `dir`.
-fn spool_entries(dir: &Path) -> Vec<Value> {
+pub fn spool_entries(dir: &Path) -> Vec<Value> {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

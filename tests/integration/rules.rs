@@ -1360,7 +1360,7 @@ async fn pg017_impersonation_passes_through_in_passthrough_and_is_refused_in_sid
     assert!(delete
         .error
         .as_ref()
-        .is_some_and(|(_, m)| m.contains("PG017")));
+        .is_some_and(|(_, _, m)| m.contains("PG017")));
     // Recorded as a decision, so the ledger and the per-rule metrics count it.
     let decision = delete.decision.as_ref().expect("a decision is recorded");
     assert_eq!(decision.action, pathgate::policy::Action::Deny);
