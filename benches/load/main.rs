@@ -177,13 +177,20 @@ fn run(options: &Options) -> anyhow::Result<()> {
         &format!("https://{upstream_addr}"),
         &certs.ca_cert,
     )?;
-    let policy = dir.join("policy.yaml");
-    std::fs::write(&policy, POLICY)?;
+    // The binary, with `policy` written to `policy{suffix}.yaml` and its log in
+    // `pathgate{suffix}.log`.
+    let start_binary = |name: &str, suffix: &str, policy: &str| {
+        let path = dir.join(format!("policy{suffix}.yaml"));
+        std::fs::write(&path, policy)?;
+        let command = serve_command(&pathgate_binary, &kubeconfig, &certs, &path);
+        let mut child =
+            ChildProcess::spawn(name, command, &dir.join(format!("pathgate{suffix}.log")))?;
+        let addr = child.announced_address("pathgate listening on https://")?;
+        anyhow::Ok((child, addr))
+    };
 
     // pathgate, the binary.
-    let command = serve_command(&pathgate_binary, &kubeconfig, &certs, &policy);
-    let mut pathgate_child = ChildProcess::spawn("pathgate", command, &dir.join("pathgate.log"))?;
-    let pathgate_addr = pathgate_child.announced_address("pathgate listening on https://")?;
+    let (mut pathgate_child, pathgate_addr) = start_binary("pathgate", "", POLICY)?;
 
     // pathgate in-process with allow_all.
     let mut command = Command::new(&me);
@@ -201,10 +208,10 @@ fn run(options: &Options) -> anyhow::Result<()> {
 
     // pathgate, the binary, with the ledger on: JSONL spool plus a webhook sink (the canned
     // upstream accepts the batches).
-    let ledger_policy = dir.join("policy-ledger.yaml");
-    std::fs::write(
-        &ledger_policy,
-        format!(
+    let (mut ledger_child, ledger_addr) = start_binary(
+        "pathgate ledger",
+        "-ledger",
+        &format!(
             "{POLICY}ledger:\n  dir: {}\n  webhook:\n    url: https://localhost:{}{}\n    ca_file: {}\n",
             dir.join("ledger").display(),
             upstream_addr.port(),
@@ -212,24 +219,16 @@ fn run(options: &Options) -> anyhow::Result<()> {
             certs.ca_cert.display()
         ),
     )?;
-    let command = serve_command(&pathgate_binary, &kubeconfig, &certs, &ledger_policy);
-    let mut ledger_child =
-        ChildProcess::spawn("pathgate ledger", command, &dir.join("pathgate-ledger.log"))?;
-    let ledger_addr = ledger_child.announced_address("pathgate listening on https://")?;
 
     // pathgate, the binary, with the spool alone (no sink): the writer's share of the cost.
-    let spool_policy = dir.join("policy-spool.yaml");
-    std::fs::write(
-        &spool_policy,
-        format!(
+    let (mut spool_child, spool_addr) = start_binary(
+        "pathgate spool",
+        "-spool",
+        &format!(
             "{POLICY}ledger:\n  dir: {}\n",
             dir.join("ledger-spool").display()
         ),
     )?;
-    let command = serve_command(&pathgate_binary, &kubeconfig, &certs, &spool_policy);
-    let mut spool_child =
-        ChildProcess::spawn("pathgate spool", command, &dir.join("pathgate-spool.log"))?;
-    let spool_addr = spool_child.announced_address("pathgate listening on https://")?;
 
     // HAProxy.
     let (haproxy_child, haproxy_addr) = start_haproxy(&dir, &certs, upstream_addr)?;

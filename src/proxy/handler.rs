@@ -511,7 +511,7 @@ async fn process(
     let body_bytes = body.clone().unwrap_or_default();
     exchange.bytes_in = body_bytes.len() as u64;
 
-    let outcome = proxy
+    let mut outcome = proxy
         .gate
         .evaluate(GateRequest {
             trace_id: exchange.trace_id,
@@ -526,7 +526,6 @@ async fn process(
             upstream_authorization: upstream_authorization.as_ref(),
         })
         .await;
-    let mut outcome = outcome;
     exchange.analysis = outcome.analysis.take();
     exchange.decision = outcome.decision.take();
     exchange.fingerprint = outcome.fingerprint;

@@ -164,18 +164,8 @@ async fn session_spool(
 ) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let entries = std::fs::read_dir(spool)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .map(|line| serde_json::from_str::<Value>(&line).unwrap())
+        let entries = crate::recording::spool_entries(spool)
+            .into_iter()
             .filter(|entry| entry["session"] == session)
             .collect::<Vec<_>>();
         if complete(&entries) {
