@@ -110,6 +110,17 @@ pub enum AuthMode {
     Impersonate,
 }
 
+impl AuthMode {
+    /// The lowercase name used in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Passthrough => "passthrough",
+            AuthMode::Sidecar => "sidecar",
+            AuthMode::Impersonate => "impersonate",
+        }
+    }
+}
+
 /// The client identity, as far as pathgate knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
@@ -247,6 +258,17 @@ pub enum Mode {
     Observe,
     Enforce,
     Rehearse,
+}
+
+impl Mode {
+    /// The lowercase name used in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Observe => "observe",
+            Mode::Enforce => "enforce",
+            Mode::Rehearse => "rehearse",
+        }
+    }
 }
 
 impl From<policy::Mode> for Mode {
@@ -402,6 +424,16 @@ pub enum Origin {
     Pathgate,
 }
 
+impl Origin {
+    /// The lowercase name used in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Upstream => "upstream",
+            Origin::Pathgate => "pathgate",
+        }
+    }
+}
+
 /// The response the client received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponseRecord {
@@ -471,6 +503,17 @@ pub enum Side {
     Upstream,
     /// pathgate itself failed (including the ledger refusing an intent).
     Pathgate,
+}
+
+impl Side {
+    /// The lowercase name used in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Pathgate => "pathgate",
+        }
+    }
 }
 
 /// A closed set of failure kinds (also the `kind` label of upstream error metrics).

@@ -59,6 +59,7 @@
 
 mod config;
 mod entry;
+mod line;
 mod redact;
 mod sink;
 mod spool;
@@ -85,6 +86,7 @@ pub use entry::{
     ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, Phase, Request, ResponseRecord,
     RewriteRecord, SentForwarded, Side, SCHEMA,
 };
+pub use line::{write_line, LineError};
 pub use redact::{
     capture_body, redact_body, safe_query, token_fingerprint, MAX_QUERY_CHARS, REDACTED,
 };
@@ -178,10 +180,11 @@ pub enum LedgerError {
 
 /// A request for the writer thread.
 enum Command {
+    /// A durable entry, already written as its JSON line; `ack` is answered after the
+    /// fsync.
     Entry {
-        entry: Box<Entry>,
-        /// Present for durable records: answered after the fsync.
-        ack: Option<oneshot::Sender<Result<(), LedgerError>>>,
+        line: Vec<u8>,
+        ack: oneshot::Sender<Result<(), LedgerError>>,
     },
     /// Write and fsync everything queued before, then stop.
     Shutdown(oneshot::Sender<()>),
@@ -195,10 +198,10 @@ pub struct Ledger {
 
 struct Inner {
     queue: mpsc::Sender<Command>,
-    /// Non-durable entries, taken by the writer on its next wake-up (at least every
-    /// [`READ_TICK`]): recording a read wakes no thread.
-    reads: Arc<std::sync::Mutex<Vec<Entry>>>,
-    /// Bound of `reads` (`ledger.queue_capacity`).
+    /// Non-durable entries as JSON lines, taken by the writer on its next wake-up (at
+    /// least every [`READ_TICK`]): recording a read wakes no thread.
+    reads: Arc<std::sync::Mutex<Lines>>,
+    /// Bound of `reads` in entries (`ledger.queue_capacity`).
     reads_capacity: usize,
     metrics: Metrics,
     on_failure: OnFailure,
@@ -206,6 +209,23 @@ struct Inner {
     durable_timeout: Duration,
     /// Drops since start, to log the first one and then every 1000th without flooding.
     dropped: AtomicU64,
+}
+
+/// Entries written as JSON lines, waiting for the writer. The request path writes into
+/// it; the writer swaps it with an empty one it keeps, so the two buffers (and their
+/// allocations) go back and forth between the threads instead of one allocation per entry
+/// being freed on another thread.
+#[derive(Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    entries: u64,
+}
+
+impl Lines {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries = 0;
+    }
 }
 
 /// The ledger's background work: the writer thread and one task per sink.
@@ -238,7 +258,7 @@ impl Ledger {
         let sinks = sink::build(&settings)?;
         let sink_names: Vec<&'static str> = sinks.iter().map(sink::Sink::name).collect();
         let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
-        let reads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reads = Arc::new(std::sync::Mutex::new(Lines::default()));
         let writer_reads = reads.clone();
         let (written, written_watch) = watch::channel(spool.position());
         let writer_metrics = metrics.clone();
@@ -298,16 +318,28 @@ impl Ledger {
     /// (`pathgate_ledger_entries_total{sink="spool",outcome="dropped"}`) and logged.
     pub fn record(&self, entry: Entry) {
         self.inner.metrics.observe_entry(&entry);
-        let entry = {
+        let written = {
             let mut reads = self.inner.reads.lock().expect("ledger reads lock");
-            if reads.len() < self.inner.reads_capacity && !self.inner.queue.is_closed() {
-                // Counted as queued by the writer when it takes them (one counter update
-                // per tick instead of one per request).
-                reads.push(entry);
+            if reads.entries < self.inner.reads_capacity as u64 && !self.inner.queue.is_closed() {
+                // Written here, on the request's thread, so that the entry's strings are
+                // freed where they were allocated; counted as queued by the writer when it
+                // takes them (one counter update per tick instead of one per request).
+                let written = write_line(&mut reads.bytes, &entry);
+                reads.entries += u64::from(written.is_ok());
+                Some(written)
+            } else {
+                None
+            }
+        };
+        match written {
+            Some(Ok(())) => return,
+            Some(Err(error)) => {
+                tracing::error!(%error, trace_id = %entry.trace_id, "ledger entry cannot be written; dropped");
+                self.inner.metrics.ledger_count("spool", "dropped", 1);
                 return;
             }
-            entry
-        };
+            None => {}
+        }
         self.inner.metrics.ledger_count("spool", "dropped", 1);
         let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         if dropped == 1 || dropped % 1000 == 0 {
@@ -340,11 +372,17 @@ impl Ledger {
     async fn send_durable(&self, entry: Entry) -> Result<(), LedgerError> {
         let timeout = self.inner.durable_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut line = Vec::with_capacity(1024);
+        if let Err(error) = write_line(&mut line, &entry) {
+            self.inner.metrics.ledger_count("spool", "dropped", 1);
+            return Err(LedgerError::Io(format!(
+                "entry {} cannot be written: {error}",
+                entry.trace_id
+            )));
+        }
+        drop(entry);
         let (ack, acked) = oneshot::channel();
-        let command = Command::Entry {
-            entry: Box::new(entry),
-            ack: Some(ack),
-        };
+        let command = Command::Entry { line, ack };
         match tokio::time::timeout_at(deadline, self.inner.queue.send(command)).await {
             Ok(Ok(())) => self.queued(),
             Ok(Err(_)) => return Err(LedgerError::Closed),
@@ -425,7 +463,7 @@ impl LedgerTasks {
 fn writer_thread(
     mut spool: spool::SpoolWriter,
     mut queue: mpsc::Receiver<Command>,
-    reads: Arc<std::sync::Mutex<Vec<Entry>>>,
+    reads: Arc<std::sync::Mutex<Lines>>,
     metrics: Metrics,
     flush_interval: Duration,
     written: watch::Sender<spool::Cursor>,
@@ -449,6 +487,8 @@ fn writer_thread(
         let mut unsynced = false;
         let mut commands = Vec::with_capacity(MAX_BATCH);
         let mut buffer = Vec::with_capacity(256 * 1024);
+        // Swapped with the request path's buffer each time round: see [`Lines`].
+        let mut pending_reads = Lines::default();
         loop {
             commands.clear();
             // Durable entries wake the writer at once; reads are picked up at the next
@@ -469,8 +509,12 @@ fn writer_thread(
                     Err(_) => break,
                 }
             }
-            let pending_reads = std::mem::take(&mut *reads.lock().expect("ledger reads lock"));
-            if commands.is_empty() && pending_reads.is_empty() {
+            pending_reads.clear();
+            std::mem::swap(
+                &mut pending_reads,
+                &mut *reads.lock().expect("ledger reads lock"),
+            );
+            if commands.is_empty() && pending_reads.entries == 0 {
                 if unsynced && (closed || last_sync.elapsed() >= flush_interval) {
                     // A failure is logged by `commit`; no waiter depends on this one.
                     let _ = commit(&mut spool, &metrics, 0, &mut last_sync);
@@ -488,36 +532,26 @@ fn writer_thread(
             buffer.clear();
             let mut waiters = Vec::new();
             let mut shutdown = None;
-            let mut entries = 0u64;
-            if !pending_reads.is_empty() {
-                metrics.ledger_count("spool", "queued", pending_reads.len() as u64);
+            let mut entries = pending_reads.entries;
+            if entries > 0 {
+                metrics.ledger_count("spool", "queued", entries);
             }
-            for entry in &pending_reads {
-                if serialize_line(&mut buffer, entry, &metrics) {
-                    entries += 1;
-                }
-            }
-            drop(pending_reads);
             for command in commands.drain(..) {
                 match command {
-                    Command::Entry { entry, ack } => {
-                        if serialize_line(&mut buffer, &entry, &metrics) {
-                            entries += 1;
-                            waiters.extend(ack);
-                        } else if let Some(ack) = ack {
-                            let _ = ack.send(Err(LedgerError::Io(format!(
-                                "entry {} is not serializable",
-                                entry.trace_id
-                            ))));
-                        }
+                    Command::Entry { line, ack } => {
+                        buffer.extend_from_slice(&line);
+                        entries += 1;
+                        waiters.push(ack);
                     }
                     Command::Shutdown(done) => shutdown = Some(done),
                 }
             }
 
             let mut result = Ok(());
-            if !buffer.is_empty() {
-                result = spool.append(&buffer).map_err(|error| error.to_string());
+            if entries > 0 {
+                result = spool
+                    .append_all(&[&pending_reads.bytes, &buffer])
+                    .map_err(|error| error.to_string());
                 match &result {
                     Ok(()) => {
                         unsynced = true;
@@ -537,7 +571,7 @@ fn writer_thread(
             for waiter in waiters {
                 let _ = waiter.send(result.clone().map_err(LedgerError::Io));
             }
-            if result.is_ok() && !buffer.is_empty() {
+            if result.is_ok() && entries > 0 {
                 match spool.enforce_retention() {
                     Ok(losses) => {
                         // Cursors of sinks no longer configured are ignored: nobody
@@ -574,24 +608,6 @@ fn writer_thread(
 /// How long a recorded read may wait in memory before the writer takes it (it reaches the
 /// disk by the next flush interval after that).
 const READ_TICK: Duration = Duration::from_millis(10);
-
-/// Appends `entry` as one JSON line to `buffer`; false (counted as dropped, logged) if it
-/// cannot be serialized, which well-formed entries never are. Never leaves a torn line.
-fn serialize_line(buffer: &mut Vec<u8>, entry: &Entry, metrics: &Metrics) -> bool {
-    let start = buffer.len();
-    match serde_json::to_writer(&mut *buffer, entry) {
-        Ok(()) => {
-            buffer.push(b'\n');
-            true
-        }
-        Err(error) => {
-            buffer.truncate(start);
-            tracing::error!(%error, trace_id = %entry.trace_id, "ledger entry not serializable");
-            metrics.ledger_count("spool", "dropped", 1);
-            false
-        }
-    }
-}
 
 /// One fsync covering everything appended so far; `waiters` durable entries ride on it.
 fn commit(

@@ -190,17 +190,27 @@ impl SpoolWriter {
     /// one is full. The data reaches the OS (survives a crash of pathgate) but not
     /// necessarily the disk until [`Self::sync`]. On a failed write the segment is cut
     /// back to its last whole line, so a partial batch never becomes visible.
+    #[cfg(test)]
     pub fn append(&mut self, lines: &[u8]) -> io::Result<()> {
-        if self.len > 0 && self.len + lines.len() as u64 > self.segment_max_bytes {
+        self.append_all(&[lines])
+    }
+
+    /// [`Self::append`] for lines held in several buffers, written in order as one batch
+    /// (the whole batch lands in one segment).
+    pub fn append_all(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let size: u64 = parts.iter().map(|part| part.len() as u64).sum();
+        if self.len > 0 && self.len + size > self.segment_max_bytes {
             self.rotate()?;
         }
-        if let Err(error) = self.file.write_all(lines) {
-            // Best effort: the original error is the one worth reporting.
-            let _ = self.file.set_len(self.len);
-            return Err(error);
+        for part in parts.iter().filter(|part| !part.is_empty()) {
+            if let Err(error) = self.file.write_all(part) {
+                // Best effort: the original error is the one worth reporting.
+                let _ = self.file.set_len(self.len);
+                return Err(error);
+            }
         }
-        self.len += lines.len() as u64;
-        self.total_bytes += lines.len() as u64;
+        self.len += size;
+        self.total_bytes += size;
         Ok(())
     }
 
