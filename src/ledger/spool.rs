@@ -14,7 +14,7 @@
 //! exists (which proves the previous one is final).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -311,8 +311,26 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Lines read for one sink, and the cursor to store once they are delivered.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub lines: Vec<String>,
+    /// Whole lines as the spool holds them, each ending in `\n`.
+    pub bytes: Vec<u8>,
+    /// How many lines `bytes` holds.
+    pub entries: usize,
     pub next: Cursor,
+}
+
+impl Batch {
+    /// The lines, without their `\n` (bytes that are not UTF-8, which pathgate never
+    /// writes, are replaced).
+    pub fn lines(&self) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+        self.bytes
+            .split(|byte| *byte == b'\n')
+            .take(self.entries)
+            .map(String::from_utf8_lossy)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
 }
 
 /// A sink's view of the spool.
@@ -355,7 +373,7 @@ impl SpoolReader {
     pub fn read_batch(&mut self, max_entries: usize) -> io::Result<Batch> {
         loop {
             let batch = self.read_segment(max_entries)?;
-            if !batch.lines.is_empty() {
+            if !batch.is_empty() {
                 return Ok(batch);
             }
             // The current segment is exhausted for now. Move on only if a newer segment
@@ -370,7 +388,7 @@ impl SpoolReader {
                 return Ok(batch);
             };
             let batch = self.read_segment(max_entries)?;
-            if !batch.lines.is_empty() {
+            if !batch.is_empty() {
                 return Ok(batch);
             }
             self.cursor = Cursor {
@@ -382,31 +400,38 @@ impl SpoolReader {
     }
 
     fn read_segment(&self, max_entries: usize) -> io::Result<Batch> {
+        /// Bytes asked of the file at a time (about 64 entries of a small request).
+        const CHUNK: u64 = 64 * 1024;
         let mut batch = Batch {
-            lines: Vec::new(),
+            bytes: Vec::new(),
+            entries: 0,
             next: self.cursor,
         };
-        let file = match File::open(segment_path(&self.dir, self.cursor.segment)) {
+        let mut file = match File::open(segment_path(&self.dir, self.cursor.segment)) {
             Ok(file) => file,
             // Deleted by retention (the loss was counted then): nothing more here.
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(batch),
             Err(error) => return Err(error),
         };
-        let mut reader = BufReader::with_capacity(64 * 1024, file);
-        reader.seek(SeekFrom::Start(self.cursor.offset))?;
-        let mut line = Vec::new();
-        while batch.lines.len() < max_entries {
-            line.clear();
-            let read = reader.read_until(b'\n', &mut line)?;
-            if read == 0 || line.last() != Some(&b'\n') {
-                break; // end of file, or a line still being written
+        file.seek(SeekFrom::Start(self.cursor.offset))?;
+        // Read whole chunks, then keep the bytes up to the last newline wanted: a line
+        // still being written (no newline yet) is left for the next batch.
+        let mut whole = 0;
+        'read: while batch.entries < max_entries {
+            let scanned = batch.bytes.len();
+            if (&mut file).take(CHUNK).read_to_end(&mut batch.bytes)? == 0 {
+                break;
             }
-            batch.next.offset += read as u64;
-            line.pop();
-            batch
-                .lines
-                .push(String::from_utf8_lossy(&line).into_owned());
+            for newline in memchr::memchr_iter(b'\n', &batch.bytes[scanned..]) {
+                whole = scanned + newline + 1;
+                batch.entries += 1;
+                if batch.entries == max_entries {
+                    break 'read;
+                }
+            }
         }
+        batch.bytes.truncate(whole);
+        batch.next.offset += whole as u64;
         Ok(batch)
     }
 
@@ -444,10 +469,11 @@ mod tests {
         let mut seen = Vec::new();
         loop {
             let batch = reader.read_batch(3).unwrap();
-            if batch.lines.is_empty() {
+            if batch.is_empty() {
                 break;
             }
-            seen.extend(batch.lines);
+            assert!(batch.entries <= 3);
+            seen.extend(batch.lines().map(String::from));
             reader.commit(batch.next).unwrap();
         }
         let expected: Vec<String> = (0..20).map(|i| format!("{{\"n\":{i}}}")).collect();
@@ -467,8 +493,45 @@ mod tests {
 
         let mut reader = SpoolReader::open(dir.path(), "sink").unwrap();
         let batch = reader.read_batch(100).unwrap();
-        assert_eq!(batch.lines.first().unwrap(), "{\"n\":2}");
-        assert_eq!(batch.lines.len(), 5);
+        let read: Vec<_> = batch.lines().collect();
+        assert_eq!(
+            read,
+            [
+                "{\"n\":2}",
+                "{\"n\":3}",
+                "{\"n\":4}",
+                "{\"n\":5}",
+                "{\"n\":6}"
+            ]
+        );
+        assert_eq!(batch.bytes, lines(2..7));
+    }
+
+    #[test]
+    fn batches_end_on_a_whole_line_across_read_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SpoolWriter::open(dir.path(), 1 << 30, u64::MAX).unwrap();
+        let padding = "x".repeat(190);
+        let line = |i: u32| format!("{{\"n\":{i},\"p\":\"{padding}\"}}\n");
+        let all: String = (0..1000).map(line).collect();
+        writer.append(all.as_bytes()).unwrap();
+        // A line still being written is never part of a batch.
+        writer.append(b"{\"n\":1000,").unwrap();
+
+        let mut reader = SpoolReader::open(dir.path(), "chunks").unwrap();
+        let mut expected = 0u32;
+        for size in [300, 300, 300, 300] {
+            let batch = reader.read_batch(size).unwrap();
+            let wanted = size.min(1000 - expected as usize);
+            assert_eq!(batch.entries, wanted);
+            let text: String = (expected..expected + wanted as u32).map(line).collect();
+            assert_eq!(batch.bytes, text.as_bytes());
+            let before: usize = (0..expected).map(|i| line(i).len()).sum();
+            assert_eq!(batch.next.offset, (before + text.len()) as u64);
+            reader.commit(batch.next).unwrap();
+            expected += wanted as u32;
+        }
+        assert!(reader.read_batch(300).unwrap().is_empty());
     }
 
     #[test]
@@ -483,7 +546,7 @@ mod tests {
 
         let mut reader = SpoolReader::open(dir.path(), "early").unwrap();
         assert_eq!(
-            reader.read_batch(10).unwrap().lines.len(),
+            reader.read_batch(10).unwrap().entries,
             2,
             "partial line not read"
         );
@@ -538,10 +601,10 @@ mod tests {
         let mut read = 0;
         loop {
             let batch = reader.read_batch(100).unwrap();
-            if batch.lines.is_empty() {
+            if batch.is_empty() {
                 break;
             }
-            read += batch.lines.len() as u64;
+            read += batch.entries as u64;
             reader.commit(batch.next).unwrap();
         }
         assert_eq!(read, kept_entries);

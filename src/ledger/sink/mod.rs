@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::spool::{Cursor, SpoolReader};
+use super::spool::{Batch, Cursor, SpoolReader};
 use super::{LedgerError, LedgerSettings};
 use crate::metrics::Metrics;
 
@@ -87,21 +87,18 @@ impl Sink {
 
     /// Delivers one batch of JSONL lines; returns how many lines were unreadable and
     /// skipped (counted as dropped).
-    async fn deliver(&mut self, lines: &[String]) -> Result<u64, DeliveryError> {
+    async fn deliver(&mut self, batch: &Batch) -> Result<u64, DeliveryError> {
         match self {
             Sink::Stdout => {
                 let mut stdout = std::io::stdout().lock();
-                for line in lines {
-                    writeln!(stdout, "{line}")
-                        .map_err(|error| DeliveryError::Retryable(error.to_string()))?;
-                }
                 stdout
-                    .flush()
+                    .write_all(&batch.bytes)
+                    .and_then(|()| stdout.flush())
                     .map_err(|error| DeliveryError::Retryable(error.to_string()))?;
                 Ok(0)
             }
-            Sink::Webhook(webhook) => webhook.deliver(lines).await.map(|()| 0),
-            Sink::Otlp(otlp) => otlp.deliver(lines).await,
+            Sink::Webhook(webhook) => webhook.deliver(&batch.bytes).await.map(|()| 0),
+            Sink::Otlp(otlp) => otlp.deliver(batch).await,
         }
     }
 }
@@ -187,7 +184,7 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        if batch.lines.is_empty() {
+        if batch.is_empty() {
             if deadline.is_some() {
                 return; // caught up after shutdown was requested
             }
@@ -195,12 +192,12 @@ pub(crate) async fn run(
             continue;
         }
 
-        let count = batch.lines.len() as u64;
+        let count = batch.entries as u64;
         let retry = sink.retry();
         let mut delay = retry.initial;
         let mut failures = 0u32;
         loop {
-            match sink.deliver(&batch.lines).await {
+            match sink.deliver(&batch).await {
                 Ok(unreadable) => {
                     if failures > 0 {
                         tracing::info!(sink = name, failures, "ledger sink recovered");

@@ -24,6 +24,7 @@ use opentelemetry_sdk::Resource;
 use sha2::{Digest, Sha256};
 
 use super::{http_client, DeliveryError, RetrySettings};
+use crate::ledger::spool::Batch;
 use crate::ledger::{Action, Entry, LedgerError, Phase, SCHEMA};
 
 /// OTLP sink settings (config keys `ledger.otlp.*`).
@@ -148,11 +149,11 @@ impl Otlp {
     }
 
     /// Exports one batch; lines that are not entries are skipped and reported.
-    pub(crate) async fn deliver(&mut self, lines: &[String]) -> Result<u64, DeliveryError> {
-        let mut entries = Vec::with_capacity(lines.len());
+    pub(crate) async fn deliver(&mut self, batch: &Batch) -> Result<u64, DeliveryError> {
+        let mut entries = Vec::with_capacity(batch.entries);
         let mut unreadable = 0;
-        for line in lines {
-            match serde_json::from_str::<Entry>(line) {
+        for line in batch.lines() {
+            match serde_json::from_str::<Entry>(&line) {
                 Ok(entry) => entries.push((entry, line)),
                 Err(error) => {
                     tracing::warn!(%error, "ledger OTLP sink: unreadable spool line skipped");

@@ -52,18 +52,10 @@ impl Webhook {
         Ok(Webhook { settings, client })
     }
 
-    /// POSTs `[line, line, ...]`. The lines are the spool's JSON objects, sent as they are.
-    pub(crate) async fn deliver(&self, lines: &[String]) -> Result<(), DeliveryError> {
-        let size = lines.iter().map(|line| line.len() + 1).sum::<usize>() + 1;
-        let mut body = String::with_capacity(size);
-        body.push('[');
-        for (index, line) in lines.iter().enumerate() {
-            if index > 0 {
-                body.push(',');
-            }
-            body.push_str(line);
-        }
-        body.push(']');
+    /// POSTs `[line, line, ...]`: the spool's lines (`lines`, each ending in `\n`) sent
+    /// as they are, their newlines turned into the array's commas.
+    pub(crate) async fn deliver(&self, lines: &[u8]) -> Result<(), DeliveryError> {
+        let body = json_array(lines);
         let request = http::Request::post(self.settings.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(SCHEMA_HEADER, SCHEMA)
@@ -90,6 +82,22 @@ impl Webhook {
     }
 }
 
+/// `[a,b,c]` from `a\nb\nc\n`: a JSON line never holds a raw newline, so every newline
+/// ends an entry.
+fn json_array(lines: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(lines.len() + 2);
+    body.push(b'[');
+    body.extend_from_slice(lines);
+    for newline in memchr::memchr_iter(b'\n', lines) {
+        body[newline + 1] = b',';
+    }
+    match body.last_mut() {
+        Some(last) if *last == b',' => *last = b']',
+        _ => body.push(b']'),
+    }
+    body
+}
+
 /// 2xx delivered; 408, 429 and 5xx retried; any other status refused for good.
 pub(crate) fn classify_status(status: http::StatusCode) -> Result<(), DeliveryError> {
     if status.is_success() {
@@ -105,5 +113,20 @@ pub(crate) fn classify_status(status: http::StatusCode) -> Result<(), DeliveryEr
         Err(DeliveryError::Permanent(format!(
             "receiver answered {status}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spool_lines_become_one_json_array() {
+        assert_eq!(json_array(b"{\"a\":1}\n"), b"[{\"a\":1}]");
+        let body = json_array(b"{\"a\":\"x\\ny\"}\n{\"b\":[1,2]}\n{}\n");
+        assert_eq!(body, br#"[{"a":"x\ny"},{"b":[1,2]},{}]"#);
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed.as_array().unwrap().len(), 3);
+        assert_eq!(json_array(b""), b"[]");
     }
 }
