@@ -58,6 +58,9 @@ struct Options {
     watch_events: usize,
     watch_warmup: usize,
     watch: bool,
+    /// How many times each case goes through every route, interleaved (A B C A B C...),
+    /// so that ratios compare runs made under the same machine conditions.
+    rounds: usize,
     /// The proxies to measure (the direct path always is: it is the reference).
     routes: Vec<Route>,
 }
@@ -74,6 +77,7 @@ impl Options {
             watch_events: 50,
             watch_warmup: 5,
             watch: true,
+            rounds: 3,
             routes: Route::ALL.to_vec(),
         };
         let mut args = args.iter();
@@ -92,6 +96,7 @@ impl Options {
                 "--threads" => options.settings.threads = number(arg)? as u32,
                 "--watch-events" => options.watch_events = number(arg)? as usize,
                 "--no-watch" => options.watch = false,
+                "--rounds" => options.rounds = number(arg)?.max(1) as usize,
                 "--routes" => {
                     let names = args.next().context("--routes needs a list")?;
                     options.routes = vec![Route::Direct];
@@ -100,7 +105,7 @@ impl Options {
                             .into_iter()
                             .find(|route| route.name() == name)
                             .with_context(|| {
-                                format!("unknown route {name:?}: haproxy, pathgate, allow-all")
+                                format!("unknown route {name:?}: haproxy, pathgate, allow-all, spool, ledger")
                             })?;
                         if route != Route::Direct {
                             options.routes.push(route);
@@ -108,7 +113,7 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --routes haproxy,pathgate,allow-all"
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --rounds N --routes haproxy,pathgate,allow-all,spool,ledger"
                 ),
             }
         }
@@ -300,21 +305,30 @@ fn run(options: &Options) -> anyhow::Result<()> {
         .collect();
     let mut measurements = Vec::new();
     for (index, case) in cases.iter().enumerate() {
-        for (route, addr, watched) in &routes {
-            let url = format!("https://127.0.0.1:{}{}", addr.port(), case.path_and_query);
-            eprintln!("load benchmark: {} via {}", case.title, route.label());
-            let result = wrk.measure(&url, &options.settings, watched)?;
-            eprintln!(
-                "  {:.0} req/s, p99 {:?}, {} errors",
-                result.requests_per_second(),
-                result.p99,
-                result.errors
-            );
-            measurements.push(Measurement {
-                case: index,
-                route: *route,
-                result,
-            });
+        for round in 0..options.rounds {
+            for (route, addr, watched) in &routes {
+                let url = format!("https://127.0.0.1:{}{}", addr.port(), case.path_and_query);
+                eprintln!(
+                    "load benchmark: {} via {}, round {}/{}",
+                    case.title,
+                    route.label(),
+                    round + 1,
+                    options.rounds
+                );
+                let result = wrk.measure(&url, &options.settings, watched)?;
+                eprintln!(
+                    "  {:.0} req/s, p99 {:?}, {} errors",
+                    result.requests_per_second(),
+                    result.p99,
+                    result.errors
+                );
+                measurements.push(Measurement {
+                    case: index,
+                    round,
+                    route: *route,
+                    result,
+                });
+            }
         }
         for child in [
             &mut upstream_child,
@@ -352,6 +366,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
             wrk.version
         ),
         settings: options.settings.clone(),
+        rounds: options.rounds,
         cases,
         measurements,
         watch,

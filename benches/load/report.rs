@@ -71,6 +71,8 @@ pub struct Case {
 #[derive(Debug, Clone)]
 pub struct Measurement {
     pub case: usize,
+    /// Which pass over the routes (see `--rounds`).
+    pub round: usize,
     pub route: Route,
     pub result: LoadResult,
 }
@@ -82,9 +84,42 @@ pub struct Report {
     pub machine: String,
     pub tools: String,
     pub settings: LoadSettings,
+    pub rounds: usize,
     pub cases: Vec<Case>,
     pub measurements: Vec<Measurement>,
     pub watch: Option<(WatchDelays, usize)>,
+}
+
+fn throughput_ratio(a: &LoadResult, b: &LoadResult) -> Option<f64> {
+    Some(a.requests_per_second() / b.requests_per_second())
+}
+
+/// One ratio per round, sorted; shown as the median and the range.
+#[derive(Debug, Clone)]
+pub struct Ratios(pub Vec<f64>);
+
+impl Ratios {
+    pub fn median(&self) -> f64 {
+        let values = &self.0;
+        match values.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => values[n / 2],
+            n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        }
+    }
+}
+
+impl std::fmt::Display for Ratios {
+    /// `0.97` for one round; `0.97 (0.95–0.99 over 3 rounds)` for several.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2}", self.median())?;
+        if let (Some(low), Some(high)) = (self.0.first(), self.0.last()) {
+            if self.0.len() > 1 {
+                write!(f, " ({low:.2}–{high:.2} over {} rounds)", self.0.len())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn millis(duration: Duration) -> String {
@@ -110,43 +145,75 @@ pub fn percentile(values: &[i64], p: f64) -> i64 {
 }
 
 impl Report {
-    fn find(&self, case: usize, route: Route) -> Option<&LoadResult> {
+    fn in_round(&self, case: usize, round: usize, route: Route) -> Option<&LoadResult> {
         self.measurements
             .iter()
-            .find(|m| m.case == case && m.route == route)
+            .find(|m| m.case == case && m.round == round && m.route == route)
             .map(|m| &m.result)
     }
 
-    /// Per case: pathgate's throughput ratio divided by HAProxy's (target: at least 1),
-    /// and pathgate's CPU per request divided by HAProxy's.
-    pub fn pathgate_vs_haproxy(&self) -> Vec<(&'static str, f64, f64)> {
-        (0..self.cases.len())
-            .filter_map(|case| {
-                let pathgate = self.find(case, Route::Pathgate)?;
-                let haproxy = self.find(case, Route::Haproxy)?;
-                Some((
-                    self.cases[case].title,
-                    pathgate.requests_per_second() / haproxy.requests_per_second(),
-                    pathgate.cpu_per_request(1)?.as_secs_f64()
-                        / haproxy.cpu_per_request(1)?.as_secs_f64(),
-                ))
+    /// The run of its round with the median throughput: the one the tables show.
+    fn find(&self, case: usize, route: Route) -> Option<&LoadResult> {
+        let mut runs: Vec<&LoadResult> = (0..self.rounds)
+            .filter_map(|round| self.in_round(case, round, route))
+            .collect();
+        runs.sort_by(|a, b| a.requests_per_second().total_cmp(&b.requests_per_second()));
+        runs.get(runs.len().saturating_sub(1) / 2).copied()
+    }
+
+    /// Per case, `ratio` of two routes' runs taken in the same round (minutes apart at
+    /// most, under the same machine conditions): every round's value, sorted.
+    fn per_round(
+        &self,
+        case: usize,
+        numerator: Route,
+        denominator: Route,
+        ratio: impl Fn(&LoadResult, &LoadResult) -> Option<f64>,
+    ) -> Ratios {
+        let mut values: Vec<f64> = (0..self.rounds)
+            .filter_map(|round| {
+                ratio(
+                    self.in_round(case, round, numerator)?,
+                    self.in_round(case, round, denominator)?,
+                )
             })
+            .collect();
+        values.sort_by(f64::total_cmp);
+        Ratios(values)
+    }
+
+    /// Per case: pathgate's throughput divided by HAProxy's (target: at least 1), and
+    /// pathgate's CPU per request divided by HAProxy's.
+    pub fn pathgate_vs_haproxy(&self) -> Vec<(&'static str, Ratios, Ratios)> {
+        (0..self.cases.len())
+            .map(|case| {
+                (
+                    self.cases[case].title,
+                    self.per_round(case, Route::Pathgate, Route::Haproxy, throughput_ratio),
+                    self.per_round(case, Route::Pathgate, Route::Haproxy, |p, h| {
+                        Some(
+                            p.cpu_per_request(1)?.as_secs_f64()
+                                / h.cpu_per_request(1)?.as_secs_f64(),
+                        )
+                    }),
+                )
+            })
+            .filter(|(_, throughput, _)| !throughput.0.is_empty())
             .collect()
     }
 
     /// Per case: throughput with the ledger on (`on`: the spool alone, or spool and
     /// webhook) divided by throughput with it off (the same binary and policy; issue
     /// target for spool and webhook: a loss of at most 5 %, i.e. at least 0.95).
-    pub fn ledger_cost(&self, on: Route) -> Vec<(&'static str, f64)> {
+    pub fn ledger_cost(&self, on: Route) -> Vec<(&'static str, Ratios)> {
         (0..self.cases.len())
-            .filter_map(|case| {
-                let on = self.find(case, on)?;
-                let off = self.find(case, Route::Pathgate)?;
-                Some((
+            .map(|case| {
+                (
                     self.cases[case].title,
-                    on.requests_per_second() / off.requests_per_second(),
-                ))
+                    self.per_round(case, on, Route::Pathgate, throughput_ratio),
+                )
             })
+            .filter(|(_, ratios)| !ratios.0.is_empty())
             .collect()
     }
 
@@ -158,11 +225,12 @@ impl Report {
         let _ = writeln!(out, "- tools: {}", self.tools);
         let _ = writeln!(
             out,
-            "- load: wrk, {} threads, {} connections, HTTP/1.1 keep-alive over TLS, {} s warm-up then {} s measured per path, paths one after another; wrk, the upstream and the proxy share the cores (nothing pinned)\n",
+            "- load: wrk, {} threads, {} connections, HTTP/1.1 keep-alive over TLS, {} s warm-up then {} s measured per path, paths one after another, {} round(s) per case (A B C A B C...); tables show each path's median-throughput run, ratios are the median over rounds of ratios taken within a round; wrk, the upstream and the proxy share the cores (nothing pinned)\n",
             s.threads,
             s.connections,
             s.warmup.as_secs(),
-            s.duration.as_secs()
+            s.duration.as_secs(),
+            self.rounds
         );
         for (index, case) in self.cases.iter().enumerate() {
             let _ = writeln!(
@@ -243,7 +311,7 @@ impl Report {
                     "{text}: {}\n",
                     ledger
                         .iter()
-                        .map(|(title, ratio)| format!("{title} {ratio:.2}"))
+                        .map(|(title, ratio)| format!("{title} {ratio}"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
@@ -256,12 +324,12 @@ impl Report {
                 "pathgate's throughput ratio over HAProxy's (target ≥ 1.00): {}; pathgate's CPU per request over HAProxy's: {}\n",
                 comparison
                     .iter()
-                    .map(|(title, ratio, _)| format!("{title} {ratio:.2}"))
+                    .map(|(title, ratio, _)| format!("{title} {ratio}"))
                     .collect::<Vec<_>>()
                     .join(", "),
                 comparison
                     .iter()
-                    .map(|(title, _, cpu)| format!("{title} {cpu:.2}"))
+                    .map(|(title, _, cpu)| format!("{title} {cpu}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             );

@@ -238,6 +238,27 @@ pub struct AnalysisRecord {
     pub opaque_reason: Option<String>,
 }
 
+impl AnalysisRecord {
+    /// True when the record holds nothing but `body_format: none`: the request had no
+    /// body to analyse.
+    pub fn is_bodiless(&self) -> bool {
+        let AnalysisRecord {
+            patch_type,
+            touched_paths,
+            effect_paths,
+            whole_object,
+            body_format,
+            opaque_reason,
+        } = self;
+        patch_type.is_none()
+            && touched_paths.is_empty()
+            && effect_paths.is_none()
+            && whole_object.is_none()
+            && body_format == "none"
+            && opaque_reason.is_none()
+    }
+}
+
 impl From<&Analysis> for AnalysisRecord {
     fn from(analysis: &Analysis) -> Self {
         AnalysisRecord {

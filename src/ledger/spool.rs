@@ -333,11 +333,20 @@ impl Batch {
     }
 }
 
+/// How often a sink's cursor file is rewritten while it delivers (and once more when it
+/// stops). Rewriting it after every batch cost a file create and rename per batch; a crash
+/// now makes the sink send at most this much again, which at-least-once delivery (receivers
+/// dedupe on `(trace_id, phase)`) already allows.
+pub const CURSOR_STORE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A sink's view of the spool.
 pub struct SpoolReader {
     dir: PathBuf,
     sink: String,
     cursor: Cursor,
+    /// The cursor as its file holds it, and when that was written.
+    stored: Cursor,
+    stored_at: std::time::Instant,
 }
 
 impl SpoolReader {
@@ -364,6 +373,8 @@ impl SpoolReader {
             dir: dir.to_owned(),
             sink: sink.to_owned(),
             cursor,
+            stored: cursor,
+            stored_at: std::time::Instant::now(),
         })
     }
 
@@ -395,7 +406,7 @@ impl SpoolReader {
                 segment: next,
                 offset: 0,
             };
-            store_cursor(&self.dir, &self.sink, self.cursor)?;
+            self.store()?;
         }
     }
 
@@ -436,9 +447,29 @@ impl SpoolReader {
     }
 
     /// Records that everything before `next` was delivered.
+    /// The file is rewritten at most every [`CURSOR_STORE_INTERVAL`]; call
+    /// [`Self::flush`] when the sink stops.
     pub fn commit(&mut self, next: Cursor) -> io::Result<()> {
         self.cursor = next;
-        store_cursor(&self.dir, &self.sink, next)
+        if self.stored_at.elapsed() >= CURSOR_STORE_INTERVAL {
+            self.store()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the cursor's file if it is behind what was delivered.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.stored != self.cursor {
+            self.store()?;
+        }
+        Ok(())
+    }
+
+    fn store(&mut self) -> io::Result<()> {
+        store_cursor(&self.dir, &self.sink, self.cursor)?;
+        self.stored = self.cursor;
+        self.stored_at = std::time::Instant::now();
+        Ok(())
     }
 }
 
@@ -488,6 +519,12 @@ mod tests {
         let mut reader = SpoolReader::open(dir.path(), "sink").unwrap();
         let batch = reader.read_batch(2).unwrap();
         reader.commit(batch.next).unwrap();
+        // Within CURSOR_STORE_INTERVAL of the last store the file is not rewritten: a
+        // reader opened now would send those two lines again (at-least-once)...
+        assert_eq!(load_cursor(dir.path(), "sink").unwrap().unwrap().offset, 0);
+        // ...until the sink flushes it when it stops.
+        reader.flush().unwrap();
+        assert_eq!(load_cursor(dir.path(), "sink").unwrap(), Some(batch.next));
         drop(reader);
         writer.append(&lines(5..7)).unwrap();
 

@@ -83,7 +83,9 @@ pub fn entry_of(exchange: Exchange) -> Entry {
     if let Some(analysis) = &analysis {
         let mut record = AnalysisRecord::from(analysis);
         record.effect_paths = effect_paths;
-        entry.analysis = Some(record);
+        // Absent for a request without a body (a GET, a LIST, a DELETE without options):
+        // it would say nothing but `"body_format":"none"`.
+        entry.analysis = (!record.is_bodiless()).then_some(record);
         let forwarded_dry_run = analysis.dry_run || rewrites.contains(&Rewrite::AddDryRun);
         entry.dry_run = SentForwarded {
             sent: analysis.dry_run,

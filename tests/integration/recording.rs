@@ -185,6 +185,12 @@ async fn a_kubectl_session_lands_in_the_jsonl_ledger_joined_to_the_audit_log() {
         .unwrap()
         .iter()
         .any(|f| f["rule"] == "PG012"));
+    // A request without a body has no analysis (docs/ledger.md); the patch above has one.
+    assert!(
+        secret_read.get("analysis").is_none(),
+        "a GET has nothing to analyse: {secret_read}"
+    );
+    assert_eq!(secret_read["limit"]["sent"], Value::Null);
 
     // The trace id is the apiserver's auditID, for allowed and rewritten requests alike.
     for entry in [patch, delete] {

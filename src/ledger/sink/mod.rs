@@ -154,10 +154,10 @@ pub(crate) async fn run(
         }
     };
     let batch_max = sink.batch_max_entries().max(1);
-    loop {
+    'run: loop {
         let deadline = *stop.borrow_and_update();
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return;
+            break;
         }
         // File reads are short and usually served from the page cache, but they are still
         // blocking calls: keep them off the async workers.
@@ -186,7 +186,7 @@ pub(crate) async fn run(
         };
         if batch.is_empty() {
             if deadline.is_some() {
-                return; // caught up after shutdown was requested
+                break; // caught up after shutdown was requested
             }
             wait(&mut written, &mut stop, IDLE_POLL).await;
             continue;
@@ -221,7 +221,7 @@ pub(crate) async fn run(
                     }
                     let deadline = *stop.borrow_and_update();
                     if deadline.is_some_and(|deadline| Instant::now() + delay >= deadline) {
-                        return; // undelivered entries stay in the spool for the next start
+                        break 'run; // undelivered entries stay in the spool for the next start
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -257,6 +257,11 @@ pub(crate) async fn run(
                 _ = stop.changed() => {}
             }
         }
+    }
+    // The cursor file lags by up to CURSOR_STORE_INTERVAL while the sink runs.
+    let flushed = tokio::task::spawn_blocking(move || reader.flush()).await;
+    if let Ok(Err(error)) = flushed {
+        tracing::error!(sink = name, %error, "ledger sink cannot store its cursor");
     }
 }
 
