@@ -17,9 +17,15 @@
 //! proxy --record()---------> bounded queue --> writer thread --> ledger-<seq>.jsonl
 //!       --record_durable()-/   (try_send,        (one write per batch;   |
 //!       --record_intent()-/     drop counted)     fsync per group)       v
-//!                                                         sink tasks read from their
-//!                                                         cursor: stdout, webhook, OTLP
+//!                                                         sink thread: one task per sink
+//!                                                         reads from its cursor: stdout,
+//!                                                         webhook, OTLP
 //! ```
+//!
+//! The sinks run on a thread of their own (a current-thread runtime), not on the proxy's
+//! runtime: encrypting and sending a batch of hundreds of entries takes long enough to
+//! delay every request the proxy's event loop is serving, and with the default single
+//! worker it would.
 //!
 //! # What the proxy calls, and when
 //!
@@ -228,17 +234,16 @@ impl Lines {
     }
 }
 
-/// The ledger's background work: the writer thread and one task per sink.
+/// The ledger's background work: the writer thread and the sink thread.
 pub struct LedgerTasks {
     queue: mpsc::Sender<Command>,
     writer: std::thread::JoinHandle<()>,
-    sinks: Vec<tokio::task::JoinHandle<()>>,
+    sinks: Option<std::thread::JoinHandle<()>>,
     stop_sinks: watch::Sender<Option<Instant>>,
 }
 
 impl Ledger {
-    /// Opens the spool, starts the writer thread and the sink tasks. Must be called inside
-    /// a tokio runtime (the sinks are tokio tasks).
+    /// Opens the spool, starts the writer thread and the sink thread.
     pub fn start(
         settings: LedgerSettings,
         metrics: Metrics,
@@ -279,18 +284,17 @@ impl Ledger {
             .map_err(open_error)?;
 
         let (stop_sinks, stop_watch) = watch::channel(None);
-        let sink_tasks = sinks
-            .into_iter()
-            .map(|sink| {
-                tokio::spawn(sink::run(
-                    sink,
-                    settings.dir.clone(),
-                    metrics.clone(),
-                    written_watch.clone(),
-                    stop_watch.clone(),
-                ))
-            })
-            .collect();
+        let sink_thread = if sinks.is_empty() {
+            None
+        } else {
+            let dir = settings.dir.clone();
+            let sink_metrics = metrics.clone();
+            let thread = std::thread::Builder::new()
+                .name("pathgate-ledger-sinks".into())
+                .spawn(move || sink_thread(sinks, dir, sink_metrics, written_watch, stop_watch))
+                .map_err(open_error)?;
+            Some(thread)
+        };
 
         let ledger = Ledger {
             inner: Arc::new(Inner {
@@ -307,7 +311,7 @@ impl Ledger {
         let tasks = LedgerTasks {
             queue,
             writer,
-            sinks: sink_tasks,
+            sinks: sink_thread,
             stop_sinks,
         };
         Ok((ledger, tasks))
@@ -440,12 +444,61 @@ impl LedgerTasks {
         }
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-        let deadline = Instant::now() + grace;
-        let _ = self.stop_sinks.send(Some(deadline));
+        let _ = self.stop_sinks.send(Some(Instant::now() + grace));
+        if let Some(sinks) = self.sinks {
+            let _ = tokio::task::spawn_blocking(move || sinks.join()).await;
+        }
+    }
+}
+
+/// The sink thread: one task per sink on a current-thread runtime, until `stop` carries a
+/// deadline and every sink is caught up or past it.
+fn sink_thread(
+    sinks: Vec<sink::Sink>,
+    dir: PathBuf,
+    metrics: Metrics,
+    written: watch::Receiver<spool::Cursor>,
+    mut stop: watch::Receiver<Option<Instant>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "ledger sinks cannot start their runtime; sinks disabled");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let tasks: Vec<_> = sinks
+            .into_iter()
+            .map(|sink| {
+                tokio::spawn(sink::run(
+                    sink,
+                    dir.clone(),
+                    metrics.clone(),
+                    written.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        let deadline = loop {
+            if let Some(deadline) = *stop.borrow_and_update() {
+                break Some(deadline);
+            }
+            if stop.changed().await.is_err() {
+                break None;
+            }
+        };
         // A sink in the middle of a slow request may overrun the grace by its own timeout;
-        // give it one second more, then stop it (its batch is sent again next start).
-        let hard_deadline = tokio::time::Instant::from_std(deadline + Duration::from_secs(1));
-        for mut task in self.sinks {
+        // give it one second more, then stop it (its batch is sent again next start). Without
+        // a shutdown (the ledger was dropped), stop at once.
+        let hard_deadline = tokio::time::Instant::from_std(match deadline {
+            Some(deadline) => deadline + Duration::from_secs(1),
+            None => Instant::now(),
+        });
+        for mut task in tasks {
             if tokio::time::timeout_at(hard_deadline, &mut task)
                 .await
                 .is_err()
@@ -453,7 +506,7 @@ impl LedgerTasks {
                 task.abort();
             }
         }
-    }
+    });
 }
 
 /// The writer: owns the spool file, batches whatever is queued, writes it with one
