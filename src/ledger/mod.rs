@@ -22,6 +22,9 @@
 //!                                                         webhook, OTLP
 //! ```
 //!
+//! Thread names fit Linux's 15 characters, so `top -H` and `/proc/PID/task/*/comm` tell
+//! them apart: `pg-ledger-write` (the writer), `pg-ledger-sinks` (the sinks).
+//!
 //! The sinks run on a thread of their own (a current-thread runtime), not on the proxy's
 //! runtime: encrypting and sending a batch of hundreds of entries takes long enough to
 //! delay every request the proxy's event loop is serving, and with the default single
@@ -269,7 +272,7 @@ impl Ledger {
         let writer_metrics = metrics.clone();
         let flush_interval = settings.flush_interval;
         let writer = std::thread::Builder::new()
-            .name("pathgate-ledger-writer".into())
+            .name("pg-ledger-write".into())
             .spawn(move || {
                 writer_thread(
                     spool,
@@ -290,7 +293,7 @@ impl Ledger {
             let dir = settings.dir.clone();
             let sink_metrics = metrics.clone();
             let thread = std::thread::Builder::new()
-                .name("pathgate-ledger-sinks".into())
+                .name("pg-ledger-sinks".into())
                 .spawn(move || sink_thread(sinks, dir, sink_metrics, written_watch, stop_watch))
                 .map_err(open_error)?;
             Some(thread)
