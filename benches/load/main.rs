@@ -340,6 +340,12 @@ fn run(options: &Options) -> anyhow::Result<()> {
             child.fail_if_exited()?;
         }
     }
+    if routes
+        .iter()
+        .any(|(route, _, _)| *route == Route::PathgateLedger)
+    {
+        check_webhook_delivered(&dir)?;
+    }
     drop(routes);
     drop(haproxy_child);
     drop(allow_all_child);
@@ -454,6 +460,37 @@ async fn watch_latency(
 /// `target/release/pathgate` at any time. The binary measured must be built from this
 /// checkout: its debug info names this directory (`debug = 1` in the release profile), so
 /// when the uplifted file does not, the newest `deps/pathgate-*` that does is used instead.
+/// The ledger-on route measured a webhook sink that delivered: its cursor moved past the
+/// spool's start (the cursor file lags delivery by up to a second) and it logged no failed
+/// delivery. A sink failing in the background would make the route look cheaper than it is.
+fn check_webhook_delivered(dir: &Path) -> anyhow::Result<()> {
+    let cursor_path = dir.join("ledger").join("cursor-webhook.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let cursor: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&cursor_path)
+                .with_context(|| format!("reading {}", cursor_path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", cursor_path.display()))?;
+        if cursor["segment"].as_u64() > Some(1) || cursor["offset"].as_u64() > Some(0) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the ledger route's webhook sink delivered nothing ({} is {cursor}); see {}",
+                cursor_path.display(),
+                dir.join("pathgate-ledger.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(dir.join("pathgate-ledger.log"))?;
+    if let Some(line) = log.lines().find(|line| line.contains("delivery failed")) {
+        bail!("the ledger route's webhook sink failed during the run: {line}");
+    }
+    Ok(())
+}
+
 fn copy_pathgate_binary(dir: &Path) -> anyhow::Result<PathBuf> {
     let built = PathBuf::from(env!("CARGO_BIN_EXE_pathgate"));
     let mut marker = env!("CARGO_MANIFEST_DIR").as_bytes().to_vec();
