@@ -454,6 +454,23 @@ impl LedgerTasks {
     }
 }
 
+/// The current-thread runtime of one of the ledger's threads (timers always, sockets when
+/// `io`); `None`, logged, when it cannot be built: that thread's work stops.
+fn thread_runtime(thread: &'static str, io: bool) -> Option<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_time();
+    if io {
+        builder.enable_io();
+    }
+    match builder.build() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            tracing::error!(%error, thread, "a ledger thread cannot start its runtime; its work stops");
+            None
+        }
+    }
+}
+
 /// The sink thread: one task per sink on a current-thread runtime, until `stop` carries a
 /// deadline and every sink is caught up or past it.
 fn sink_thread(
@@ -463,15 +480,8 @@ fn sink_thread(
     written: watch::Receiver<spool::Cursor>,
     mut stop: watch::Receiver<Option<Instant>>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "ledger sinks cannot start their runtime; sinks disabled");
-            return;
-        }
+    let Some(runtime) = thread_runtime("sinks", true) else {
+        return;
     };
     runtime.block_on(async move {
         let tasks: Vec<_> = sinks
@@ -525,15 +535,8 @@ fn writer_thread(
     written: watch::Sender<spool::Cursor>,
     sink_names: Vec<&'static str>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "ledger writer cannot start its runtime");
-            return;
-        }
+    let Some(runtime) = thread_runtime("writer", false) else {
+        return;
     };
     /// Upper bound of one batch, so one write stays reasonably sized.
     const MAX_BATCH: usize = 4096;
