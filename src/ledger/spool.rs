@@ -446,15 +446,12 @@ impl SpoolReader {
         Ok(batch)
     }
 
-    /// Records that everything before `next` was delivered.
-    /// The file is rewritten at most every [`CURSOR_STORE_INTERVAL`]; call
-    /// [`Self::flush`] when the sink stops.
-    pub fn commit(&mut self, next: Cursor) -> io::Result<()> {
+    /// Records that everything before `next` was delivered (in memory: no I/O). Returns
+    /// true when the cursor's file is due to be rewritten ([`CURSOR_STORE_INTERVAL`] since
+    /// the last time): the caller then calls [`Self::flush`], as it does when the sink stops.
+    pub fn commit(&mut self, next: Cursor) -> bool {
         self.cursor = next;
-        if self.stored_at.elapsed() >= CURSOR_STORE_INTERVAL {
-            self.store()?;
-        }
-        Ok(())
+        self.stored != self.cursor && self.stored_at.elapsed() >= CURSOR_STORE_INTERVAL
     }
 
     /// Writes the cursor's file if it is behind what was delivered.
@@ -505,7 +502,7 @@ mod tests {
             }
             assert!(batch.entries <= 3);
             seen.extend(batch.lines().map(String::from));
-            reader.commit(batch.next).unwrap();
+            reader.commit(batch.next);
         }
         let expected: Vec<String> = (0..20).map(|i| format!("{{\"n\":{i}}}")).collect();
         assert_eq!(seen, expected);
@@ -518,7 +515,7 @@ mod tests {
         writer.append(&lines(0..5)).unwrap();
         let mut reader = SpoolReader::open(dir.path(), "sink").unwrap();
         let batch = reader.read_batch(2).unwrap();
-        reader.commit(batch.next).unwrap();
+        reader.commit(batch.next);
         // Within CURSOR_STORE_INTERVAL of the last store the file is not rewritten: a
         // reader opened now would send those two lines again (at-least-once)...
         assert_eq!(load_cursor(dir.path(), "sink").unwrap().unwrap().offset, 0);
@@ -565,7 +562,7 @@ mod tests {
             assert_eq!(batch.bytes, text.as_bytes());
             let before: usize = (0..expected).map(|i| line(i).len()).sum();
             assert_eq!(batch.next.offset, (before + text.len()) as u64);
-            reader.commit(batch.next).unwrap();
+            reader.commit(batch.next);
             expected += wanted as u32;
         }
         assert!(reader.read_batch(300).unwrap().is_empty());
@@ -642,7 +639,7 @@ mod tests {
                 break;
             }
             read += batch.entries as u64;
-            reader.commit(batch.next).unwrap();
+            reader.commit(batch.next);
         }
         assert_eq!(read, kept_entries);
     }

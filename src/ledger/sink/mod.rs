@@ -231,24 +231,25 @@ pub(crate) async fn run(
                 }
             }
         }
-        let next = batch.next;
         let partial = (count as usize) < batch_max;
-        let committed = tokio::task::spawn_blocking(move || {
-            let result = reader.commit(next);
-            (reader, result)
-        })
-        .await;
-        match committed {
-            Ok((returned, result)) => {
-                reader = returned;
-                if let Err(error) = result {
-                    // The batch will be sent again after a restart: at-least-once.
-                    tracing::error!(sink = name, %error, "ledger sink cannot store its cursor");
+        if reader.commit(batch.next) {
+            let stored = tokio::task::spawn_blocking(move || {
+                let result = reader.flush();
+                (reader, result)
+            })
+            .await;
+            match stored {
+                Ok((returned, result)) => {
+                    reader = returned;
+                    if let Err(error) = result {
+                        // The batch will be sent again after a restart: at-least-once.
+                        tracing::error!(sink = name, %error, "ledger sink cannot store its cursor");
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::error!(sink = name, %error, "ledger sink cursor task panicked; sink stopped");
-                return;
+                Err(error) => {
+                    tracing::error!(sink = name, %error, "ledger sink cursor task panicked; sink stopped");
+                    return;
+                }
             }
         }
         if partial && stop.borrow().is_none() {
