@@ -15,7 +15,9 @@ use crate::gateway::{cluster, kubectl, kubectl_stdin, namespace, ok, send, Gatew
 
 const ENFORCE: &str = "mode: enforce\nsafety_gates:\n  dry_run_default: false\n";
 
-/// Every entry of every spool segment in `dir`.
+/// Every entry of every spool segment in `dir`. Read while pathgate may still be writing,
+/// so a last line without its newline (being written) is left out, as the ledger's own
+/// readers do; every whole line must be one JSON entry.
 pub fn spool_entries(dir: &Path) -> Vec<Value> {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -26,10 +28,9 @@ pub fn spool_entries(dir: &Path) -> Vec<Value> {
     segments
         .iter()
         .flat_map(|segment| {
-            std::fs::read_to_string(segment)
-                .unwrap()
-                .lines()
-                .filter(|l| !l.trim().is_empty())
+            String::from_utf8_lossy(&std::fs::read(segment).unwrap())
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
                 .map(|l| {
                     serde_json::from_str::<Value>(l).expect("each spool line is one JSON entry")
                 })
