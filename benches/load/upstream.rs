@@ -145,22 +145,32 @@ async fn serve(cert: PathBuf, key: PathBuf) -> anyhow::Result<()> {
     }
 }
 
-/// The ledger's webhook sink in the ledger-on case: the batch is read whole, as a receiver
-/// would before storing it, and must be a JSON array (checked by its first and last byte,
-/// not parsed: the harness measures pathgate, not a JSON parser); 400 otherwise.
+/// The ledger's webhook sink in the ledger-on case: every frame of the batch is read, as a
+/// receiver streaming it to storage would, and the batch must be a JSON array (checked by
+/// its first and last byte, not parsed: the harness measures pathgate, not a JSON parser,
+/// nor copies of the body into one buffer); 400 otherwise.
 async fn receive_ledger_batch(request: Request<Incoming>) -> Response<Full<Bytes>> {
     use http_body_util::BodyExt;
-    let status = match request.into_body().collect().await {
-        Ok(body) => {
-            let body = body.to_bytes();
-            if body.first() == Some(&b'[') && body.last() == Some(&b']') {
-                StatusCode::OK
-            } else {
-                StatusCode::BAD_REQUEST
+    let mut body = request.into_body();
+    let (mut first, mut last) = (None, None);
+    let mut status = StatusCode::OK;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref().filter(|data| !data.is_empty()) {
+                    first = first.or(data.first().copied());
+                    last = data.last().copied();
+                }
+            }
+            Err(_) => {
+                status = StatusCode::BAD_REQUEST;
+                break;
             }
         }
-        Err(_) => StatusCode::BAD_REQUEST,
-    };
+    }
+    if (first, last) != (Some(b'['), Some(b']')) {
+        status = StatusCode::BAD_REQUEST;
+    }
     Response::builder()
         .status(status)
         .body(Full::new(Bytes::new()))

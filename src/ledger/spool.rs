@@ -7,7 +7,8 @@
 //!   exists. Each line is one complete entry; a crash can only leave a torn last line in
 //!   the newest segment, which [`SpoolWriter::open`] cuts off.
 //! - `cursor-<sink>.json`: how far a sink has delivered (`{"segment":N,"offset":BYTES}`),
-//!   rewritten atomically (temporary file + rename) after each delivered batch.
+//!   rewritten atomically (temporary file + rename) at most once a second while the sink
+//!   delivers, and when it stops.
 //!
 //! The writer ([`SpoolWriter`]) is used by one thread only; readers ([`SpoolReader`]) never
 //! take locks: they read complete lines only, and move to the next segment only after it
@@ -29,6 +30,31 @@ pub fn segment_name(seq: u64) -> String {
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(segment_name(seq))
+}
+
+/// The newest synced spool bytes left in the page cache for the sinks to read; older pages
+/// are released after each fsync. 32 MiB is over a second of entries at the load
+/// benchmark's ~24,000 requests/s, while sinks read within a tenth of a second.
+pub const CACHE_TAIL: u64 = 32 << 20;
+
+/// Pages are released in steps of at least this much, so an fsync does not pay a system
+/// call for a few pages.
+const RELEASE_STEP: u64 = 1 << 20;
+
+/// `posix_fadvise(DONTNEED)` on `len` bytes from `offset` (`len` 0: to the end). Only
+/// clean pages are dropped, so it never loses data; it is a hint, so errors are ignored.
+fn drop_cached(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+        use nix::libc::off_t;
+        let (Ok(offset), Ok(len)) = (off_t::try_from(offset), off_t::try_from(len)) else {
+            return;
+        };
+        let _ = posix_fadvise(file, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
 }
 
 fn parse_segment_name(name: &str) -> Option<u64> {
@@ -143,6 +169,11 @@ pub struct SpoolWriter {
     len: u64,
     /// Bytes in all segments, current included.
     total_bytes: u64,
+    /// Offset in the current segment before which its pages were already released from
+    /// the page cache (see [`Self::release_cache`]).
+    released: u64,
+    /// The segment before the current one, until its cached pages are released.
+    previous: Option<File>,
 }
 
 impl SpoolWriter {
@@ -183,6 +214,8 @@ impl SpoolWriter {
             file,
             len,
             total_bytes: older + len,
+            released: 0,
+            previous: None,
         })
     }
 
@@ -214,13 +247,38 @@ impl SpoolWriter {
         Ok(())
     }
 
-    /// Makes every appended line durable (`fdatasync`).
+    /// Makes every appended line durable (`fdatasync`), then lets the kernel drop the
+    /// page-cache pages of what lies more than [`CACHE_TAIL`] behind the end.
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data()?;
+        self.release_cache();
+        Ok(())
+    }
+
+    /// Releases the page cache the spool no longer needs: everything synced except the
+    /// newest [`CACHE_TAIL`] bytes, which the sinks are about to read. Without it the
+    /// spool's whole history (up to `spool_max_bytes`) stays cached: memory charged to
+    /// pathgate's cgroup, and every new page a fresh one, which costs several times more to
+    /// write than a recycled page (measured in BENCHMARKS.md). Advisory: a sink that lags
+    /// further simply reads from the disk, and an error is ignored.
+    fn release_cache(&mut self) {
+        let keep_from = self.len.saturating_sub(CACHE_TAIL);
+        if keep_from >= self.released + RELEASE_STEP {
+            drop_cached(&self.file, self.released, keep_from - self.released);
+            self.released = keep_from;
+        }
+        if self.len >= CACHE_TAIL {
+            if let Some(previous) = self.previous.take() {
+                drop_cached(&previous, 0, 0);
+            }
+        }
     }
 
     fn rotate(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
+        if let Some(older) = self.previous.take() {
+            drop_cached(&older, 0, 0);
+        }
         let next = self.seq + 1;
         let file = OpenOptions::new()
             .create_new(true)
@@ -230,9 +288,10 @@ impl SpoolWriter {
         // The new name must survive a power failure too, or the lines synced into it later
         // could vanish with their directory entry.
         sync_dir(&self.dir)?;
-        self.file = file;
+        self.previous = Some(std::mem::replace(&mut self.file, file));
         self.seq = next;
         self.len = 0;
+        self.released = 0;
         Ok(())
     }
 
@@ -381,11 +440,20 @@ impl SpoolReader {
     /// Up to `max_entries` complete lines after the cursor (fewer at the end of the spool;
     /// none when the sink is caught up). Does not move the cursor: call [`Self::commit`]
     /// with [`Batch::next`] after delivery.
+    #[cfg(test)]
     pub fn read_batch(&mut self, max_entries: usize) -> io::Result<Batch> {
+        let mut batch = Batch::default();
+        self.read_batch_into(max_entries, &mut batch)?;
+        Ok(batch)
+    }
+
+    /// [`Self::read_batch`] into `batch`, whose buffer is reused: a sink reads every batch
+    /// into the same memory instead of faulting in a fresh buffer each time.
+    pub fn read_batch_into(&mut self, max_entries: usize, batch: &mut Batch) -> io::Result<()> {
         loop {
-            let batch = self.read_segment(max_entries)?;
+            self.read_segment(max_entries, batch)?;
             if !batch.is_empty() {
-                return Ok(batch);
+                return Ok(());
             }
             // The current segment is exhausted for now. Move on only if a newer segment
             // exists: that proves this one is final. Read once more after seeing it, since
@@ -396,11 +464,11 @@ impl SpoolReader {
                 .find(|(seq, _)| *seq > self.cursor.segment)
                 .copied()
             else {
-                return Ok(batch);
+                return Ok(());
             };
-            let batch = self.read_segment(max_entries)?;
+            self.read_segment(max_entries, batch)?;
             if !batch.is_empty() {
-                return Ok(batch);
+                return Ok(());
             }
             self.cursor = Cursor {
                 segment: next,
@@ -410,18 +478,16 @@ impl SpoolReader {
         }
     }
 
-    fn read_segment(&self, max_entries: usize) -> io::Result<Batch> {
+    fn read_segment(&self, max_entries: usize, batch: &mut Batch) -> io::Result<()> {
         /// Bytes asked of the file at a time (about 64 entries of a small request).
         const CHUNK: u64 = 64 * 1024;
-        let mut batch = Batch {
-            bytes: Vec::new(),
-            entries: 0,
-            next: self.cursor,
-        };
+        batch.bytes.clear();
+        batch.entries = 0;
+        batch.next = self.cursor;
         let mut file = match File::open(segment_path(&self.dir, self.cursor.segment)) {
             Ok(file) => file,
             // Deleted by retention (the loss was counted then): nothing more here.
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(batch),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(error),
         };
         file.seek(SeekFrom::Start(self.cursor.offset))?;
@@ -443,7 +509,7 @@ impl SpoolReader {
         }
         batch.bytes.truncate(whole);
         batch.next.offset += whole as u64;
-        Ok(batch)
+        Ok(())
     }
 
     /// Records that everything before `next` was delivered (in memory: no I/O). Returns
@@ -506,6 +572,52 @@ mod tests {
         }
         let expected: Vec<String> = (0..20).map(|i| format!("{{\"n\":{i}}}")).collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn synced_pages_past_the_cache_tail_are_released_and_still_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // Segments larger than the tail: the first releases pages, rotates, and is released
+        // whole once the second has grown past the tail.
+        let mut writer = SpoolWriter::open(dir.path(), CACHE_TAIL + (4 << 20), u64::MAX).unwrap();
+        let line = |i: u32| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(1000));
+        let per_write = 1024;
+        let mut written = 0u32;
+        let mut rotated = false;
+        while !rotated || writer.len < CACHE_TAIL + 2 * RELEASE_STEP {
+            let batch: String = (written..written + per_write).map(line).collect();
+            writer.append(batch.as_bytes()).unwrap();
+            written += per_write;
+            writer.sync().unwrap();
+            rotated |= writer.seq > 1;
+            assert!(writer.seq <= 2, "the loop should end in the second segment");
+            // Before the segment outgrows the tail nothing of it is released, and the
+            // previous segment waits for it.
+            if writer.len < CACHE_TAIL {
+                assert_eq!(writer.released, 0);
+                assert_eq!(writer.previous.is_some(), rotated);
+            } else {
+                assert!(writer.previous.is_none());
+                assert!(writer.released + CACHE_TAIL <= writer.len);
+                assert!(writer.len - writer.released < CACHE_TAIL + RELEASE_STEP);
+            }
+        }
+        assert!(writer.released > 0);
+
+        let mut reader = SpoolReader::open(dir.path(), "test").unwrap();
+        let mut seen = 0u32;
+        loop {
+            let batch = reader.read_batch(4096).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for text in batch.lines() {
+                assert_eq!(format!("{text}\n"), line(seen));
+                seen += 1;
+            }
+            reader.commit(batch.next);
+        }
+        assert_eq!(seen, written);
     }
 
     #[test]

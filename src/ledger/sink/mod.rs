@@ -154,6 +154,8 @@ pub(crate) async fn run(
         }
     };
     let batch_max = sink.batch_max_entries().max(1);
+    // One buffer for every batch this sink reads.
+    let mut batch = Batch::default();
     'run: loop {
         let deadline = *stop.borrow_and_update();
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
@@ -162,28 +164,29 @@ pub(crate) async fn run(
         // File reads are short and usually served from the page cache, but they are still
         // blocking calls: keep them off the async workers.
         let read = tokio::task::spawn_blocking(move || {
-            let batch = reader.read_batch(batch_max);
-            (reader, batch)
+            let result = reader.read_batch_into(batch_max, &mut batch);
+            (reader, batch, result)
         })
         .await;
-        let batch = match read {
-            Ok((returned, batch)) => {
-                reader = returned;
-                batch
+        let result = match read {
+            Ok((returned_reader, returned_batch, result)) => {
+                reader = returned_reader;
+                batch = returned_batch;
+                result
             }
             Err(error) => {
                 tracing::error!(sink = name, %error, "ledger sink reader panicked; sink stopped");
                 return;
             }
         };
-        let batch = match batch {
-            Ok(batch) => batch,
+        match result {
+            Ok(()) => {}
             Err(error) => {
                 tracing::error!(sink = name, %error, "ledger sink cannot read the spool");
                 wait(&mut written, &mut stop, IDLE_POLL).await;
                 continue;
             }
-        };
+        }
         if batch.is_empty() {
             if deadline.is_some() {
                 break; // caught up after shutdown was requested
