@@ -30,6 +30,25 @@ fn side(side: Side) -> ledger::Side {
     }
 }
 
+/// `peer.to_string()`, without the formatting machinery for the IPv4 case every local
+/// client has (it was a sixth of building an entry).
+fn address_text(peer: std::net::SocketAddr) -> String {
+    let std::net::SocketAddr::V4(peer) = peer else {
+        return peer.to_string();
+    };
+    let mut text = String::with_capacity(21);
+    let mut digits = itoa::Buffer::new();
+    for (index, octet) in peer.ip().octets().into_iter().enumerate() {
+        if index > 0 {
+            text.push('.');
+        }
+        text.push_str(digits.format(octet));
+    }
+    text.push(':');
+    text.push_str(digits.format(peer.port()));
+    text
+}
+
 /// Builds the ledger entry of an exchange, moving its strings into the entry.
 pub fn entry_of(exchange: Exchange) -> Entry {
     let Exchange {
@@ -69,7 +88,7 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         groups: identity.groups,
         token_fingerprint: identity.token_fingerprint,
         auth_mode: auth_mode(mode),
-        remote_addr: Some(peer.to_string()),
+        remote_addr: Some(address_text(peer)),
     };
     let request = match &info {
         Some(info) => ledger::Request::from_info(info, query.as_deref(), content_type.as_deref()),
@@ -228,5 +247,27 @@ impl Recorder for LogRecorder {
             duration_ms = entry.duration_ms.unwrap_or_default(),
             "request"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_text;
+
+    #[test]
+    fn peer_addresses_read_as_their_display_form() {
+        for peer in [
+            "127.0.0.1:52850",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.0.100.9:443",
+            "[::1]:6443",
+            "[fe80::1%2]:80",
+            "[::ffff:10.1.2.3]:8443",
+        ] {
+            let parsed: std::net::SocketAddr = peer.parse().unwrap();
+            assert_eq!(address_text(parsed), parsed.to_string(), "{peer}");
+        }
+        assert_eq!(address_text("10.0.100.9:443".parse().unwrap()), "10.0.100.9:443");
     }
 }
