@@ -268,6 +268,9 @@ mod tests {
             let parsed: std::net::SocketAddr = peer.parse().unwrap();
             assert_eq!(address_text(parsed), parsed.to_string(), "{peer}");
         }
-        assert_eq!(address_text("10.0.100.9:443".parse().unwrap()), "10.0.100.9:443");
+        assert_eq!(
+            address_text("10.0.100.9:443".parse().unwrap()),
+            "10.0.100.9:443"
+        );
     }
 }
