@@ -174,6 +174,9 @@ pub struct SpoolWriter {
     released: u64,
     /// The segment before the current one, until its cached pages are released.
     previous: Option<File>,
+    /// [`CACHE_TAIL`] and [`RELEASE_STEP`] (smaller in tests).
+    cache_tail: u64,
+    release_step: u64,
 }
 
 impl SpoolWriter {
@@ -216,6 +219,8 @@ impl SpoolWriter {
             total_bytes: older + len,
             released: 0,
             previous: None,
+            cache_tail: CACHE_TAIL,
+            release_step: RELEASE_STEP,
         })
     }
 
@@ -262,12 +267,12 @@ impl SpoolWriter {
     /// write than a recycled page (measured in BENCHMARKS.md). Advisory: a sink that lags
     /// further simply reads from the disk, and an error is ignored.
     fn release_cache(&mut self) {
-        let keep_from = self.len.saturating_sub(CACHE_TAIL);
-        if keep_from >= self.released + RELEASE_STEP {
+        let keep_from = self.len.saturating_sub(self.cache_tail);
+        if keep_from >= self.released + self.release_step {
             drop_cached(&self.file, self.released, keep_from - self.released);
             self.released = keep_from;
         }
-        if self.len >= CACHE_TAIL {
+        if self.len >= self.cache_tail {
             if let Some(previous) = self.previous.take() {
                 drop_cached(&previous, 0, 0);
             }
@@ -577,14 +582,17 @@ mod tests {
     #[test]
     fn synced_pages_past_the_cache_tail_are_released_and_still_read_whole() {
         let dir = tempfile::tempdir().unwrap();
+        const TAIL: u64 = 64 << 10;
+        const STEP: u64 = 16 << 10;
         // Segments larger than the tail: the first releases pages, rotates, and is released
         // whole once the second has grown past the tail.
-        let mut writer = SpoolWriter::open(dir.path(), CACHE_TAIL + (4 << 20), u64::MAX).unwrap();
+        let mut writer = SpoolWriter::open(dir.path(), TAIL + 4 * STEP, u64::MAX).unwrap();
+        (writer.cache_tail, writer.release_step) = (TAIL, STEP);
         let line = |i: u32| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(1000));
-        let per_write = 1024;
+        let per_write = 4;
         let mut written = 0u32;
         let mut rotated = false;
-        while !rotated || writer.len < CACHE_TAIL + 2 * RELEASE_STEP {
+        while !rotated || writer.len < TAIL + 2 * STEP {
             let batch: String = (written..written + per_write).map(line).collect();
             writer.append(batch.as_bytes()).unwrap();
             written += per_write;
@@ -593,13 +601,13 @@ mod tests {
             assert!(writer.seq <= 2, "the loop should end in the second segment");
             // Before the segment outgrows the tail nothing of it is released, and the
             // previous segment waits for it.
-            if writer.len < CACHE_TAIL {
+            if writer.len < TAIL {
                 assert_eq!(writer.released, 0);
                 assert_eq!(writer.previous.is_some(), rotated);
             } else {
                 assert!(writer.previous.is_none());
-                assert!(writer.released + CACHE_TAIL <= writer.len);
-                assert!(writer.len - writer.released < CACHE_TAIL + RELEASE_STEP);
+                assert!(writer.released + TAIL <= writer.len);
+                assert!(writer.len - writer.released < TAIL + STEP);
             }
         }
         assert!(writer.released > 0);
