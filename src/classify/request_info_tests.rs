@@ -443,3 +443,25 @@ fn never_panics_on_arbitrary_paths_and_queries() {
         "the generator should produce some valid requests: {accepted}"
     );
 }
+
+#[test]
+fn verb_as_str_is_its_serialized_spelling() {
+    // The ledger writes `as_str`; the schema (and earlier entries) used the serde spelling.
+    for verb in [
+        Verb::Get,
+        Verb::List,
+        Verb::Watch,
+        Verb::Create,
+        Verb::Update,
+        Verb::Patch,
+        Verb::Delete,
+        Verb::DeleteCollection,
+        Verb::Connect,
+        Verb::NonResource,
+    ] {
+        assert_eq!(
+            serde_json::to_value(verb).unwrap(),
+            serde_json::Value::from(verb.as_str())
+        );
+    }
+}

@@ -177,19 +177,19 @@ pub struct Request {
 impl Request {
     /// The request record for a classified request. `query` is passed through
     /// [`super::safe_query`] here, so no caller can forget it.
-    pub fn from_info(info: &RequestInfo, query: Option<&str>, content_type: Option<&str>) -> Self {
+    pub fn from_info(info: RequestInfo, query: Option<&str>, content_type: Option<&str>) -> Self {
         Request {
-            method: info.method.clone(),
-            path: info.path.clone(),
-            query: query.and_then(super::safe_query),
-            verb: serde_label(&info.verb),
             mutation: info.is_mutation(),
-            api_group: info.api_group.clone(),
-            api_version: info.api_version.clone(),
-            resource: info.resource.clone(),
-            subresource: info.subresource.clone(),
-            namespace: info.namespace.clone(),
-            name: info.name.clone(),
+            verb: info.verb.as_str().to_owned(),
+            method: info.method,
+            path: info.path,
+            query: query.and_then(super::safe_query),
+            api_group: info.api_group,
+            api_version: info.api_version,
+            resource: info.resource,
+            subresource: info.subresource,
+            namespace: info.namespace,
+            name: info.name,
             content_type: content_type.map(str::to_owned),
         }
     }

@@ -90,8 +90,13 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         auth_mode: auth_mode(mode),
         remote_addr: Some(address_text(peer)),
     };
-    let request = match &info {
-        Some(info) => ledger::Request::from_info(info, query.as_deref(), content_type.as_deref()),
+    let request = match info {
+        // The exchange holds the last reference by now: its strings move, not copy.
+        Some(info) => ledger::Request::from_info(
+            std::sync::Arc::unwrap_or_clone(info),
+            query.as_deref(),
+            content_type.as_deref(),
+        ),
         None => ledger::Request::unclassified(&method, &path, query.as_deref()),
     };
     let mut entry = Entry::new(trace_id.to_hex(), session, client, started_at, request);
