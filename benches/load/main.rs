@@ -58,8 +58,9 @@ struct Options {
     watch_events: usize,
     watch_warmup: usize,
     watch: bool,
-    /// How many times each case goes through every route, interleaved (A B C A B C...),
-    /// so that ratios compare runs made under the same machine conditions.
+    /// How many times each case goes through every route, interleaved and alternating
+    /// in order (A B C C B A...), so that ratios compare runs made under the same machine
+    /// conditions.
     rounds: usize,
     /// The proxies to measure (the direct path always is: it is the reference).
     routes: Vec<Route>,
@@ -306,7 +307,14 @@ fn run(options: &Options) -> anyhow::Result<()> {
     let mut measurements = Vec::new();
     for (index, case) in cases.iter().enumerate() {
         for round in 0..options.rounds {
-            for (route, addr, watched) in &routes {
+            // Odd rounds run the routes in reverse (A B C, C B A, ...): a machine that
+            // speeds up or slows down during the run favours no route's position.
+            let order: Vec<_> = if round % 2 == 0 {
+                routes.iter().collect()
+            } else {
+                routes.iter().rev().collect()
+            };
+            for (route, addr, watched) in order {
                 let url = format!("https://127.0.0.1:{}{}", addr.port(), case.path_and_query);
                 eprintln!(
                     "load benchmark: {} via {}, round {}/{}",

@@ -225,7 +225,7 @@ impl Report {
         let _ = writeln!(out, "- tools: {}", self.tools);
         let _ = writeln!(
             out,
-            "- load: wrk, {} threads, {} connections, HTTP/1.1 keep-alive over TLS, {} s warm-up then {} s measured per path, paths one after another, {} round(s) per case (A B C A B C...); tables show each path's median-throughput run, ratios are the median over rounds of ratios taken within a round; wrk, the upstream and the proxy share the cores (nothing pinned)\n",
+            "- load: wrk, {} threads, {} connections, HTTP/1.1 keep-alive over TLS, {} s warm-up then {} s measured per path, paths one after another, {} round(s) per case (A B C, then C B A, alternating); tables show each path's median-throughput run, ratios are the median over rounds of ratios taken within a round; wrk, the upstream and the proxy share the cores (nothing pinned)\n",
             s.threads,
             s.connections,
             s.warmup.as_secs(),
