@@ -459,15 +459,10 @@ fn strings(out: &mut Vec<u8>, values: &[String]) {
 /// `\f` `\n` `\r` `\t`, other control characters as `\u00XX`; everything else as is.
 fn string(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
-    let bytes = value.as_bytes();
-    let mut copied = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&bytes[copied..index]);
-        copied = index + 1;
-        match byte {
+    let mut rest = value.as_bytes();
+    while let Some(index) = first_to_escape(rest) {
+        out.extend_from_slice(&rest[..index]);
+        match rest[index] {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
             0x08 => out.extend_from_slice(b"\\b"),
@@ -482,9 +477,48 @@ fn string(out: &mut Vec<u8>, value: &str) {
                 out.push(HEX[usize::from(control & 0xf)]);
             }
         }
+        rest = &rest[index + 1..];
     }
-    out.extend_from_slice(&bytes[copied..]);
+    out.extend_from_slice(rest);
     out.push(b'"');
+}
+
+/// Whether JSON needs `byte` escaped.
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// The index of the first byte JSON needs escaped, looking at eight bytes per step.
+///
+/// In each 64-bit word a byte's high bit is set in `(x - 0x01..) & !x & 0x80..` when `x`'s
+/// byte is zero (and `(x - 0x20..) & !x & 0x80..` when it is below 0x20); a borrow can set
+/// it in bytes above a true one as well, never below, so the lowest bit set marks the first
+/// byte found. `"` and `\` are found as zero bytes of the word XORed with them.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut start = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("chunks of eight"));
+        let quote = word ^ QUOTES;
+        let backslash = word ^ BACKSLASHES;
+        let found = ((word.wrapping_sub(ONES * 0x20) & !word)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGHS;
+        if found != 0 {
+            return Some(start + found.trailing_zeros() as usize / 8);
+        }
+        start += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&byte| needs_escape(byte))
+        .map(|index| start + index)
 }
 
 #[cfg(test)]
@@ -592,6 +626,41 @@ mod tests {
             truncated: false,
         });
         entry
+    }
+
+    /// Every byte that needs an escape (and a sample of those that do not, ASCII and
+    /// multi-byte UTF-8) at every position of strings shorter than, equal to and longer
+    /// than the eight-byte step, alone and after another escape.
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them_at_every_position() {
+        let mut specials: Vec<String> = (0u8..0x20)
+            .map(|byte| char::from(byte).to_string())
+            .collect();
+        specials.extend(["\"", "\\", " ", "~", "\u{7f}", "é", "€", "😀"].map(String::from));
+        for special in &specials {
+            for length in 0..20 {
+                for position in 0..=length {
+                    for prefix in ["", "\n", "\"x"] {
+                        let mut value: String = "a".repeat(position);
+                        value.push_str(prefix);
+                        value.push_str(special);
+                        value.push_str(&"b".repeat(length - position));
+                        let mut fast = Vec::new();
+                        string(&mut fast, &value);
+                        assert_eq!(
+                            String::from_utf8(fast).unwrap(),
+                            serde_json::to_string(&value).unwrap(),
+                            "{value:?}"
+                        );
+                    }
+                }
+            }
+        }
+        for value in ["", "plain ascii that is long enough for several steps"] {
+            let mut fast = Vec::new();
+            string(&mut fast, value);
+            assert_eq!(fast, serde_json::to_vec(value).unwrap());
+        }
     }
 
     #[test]
