@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -15,8 +13,8 @@ use rustls_pki_types::CertificateDer;
 
 use crate::ledger::LedgerError;
 
-/// A pooled client for `http://` and `https://` URLs.
-pub(crate) type SinkClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A pooled client for `http://` and `https://` URLs, sending bodies of type `B`.
+pub(crate) type SinkClient<B> = Client<HttpsConnector<HttpConnector>, B>;
 
 /// The connector for a sink: `https://` URLs are verified against the certificates in
 /// `ca_file` (required for them: pathgate carries no public root store, and a ledger
@@ -63,10 +61,14 @@ pub(crate) fn connector(
 }
 
 /// A pooled client over [`connector`].
-pub(crate) fn client(
+pub(crate) fn client<B>(
     sink: &'static str,
     url: &http::Uri,
     ca_file: Option<&Path>,
-) -> Result<SinkClient, LedgerError> {
+) -> Result<SinkClient<B>, LedgerError>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
     Ok(Client::builder(TokioExecutor::new()).build(connector(sink, url, ca_file)?))
 }

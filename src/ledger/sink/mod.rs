@@ -86,8 +86,10 @@ impl Sink {
     }
 
     /// Delivers one batch of JSONL lines; returns how many lines were unreadable and
-    /// skipped (counted as dropped).
-    async fn deliver(&mut self, batch: &Batch) -> Result<u64, DeliveryError> {
+    /// skipped (counted as dropped). It is called again with the same batch after a
+    /// retryable failure; the webhook sends the batch's buffer itself, so `batch.bytes`
+    /// holds the lines only until the first attempt.
+    async fn deliver(&mut self, batch: &mut Batch) -> Result<u64, DeliveryError> {
         match self {
             Sink::Stdout => {
                 let mut stdout = std::io::stdout().lock();
@@ -97,7 +99,7 @@ impl Sink {
                     .map_err(|error| DeliveryError::Retryable(error.to_string()))?;
                 Ok(0)
             }
-            Sink::Webhook(webhook) => webhook.deliver(&batch.bytes).await.map(|()| 0),
+            Sink::Webhook(webhook) => webhook.deliver(batch).await.map(|()| 0),
             Sink::Otlp(otlp) => otlp.deliver(batch).await,
         }
     }
@@ -200,7 +202,7 @@ pub(crate) async fn run(
         let mut delay = retry.initial;
         let mut failures = 0u32;
         loop {
-            match sink.deliver(&batch).await {
+            match sink.deliver(&mut batch).await {
                 Ok(unreadable) => {
                     if failures > 0 {
                         tracing::info!(sink = name, failures, "ledger sink recovered");

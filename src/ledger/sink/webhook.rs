@@ -1,13 +1,18 @@
 //! The webhook sink: batches of entries POSTed as one JSON array.
 
+use std::convert::Infallible;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 
 use super::http_client::{self, SinkClient};
 use super::{DeliveryError, RetrySettings};
+use crate::ledger::spool::{Batch, Cursor};
 use crate::ledger::{LedgerError, SCHEMA};
 
 /// Webhook sink settings (config keys `ledger.webhook.*`).
@@ -43,10 +48,10 @@ pub const SCHEMA_HEADER: &str = "x-pathgate-ledger-schema";
 
 pub(crate) struct Webhook {
     pub(crate) settings: WebhookSettings,
-    client: SinkClient,
-    /// The last batch's body, taken back from hyper once sent, so the next body is
-    /// written into memory already in use rather than a fresh allocation.
-    body: Vec<u8>,
+    client: SinkClient<ArrayBody>,
+    /// The body of the batch being delivered (the batch ending at the cursor), kept for
+    /// its retries: the batch's own buffer, its lines turned into the array in place.
+    pending: Option<(Cursor, Bytes)>,
 }
 
 impl Webhook {
@@ -55,20 +60,37 @@ impl Webhook {
         Ok(Webhook {
             settings,
             client,
-            body: Vec::new(),
+            pending: None,
         })
     }
 
-    /// POSTs `[line, line, ...]`: the spool's lines (`lines`, each ending in `\n`) sent
-    /// as they are, their newlines turned into the array's commas.
-    pub(crate) async fn deliver(&mut self, lines: &[u8]) -> Result<(), DeliveryError> {
-        let mut body = std::mem::take(&mut self.body);
-        json_array(lines, &mut body);
-        let body = Bytes::from(body);
+    /// POSTs `[line,line,...]`: the spool's lines (each ending in `\n`) sent as they
+    /// are, their newlines turned into the array's commas. The batch's buffer becomes the
+    /// body (no copy); it is handed back to the batch once the batch is settled, delivered
+    /// or refused for good, and kept for the next attempt when the failure is retryable.
+    pub(crate) async fn deliver(&mut self, batch: &mut Batch) -> Result<(), DeliveryError> {
+        let lines = match self.pending.take() {
+            Some((next, lines)) if next == batch.next => lines,
+            _ => {
+                let mut lines = std::mem::take(&mut batch.bytes);
+                array_after_bracket(&mut lines);
+                Bytes::from(lines)
+            }
+        };
+        let outcome = self.post(lines.clone()).await;
+        if matches!(outcome, Err(DeliveryError::Retryable(_))) {
+            self.pending = Some((batch.next, lines));
+        } else {
+            batch.bytes = reclaim(lines);
+        }
+        outcome
+    }
+
+    async fn post(&self, lines: Bytes) -> Result<(), DeliveryError> {
         let request = http::Request::post(self.settings.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(SCHEMA_HEADER, SCHEMA)
-            .body(Full::new(body.clone()))
+            .body(ArrayBody::new(lines))
             .map_err(|error| DeliveryError::Permanent(error.to_string()))?;
         let exchange = async {
             let response = self.client.request(request).await?;
@@ -77,41 +99,77 @@ impl Webhook {
             let _ = response.into_body().collect().await;
             Ok::<_, hyper_util::client::legacy::Error>(status)
         };
-        let outcome = tokio::time::timeout(self.settings.timeout, exchange).await;
-        self.body = reclaim(body);
-        let status = match outcome {
-            Err(_) => {
-                return Err(DeliveryError::Retryable(format!(
-                    "no response within {:?}",
-                    self.settings.timeout
-                )))
-            }
-            Ok(Err(error)) => return Err(DeliveryError::Retryable(error.to_string())),
-            Ok(Ok(status)) => status,
-        };
-        classify_status(status)
+        match tokio::time::timeout(self.settings.timeout, exchange).await {
+            Err(_) => Err(DeliveryError::Retryable(format!(
+                "no response within {:?}",
+                self.settings.timeout
+            ))),
+            Ok(Err(error)) => Err(DeliveryError::Retryable(error.to_string())),
+            Ok(Ok(status)) => classify_status(status),
+        }
     }
 }
 
-/// The buffer behind `body` when hyper has dropped its copies (it has once the response
+/// The buffer behind `lines` when hyper has dropped its copies (it has once the response
 /// arrived, the request being sent whole by then); an empty one otherwise.
-fn reclaim(body: Bytes) -> Vec<u8> {
-    body.try_into_mut().map(Vec::from).unwrap_or_default()
+fn reclaim(lines: Bytes) -> Vec<u8> {
+    lines.try_into_mut().map(Vec::from).unwrap_or_default()
 }
 
-/// `[a,b,c]` from `a\nb\nc\n` into `body` (cleared first): a JSON line never holds a raw
-/// newline, so every newline ends an entry.
-fn json_array(lines: &[u8], body: &mut Vec<u8>) {
-    body.clear();
-    body.reserve(lines.len() + 2);
-    body.push(b'[');
-    body.extend_from_slice(lines);
-    for newline in memchr::memchr_iter(b'\n', lines) {
-        body[newline + 1] = b',';
+/// Turns `a\nb\nc\n` into `a,b,c]` in place, the array without its `[` (which
+/// [`ArrayBody`] sends first): a JSON line never holds a raw newline, so every newline
+/// ends an entry. No lines become `]`.
+fn array_after_bracket(lines: &mut Vec<u8>) {
+    let mut from = 0;
+    while let Some(newline) = memchr::memchr(b'\n', &lines[from..]) {
+        lines[from + newline] = b',';
+        from += newline + 1;
     }
-    match body.last_mut() {
+    match lines.last_mut() {
         Some(last) if *last == b',' => *last = b']',
-        _ => body.push(b']'),
+        _ => lines.push(b']'),
+    }
+}
+
+/// A webhook body: `[`, then the batch's buffer as [`array_after_bracket`] left it. Two
+/// frames, so the batch is not copied behind a bracket; its exact length lets hyper send
+/// a `Content-Length`.
+pub(crate) struct ArrayBody {
+    bracket_sent: bool,
+    rest: Option<Bytes>,
+}
+
+impl ArrayBody {
+    fn new(rest: Bytes) -> Self {
+        ArrayBody {
+            bracket_sent: false,
+            rest: Some(rest),
+        }
+    }
+}
+
+impl http_body::Body for ArrayBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if !self.bracket_sent {
+            self.bracket_sent = true;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"[")))));
+        }
+        Poll::Ready(self.rest.take().map(|rest| Ok(Frame::data(rest))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bracket_sent && self.rest.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let rest = self.rest.as_ref().map_or(0, Bytes::len);
+        SizeHint::with_exact((rest + usize::from(!self.bracket_sent)) as u64)
     }
 }
 
@@ -135,31 +193,52 @@ pub(crate) fn classify_status(status: http::StatusCode) -> Result<(), DeliveryEr
 
 #[cfg(test)]
 mod tests {
+    use http_body::Body;
+
     use super::*;
 
-    fn array(lines: &[u8]) -> Vec<u8> {
-        let mut body = b"left over from the last batch".to_vec();
-        json_array(lines, &mut body);
-        body
+    /// The whole body [`ArrayBody`] sends for `lines`, and the size it announced.
+    fn body_of(lines: &[u8]) -> (Vec<u8>, u64) {
+        let mut rest = lines.to_vec();
+        array_after_bracket(&mut rest);
+        let body = ArrayBody::new(Bytes::from(rest));
+        let announced = body.size_hint().exact().expect("an exact size");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let collected = runtime.block_on(body.collect()).unwrap().to_bytes();
+        (collected.to_vec(), announced)
     }
 
     #[test]
-    fn spool_lines_become_one_json_array() {
-        assert_eq!(array(b"{\"a\":1}\n"), b"[{\"a\":1}]");
-        let body = array(b"{\"a\":\"x\\ny\"}\n{\"b\":[1,2]}\n{}\n");
-        assert_eq!(body, br#"[{"a":"x\ny"},{"b":[1,2]},{}]"#);
-        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(parsed.as_array().unwrap().len(), 3);
-        assert_eq!(array(b""), b"[]");
+    fn spool_lines_become_one_json_array_of_the_announced_length() {
+        let cases: [(&[u8], &[u8]); 3] = [
+            (b"{\"a\":1}\n", b"[{\"a\":1}]"),
+            (
+                b"{\"a\":\"x\\ny\"}\n{\"b\":[1,2]}\n{}\n",
+                br#"[{"a":"x\ny"},{"b":[1,2]},{}]"#,
+            ),
+            (b"", b"[]"),
+        ];
+        for (lines, expected) in cases {
+            let (body, announced) = body_of(lines);
+            assert_eq!(body, expected);
+            assert_eq!(announced, body.len() as u64);
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                parsed.as_array().unwrap().len(),
+                memchr::memchr_iter(b'\n', lines).count()
+            );
+        }
     }
 
     #[test]
     fn a_sent_body_gives_its_buffer_back_once_unshared() {
         for lines in [&b"{\"a\":1}\n{\"b\":2}\n"[..], b"{}\n"] {
-            let mut body = Vec::new();
-            json_array(lines, &mut body);
-            let (address, capacity) = (body.as_ptr(), body.capacity());
-            let sent = Bytes::from(body);
+            let mut buffer = lines.to_vec();
+            array_after_bracket(&mut buffer);
+            let (address, capacity) = (buffer.as_ptr(), buffer.capacity());
+            let sent = Bytes::from(buffer);
             let held_by_hyper = sent.clone();
             assert!(
                 reclaim(sent.clone()).is_empty(),
