@@ -85,15 +85,17 @@ impl Wrk {
         })
     }
 
-    /// A warm-up run (discarded), then the measured run, accounting the CPU of the
-    /// processes `watched` (by pid) during it.
+    /// A warm-up run (discarded; none when the warm-up is zero), then the measured run,
+    /// accounting the CPU of the processes `watched` (by pid) during it.
     pub fn measure(
         &self,
         url: &str,
         settings: &LoadSettings,
         watched: &[u32],
     ) -> anyhow::Result<LoadResult> {
-        self.run(url, settings, settings.warmup)?;
+        if !settings.warmup.is_zero() {
+            self.run(url, settings, settings.warmup)?;
+        }
         let before = cpu::snapshot(watched);
         let (requests, elapsed, p50, p99, errors) = self.run(url, settings, settings.duration)?;
         let after = cpu::snapshot(watched);
