@@ -57,6 +57,15 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// Whether the apiserver honours `dryRun` for this verb: the writes (create, update,
+    /// patch, delete, deletecollection); reads, watches and connects take none.
+    pub fn takes_dry_run(self) -> bool {
+        matches!(
+            self,
+            Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection
+        )
+    }
+
     /// The lowercase Kubernetes spelling (`deletecollection`, `nonresource`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

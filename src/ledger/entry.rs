@@ -51,12 +51,18 @@ pub struct Entry {
     /// What pathgate decided; absent when the request failed before a decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<DecisionRecord>,
-    /// `dryRun=All` as the client sent it and as pathgate forwarded it.
-    pub dry_run: SentForwarded<bool>,
-    /// DeleteOptions `gracePeriodSeconds` as sent and as forwarded.
-    pub grace_period: SentForwarded<Option<i64>>,
-    /// LIST `limit` as sent and as forwarded.
-    pub limit: SentForwarded<Option<u64>>,
+    /// `dryRun=All` as the client sent it and as pathgate forwarded it; absent for a verb
+    /// that takes no dry run (a read, a watch) unless either side is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<SentForwarded<bool>>,
+    /// DeleteOptions `gracePeriodSeconds` as sent and as forwarded; absent for a verb
+    /// other than delete and deletecollection unless either side is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<SentForwarded<Option<i64>>>,
+    /// LIST `limit` as sent and as forwarded; absent for a verb other than list unless
+    /// either side is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<SentForwarded<Option<u64>>>,
     /// The response the client received; absent on intents and when no response was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<ResponseRecord>,
@@ -629,9 +635,9 @@ impl Entry {
             request,
             analysis: None,
             decision: None,
-            dry_run: SentForwarded::default(),
-            grace_period: SentForwarded::default(),
-            limit: SentForwarded::default(),
+            dry_run: None,
+            grace_period: None,
+            limit: None,
             response: None,
             object: None,
             bytes_in: 0,

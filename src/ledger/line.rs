@@ -95,14 +95,20 @@ fn write_entry(out: &mut Vec<u8>, entry: &Entry) -> Result<(), LineError> {
         out.extend_from_slice(b",\"decision\":");
         write_decision(out, decision);
     }
-    out.extend_from_slice(b",\"dry_run\":");
-    sent_forwarded(out, dry_run, |out, value| boolean(out, *value));
-    out.extend_from_slice(b",\"grace_period\":");
-    sent_forwarded(out, grace_period, |out, value| {
-        optional_integer(out, *value)
-    });
-    out.extend_from_slice(b",\"limit\":");
-    sent_forwarded(out, limit, |out, value| optional_integer(out, *value));
+    if let Some(dry_run) = dry_run {
+        out.extend_from_slice(b",\"dry_run\":");
+        sent_forwarded(out, dry_run, |out, value| boolean(out, *value));
+    }
+    if let Some(grace_period) = grace_period {
+        out.extend_from_slice(b",\"grace_period\":");
+        sent_forwarded(out, grace_period, |out, value| {
+            optional_integer(out, *value)
+        });
+    }
+    if let Some(limit) = limit {
+        out.extend_from_slice(b",\"limit\":");
+        sent_forwarded(out, limit, |out, value| optional_integer(out, *value));
+    }
     if let Some(response) = response {
         out.extend_from_slice(b",\"response\":");
         write_response(out, response);
@@ -591,18 +597,18 @@ mod tests {
             ],
             confirmed: true,
         });
-        entry.dry_run = SentForwarded {
+        entry.dry_run = Some(SentForwarded {
             sent: false,
             forwarded: true,
-        };
-        entry.grace_period = SentForwarded {
+        });
+        entry.grace_period = Some(SentForwarded {
             sent: Some(i64::MIN),
             forwarded: Some(30),
-        };
-        entry.limit = SentForwarded {
+        });
+        entry.limit = Some(SentForwarded {
             sent: None,
             forwarded: Some(500),
-        };
+        });
         entry.response = Some(ResponseRecord {
             status_code: 409,
             reason: Some("AlreadyExists".into()),
@@ -676,6 +682,9 @@ mod tests {
         entry.duration_ms = None;
         entry.decision = None;
         entry.response = None;
+        entry.dry_run = None;
+        entry.grace_period = None;
+        entry.limit = None;
         entry.client = Client {
             user: None,
             groups: vec![],

@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 
+use crate::classify::Verb;
 use crate::ledger::{
     self, AnalysisRecord, Client, DecisionRecord, Entry, ErrorRecord, Ledger, ObjectRecord,
     OnFailure, Origin, ResponseRecord, SentForwarded,
@@ -49,6 +50,16 @@ fn address_text(peer: std::net::SocketAddr) -> String {
     text
 }
 
+/// A sent/forwarded pair for the ledger: written when the request's verb takes the
+/// parameter, or when either side is set (a client may send `dryRun` on a GET: the
+/// apiserver ignores it, the ledger still shows it); absent otherwise (docs/ledger.md).
+fn applicable<T: Default + PartialEq>(
+    verb_takes_it: bool,
+    pair: SentForwarded<T>,
+) -> Option<SentForwarded<T>> {
+    (verb_takes_it || pair != SentForwarded::default()).then_some(pair)
+}
+
 /// Builds the ledger entry of an exchange, moving its strings into the entry.
 pub fn entry_of(exchange: Exchange) -> Entry {
     let Exchange {
@@ -90,6 +101,7 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         auth_mode: auth_mode(mode),
         remote_addr: Some(address_text(peer)),
     };
+    let verb = info.as_ref().map(|info| info.verb);
     let request = match info {
         // The exchange holds the last reference by now: its strings move, not copy.
         Some(info) => ledger::Request::from_info(
@@ -110,38 +122,48 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         // Absent for a request without a body (a GET, a LIST, a DELETE without options):
         // it would say nothing but `"body_format":"none"`.
         entry.analysis = (!record.is_bodiless()).then_some(record);
-        let forwarded_dry_run = analysis.dry_run || rewrites.contains(&Rewrite::AddDryRun);
-        entry.dry_run = SentForwarded {
-            sent: analysis.dry_run,
-            forwarded: forwarded_dry_run,
-        };
-        let grace_sent = analysis
-            .delete_options
-            .as_ref()
-            .and_then(|o| o.grace_period_seconds);
-        let grace_forwarded = rewrites
-            .iter()
-            .find_map(|r| match r {
-                Rewrite::SetGracePeriod { to, .. } => Some(*to),
-                _ => None,
-            })
-            .or(grace_sent);
-        entry.grace_period = SentForwarded {
+    }
+    let sent_dry_run = analysis.as_ref().is_some_and(|a| a.dry_run);
+    entry.dry_run = applicable(
+        verb.is_some_and(Verb::takes_dry_run),
+        SentForwarded {
+            sent: sent_dry_run,
+            forwarded: sent_dry_run || rewrites.contains(&Rewrite::AddDryRun),
+        },
+    );
+    let grace_sent = analysis
+        .as_ref()
+        .and_then(|a| a.delete_options.as_ref())
+        .and_then(|o| o.grace_period_seconds);
+    let grace_forwarded = rewrites
+        .iter()
+        .find_map(|r| match r {
+            Rewrite::SetGracePeriod { to, .. } => Some(*to),
+            _ => None,
+        })
+        .or(grace_sent);
+    entry.grace_period = applicable(
+        matches!(verb, Some(Verb::Delete | Verb::DeleteCollection)),
+        SentForwarded {
             sent: grace_sent,
             forwarded: grace_forwarded,
-        };
-        let limit_forwarded = rewrites
-            .iter()
-            .find_map(|r| match r {
-                Rewrite::AddLimit { limit } => Some(*limit),
-                _ => None,
-            })
-            .or(analysis.list_limit);
-        entry.limit = SentForwarded {
-            sent: analysis.list_limit,
+        },
+    );
+    let limit_sent = analysis.as_ref().and_then(|a| a.list_limit);
+    let limit_forwarded = rewrites
+        .iter()
+        .find_map(|r| match r {
+            Rewrite::AddLimit { limit } => Some(*limit),
+            _ => None,
+        })
+        .or(limit_sent);
+    entry.limit = applicable(
+        verb == Some(Verb::List),
+        SentForwarded {
+            sent: limit_sent,
             forwarded: limit_forwarded,
-        };
-    }
+        },
+    );
     if let Some(decision) = &decision {
         entry.decision = Some(DecisionRecord::new(
             decision.mode,

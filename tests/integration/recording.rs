@@ -124,6 +124,7 @@ async fn a_kubectl_session_lands_in_the_jsonl_ledger_joined_to_the_audit_log() {
         &[&n[..], &["get", "secret", "creds", "-o", "yaml"]].concat(),
     )
     .await);
+    ok(&kubectl(&cluster, &kc, &[&n[..], &["get", "configmaps"]].concat()).await);
     ok(&kubectl_stdin(
         &cluster,
         &kc,
@@ -180,6 +181,14 @@ async fn a_kubectl_session_lands_in_the_jsonl_ledger_joined_to_the_audit_log() {
         .any(|f| f["rule"] == "PG005"));
     assert_eq!(delete["grace_period"]["sent"], 0);
     assert_eq!(delete["grace_period"]["forwarded"], 30);
+    // Each sent/forwarded pair is written for the verbs that take the parameter
+    // (docs/ledger.md): dry run for writes, grace period for deletes, limit for lists.
+    assert_eq!(delete["dry_run"]["sent"], false, "{delete}");
+    assert_eq!(patch["dry_run"]["forwarded"], false, "{patch}");
+    assert!(
+        patch.get("grace_period").is_none() && patch.get("limit").is_none(),
+        "{patch}"
+    );
     let secret_read = find("GET", "/secrets/creds");
     assert!(secret_read["decision"]["findings"]
         .as_array()
@@ -191,7 +200,21 @@ async fn a_kubectl_session_lands_in_the_jsonl_ledger_joined_to_the_audit_log() {
         secret_read.get("analysis").is_none(),
         "a GET has nothing to analyse: {secret_read}"
     );
-    assert_eq!(secret_read["limit"]["sent"], Value::Null);
+    // kubectl pages its lists: `limit=500`, forwarded as sent.
+    let list = find("GET", "/configmaps");
+    assert_eq!(list["request"]["verb"], "list", "{list}");
+    assert_eq!(list["limit"]["sent"], 500, "{list}");
+    assert_eq!(list["limit"]["forwarded"], 500, "{list}");
+    assert!(
+        list.get("dry_run").is_none() && list.get("grace_period").is_none(),
+        "{list}"
+    );
+    for absent in ["dry_run", "grace_period", "limit"] {
+        assert!(
+            secret_read.get(absent).is_none(),
+            "a GET takes no {absent}: {secret_read}"
+        );
+    }
 
     // The trace id is the apiserver's auditID, for allowed and rewritten requests alike.
     for entry in [patch, delete] {
