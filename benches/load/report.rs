@@ -94,7 +94,8 @@ fn throughput_ratio(a: &LoadResult, b: &LoadResult) -> Option<f64> {
     Some(a.requests_per_second() / b.requests_per_second())
 }
 
-/// One ratio per round, sorted; shown as the median and the range.
+/// One ratio per round, sorted; shown as the median and the range, and from five rounds
+/// on as the geometric mean with its 95% confidence interval.
 #[derive(Debug, Clone)]
 pub struct Ratios(pub Vec<f64>);
 
@@ -107,15 +108,60 @@ impl Ratios {
             n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
         }
     }
+
+    /// The geometric mean and its 95% confidence interval: the mean of the logarithms
+    /// plus or minus Student's t times their standard error, taken back by `exp`. Ratios
+    /// of throughputs multiply, so their logarithms are what averages; the interval
+    /// says how far the run's host noise leaves the mean uncertain.
+    pub fn geometric_mean_interval(&self) -> Option<(f64, f64, f64)> {
+        let n = self.0.len();
+        if n < 2 || !self.0.iter().all(|ratio| ratio.is_finite() && *ratio > 0.0) {
+            return None;
+        }
+        let logs: Vec<f64> = self.0.iter().map(|ratio| ratio.ln()).collect();
+        let mean = logs.iter().sum::<f64>() / n as f64;
+        let variance = logs.iter().map(|log| (log - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let half_width = student_t_95(n - 1) * (variance / n as f64).sqrt();
+        Some((
+            mean.exp(),
+            (mean - half_width).exp(),
+            (mean + half_width).exp(),
+        ))
+    }
+}
+
+/// The two-sided 95% quantile of Student's t with `df` degrees of freedom (from the
+/// table up to 30; above, the value at the bracket's lower end, which errs wide).
+fn student_t_95(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => TABLE[df - 1],
+        31..=40 => 2.042,
+        41..=60 => 2.021,
+        61..=120 => 2.000,
+        _ => 1.980,
+    }
 }
 
 impl std::fmt::Display for Ratios {
-    /// `0.97` for one round; `0.97 (0.95–0.99 over 3 rounds)` for several.
+    /// `0.97` for one round; `0.97 (0.95–0.99 over 3 rounds)` for several; from five
+    /// rounds on also `; geometric mean 0.98, 95% CI 0.96–1.00`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:.2}", self.median())?;
         if let (Some(low), Some(high)) = (self.0.first(), self.0.last()) {
             if self.0.len() > 1 {
-                write!(f, " ({low:.2}–{high:.2} over {} rounds)", self.0.len())?;
+                write!(f, " ({low:.2}–{high:.2} over {} rounds", self.0.len())?;
+                match self.geometric_mean_interval() {
+                    Some((mean, low, high)) if self.0.len() >= 5 => {
+                        write!(f, "; geometric mean {mean:.3}, 95% CI {low:.3}–{high:.3})")?
+                    }
+                    _ => write!(f, ")")?,
+                }
             }
         }
         Ok(())
