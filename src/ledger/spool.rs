@@ -442,6 +442,14 @@ impl SpoolReader {
         })
     }
 
+    /// Whether the lines after the cursor are among the newest [`CACHE_TAIL`] bytes of the
+    /// segment the writer is at (`written`): the pages the writer keeps in the page cache,
+    /// so reading them copies memory and does not wait on the disk.
+    pub fn reads_cached_tail(&self, written: Cursor) -> bool {
+        self.cursor.segment == written.segment
+            && written.offset.saturating_sub(self.cursor.offset) <= CACHE_TAIL
+    }
+
     /// Up to `max_entries` complete lines after the cursor (fewer at the end of the spool;
     /// none when the sink is caught up). Does not move the cursor: call [`Self::commit`]
     /// with [`Batch::next`] after delivery.
@@ -577,6 +585,27 @@ mod tests {
         }
         let expected: Vec<String> = (0..20).map(|i| format!("{{\"n\":{i}}}")).collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_reader_within_the_writers_cached_tail_is_told_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = SpoolReader::open(dir.path(), "webhook").unwrap();
+        let at = |segment, offset| Cursor { segment, offset };
+        assert_eq!(reader.cursor, at(1, 0));
+        assert!(reader.reads_cached_tail(at(1, 0)), "caught up");
+        assert!(
+            reader.reads_cached_tail(at(1, CACHE_TAIL)),
+            "the whole tail behind"
+        );
+        assert!(
+            !reader.reads_cached_tail(at(1, CACHE_TAIL + 1)),
+            "older than the tail"
+        );
+        assert!(
+            !reader.reads_cached_tail(at(2, 10)),
+            "the writer moved to a newer segment"
+        );
     }
 
     #[test]

@@ -163,22 +163,28 @@ pub(crate) async fn run(
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             break;
         }
-        // File reads are short and usually served from the page cache, but they are still
-        // blocking calls: keep them off the async workers.
-        let read = tokio::task::spawn_blocking(move || {
-            let result = reader.read_batch_into(batch_max, &mut batch);
-            (reader, batch, result)
-        })
-        .await;
-        let result = match read {
-            Ok((returned_reader, returned_batch, result)) => {
-                reader = returned_reader;
-                batch = returned_batch;
-                result
-            }
-            Err(error) => {
-                tracing::error!(sink = name, %error, "ledger sink reader panicked; sink stopped");
-                return;
+        // A sink that keeps up reads the spool's newest pages, which the writer keeps in
+        // the page cache: a memory copy, done here (handing it to the blocking pool cost
+        // more than the copy). Anything older may wait on the disk: that read goes to the
+        // blocking pool, so the other sinks on this thread keep delivering meanwhile.
+        let result = if reader.reads_cached_tail(*written.borrow()) {
+            reader.read_batch_into(batch_max, &mut batch)
+        } else {
+            let read = tokio::task::spawn_blocking(move || {
+                let result = reader.read_batch_into(batch_max, &mut batch);
+                (reader, batch, result)
+            })
+            .await;
+            match read {
+                Ok((returned_reader, returned_batch, result)) => {
+                    reader = returned_reader;
+                    batch = returned_batch;
+                    result
+                }
+                Err(error) => {
+                    tracing::error!(sink = name, %error, "ledger sink reader panicked; sink stopped");
+                    return;
+                }
             }
         };
         match result {
