@@ -450,9 +450,7 @@ impl SpoolReader {
             && written.offset.saturating_sub(self.cursor.offset) <= CACHE_TAIL
     }
 
-    /// Up to `max_entries` complete lines after the cursor (fewer at the end of the spool;
-    /// none when the sink is caught up). Does not move the cursor: call [`Self::commit`]
-    /// with [`Batch::next`] after delivery.
+    /// [`Self::read_batch_into`] into a new batch (tests).
     #[cfg(test)]
     pub fn read_batch(&mut self, max_entries: usize) -> io::Result<Batch> {
         let mut batch = Batch::default();
@@ -460,8 +458,11 @@ impl SpoolReader {
         Ok(batch)
     }
 
-    /// [`Self::read_batch`] into `batch`, whose buffer is reused: a sink reads every batch
-    /// into the same memory instead of faulting in a fresh buffer each time.
+    /// Up to `max_entries` complete lines after the cursor into `batch` (fewer at the end
+    /// of the spool; none when the sink is caught up). `batch`'s buffer is reused: a sink
+    /// reads every batch into the same memory instead of faulting in a fresh buffer each
+    /// time. Does not move the cursor: call [`Self::commit`] with [`Batch::next`] after
+    /// delivery.
     pub fn read_batch_into(&mut self, max_entries: usize, batch: &mut Batch) -> io::Result<()> {
         loop {
             self.read_segment(max_entries, batch)?;
