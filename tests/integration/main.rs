@@ -4,6 +4,7 @@
 
 mod cli;
 mod deploy;
+mod evasion;
 mod faults;
 mod gateway;
 mod harness;

@@ -1,0 +1,1 @@
+//! See `evasion/mod.rs`.
