@@ -246,7 +246,8 @@ fn marks(line: &mut Line, entry: &Entry) {
 }
 
 /// `resource[.group][/subresource] namespace/name`, `namespace/*` for a collection in a
-/// namespace; the path for non-resource requests, method and path when unclassified.
+/// namespace (`namespace/` for a create whose name was not captured); the path for
+/// non-resource requests, method and path when unclassified.
 fn target(entry: &Entry) -> String {
     let request = &entry.request;
     if request.verb.is_empty() {
@@ -262,19 +263,38 @@ fn target(entry: &Entry) -> String {
     if !request.subresource.is_empty() {
         let _ = write!(target, "/{}", request.subresource);
     }
-    match (request.namespace.is_empty(), request.name.is_empty()) {
+    let name = match request.name.as_str() {
+        "" if request.verb == "create" => created_name(entry).unwrap_or_default(),
+        name => name,
+    };
+    // A create goes to the collection: without a captured body its name is unknown, and
+    // `ns/*` would read as "all of them".
+    let collection = if request.verb == "create" { "" } else { "*" };
+    match (request.namespace.is_empty(), name.is_empty()) {
         (false, false) => {
-            let _ = write!(target, " {}/{}", request.namespace, request.name);
+            let _ = write!(target, " {}/{name}", request.namespace);
         }
         (false, true) => {
-            let _ = write!(target, " {}/*", request.namespace);
+            let _ = write!(target, " {}/{collection}", request.namespace);
         }
         (true, false) => {
-            let _ = write!(target, " {}", request.name);
+            let _ = write!(target, " {name}");
         }
         (true, true) => {}
     }
     sanitize(&target)
+}
+
+/// The `metadata.name` of a create's captured body (`ledger.capture_bodies_max_bytes`).
+fn created_name(entry: &Entry) -> Option<&str> {
+    entry
+        .body
+        .as_ref()?
+        .json
+        .as_ref()?
+        .get("metadata")?
+        .get("name")?
+        .as_str()
 }
 
 /// `text` cut to `width` characters by replacing its middle with `…`: the start (the

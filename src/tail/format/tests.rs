@@ -158,6 +158,19 @@ fn each_kind_of_request_is_one_line_with_its_columns() {
 }
 
 #[test]
+fn a_create_names_its_object_when_the_body_was_captured() {
+    let mut entry = create();
+    entry.request.name = String::new();
+    assert!(format_line(&entry, &PLAIN).ends_with(" configmaps agent-sandbox/"));
+    entry.body = Some(crate::ledger::CapturedBody {
+        json: Some(serde_json::json!({"metadata": {"name": "demo\x1b"}})),
+        original_bytes: 40,
+        truncated: false,
+    });
+    assert!(format_line(&entry, &PLAIN).ends_with(r" configmaps agent-sandbox/demo\u{1b}"));
+}
+
+#[test]
 fn the_session_column_is_shown_when_asked() {
     let style = Style {
         show_session: true,
