@@ -8,7 +8,8 @@
 //!
 //! Columns: the request's start time (UTC, as the ledger writes it), the session (only when
 //! more than one session is shown), the verb, the status code, the decision's action, the
-//! rule ids that fired, marks (dry run, intent, observe's "would deny", errors), and the
+//! rule ids that fired, marks (dry run, intent, observe's "would deny", errors other than
+//! pathgate's own refusal, which the decision already shows), and the
 //! target: `resource[.group][/subresource] namespace/name`. The target comes last because
 //! it is the only column of unbounded length: on a terminal it is shortened in the middle
 //! (the resource and the name's distinguishing end stay) so a line never wraps.
@@ -25,7 +26,7 @@
 
 use std::fmt::Write as _;
 
-use crate::ledger::{Action, Entry, Phase};
+use crate::ledger::{Action, Entry, Origin, Phase};
 
 /// How lines are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -238,11 +239,25 @@ fn marks(line: &mut Line, entry: &Entry) {
             line.plain("[confirmed] ");
         }
     }
-    if let Some(error) = &entry.error {
+    if let Some(error) = entry.error.as_ref().filter(|_| !is_refusal(entry)) {
         let text = format!("[error {} {}]", error.side.as_str(), error.kind.as_str());
         line.painted(Some(sgr::RED), &text);
         line.plain(" ");
     }
+}
+
+/// pathgate refused the request by its decision: the ledger records that refusal as a
+/// client-side error too, which the decision column already says.
+fn is_refusal(entry: &Entry) -> bool {
+    let refused = entry
+        .decision
+        .as_ref()
+        .is_some_and(|decision| matches!(decision.action, Action::Deny | Action::Confirm));
+    refused
+        && entry
+            .response
+            .as_ref()
+            .is_some_and(|response| response.origin == Origin::Pathgate)
 }
 
 /// `resource[.group][/subresource] namespace/name`, `namespace/*` for a collection in a

@@ -140,7 +140,7 @@ pub fn run(options: TailOptions) -> Result<(), TailError> {
             std::env::var_os("NO_COLOR").as_deref(),
             std::env::var_os("TERM").as_deref(),
         ),
-        width: None,
+        width: terminal.then(terminal_width).flatten(),
         show_session: options.selection.sessions.len() != 1,
     };
     let mut printer = Printer::new(io::BufWriter::new(stdout.lock()), &options, style);

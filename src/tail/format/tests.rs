@@ -158,6 +158,28 @@ fn each_kind_of_request_is_one_line_with_its_columns() {
 }
 
 #[test]
+fn a_refusal_is_shown_by_its_decision_and_other_errors_by_a_mark() {
+    // pathgate records its own refusal as a client-side error as well.
+    let mut denied = testing::mutation("t");
+    denied.error = Some(ErrorRecord {
+        side: Side::Client,
+        kind: ErrorKind::Other,
+        message: "pathgate denied this request: PG004".into(),
+    });
+    assert!(!format_line(&denied, &PLAIN).contains("[error"));
+    // A 413 is pathgate's answer too, but no rule refused it.
+    let mut too_large = denied.clone();
+    too_large.decision = None;
+    too_large.error.as_mut().unwrap().kind = ErrorKind::TooLarge;
+    too_large.response.as_mut().unwrap().status_code = 413;
+    let line = format_line(&too_large, &PLAIN);
+    assert!(
+        line.contains(" 413 -       ") && line.contains("[error client too_large] "),
+        "{line}"
+    );
+}
+
+#[test]
 fn a_create_names_its_object_when_the_body_was_captured() {
     let mut entry = create();
     entry.request.name = String::new();
