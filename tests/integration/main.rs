@@ -14,4 +14,5 @@ mod recording;
 mod rules;
 mod sinks;
 mod support;
+mod tail;
 mod upgrade;
