@@ -37,6 +37,29 @@ enum Command {
     },
     /// List the rule catalog (PG001-PG017) with default actions.
     Rules,
+    /// Show a session's requests from the ledger, one line each, live with --follow.
+    Tail(TailArgs),
+}
+
+#[derive(Args)]
+struct TailArgs {
+    /// The ledger: a spool directory (ledger.dir), a JSONL file, or - for standard input.
+    source: PathBuf,
+    /// Only this session; repeatable. Without it, every session (with a session column).
+    #[arg(long)]
+    session: Vec<String>,
+    /// Keep reading as the ledger grows (across segment rotation) until interrupted.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Print the matching entries as JSON lines, unchanged, instead of the view.
+    #[arg(long)]
+    json: bool,
+    /// Show a mutation's intent as its own line instead of waiting for its outcome.
+    #[arg(long)]
+    intents: bool,
+    /// auto: colour on a terminal unless NO_COLOR is set; always; never.
+    #[arg(long, default_value = "auto")]
+    color: pathgate::tail::ColorChoice,
 }
 
 #[derive(Subcommand)]
@@ -368,6 +391,16 @@ fn main() -> anyhow::Result<()> {
             print!("{effective}");
             Ok(())
         }
+        Command::Tail(args) => Ok(pathgate::tail::run(pathgate::tail::TailOptions {
+            input: pathgate::tail::Input::from_arg(&args.source),
+            selection: pathgate::tail::Selection {
+                sessions: args.session,
+                intents: args.intents,
+            },
+            follow: args.follow,
+            json: args.json,
+            color: args.color,
+        })?),
         Command::Rules => {
             println!("{:<6} {:<28} {:<8} summary", "id", "name", "enforce");
             for rule in pathgate::policy::catalog() {
