@@ -13,6 +13,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `request_info.rs` | [`request_info`]: method + path + query -> [`RequestInfo`], refusals |
+//! | `request_info_builtins.rs` | the built-in resources' [`Scope`], which endpoints honour `dryRun`, evictions |
 //! | `query.rs` | the query string as Go's `net/url` and the apiserver read it |
 //! | `field_selector.rs` | `fieldSelector=metadata.name=<n>` naming a list's object |
 //! | `analysis.rs` | [`analyse`]: body -> [`Analysis`] (patch type, whole object, options) |
@@ -39,4 +40,4 @@ pub use analysis::{
     WholeObject, SSA_WHOLE_OBJECT_MIN_LEAVES,
 };
 pub use paths::MAX_TOUCHED_PATHS;
-pub use request_info::{request_info, ClassifyError, RequestInfo, Verb};
+pub use request_info::{request_info, ClassifyError, RequestInfo, Scope, Verb};
