@@ -31,10 +31,6 @@ mod query;
 mod request_info;
 mod tree;
 
-/// A JSON/YAML object key borrowed from the body when it has no escapes (shared with the
-/// policy's fingerprint parser).
-pub(crate) use tree::Key as BorrowedKey;
-
 pub use analysis::{
     analyse, Analysis, BodyFormat, DeleteOptions, ObjectIdentity, OwnerReference, PatchType,
     WholeObject, SSA_WHOLE_OBJECT_MIN_LEAVES,
