@@ -754,13 +754,26 @@ fn missing_dry_run(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
     } else {
         "Run"
     };
+    // A DELETE with a body takes its options from the body alone: a dryRun in its query is
+    // no dry run, and the agent must learn where to put it.
+    let query_ignored = cx
+        .analysis
+        .delete_options
+        .as_ref()
+        .is_some_and(|o| o.query_ignored);
     Some(Hit::new(format!(
         "no successful server dry run of this exact {} of {} earlier in this session \
          (safety_gates.dry_run_default). {then} the same command with --dry-run=server first \
          (e.g. kubectl apply -f <file> --dry-run=server; API clients: the same request with \
-         ?dryRun=All), read the result, then repeat the command unchanged.",
+         ?dryRun=All{}), read the result, then repeat the command unchanged.",
         action_word(cx.info),
         object_label(cx.info, cx.analysis),
+        if query_ignored {
+            "; this request has a DeleteOptions body, so the apiserver ignores the options in \
+             its query: put dryRun: [\"All\"] into the body"
+        } else {
+            ""
+        },
     )))
 }
 

@@ -299,7 +299,12 @@ async fn a_protobuf_delete_with_a_legal_grace_period_passes_after_its_protobuf_d
             protobuf_delete_options(30, false),
         )
         .await;
-    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let message = String::from_utf8_lossy(&body);
+    assert_eq!(status, 403, "{message}");
+    assert!(
+        message.contains("ignores the options in its query") && message.contains("into the body"),
+        "{message}"
+    );
     assert!(rig
         .object(&["-n", &ns, "configmap", "keep"])
         .await
