@@ -272,3 +272,43 @@ async fn an_eviction_needs_its_dry_run_and_the_dry_run_evicts_nothing() {
     }
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_is_recorded_in_the_ledger_as_a_pod_delete() {
+    let spool = tempfile::tempdir().unwrap();
+    let rig = Rig::start_with(
+        "evict-ledger",
+        |_| "mode: enforce\nrules:\n  PG010: off\n".to_string(),
+        |builder| builder.ledger(pathgate::ledger::LedgerSettings::new(spool.path())),
+    )
+    .await;
+    let ns = rig.ns.clone();
+    rig.admin_apply(&pod("solo", false)).await;
+    let body = eviction_json("solo", &ns, r#"{"gracePeriodSeconds":0}"#);
+    let (status, headers, answer) = rig.raw("POST", &evict_path(&ns, "solo"), &JSON, body).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+    let trace_id = headers
+        .get(pathgate::trace::EXECUTION_TRACE_HEADER)
+        .expect("pathgate stamps its trace id")
+        .to_str()
+        .unwrap()
+        .to_string();
+    rig.stop().await;
+
+    let entries = crate::recording::spool_entries(spool.path());
+    let entry = entries
+        .iter()
+        .rfind(|e| e["trace_id"] == trace_id.as_str() && e["phase"] == "outcome")
+        .unwrap_or_else(|| panic!("no outcome entry for {trace_id} in {entries:?}"));
+    let request = &entry["request"];
+    assert_eq!(
+        (&request["verb"], &request["effect_verb"], &request["scope"]),
+        (&"create".into(), &"delete".into(), &"namespaced".into()),
+        "{entry}"
+    );
+    assert_eq!(
+        entry["grace_period"],
+        serde_json::json!({"sent": 0, "forwarded": 30})
+    );
+    assert_eq!(entry["decision"]["findings"][0]["rule"], "PG005", "{entry}");
+}

@@ -168,9 +168,12 @@ async fn token_request_is_a_mutation_in_rehearse_mode_and_with_pg010_flagging() 
 
     // With PG010 only flagging, the request passes as the mutation it is: a token comes
     // back, and pathgate recorded no dry run.
-    let rig = Rig::start("fdr-flag", |_| {
-        "mode: enforce\nrules:\n  PG010: flag\n".to_string()
-    })
+    let spool = tempfile::tempdir().unwrap();
+    let rig = Rig::start_with(
+        "fdr-flag",
+        |_| "mode: enforce\nrules:\n  PG010: flag\n".to_string(),
+        |builder| builder.ledger(pathgate::ledger::LedgerSettings::new(spool.path())),
+    )
     .await;
     ok(&rig
         .admin(&["-n", &rig.ns, "create", "serviceaccount", "builder"])
@@ -188,10 +191,28 @@ async fn token_request_is_a_mutation_in_rehearse_mode_and_with_pg010_flagging() 
         .get_all("warning")
         .iter()
         .any(|w| w.to_str().unwrap().contains("ignores dryRun")));
-    let exchange = rig.last("POST", "/token").await;
-    assert!(!exchange.analysis.as_ref().unwrap().dry_run);
     assert_eq!(wait_token_events(&rig.ns, 1).await.len(), 1);
+    let trace_id = headers
+        .get(pathgate::trace::EXECUTION_TRACE_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let ns = rig.ns.clone();
     rig.stop().await;
+    // The ledger does not call it a dry run: the apiserver acted.
+    let entries = crate::recording::spool_entries(spool.path());
+    let entry = entries
+        .iter()
+        .rfind(|e| e["trace_id"] == trace_id.as_str() && e["phase"] == "outcome")
+        .expect("an outcome entry");
+    assert_eq!(
+        entry["dry_run"],
+        serde_json::json!({"sent": false, "forwarded": false})
+    );
+    assert_eq!(entry["request"]["subresource"], "token");
+    // The audit event is this request (its auditID is pathgate's trace id).
+    assert_eq!(token_events(&ns)[0]["auditID"], trace_id.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

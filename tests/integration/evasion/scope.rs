@@ -39,12 +39,19 @@ pub(super) struct Rig {
 impl Rig {
     /// Starts pathgate with the policy `policy(ns)` for a fresh namespace `ns`.
     pub async fn start(prefix: &str, policy: impl Fn(&str) -> String) -> Rig {
+        Rig::start_with(prefix, policy, |builder| builder).await
+    }
+
+    /// [`Rig::start`] with a change to the gateway (a real ledger, say).
+    pub async fn start_with(
+        prefix: &str,
+        policy: impl Fn(&str) -> String,
+        edit: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
+    ) -> Rig {
         let cluster = cluster();
         let ns = namespace(&cluster, prefix).await;
-        let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
-            .policy_yaml(&policy(&ns))
-            .start()
-            .await;
+        let builder = GatewayBuilder::new(cluster.dir.admin_kubeconfig()).policy_yaml(&policy(&ns));
+        let gateway = edit(builder).start().await;
         let kc = gateway.kubeconfig_with_token(
             "admin",
             Some(&cluster.admin_token().unwrap()),
