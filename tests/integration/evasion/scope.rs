@@ -169,6 +169,9 @@ fn scoped(ns: &str) -> String {
     format!("mode: enforce\nrules:\n  PG010: off\nmutation_namespaces: [\"{ns}\"]\n")
 }
 
+/// A user no credential of the test cluster names.
+const PROBE_USER: &str = "pathgate-probe-nobody";
+
 const CRB_PATH: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
 
 /// A ClusterRoleBinding of `role` to `user`, with `metadata.namespace` when given.
@@ -201,7 +204,9 @@ async fn clusterrolebinding_with_an_allowed_body_namespace_is_denied_by_create_p
     let name = unique("agent-admin");
 
     // Create, as the probe sent it: raw JSON with the allowed namespace in the body.
-    let body = binding(&name, Some(&rig.ns), "cluster-admin", "agent").to_string();
+    // The subject is a user nobody authenticates as: should this test ever fail, the
+    // binding it leaves behind lends cluster-admin to no one (the probe bound the agent).
+    let body = binding(&name, Some(&rig.ns), "cluster-admin", PROBE_USER).to_string();
     let (status, _, answer) = rig
         .raw(
             "POST",
@@ -249,7 +254,7 @@ async fn clusterrolebinding_with_an_allowed_body_namespace_is_denied_by_create_p
     rig.admin_apply(&binding(&name, None, "view", "nobody").to_string())
         .await;
     let patch = format!(
-        r#"{{"metadata":{{"namespace":"{}"}},"subjects":[{{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"agent"}}]}}"#,
+        r#"{{"metadata":{{"namespace":"{}"}},"subjects":[{{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"{PROBE_USER}"}}]}}"#,
         rig.ns
     );
     let (status, _, answer) = rig
