@@ -230,6 +230,16 @@ async fn clusterrolebinding_with_an_allowed_body_namespace_is_denied_by_create_p
     let out = rig.kubectl_stdin(&["create", "-f", "-"], &body).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PG014"));
+    // An update (PUT) that would create it.
+    let (status, _, answer) = rig
+        .raw(
+            "PUT",
+            &format!("{CRB_PATH}/{name}"),
+            &[("content-type", "application/json")],
+            body.clone(),
+        )
+        .await;
+    assert_denied_by_pg014(status, &answer);
     // Server-side apply, raw and through kubectl.
     let (status, _, answer) = rig
         .raw(
