@@ -736,18 +736,7 @@ fn missing_dry_run(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
         return None;
     }
     if !honours {
-        return Some(Hit::new(format!(
-            "{} ignores dryRun: the apiserver acts on it even with dryRun=All (a TokenRequest \
-             issues a working token){}, so no dry run of it can come first and pathgate judges \
-             it as the mutation it is. Do without it, or ask an operator to allow it \
-             (rules.PG010: flag).",
-            endpoint_label(cx.info),
-            if ignored_dry_run(cx.info, cx.analysis) {
-                "; this request asked for a dry run it would not get"
-            } else {
-                ""
-            },
-        )));
+        return Some(no_dry_run_possible(cx));
     }
     let then = if configured == RuleAction::Flag {
         "Next time run"
@@ -775,6 +764,22 @@ fn missing_dry_run(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
             ""
         },
     )))
+}
+
+/// PG010 on an endpoint that ignores dryRun: no dry run of it can exist.
+fn no_dry_run_possible(cx: &Cx<'_>) -> Hit {
+    Hit::new(format!(
+        "{} ignores dryRun: the apiserver acts on it even with dryRun=All (a TokenRequest \
+         issues a working token){}, so no dry run of it can come first and pathgate judges it \
+         as the mutation it is. Do without it, or ask an operator to allow it (rules.PG010: \
+         flag).",
+        endpoint_label(cx.info),
+        if ignored_dry_run(cx.info, cx.analysis) {
+            "; this request asked for a dry run it would not get"
+        } else {
+            ""
+        },
+    ))
 }
 
 fn unbounded_list(cx: &Cx<'_>) -> Option<Hit> {
