@@ -34,6 +34,8 @@ fn entry(verb: &str, mutation: bool, findings: &[(&str, Action)], action: Action
             namespace: "secret-ns".into(),
             name: "secret-name".into(),
             content_type: None,
+            scope: None,
+            effect_verb: None,
         },
     );
     entry.decision = Some(DecisionRecord {
