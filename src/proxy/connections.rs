@@ -319,6 +319,9 @@ pub async fn serve_connection(
     tokio::pin!(connection);
     let draining = context.proxy.draining.clone();
     let mut closing = false;
+    // A timeout of ours is counted once, even if hyper's own timer then ends the
+    // connection with an error too.
+    let mut counted = false;
     let mut give_up: Option<tokio::time::Instant> = None;
     let result = loop {
         tokio::select! {
@@ -329,6 +332,7 @@ pub async fn serve_connection(
             }
             kind = idle(&activity, settings), if !closing => {
                 closing = true;
+                counted = true;
                 metrics.connection_timeout(kind);
                 tracing::debug!(%peer, kind = kind.as_str(), "closing an idle connection");
                 connection.as_mut().graceful_shutdown();
@@ -342,7 +346,7 @@ pub async fn serve_connection(
         }
     };
     if let Err(error) = result {
-        if let Some(kind) = timeout_of(&*error) {
+        if let Some(kind) = timeout_of(&*error).filter(|_| !counted) {
             metrics.connection_timeout(kind);
         }
         tracing::debug!(%peer, %error, "connection ended with an error");
