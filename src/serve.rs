@@ -208,6 +208,9 @@ pub async fn start(
         &options.upstream,
         options.connect_timeout,
         settings.auth != AuthMode::Passthrough,
+        // One upstream connection per client connection at most, on average: what the
+        // descriptor budget of `fit_to_descriptors` assumes.
+        settings.connections.max_connections,
     )?);
     if settings.auth != AuthMode::Passthrough && !upstream.has_own_credentials() {
         tracing::warn!(

@@ -673,14 +673,11 @@ async fn process(
             .insert(header::UPGRADE, protocol);
     }
 
-    let client = if is_upgrade {
-        proxy.upstream.upgrade_client()
-    } else {
-        proxy.upstream.client()
-    };
+    // Judged on the query as forwarded: what the apiserver will serve.
+    let lifetime = crate::upstream::Lifetime::of(&info, forwarded_query.as_deref(), is_upgrade);
     let sent = tokio::time::timeout(
         settings.response_header_timeout,
-        client.request(upstream_request),
+        proxy.upstream.request(lifetime, upstream_request),
     )
     .await;
     let mut upstream_response = match sent {
