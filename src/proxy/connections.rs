@@ -176,16 +176,19 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> Self {
         activity.started.fetch_add(1, Ordering::Relaxed);
-        activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        activity.changed.notify_waiters();
+        // Only the edges between idle and busy matter to the idle timer.
+        if activity.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            activity.changed.notify_waiters();
+        }
         InFlight(Arc::clone(activity))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_waiters();
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_waiters();
+        }
     }
 }
 
