@@ -212,10 +212,13 @@ impl ConnectionKeys {
         file.max_connections_per_peer = self.max_connections_per_peer;
     }
 
-    /// Cross-key checks, run again after the flags are merged.
+    /// Cross-key checks, run again after the flags are merged. A per-peer limit left at
+    /// its default follows a lower global limit instead of being refused.
     pub fn check(&self) -> Result<(), ValidationError> {
         let settings = self.settings();
-        if settings.max_connections_per_peer > settings.max_connections {
+        if self.max_connections_per_peer.is_some()
+            && settings.max_connections_per_peer > settings.max_connections
+        {
             return Err(ValidationError {
                 key: "server.max_connections_per_peer".into(),
                 reason: format!(
@@ -225,11 +228,16 @@ impl ConnectionKeys {
             });
         }
         if settings.http2_keepalive_timeout >= settings.http2_keepalive_interval {
+            let default = if self.http2_keepalive_timeout_seconds.is_none() {
+                " (the default)"
+            } else {
+                ""
+            };
             return Err(ValidationError {
                 key: "server.http2_keepalive_timeout_seconds".into(),
                 reason: format!(
-                    "{}s is not below http2_keepalive_interval_seconds ({}s): a PING must be \
-                     answered before the next one is due",
+                    "{}s{default} is not below http2_keepalive_interval_seconds ({}s): a PING \
+                     must be answered before the next one is due",
                     settings.http2_keepalive_timeout.as_secs(),
                     settings.http2_keepalive_interval.as_secs()
                 ),
@@ -242,7 +250,7 @@ impl ConnectionKeys {
     pub fn settings(&self) -> ConnectionSettings {
         let seconds =
             |value: Option<u64>, bound: Bound| Duration::from_secs(value.unwrap_or(bound.default));
-        let count = |value: Option<u64>, bound: Bound| value.unwrap_or(bound.default) as usize;
+        let max_connections = self.max_connections.unwrap_or(MAX_CONNECTIONS.default) as usize;
         ConnectionSettings {
             tls_handshake_timeout: seconds(
                 self.tls_handshake_timeout_seconds,
@@ -263,11 +271,11 @@ impl ConnectionKeys {
                 .http2_max_concurrent_streams
                 .unwrap_or(HTTP2_MAX_CONCURRENT_STREAMS.default)
                 as u32,
-            max_connections: count(self.max_connections, MAX_CONNECTIONS),
-            max_connections_per_peer: count(
-                self.max_connections_per_peer,
-                MAX_CONNECTIONS_PER_PEER,
-            ),
+            max_connections,
+            max_connections_per_peer: match self.max_connections_per_peer {
+                Some(limit) => limit as usize,
+                None => (MAX_CONNECTIONS_PER_PEER.default as usize).min(max_connections),
+            },
         }
     }
 }

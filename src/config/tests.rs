@@ -917,9 +917,22 @@ fn connection_limits_and_keepalives_are_checked_across_keys() {
     let (key, reason) = refused("server: {max_connections: 10, max_connections_per_peer: 11}");
     assert_eq!(key, "server.max_connections_per_peer");
     assert!(reason.contains("above max_connections (10)"), "{reason}");
-    // The default per-peer limit (256) is above a global limit of 100: said so too.
-    let (key, _) = refused("server: {max_connections: 100}");
-    assert_eq!(key, "server.max_connections_per_peer");
+    // A per-peer limit left at its default (256) follows a lower global limit.
+    let lowered = parse("server: {max_connections: 100}").unwrap();
+    assert_eq!(
+        lowered
+            .server
+            .connections
+            .settings()
+            .max_connections_per_peer,
+        100
+    );
+    let (key, reason) = refused("server: {http2_keepalive_interval_seconds: 10}");
+    assert_eq!(key, "server.http2_keepalive_timeout_seconds");
+    assert!(
+        reason.contains("20s (the default) is not below"),
+        "{reason}"
+    );
     let (key, reason) = refused(
         "server: {http2_keepalive_interval_seconds: 10, http2_keepalive_timeout_seconds: 10}",
     );
