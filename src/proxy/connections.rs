@@ -242,22 +242,20 @@ async fn idle(activity: &Activity, settings: &ConnectionSettings) -> ConnectionT
     }
 }
 
-/// What ended a connection with an error, when it was a timeout hyper enforced.
+/// What ended a connection with an error, when it was a timeout hyper enforced: an
+/// unanswered HTTP/2 PING, or else (hyper's only other timeout on a server connection)
+/// the HTTP/1 header read timeout.
 fn timeout_of(error: &(dyn std::error::Error + 'static)) -> Option<ConnectionTimeout> {
-    let mut source = Some(error);
-    while let Some(error) = source {
-        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
-            if hyper_error.is_timeout() {
-                return Some(ConnectionTimeout::HeaderRead);
-            }
-        }
-        // hyper has no predicate for an unanswered HTTP/2 PING; its error says this.
-        if error.to_string() == "keep-alive timed out" {
-            return Some(ConnectionTimeout::Http2Keepalive);
-        }
-        source = error.source();
+    let chain = || std::iter::successors(Some(error), |e| e.source());
+    // hyper has no predicate for an unanswered PING (its error also reads as a timeout
+    // through `is_timeout`); the error says this.
+    if chain().any(|e| e.to_string() == "keep-alive timed out") {
+        return Some(ConnectionTimeout::Http2Keepalive);
     }
-    None
+    chain()
+        .filter_map(|e| e.downcast_ref::<hyper::Error>())
+        .any(hyper::Error::is_timeout)
+        .then_some(ConnectionTimeout::HeaderRead)
 }
 
 /// Everything one connection needs besides its socket.
@@ -353,5 +351,46 @@ pub async fn serve_connection(
             metrics.connection_timeout(kind);
         }
         tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_descriptors_backs_off_doubling_to_a_second_and_recovers() {
+        let metrics = Metrics::new();
+        let mut backoff = AcceptBackoff::default();
+        let emfile = std::io::Error::from_raw_os_error(nix::libc::EMFILE);
+        let waits: Vec<u64> = (0..10)
+            .map(|_| backoff.failed(&emfile, &metrics).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&emfile, &metrics), Duration::from_millis(10));
+        // One client's aborted connection is not the listener's problem: no wait.
+        let aborted = std::io::Error::from_raw_os_error(nix::libc::ECONNABORTED);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&aborted, &metrics), Duration::ZERO);
+        assert_eq!(metrics.accept_errors.get(), 12);
+    }
+
+    #[test]
+    fn admission_counts_each_peer_and_everyone_and_gives_places_back() {
+        let admission = Admission::new(3, 2);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let first = admission.admit(a).unwrap();
+        let _second = admission.admit(mapped).unwrap();
+        assert_eq!(admission.admit(a).err(), Some(ConnectionLimit::PerPeer));
+        let _third = admission.admit(b).unwrap();
+        assert_eq!(admission.admit(b).err(), Some(ConnectionLimit::Global));
+        drop(first);
+        let _again = admission.admit(a).unwrap();
+        let open = admission.open.lock().unwrap();
+        assert_eq!(open.total, 3);
+        assert_eq!(open.per_peer.len(), 2);
     }
 }

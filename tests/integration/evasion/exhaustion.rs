@@ -299,6 +299,113 @@ async fn a_watch_outlives_the_idle_timeout_and_still_gets_its_events() {
     gateway.stop().await;
 }
 
+/// A stream that stops moving bytes either way once frozen, without closing: a peer that
+/// died (or a network that dropped it) as pathgate sees it.
+struct Freezable<T> {
+    inner: T,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<T> Freezable<T> {
+    fn is_frozen(&self) -> bool {
+        self.frozen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Freezable<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.is_frozen() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Freezable<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.is_frozen() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.is_frozen() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.is_frozen() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_http2_peer_with_a_watch_open_is_closed_by_unanswered_pings() {
+    let cluster = cluster();
+    let gateway = gateway_with(
+        "{http2_keepalive_interval_seconds: 2, http2_keepalive_timeout_seconds: 1, \
+          idle_timeout_seconds: 600}",
+    )
+    .await;
+    let ns = namespace(&cluster, "pg-dead-peer").await;
+    let tls = tls_from(&gateway, loopback(1), H2).await.unwrap();
+    let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let io = Freezable {
+        inner: tls,
+        frozen: Arc::clone(&dead),
+    };
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(admin_get(&format!(
+            "https://localhost/api/v1/namespaces/{ns}/configmaps?watch=1"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The peer dies without closing its socket: nothing is read or written any more, so
+    // nobody answers pathgate's PINGs.
+    dead.store(true, std::sync::atomic::Ordering::SeqCst);
+    let metrics = gateway.running.as_ref().unwrap().metrics.clone();
+    until(
+        Duration::from_secs(20),
+        "the dead peer's connection closed",
+        || metrics.open_connections.get() == 0,
+    )
+    .await;
+    assert_eq!(timeouts(&gateway, "http2_keepalive"), 1);
+    assert_eq!(timeouts(&gateway, "idle"), 0);
+    assert_eq!(
+        metrics.open_watches.get(),
+        0,
+        "the dead peer's watch is still streamed"
+    );
+    drop(response);
+    gateway.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_mutation_body_gets_a_timeout_status_is_recorded_and_never_forwarded() {
     let cluster = cluster();
