@@ -651,3 +651,40 @@ async fn a_hundred_and_fifty_watches_do_not_starve_another_clients_get() {
     }
     gateway.stop().await;
 }
+
+#[test]
+fn a_limit_that_would_lock_everyone_out_is_refused_at_start_naming_the_file_or_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pathgate.yaml");
+    std::fs::write(&config, "server:\n  max_connections_per_peer: 0\n").unwrap();
+    let kubeconfig = cluster().dir.admin_kubeconfig();
+    let serve = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pathgate"))
+            .arg("serve")
+            .arg("--upstream-kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "pathgate started with {args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = serve(&["--config", config.to_str().unwrap()]);
+    assert!(
+        stderr.contains(
+            "pathgate.yaml: server.max_connections_per_peer: 0 is out of range; use 1 to 1000000"
+        ),
+        "{stderr}"
+    );
+    let stderr = serve(&["--idle-timeout-seconds", "0"]);
+    assert!(
+        stderr.contains("--idle-timeout-seconds: 0 is out of range; use 1 to 86400"),
+        "{stderr}"
+    );
+    let stderr = serve(&["--http2-max-concurrent-streams", "4"]);
+    assert!(
+        stderr.contains("--http2-max-concurrent-streams: 4 is out of range; use 16 to 10000"),
+        "{stderr}"
+    );
+}
