@@ -103,6 +103,43 @@ impl PolicyGate {
     }
 }
 
+/// Bodies larger than this are analysed (and fingerprinted) on the blocking pool rather than
+/// on the event loop. Reading a body costs time linear in its size (up to ~1 µs per two
+/// bytes for flow-style YAML on a loaded 2-core machine, see BENCHMARKS.md): a 3 MiB body
+/// would hold a worker, and every connection on it, for a second. Below this size the parse
+/// stays under ~10 ms, and the handoff (~10 µs) would cost more than it saves.
+const INLINE_ANALYSIS_MAX_BYTES: usize = 16 * 1024;
+
+/// The request's analysis and fingerprint, off the event loop for a large body.
+async fn analyse(
+    info: &RequestInfo,
+    query: Option<&str>,
+    content_type: Option<&str>,
+    body: &Bytes,
+) -> (Analysis, Fingerprint) {
+    if body.len() <= INLINE_ANALYSIS_MAX_BYTES {
+        return (
+            classify::analyse(info, query, content_type, body),
+            Fingerprint::of(info, query, body),
+        );
+    }
+    let (info, query, content_type, body) = (
+        info.clone(),
+        query.map(str::to_owned),
+        content_type.map(str::to_owned),
+        body.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let query = query.as_deref();
+        (
+            classify::analyse(&info, query, content_type.as_deref(), &body),
+            Fingerprint::of(&info, query, &body),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
 fn content_type(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get(header::CONTENT_TYPE)
@@ -196,13 +233,23 @@ impl Gate for PolicyGate {
         Box::pin(async move {
             let info: &RequestInfo = request.info;
             let policy = self.policy.current();
-            let analysis = classify::analyse(
+            let (analysis, fingerprint) = analyse(
                 info,
                 request.query,
                 content_type(request.headers),
                 request.body,
-            );
-            let fingerprint = Fingerprint::of(info, request.query, request.body);
+            )
+            .await;
+            if let Some(refusal) = &analysis.refusal {
+                // A body pathgate cannot read as the apiserver would is refused in every
+                // mode: forwarding it would pass what no rule could check.
+                return GateOutcome {
+                    deny: Some(Status::bad_request(refusal.clone())),
+                    fingerprint: Some(fingerprint),
+                    analysis: Some(analysis),
+                    ..GateOutcome::default()
+                };
+            }
             let ctx = RequestContext {
                 session: request.session.to_string(),
                 fingerprint,
