@@ -241,9 +241,17 @@ fn integral_floats(node: &mut Node<'_>) {
     }
 }
 
+/// The first NEL, LINE SEPARATOR or PARAGRAPH SEPARATOR (UTF-8 `C2 85`, `E2 80 A8`,
+/// `E2 80 A9`), found by their lead bytes rather than by decoding every character.
 fn yaml_1_1_break(text: &str) -> Option<char> {
-    text.chars()
-        .find(|c| matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}'))
+    let bytes = text.as_bytes();
+    memchr::memchr2_iter(0xC2, 0xE2, bytes).find_map(|at| match bytes.get(at..at + 3) {
+        Some([0xC2, 0x85, ..]) => Some('\u{85}'),
+        Some([0xE2, 0x80, 0xA8]) => Some('\u{2028}'),
+        Some([0xE2, 0x80, 0xA9]) => Some('\u{2029}'),
+        _ if bytes.get(at..at + 2) == Some(&[0xC2, 0x85]) => Some('\u{85}'),
+        _ => None,
+    })
 }
 
 fn line_break_refusal(c: char) -> ReadError {
@@ -487,6 +495,12 @@ mod tests {
             from_json_as_yaml("{\"a\": \"x\u{2028}y\"}".as_bytes()),
             Err(ReadError::Ambiguous(_))
         ));
+        for text in ["\u{85}", "a\u{85}", "\u{2029}b", "é\u{2028}", "a\u{85}"] {
+            assert!(yaml_1_1_break(text).is_some(), "{text:?}");
+        }
+        for text in ["", "é", "\u{2027}", "\u{202A}", "\u{84}", "€", "\u{E000}"] {
+            assert_eq!(yaml_1_1_break(text), None, "{text:?}");
+        }
         assert_eq!(
             from_yaml(b"a: 1.5").unwrap().get("a"),
             Some(&Node::Number(Number::Float(1.5)))
