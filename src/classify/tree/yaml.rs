@@ -9,7 +9,7 @@
 //! | construct | go-yaml v2 / the apiserver | here |
 //! |---|---|---|
 //! | plain scalars | YAML 1.1: `yes`/`on`/`y` are `true`, `no`/`off`/`n` `false`, `~`/`null`/empty `null`; integers through Go's `ParseInt(s, 0, 64)` after removing `_` (`0x10`, `0o10`, `010` octal, `0b10`, `1_000`), then `ParseUint`, then floats (`1e3`, `.5`) | the same resolution (`resolve`) |
-//! | floats | `json.Marshal` writes an integral float as an integer (`1e3` → `1000`, `0.0` → `0`), which then decodes into an `int64` field | integral floats within `i64` are integers |
+//! | floats | `json.Marshal` writes an integral float as an integer (`1e3` → `1000`, `0.0` → `0`), which then decodes into an `int64` field | integral floats below 2^53 are integers (larger ones stay floats: `json.Marshal` rounds their digits) |
 //! | `.inf`, `.nan` | `json.Marshal` fails: the request is refused | an error (opaque), as the apiserver refuses it |
 //! | quoted and block scalars | strings | strings |
 //! | non-string keys | stringified (`1:` → `"1"`, `0x10:` → `"16"`, `yes:` → `"true"`); float keys through a 32-bit `'g'` format; `null` and `uint64` keys fail | integer and boolean keys stringified the same way; float, null, sequence and mapping keys refused |
