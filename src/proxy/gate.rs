@@ -103,12 +103,15 @@ impl PolicyGate {
     }
 }
 
-/// Bodies larger than this are analysed (and fingerprinted) on the blocking pool rather than
-/// on the event loop. Reading a body costs time linear in its size (up to ~1 µs per two
-/// bytes for flow-style YAML on a loaded 2-core machine, see BENCHMARKS.md): a 3 MiB body
-/// would hold a worker, and every connection on it, for a second. Below this size the parse
-/// stays under ~10 ms, and the handoff (~10 µs) would cost more than it saves.
+/// Bodies larger than these are analysed (and fingerprinted) on the blocking pool rather
+/// than on the event loop, whose workers serve every other connection. Reading is linear in
+/// the body's size (BENCHMARKS.md, "Reading YAML bodies"): about 5 ns a byte for JSON, up to
+/// 100 ns for flow-style YAML (110 KB in 9.8 ms, release, loaded 2-core machine), so a
+/// 3 MiB YAML body would hold a worker for a third of a second. At these sizes the inline
+/// read costs at most ~0.4 ms (YAML) or ~0.1 ms (JSON); the handoff, a thread wake-up, costs
+/// microseconds.
 const INLINE_ANALYSIS_MAX_BYTES: usize = 16 * 1024;
+const INLINE_YAML_ANALYSIS_MAX_BYTES: usize = 4 * 1024;
 
 /// The request's analysis and fingerprint, off the event loop for a large body.
 async fn analyse(
@@ -117,7 +120,12 @@ async fn analyse(
     content_type: Option<&str>,
     body: &Bytes,
 ) -> (Analysis, Fingerprint) {
-    if body.len() <= INLINE_ANALYSIS_MAX_BYTES {
+    let inline_max = if content_type.is_some_and(|ct| ct.contains("yaml")) {
+        INLINE_YAML_ANALYSIS_MAX_BYTES
+    } else {
+        INLINE_ANALYSIS_MAX_BYTES
+    };
+    if body.len() <= inline_max {
         return (
             classify::analyse(info, query, content_type, body),
             Fingerprint::of(info, query, body),
