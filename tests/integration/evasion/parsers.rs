@@ -422,3 +422,43 @@ async fn the_grace_period_pathgate_reads_is_the_one_the_apiserver_applies() {
     .await);
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_resolves_anchors_and_merge_keys_itself_so_its_applies_pass() {
+    // The refusals concern raw YAML bodies: kubectl reads a manifest's anchors and merge keys
+    // on the client and sends JSON, which pathgate reads as usual.
+    let rig = Rig::start("parsers-kubectl").await;
+    let kc = rig.gateway.kubeconfig_with_token(
+        "admin",
+        Some(&rig.cluster.admin_token().unwrap()),
+        Some(&crate::gateway::unique("session")),
+    );
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: anchored\n\
+                    data:\n  base: &b shared\n  copy: *b\n  <<: {merged: yes-it-is}\n";
+    let out = crate::gateway::kubectl_stdin(
+        &rig.cluster,
+        &kc,
+        &["apply", "--server-side", "-n", &rig.ns, "-f", "-"],
+        Some(manifest),
+    )
+    .await;
+    ok(&out);
+    let applied = rig.recorded("PATCH", "/configmaps/anchored");
+    assert_eq!(applied.analysis.as_ref().unwrap().refusal, None);
+    let out = kubectl(
+        &rig.cluster,
+        &rig.cluster.dir.admin_kubeconfig(),
+        &[
+            "get",
+            "configmap",
+            "anchored",
+            "-n",
+            &rig.ns,
+            "-o",
+            "jsonpath={.data.copy}",
+        ],
+    )
+    .await;
+    assert_eq!(ok(&out), "shared");
+    rig.stop().await;
+}
