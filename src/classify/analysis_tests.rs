@@ -1028,6 +1028,7 @@ fn yaml_delete_options_read_as_the_apiserver_reads_them_or_are_refused() {
         ("gracePeriodSeconds: 30\u{85}gracePeriodSeconds: 0", Refused),
         ("{\"gracePeriodSeconds\": 30,\u{2029}\"x\": 0}", Refused),
         ("? gracePeriodSeconds\n: 0\n? [x]\n: 1", Refused),
+        ("gracePeriodSeconds: 0\nx: \"\u{FFFD}\"", Grace(Some(0))),
     ] {
         let (read, a) = delete_with(YAML, body);
         assert_eq!(read, expected, "{body:?}: {:?}", a.opaque_reason);
@@ -1094,6 +1095,25 @@ fn json_delete_options_are_case_sensitive_and_typed() {
     ] {
         let (read, a) = delete_with(JSON, body);
         assert_eq!(read, expected, "{body}: {:?}", a.opaque_reason);
+    }
+    // Go's decoder reads invalid UTF-8 in a string as U+FFFD (and would apply grace 0);
+    // UTF-16 YAML is read by go-yaml: both are refused, not left to the rules as opaque.
+    for (content_type, body) in [
+        (JSON, &b"{\"gracePeriodSeconds\":0,\"x\":\"\xff\"}"[..]),
+        (YAML, &b"\xff\xfeg\x00r\x00"[..]),
+    ] {
+        let a = run(
+            "DELETE",
+            "/api/v1/namespaces/default/pods/web",
+            Some(content_type),
+            body,
+        );
+        assert!(
+            a.refusal
+                .as_deref()
+                .is_some_and(|r| r.contains("not UTF-8")),
+            "{content_type}: {a:?}"
+        );
     }
 }
 

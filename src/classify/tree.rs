@@ -133,8 +133,13 @@ impl<'a> Node<'a> {
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
-    /// Not UTF-8 (the apiserver reads JSON and YAML bodies as UTF-8).
-    #[error("the body is not UTF-8")]
+    /// Not UTF-8. The apiserver still reads such bodies, in ways pathgate does not: Go's
+    /// JSON decoder replaces invalid bytes in strings with U+FFFD, and go-yaml reads UTF-16
+    /// with a byte-order mark. pathgate refuses it.
+    #[error(
+        "the body is not UTF-8 (the apiserver would still read it: invalid bytes in JSON \
+         strings become U+FFFD, and YAML may be UTF-16)"
+    )]
     NotUtf8,
     /// Not JSON: the apiserver refuses it too.
     #[error("{0}")]
@@ -152,10 +157,14 @@ pub(crate) enum ReadError {
 }
 
 impl ReadError {
-    /// Whether pathgate refuses the request itself (a bound or an ambiguity) rather than
-    /// letting the apiserver answer an undecodable body.
+    /// Whether pathgate refuses the request itself (a bound, or a body the apiserver reads
+    /// in a way pathgate does not) rather than letting the apiserver answer a body it cannot
+    /// decode either.
     pub(crate) fn is_refusal(&self) -> bool {
-        matches!(self, ReadError::TooDeep | ReadError::Ambiguous(_))
+        matches!(
+            self,
+            ReadError::NotUtf8 | ReadError::TooDeep | ReadError::Ambiguous(_)
+        )
     }
 }
 
@@ -164,12 +173,29 @@ impl ReadError {
 pub(crate) fn from_json(body: &[u8]) -> Result<Node<'_>, ReadError> {
     let text = std::str::from_utf8(body).map_err(|_| ReadError::NotUtf8)?;
     serde_json::from_str(text).map_err(|e| {
-        // Only a failed parse pays for the scan (serde_json's error names no code).
+        // Only a failed parse pays for the scans (serde_json's error names no code).
         if nests_deeper_than(body, MAX_NESTING) {
             ReadError::TooDeep
+        } else if has_surrogate_escape(body) {
+            // serde_json refuses a lone `\ud800`; Go's decoder reads it as U+FFFD.
+            ReadError::Ambiguous(
+                "the body escapes a lone UTF-16 surrogate (\\uD800-\\uDFFF), which the \
+                 apiserver reads as U+FFFD"
+                    .to_owned(),
+            )
         } else {
             ReadError::Json(e)
         }
+    })
+}
+
+/// Whether a JSON text holds a `\uD800`-`\uDFFF` escape (a surrogate, paired or not).
+fn has_surrogate_escape(body: &[u8]) -> bool {
+    body.windows(4).any(|w| {
+        matches!(
+            w,
+            [b'\\', b'u', b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F']
+        )
     })
 }
 
@@ -385,6 +411,21 @@ mod tests {
         );
         assert!(matches!(
             from_json(format!("[\"{}\"", "[".repeat(500)).as_bytes()),
+            Err(ReadError::Json(_))
+        ));
+        // A lone surrogate: serde_json refuses it, Go reads U+FFFD.
+        for lone in [r#"{"a":"\ud800"}"#, r#"{"a":"\uDFFFx"}"#] {
+            assert!(matches!(
+                from_json(lone.as_bytes()),
+                Err(ReadError::Ambiguous(_))
+            ));
+        }
+        assert!(
+            from_json(r#"{"a":"\ud83d\ude00"}"#.as_bytes()).is_ok(),
+            "a pair"
+        );
+        assert!(matches!(
+            from_json(br#"{"a":"\u00e9"#),
             Err(ReadError::Json(_))
         ));
 

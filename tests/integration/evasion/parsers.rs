@@ -9,6 +9,7 @@
 //! - **Decoding differences**: a DELETE body `<<: {gracePeriodSeconds: 0}` sent as
 //!   `application/yaml` was read as "no grace period" while the apiserver applied 0. Merge
 //!   keys, anchors, aliases, tags, repeated keys and extra documents are refused (400);
+//!   so are bodies that are not UTF-8 (Go reads invalid bytes in a JSON string as U+FFFD).
 //!   YAML 1.1 spellings (`0x0`, `0.0`, `1e3`) are read as the apiserver reads them, which
 //!   each test checks against the pod the apiserver holds afterwards. Field names are
 //!   case-sensitive on both sides.
@@ -336,6 +337,20 @@ async fn yaml_merge_keys_anchors_and_tags_cannot_hide_a_zero_grace_pod_delete() 
         .pod("victim")
         .await
         .expect("the eviction did not happen");
+    assert!(pod["metadata"]["deletionTimestamp"].is_null());
+    // Invalid UTF-8 in a JSON string: Go's decoder reads it as U+FFFD and would apply 0.
+    let (status, message) = rig
+        .send(
+            "DELETE",
+            &format!("/api/v1/namespaces/{}/pods/victim", rig.ns),
+            "application/json",
+            Bytes::from_static(b"{\"gracePeriodSeconds\":0,\"note\":\"\xff\"}"),
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+    assert!(message.contains("not UTF-8"), "{message}");
+    let pod = rig.pod("victim").await.expect("the pod was not deleted");
     assert!(pod["metadata"]["deletionTimestamp"].is_null());
     rig.stop().await;
 }
