@@ -111,5 +111,54 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The cost of reading YAML bodies, against `serde_yaml` (libyaml) on the same bytes: the
+/// probe's 140 KB of nested `[` (refused at the nesting bound), a block-style manifest, and
+/// 100 KB of flow-style YAML (the slowest per byte).
+fn yaml_bodies(c: &mut Criterion) {
+    let headers = http::HeaderMap::new();
+    let apply = |body: Vec<u8>| Case {
+        method: http::Method::PATCH,
+        path: "/api/v1/namespaces/default/configmaps/c",
+        query: Some("fieldManager=test"),
+        content_type: "application/apply-patch+yaml",
+        body,
+    };
+    let nested = ["[".repeat(70_000), "]".repeat(70_000)]
+        .concat()
+        .into_bytes();
+    let manifest = (0..8)
+        .map(|i| format!("  key-{i}: value-{i}\n"))
+        .fold(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels:\n    app: web\ndata:\n"
+                .to_owned(),
+            |body, line| body + &line,
+        )
+        .into_bytes();
+    let entries: Vec<String> = (0..10_000).map(|i| format!("k{i}: v")).collect();
+    let flow = format!("kind: ConfigMap\ndata: {{{}}}\n", entries.join(", ")).into_bytes();
+    assert!(classify(&apply(nested.clone()), &headers).refusal.is_some());
+    assert_eq!(
+        classify(&apply(flow.clone()), &headers).payload_leaves,
+        10_000
+    );
+
+    let mut group = c.benchmark_group("yaml");
+    group.sample_size(10);
+    for (name, body) in [
+        ("nested_140k", nested),
+        ("manifest", manifest),
+        ("flow_100k", flow),
+    ] {
+        let case = apply(body);
+        group.bench_function(format!("{name}_analyse"), |b| {
+            b.iter(|| classify(black_box(&case), &headers))
+        });
+        group.bench_function(format!("{name}_reference_serde_yaml"), |b| {
+            b.iter(|| serde_yaml::from_slice::<serde_yaml::Value>(black_box(&case.body)).is_ok())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, yaml_bodies);
 criterion_main!(benches);

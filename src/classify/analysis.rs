@@ -43,7 +43,7 @@ use serde::Serialize;
 use super::paths::{self, Collector, LAST_APPLIED};
 use super::protobuf;
 use super::query::{dry_run_values, Query};
-use super::tree::{self, Node};
+use super::tree::{self, Node, ReadError, MAX_NESTING};
 use super::{delete_options, RequestInfo, Verb};
 
 /// An apply patch setting at least this many leaves (identity metadata excluded) restates
@@ -340,6 +340,11 @@ pub struct Analysis {
     pub object: Option<ObjectIdentity>,
     /// Why the body could not be decoded (rule PG016); `None` when it was understood.
     pub opaque_reason: Option<String>,
+    /// Why pathgate refuses the request outright, whatever the mode and rules (the proxy
+    /// answers 400 `BadRequest` and forwards nothing): the body nests deeper than the
+    /// bound, or is YAML the apiserver would read differently than pathgate can (merge keys,
+    /// anchors, aliases, tags, repeated keys; see `tree`). Also set as `opaque_reason`.
+    pub refusal: Option<String>,
     /// `limit` of a LIST, `labelSelector`/`fieldSelector` presence.
     ///
     /// Only a positive limit counts (`limit=0` asks for everything).
@@ -407,23 +412,63 @@ impl Analysis {
     }
 }
 
-fn decode_value(format: BodyFormat, body: &[u8]) -> Result<Node<'_>, String> {
-    let json = || tree::from_json(body).map_err(|e| format!("invalid JSON: {e}"));
+/// A body that could not be read, and whether pathgate refuses the request for it.
+struct Undecodable {
+    reason: String,
+    refused: bool,
+}
+
+impl From<String> for Undecodable {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            refused: false,
+        }
+    }
+}
+
+impl Analysis {
+    fn undecodable(&mut self, context: &str, error: Undecodable) {
+        let reason = format!("{context}{}", error.reason);
+        if error.refused {
+            self.refusal = Some(format!(
+                "pathgate refuses this request: {reason}. pathgate forwards only bodies it \
+                 reads exactly as the apiserver does, nested at most {MAX_NESTING} levels \
+                 deep: send plain JSON (Content-Type: application/json), as kubectl does."
+            ));
+        }
+        self.opaque(reason);
+    }
+}
+
+fn read<'a>(result: Result<Node<'a>, ReadError>, syntax: &str) -> Result<Node<'a>, Undecodable> {
+    result.map_err(|e| Undecodable {
+        refused: e.is_refusal(),
+        reason: if e.is_refusal() {
+            e.to_string()
+        } else {
+            format!("invalid {syntax}: {e}")
+        },
+    })
+}
+
+fn decode_value(format: BodyFormat, body: &[u8]) -> Result<Node<'_>, Undecodable> {
     match format {
-        BodyFormat::Json => json(),
+        BodyFormat::Json => read(tree::from_json(body), "JSON"),
         BodyFormat::Yaml => {
             // kubectl sends server-side apply bodies as JSON: read them with the JSON parser,
-            // which is faster and agrees with YAML on every JSON document.
+            // which is faster, then as the YAML reading would have them.
             let looks_like_json = body
                 .iter()
                 .find(|b| !b.is_ascii_whitespace())
                 .is_some_and(|b| *b == b'{');
-            match looks_like_json.then(json) {
+            match looks_like_json.then(|| tree::from_json_as_yaml(body)) {
                 Some(Ok(value)) => Ok(value),
-                _ => tree::from_yaml(body).map_err(|e| format!("invalid YAML: {e}")),
+                Some(Err(e)) if e.is_refusal() => read(Err(e), "JSON"),
+                _ => read(tree::from_yaml(body), "YAML"),
             }
         }
-        other => Err(format!("{other:?} bodies are not decoded as JSON")),
+        other => Err(format!("{other:?} bodies are not decoded as JSON").into()),
     }
 }
 
@@ -488,7 +533,7 @@ fn analyse_write(
     let value = match decode_value(format, body) {
         Ok(value) => value,
         Err(e) => {
-            analysis.opaque(e);
+            analysis.undecodable("", e);
             return;
         }
     };
@@ -556,10 +601,9 @@ fn analyse_delete(analysis: &mut Analysis, query: &Query, content_type: Option<&
     }
     let format = BodyFormat::from_content_type(content_type);
     analysis.body_format = format;
-    let decoded = match format {
-        BodyFormat::Json | BodyFormat::Yaml => {
-            decode_value(format, body).and_then(|value| delete_options::from_json(&value))
-        }
+    let decoded: Result<DeleteOptions, Undecodable> = match format {
+        BodyFormat::Json | BodyFormat::Yaml => decode_value(format, body)
+            .and_then(|value| delete_options::from_json(&value).map_err(Undecodable::from)),
         BodyFormat::Protobuf => protobuf::envelope(body)
             .map_err(|e| e.to_string())
             .and_then(|envelope| {
@@ -571,12 +615,14 @@ fn analyse_delete(analysis: &mut Analysis, query: &Query, content_type: Option<&
                         envelope.kind
                     ))
                 }
-            }),
-        BodyFormat::Cbor => Err("CBOR bodies are not decoded".to_owned()),
+            })
+            .map_err(Undecodable::from),
+        BodyFormat::Cbor => Err("CBOR bodies are not decoded".to_owned().into()),
         BodyFormat::Unknown | BodyFormat::None => Err(format!(
             "media type {:?} is not one the apiserver decodes",
             content_type.unwrap_or_default()
-        )),
+        )
+        .into()),
     };
     match decoded {
         Ok(mut options) => {
@@ -584,7 +630,7 @@ fn analyse_delete(analysis: &mut Analysis, query: &Query, content_type: Option<&
             analysis.dry_run = options.dry_run;
             analysis.delete_options = Some(options);
         }
-        Err(e) => analysis.opaque(format!("DeleteOptions body does not decode: {e}")),
+        Err(e) => analysis.undecodable("DeleteOptions body does not decode: ", e),
     }
 }
 
@@ -605,12 +651,13 @@ fn analyse_eviction(analysis: &mut Analysis, content_type: Option<&str>, body: &
         }),
         BodyFormat::Protobuf => protobuf::envelope(body)
             .and_then(|envelope| protobuf::eviction(&envelope))
-            .map_err(|e| e.to_string()),
-        BodyFormat::Cbor => Err("CBOR bodies are not decoded".to_owned()),
+            .map_err(|e| Undecodable::from(e.to_string())),
+        BodyFormat::Cbor => Err("CBOR bodies are not decoded".to_owned().into()),
         BodyFormat::Unknown | BodyFormat::None => Err(format!(
             "media type {:?} is not one the apiserver decodes",
             content_type.unwrap_or_default()
-        )),
+        )
+        .into()),
     };
     match decoded {
         Ok((identity, options)) => {
@@ -619,7 +666,7 @@ fn analyse_eviction(analysis: &mut Analysis, content_type: Option<&str>, body: &
             analysis.delete_options = Some(options);
             analysis.object = Some(identity);
         }
-        Err(e) => analysis.opaque(format!("eviction body does not decode: {e}")),
+        Err(e) => analysis.undecodable("eviction body does not decode: ", e),
     }
 }
 

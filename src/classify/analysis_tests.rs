@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::classify::protobuf::encode::*;
+use crate::classify::tree::MAX_NESTING;
 use crate::classify::{request_info, MAX_TOUCHED_PATHS};
 
 const JSON: &str = "application/json";
@@ -693,7 +694,7 @@ fn opaque_bodies() {
             "PATCH",
             Some(APPLY),
             b"---\na: 1\n---\nb: 2\n",
-            "invalid YAML",
+            "more than one YAML document",
         ),
         ("PATCH", Some(SMP), b"", "no body"),
         ("POST", Some("application/cbor"), b"\xa0", "CBOR"),
@@ -863,32 +864,297 @@ fn never_panics_on_random_or_truncated_bodies() {
     assert!(analysed > 10_000, "{analysed}");
 }
 
+/// Every way a body reaches a parser: the patch types, create and update bodies, DeleteOptions
+/// and evictions, as JSON and as YAML.
+const BODY_PATHS: [(&str, &str, &str); 9] = [
+    (
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/c",
+        JSON_PATCH,
+    ),
+    ("PATCH", "/api/v1/namespaces/default/configmaps/c", MERGE),
+    ("PATCH", "/api/v1/namespaces/default/configmaps/c", SMP),
+    ("PATCH", "/api/v1/namespaces/default/configmaps/c", APPLY),
+    ("POST", "/api/v1/namespaces/default/configmaps", JSON),
+    ("PUT", "/api/v1/namespaces/default/configmaps/c", YAML),
+    ("DELETE", "/api/v1/namespaces/default/pods/web", JSON),
+    ("DELETE", "/api/v1/namespaces/default/pods/web", YAML),
+    ("POST", "/api/v1/namespaces/default/pods/web/eviction", YAML),
+];
+
+const YAML: &str = "application/yaml";
+
 #[test]
-fn deeply_nested_bodies_are_opaque_not_a_stack_overflow() {
-    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+fn bodies_nested_past_the_bound_are_refused_naming_it() {
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let objects = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+    let block = |n: usize| "- ".repeat(n) + "1";
+    for (method, url, content_type) in BODY_PATHS {
+        let yaml = content_type == YAML || content_type == APPLY;
+        for at_bound in [nested(MAX_NESTING), objects(MAX_NESTING)] {
+            let a = run(method, url, Some(content_type), at_bound.as_bytes());
+            assert_eq!(
+                a.refusal, None,
+                "{method} {content_type}: {:?}",
+                a.opaque_reason
+            );
+        }
+        let mut past = vec![
+            nested(MAX_NESTING + 1),
+            objects(MAX_NESTING + 1),
+            nested(70_000),
+            "[".repeat(100_000),
+            objects(100_000),
+        ];
+        if yaml {
+            past.extend([block(MAX_NESTING + 1), block(100_000), "[\n".repeat(70_000)]);
+        }
+        for body in past {
+            let started = std::time::Instant::now();
+            let a = run(method, url, Some(content_type), body.as_bytes());
+            let refusal = a.refusal.unwrap_or_else(|| {
+                panic!(
+                    "{method} {content_type} {}: {:?}",
+                    &body[..20],
+                    a.opaque_reason
+                )
+            });
+            assert!(refusal.contains("more than 127 levels deep"), "{refusal}");
+            assert!(a.opaque_reason.is_some());
+            // Generous for a debug build on a loaded machine; the probe's body took seconds.
+            assert!(
+                started.elapsed() < std::time::Duration::from_millis(250),
+                "{method} {content_type}: {:?}",
+                started.elapsed()
+            );
+        }
+    }
+}
+
+/// What the apiserver reads from a YAML DeleteOptions body (established against
+/// go.yaml.in/yaml/v2 + sigs.k8s.io/yaml's `YAMLToJSON` and the case-sensitive JSON
+/// decoding of `k8s.io/apimachinery`'s json serializer).
+#[derive(Debug, PartialEq)]
+enum Read {
+    Grace(Option<i64>),
+    Opaque,
+    Refused,
+}
+
+fn delete_with(content_type: &str, body: &str) -> (Read, Analysis) {
     let a = run(
-        "PATCH",
-        "/api/v1/namespaces/default/configmaps/c",
-        Some(JSON_PATCH),
-        deep.as_bytes(),
+        "DELETE",
+        "/api/v1/namespaces/default/pods/web",
+        Some(content_type),
+        body.as_bytes(),
     );
-    assert!(a.opaque_reason.is_some());
-    let deep = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
-    let a = run(
-        "PATCH",
-        "/api/v1/namespaces/default/configmaps/c",
-        Some(MERGE),
-        deep.as_bytes(),
+    let read = match (&a.refusal, &a.delete_options) {
+        (Some(_), _) => Read::Refused,
+        (None, Some(options)) => Read::Grace(options.grace_period_seconds),
+        (None, None) => Read::Opaque,
+    };
+    (read, a)
+}
+
+#[test]
+fn yaml_delete_options_read_as_the_apiserver_reads_them_or_are_refused() {
+    use Read::*;
+    for (body, expected) in [
+        ("gracePeriodSeconds: 0", Grace(Some(0))),
+        ("gracePeriodSeconds: 0x0", Grace(Some(0))),
+        ("gracePeriodSeconds: 0X0", Grace(Some(0))),
+        ("gracePeriodSeconds: 00", Grace(Some(0))),
+        ("gracePeriodSeconds: 0o0", Grace(Some(0))),
+        ("gracePeriodSeconds: 0b0", Grace(Some(0))),
+        ("gracePeriodSeconds: 0_0", Grace(Some(0))),
+        ("gracePeriodSeconds: -0", Grace(Some(0))),
+        ("gracePeriodSeconds: +0", Grace(Some(0))),
+        ("gracePeriodSeconds: 0.0", Grace(Some(0))),
+        ("gracePeriodSeconds: -0.0", Grace(Some(0))),
+        ("gracePeriodSeconds: 0.", Grace(Some(0))),
+        ("gracePeriodSeconds: 0e5", Grace(Some(0))),
+        ("gracePeriodSeconds: 1e3", Grace(Some(1000))),
+        ("gracePeriodSeconds: 010", Grace(Some(8))),
+        ("gracePeriodSeconds: 08", Grace(Some(8))),
+        ("gracePeriodSeconds: 0x1e", Grace(Some(30))),
+        ("gracePeriodSeconds:", Grace(None)),
+        ("gracePeriodSeconds: ~", Grace(None)),
+        ("gracePeriodSeconds: Null", Grace(None)),
+        ("{gracePeriodSeconds: 0}", Grace(Some(0))),
+        ("{\"gracePeriodSeconds\": 0.0}", Grace(Some(0))),
+        ("{\"gracePeriodSeconds\": 1e1}", Grace(Some(10))),
+        (
+            "  {\"gracePeriodSeconds\": 30, \"gracePeriodSeconds\": 0}",
+            Grace(Some(0)),
+        ),
+        // Go decodes DeleteOptions case-sensitively (sigs.k8s.io/json): these are unknown
+        // fields, ignored by the apiserver.
+        ("GracePeriodSeconds: 0", Grace(None)),
+        ("graceperiodseconds: 0", Grace(None)),
+        ("GRACEPERIODSECONDS: 0", Grace(None)),
+        ("grace_period_seconds: 0", Grace(None)),
+        // Strings and fractions are no int64: the apiserver answers 400.
+        ("gracePeriodSeconds: '0'", Opaque),
+        ("gracePeriodSeconds: \"0\"", Opaque),
+        ("gracePeriodSeconds: 0.5", Opaque),
+        ("gracePeriodSeconds: .inf", Opaque),
+        ("gracePeriodSeconds: [0]", Opaque),
+        ("gracePeriodSeconds: 0s", Opaque),
+        ("kind: Pod\ngracePeriodSeconds: 0", Opaque),
+        // The probe and its variants.
+        ("<<: {gracePeriodSeconds: 0}", Refused),
+        ("<<:\n  gracePeriodSeconds: 0\n", Refused),
+        (
+            "propagationPolicy: Background\n<<: [{gracePeriodSeconds: 0}]",
+            Refused,
+        ),
+        ("defaults: &d {gracePeriodSeconds: 0}\n<<: *d", Refused),
+        ("gracePeriodSeconds: &g 0", Refused),
+        ("a: &g 0\ngracePeriodSeconds: *g", Refused),
+        ("gracePeriodSeconds: !!int 0", Refused),
+        ("gracePeriodSeconds: !!float 0", Refused),
+        ("gracePeriodSeconds: !!str 30", Refused),
+        ("!!map {gracePeriodSeconds: 0}", Refused),
+        ("gracePeriodSeconds: 30\ngracePeriodSeconds: 0", Refused),
+        ("gracePeriodSeconds: 30\n'gracePeriodSeconds': 0", Refused),
+        (
+            "gracePeriodSeconds: 30\n---\ngracePeriodSeconds: 0",
+            Refused,
+        ),
+        (
+            "gracePeriodSeconds: 30\u{2028}gracePeriodSeconds: 0",
+            Refused,
+        ),
+        ("gracePeriodSeconds: 30\u{85}gracePeriodSeconds: 0", Refused),
+        ("{\"gracePeriodSeconds\": 30,\u{2029}\"x\": 0}", Refused),
+        ("? gracePeriodSeconds\n: 0\n? [x]\n: 1", Refused),
+        ("gracePeriodSeconds: 0\nx: \"\u{FFFD}\"", Grace(Some(0))),
+    ] {
+        let (read, a) = delete_with(YAML, body);
+        assert_eq!(read, expected, "{body:?}: {:?}", a.opaque_reason);
+        if read == Refused {
+            let refusal = a.refusal.unwrap();
+            assert!(
+                refusal.starts_with("pathgate refuses this request"),
+                "{refusal}"
+            );
+            assert!(refusal.contains("application/json"), "{refusal}");
+        }
+    }
+}
+
+#[test]
+fn yaml_delete_options_booleans_and_lists_are_yaml_1_1() {
+    for (body, orphan) in [
+        ("orphanDependents: yes", Some(true)),
+        ("orphanDependents: Y", Some(true)),
+        ("orphanDependents: on", Some(true)),
+        ("orphanDependents: TRUE", Some(true)),
+        ("orphanDependents: off", Some(false)),
+        ("orphanDependents: n", Some(false)),
+        ("orphanDependents: 'yes'", None),
+    ] {
+        let (_, a) = delete_with(YAML, body);
+        assert_eq!(
+            a.delete_options.as_ref().and_then(|o| o.orphan_dependents),
+            orphan,
+            "{body}: {:?}",
+            a.opaque_reason
+        );
+    }
+    let (_, a) = delete_with(YAML, "dryRun: [All]\npropagationPolicy: Foreground\n");
+    assert!(a.dry_run);
+    let (_, a) = delete_with(YAML, "dryRun:\n- All\n");
+    assert!(a.dry_run);
+    let (_, a) = delete_with(YAML, "dryRun: !!seq [All]");
+    assert!(
+        a.refusal.is_some(),
+        "a tag hides nothing, but is refused all the same"
     );
-    assert!(a.opaque_reason.is_some());
-    let deep = "- ".repeat(50_000) + "1";
+}
+
+#[test]
+fn json_delete_options_are_case_sensitive_and_typed() {
+    use Read::*;
+    for (body, expected) in [
+        (r#"{"gracePeriodSeconds":0}"#, Grace(Some(0))),
+        // Go reads `-0` as 0; serde_json hands it over as the float -0.0, which cannot be
+        // told from `-0.0` (refused by Go): opaque, the side that judges nothing harmless.
+        (r#"{"gracePeriodSeconds":-0}"#, Opaque),
+        (r#"{"GracePeriodSeconds":0}"#, Grace(None)),
+        (r#"{"graceperiodseconds":0}"#, Grace(None)),
+        (
+            r#"{"gracePeriodSeconds":30,"gracePeriodSeconds":0}"#,
+            Grace(Some(0)),
+        ),
+        // Go's encoding/json refuses these for an int64 field.
+        (r#"{"gracePeriodSeconds":0.0}"#, Opaque),
+        (r#"{"gracePeriodSeconds":1e3}"#, Opaque),
+        (r#"{"gracePeriodSeconds":"0"}"#, Opaque),
+        (r#"{"gracePeriodSeconds":9223372036854775808}"#, Opaque),
+    ] {
+        let (read, a) = delete_with(JSON, body);
+        assert_eq!(read, expected, "{body}: {:?}", a.opaque_reason);
+    }
+    // Go's decoder reads invalid UTF-8 in a string as U+FFFD (and would apply grace 0);
+    // UTF-16 YAML is read by go-yaml: both are refused, not left to the rules as opaque.
+    for (content_type, body) in [
+        (JSON, &b"{\"gracePeriodSeconds\":0,\"x\":\"\xff\"}"[..]),
+        (YAML, &b"\xff\xfeg\x00r\x00"[..]),
+    ] {
+        let a = run(
+            "DELETE",
+            "/api/v1/namespaces/default/pods/web",
+            Some(content_type),
+            body,
+        );
+        assert!(
+            a.refusal
+                .as_deref()
+                .is_some_and(|r| r.contains("not UTF-8")),
+            "{content_type}: {a:?}"
+        );
+    }
+}
+
+#[test]
+fn evictions_and_apply_patches_in_yaml_are_refused_when_ambiguous() {
+    let eviction = "apiVersion: policy/v1\nkind: Eviction\nmetadata: {name: web}\n\
+                    deleteOptions:\n  <<: {gracePeriodSeconds: 0}\n";
+    let a = run(
+        "POST",
+        "/api/v1/namespaces/default/pods/web/eviction",
+        Some(YAML),
+        eviction.as_bytes(),
+    );
+    assert!(a.refusal.is_some(), "{a:?}");
+    for body in [
+        // The identity the analysis reads (name, namespace, kind) hidden behind a merge key,
+        // an alias or a tag.
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  <<: {name: c, namespace: kube-system}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmeta: &m {name: c}\nmetadata: *m\n",
+        "apiVersion: v1\nkind: !!str ConfigMap\nmetadata: {name: c}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nkind: Secret\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\nspec:\n  <<: {replicas: 0}\n",
+    ] {
+        let a = run(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/c",
+            Some(APPLY),
+            body.as_bytes(),
+        );
+        assert!(a.refusal.is_some(), "{body}: {a:?}");
+        assert_eq!(a.object, None);
+    }
+    // The same object without the constructs is read in full.
     let a = run(
         "PATCH",
-        "/api/v1/namespaces/default/configmaps/c",
+        "/apis/apps/v1/namespaces/default/deployments/web?fieldManager=kubectl",
         Some(APPLY),
-        deep.as_bytes(),
+        DEPLOYMENT_YAML.as_bytes(),
     );
-    assert!(a.opaque_reason.is_some());
+    assert_eq!(a.refusal, None);
+    assert_eq!(a.object.unwrap().name.as_deref(), Some("web"));
 }
 
 #[test]

@@ -19,7 +19,7 @@
 //! | `analysis.rs` | [`analyse`]: body -> [`Analysis`] (patch type, whole object, options) |
 //! | `paths.rs` | touched paths of JSON patch, merge patch, strategic merge patch, objects |
 //! | `delete_options.rs` | DeleteOptions from the body *or* the query, as the apiserver reads them |
-//! | `tree.rs` | a borrowed JSON tree: bodies are read once, without a copy per string |
+//! | `tree.rs`, `tree/yaml.rs` | a borrowed JSON tree: JSON and YAML bodies read once, as the apiserver reads them, nested at most 127 levels; ambiguous YAML refused |
 //! | `protobuf.rs` | a bounded reader for the `k8s\0` protobuf envelope, ObjectMeta, DeleteOptions |
 
 mod analysis;

@@ -1,4 +1,4 @@
-//! A borrowed JSON tree for request bodies.
+//! A borrowed JSON tree for request bodies, read from JSON or YAML within bounds.
 //!
 //! Classification reads every mutation body once, on the request path. `serde_json::Value`
 //! allocates a `String` per key and per string and a `BTreeMap` per object; this tree borrows
@@ -6,14 +6,31 @@
 //! pairs, which roughly halves the cost of reading a manifest (see `benches/classify.rs`).
 //!
 //! Objects keep their keys in body order, duplicates included; [`Node::get`] returns the
-//! *last* value of a key, as Go's decoders do. Depth is bounded by the decoders themselves
-//! (`serde_json` and `serde_yaml` both stop at 128 levels), so walking the tree recursively is
-//! safe.
+//! *last* value of a key, as Go's JSON decoder does. (A YAML body with a repeated key is
+//! refused instead: see `yaml`.)
+//!
+//! # Bounds
+//!
+//! A body may nest at most [`MAX_NESTING`] arrays and objects; past that it is refused
+//! ([`ReadError::TooDeep`], which the proxy answers with a 400 `Status`), whatever the
+//! syntax. The bound is `serde_json`'s own recursion limit (its `unbounded_depth` feature
+//! must stay off); the YAML reader counts the same way, as events arrive, so a deep body
+//! costs no more than its first few hundred bytes. The apiserver itself accepts 10,000 levels
+//! (Go's `encoding/json`, go-yaml's `max_flow_level`/`max_indents`); no object a Kubernetes
+//! client writes comes near 127. Walking the tree recursively is therefore safe.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+mod yaml;
+
+pub(crate) use yaml::{from_json_as_yaml, from_yaml};
+
+/// The most arrays and objects a body may nest (`serde_json`'s recursion limit: 128
+/// `[` fail, 127 pass).
+pub(crate) const MAX_NESTING: usize = 127;
 
 /// A JSON number as decoded.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,20 +131,40 @@ impl<'a> Node<'a> {
 }
 
 /// Why a body could not be read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
+    /// Not UTF-8. The apiserver still reads such bodies, in ways pathgate does not: Go's
+    /// JSON decoder replaces invalid bytes in strings with U+FFFD, and go-yaml reads UTF-16
+    /// with a byte-order mark. pathgate refuses it.
+    #[error(
+        "the body is not UTF-8 (the apiserver would still read it: invalid bytes in JSON \
+         strings become U+FFFD, and YAML may be UTF-16)"
+    )]
     NotUtf8,
+    /// Not JSON: the apiserver refuses it too.
+    #[error("{0}")]
     Json(serde_json::Error),
-    Yaml(serde_yaml::Error),
+    /// Not YAML, or YAML without a JSON form: the apiserver refuses it too.
+    #[error("{0}")]
+    Yaml(String),
+    /// Nested deeper than [`MAX_NESTING`]: pathgate refuses it.
+    #[error("the body nests arrays and objects more than {MAX_NESTING} levels deep")]
+    TooDeep,
+    /// YAML that the apiserver would read differently than a plain reading does (merge
+    /// keys, anchors, aliases, tags, repeated keys, ...): pathgate refuses it.
+    #[error("{0}")]
+    Ambiguous(String),
 }
 
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReadError::NotUtf8 => f.write_str("the body is not UTF-8"),
-            ReadError::Json(e) => e.fmt(f),
-            ReadError::Yaml(e) => e.fmt(f),
-        }
+impl ReadError {
+    /// Whether pathgate refuses the request itself (a bound, or a body the apiserver reads
+    /// in a way pathgate does not) rather than letting the apiserver answer a body it cannot
+    /// decode either.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ReadError::NotUtf8 | ReadError::TooDeep | ReadError::Ambiguous(_)
+        )
     }
 }
 
@@ -135,12 +172,60 @@ impl fmt::Display for ReadError {
 /// string.
 pub(crate) fn from_json(body: &[u8]) -> Result<Node<'_>, ReadError> {
     let text = std::str::from_utf8(body).map_err(|_| ReadError::NotUtf8)?;
-    serde_json::from_str(text).map_err(ReadError::Json)
+    serde_json::from_str(text).map_err(|e| {
+        // Only a failed parse pays for the scans (serde_json's error names no code).
+        if nests_deeper_than(body, MAX_NESTING) {
+            ReadError::TooDeep
+        } else if has_surrogate_escape(body) {
+            // serde_json refuses a lone `\ud800`; Go's decoder reads it as U+FFFD.
+            ReadError::Ambiguous(
+                "the body escapes a lone UTF-16 surrogate (\\uD800-\\uDFFF), which the \
+                 apiserver reads as U+FFFD"
+                    .to_owned(),
+            )
+        } else {
+            ReadError::Json(e)
+        }
+    })
 }
 
-/// Reads a YAML body (a single document).
-pub(crate) fn from_yaml(body: &[u8]) -> Result<Node<'_>, ReadError> {
-    serde_yaml::from_slice(body).map_err(ReadError::Yaml)
+/// Whether a JSON text holds a `\uD800`-`\uDFFF` escape (a surrogate, paired or not).
+fn has_surrogate_escape(body: &[u8]) -> bool {
+    body.windows(4).any(|w| {
+        matches!(
+            w,
+            [b'\\', b'u', b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F']
+        )
+    })
+}
+
+/// Whether a JSON text opens more than `limit` arrays and objects at once (brackets inside
+/// strings do not count).
+fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 impl<'de> Deserialize<'de> for Node<'de> {
@@ -302,10 +387,71 @@ mod tests {
     }
 
     #[test]
-    fn depth_is_bounded_by_the_decoders() {
-        let deep = "[".repeat(10_000);
-        assert!(from_json(deep.as_bytes()).is_err());
-        let deep = "- ".repeat(10_000) + "1";
-        assert!(from_yaml(deep.as_bytes()).is_err());
+    fn nesting_is_bounded_at_and_past_the_limit() {
+        let nested = |open: &str, close: &str, n: usize| open.repeat(n) + &close.repeat(n);
+        assert!(from_json(nested("[", "]", MAX_NESTING).as_bytes()).is_ok());
+        let objects = "{\"a\":".repeat(MAX_NESTING) + "1" + &"}".repeat(MAX_NESTING);
+        assert!(from_json(objects.as_bytes()).is_ok());
+        for body in [
+            nested("[", "]", MAX_NESTING + 1),
+            "[".repeat(70_000),
+            nested("[", "]", 70_000),
+            "{\"a\":".repeat(MAX_NESTING + 1) + "1" + &"}".repeat(MAX_NESTING + 1),
+        ] {
+            assert!(
+                matches!(from_json(body.as_bytes()), Err(ReadError::TooDeep)),
+                "{}",
+                &body[..40]
+            );
+        }
+        let in_strings = format!("[\"{}\", \"\\\"[[\"]", "[".repeat(500));
+        assert!(
+            from_json(in_strings.as_bytes()).is_ok(),
+            "brackets in strings"
+        );
+        assert!(matches!(
+            from_json(format!("[\"{}\"", "[".repeat(500)).as_bytes()),
+            Err(ReadError::Json(_))
+        ));
+        // A lone surrogate: serde_json refuses it, Go reads U+FFFD.
+        for lone in [r#"{"a":"\ud800"}"#, r#"{"a":"\uDFFFx"}"#] {
+            assert!(matches!(
+                from_json(lone.as_bytes()),
+                Err(ReadError::Ambiguous(_))
+            ));
+        }
+        assert!(
+            from_json(r#"{"a":"\ud83d\ude00"}"#.as_bytes()).is_ok(),
+            "a pair"
+        );
+        assert!(matches!(
+            from_json(br#"{"a":"\u00e9"#),
+            Err(ReadError::Json(_))
+        ));
+
+        assert!(from_yaml(nested("[", "]", MAX_NESTING).as_bytes()).is_ok());
+        let block = |n: usize| "- ".repeat(n) + "1";
+        assert!(from_yaml(block(MAX_NESTING).as_bytes()).is_ok());
+        for body in [
+            nested("[", "]", MAX_NESTING + 1),
+            "[".repeat(70_000),
+            nested("[", "]", 70_000),
+            "[\n".repeat(70_000),
+            "x: ".to_owned() + &"{".repeat(100_000),
+            block(MAX_NESTING + 1),
+            block(100_000),
+            (0..=MAX_NESTING)
+                .map(|i| format!("{}k:\n", "  ".repeat(i)))
+                .collect::<String>(),
+        ] {
+            let started = std::time::Instant::now();
+            let result = from_yaml(body.as_bytes());
+            assert!(
+                matches!(result, Err(ReadError::TooDeep)),
+                "{}: {result:?}",
+                &body[..40]
+            );
+            assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        }
     }
 }

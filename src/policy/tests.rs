@@ -78,6 +78,7 @@ pub(crate) mod builders {
                 force: false,
                 object: None,
                 opaque_reason: None,
+                refusal: None,
                 list_limit: None,
                 has_selector: false,
                 paths_known: true,

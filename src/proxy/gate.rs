@@ -103,6 +103,53 @@ impl PolicyGate {
     }
 }
 
+/// Bodies larger than these are analysed (and fingerprinted) on the blocking pool rather
+/// than on the event loop, whose workers serve every other connection. Reading is linear in
+/// the body's size (BENCHMARKS.md, "Reading YAML bodies"): about 5 ns a byte for JSON, up to
+/// 100 ns for flow-style YAML (110 KB in 9.8 ms, release, loaded 2-core machine), so a
+/// 3 MiB YAML body would hold a worker for a third of a second. At these sizes the inline
+/// read costs at most ~0.4 ms (YAML) or ~0.1 ms (JSON); the handoff, a thread wake-up, costs
+/// microseconds.
+const INLINE_ANALYSIS_MAX_BYTES: usize = 16 * 1024;
+const INLINE_YAML_ANALYSIS_MAX_BYTES: usize = 4 * 1024;
+
+/// The request's analysis and fingerprint, off the event loop for a large body.
+async fn analyse(
+    info: &RequestInfo,
+    query: Option<&str>,
+    headers: &http::HeaderMap,
+    body: &Bytes,
+) -> (Analysis, Fingerprint) {
+    let inline_max = if content_type(headers).is_some_and(|ct| ct.contains("yaml")) {
+        INLINE_YAML_ANALYSIS_MAX_BYTES
+    } else {
+        INLINE_ANALYSIS_MAX_BYTES
+    };
+    if body.len() <= inline_max {
+        return analyse_now(info, query, headers, body);
+    }
+    let (info, query, headers, body) = (
+        info.clone(),
+        query.map(str::to_owned),
+        headers.clone(),
+        body.clone(),
+    );
+    tokio::task::spawn_blocking(move || analyse_now(&info, query.as_deref(), &headers, &body))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+fn analyse_now(
+    info: &RequestInfo,
+    query: Option<&str>,
+    headers: &http::HeaderMap,
+    body: &Bytes,
+) -> (Analysis, Fingerprint) {
+    let analysis = classify::analyse(info, query, content_type(headers), body);
+    let fingerprint = Fingerprint::of(info, &analysis, query, headers, body);
+    (analysis, fingerprint)
+}
+
 fn content_type(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get(header::CONTENT_TYPE)
@@ -228,19 +275,18 @@ impl Gate for PolicyGate {
         Box::pin(async move {
             let info: &RequestInfo = request.info;
             let policy = self.policy.current();
-            let analysis = classify::analyse(
-                info,
-                request.query,
-                content_type(request.headers),
-                request.body,
-            );
-            let fingerprint = Fingerprint::of(
-                info,
-                &analysis,
-                request.query,
-                request.headers,
-                request.body,
-            );
+            let (analysis, fingerprint) =
+                analyse(info, request.query, request.headers, request.body).await;
+            if let Some(refusal) = &analysis.refusal {
+                // A body pathgate cannot read as the apiserver would is refused in every
+                // mode: forwarding it would pass what no rule could check.
+                return GateOutcome {
+                    deny: Some(Status::bad_request(refusal.clone())),
+                    fingerprint: Some(fingerprint),
+                    analysis: Some(analysis),
+                    ..GateOutcome::default()
+                };
+            }
             let ctx = RequestContext {
                 session: request.session.to_string(),
                 fingerprint,
