@@ -193,6 +193,16 @@ fn entries_built_in_code_validate() {
         whole_object: None,
         body_format: "json".into(),
         opaque_reason: None,
+        object_name: Some("web".into()),
+    });
+    entry.fingerprint = Some("0f".repeat(32));
+    entry.target = Some(TargetRecord {
+        found: true,
+        controller: Some(OwnerRecord {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "web-5d9c7".into(),
+        }),
     });
     entry.decision.as_mut().unwrap().rewrites = vec![
         RewriteRecord::AddDryRun,
