@@ -9,6 +9,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`agent_kubeconfig`] | `pathgate kubeconfig`: the kubeconfig an agent points at pathgate |
+//! | [`autopsy`] | `pathgate autopsy`: a session's ledger + run policy + final state -> safe pass / unsafe pass / fail |
 //! | [`classify`] | pure: request info (verb, resource, namespace, name) and mutation analysis |
 //! | [`policy`] | pure: the rule catalog (PG001–PG017) and `decide` |
 //! | [`config`] | the configuration file model, validation and the frozen `Config` |
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_kubeconfig;
+pub mod autopsy;
 pub mod classify;
 pub mod config;
 pub mod ledger;
