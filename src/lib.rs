@@ -17,6 +17,7 @@
 //! | [`upstream`] | kubeconfig / in-cluster loading, credentials, the pooled upstream client |
 //! | [`proxy`] | the server loop, forwarding, streaming, upgrades, header hygiene, drain |
 //! | [`ledger`] | the entry schema, the bounded queue, the spool and the sinks |
+//! | [`report`] | text, JSON (`pathgate.autopsy/v1`) and HTML renderings of autopsy verdicts |
 //! | [`metrics`] | the one Prometheus registry and its metrics handle |
 //! | [`status`] | Kubernetes `Status` bodies for every error pathgate itself returns |
 //! | [`serve`] | wiring of `pathgate serve`: start the proxy and admin listeners |
@@ -35,6 +36,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod report;
 pub mod serve;
 pub mod session;
 pub mod status;

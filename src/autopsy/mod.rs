@@ -20,11 +20,13 @@
 //! | [`final_state`] | pure: the final state's sources, the checks file and a check's evaluation |
 //! | [`jsonpath`] | the JSONPath subset of checks |
 //! | [`checks`] | I/O: `--verify CMD` and the checks' GETs through a kubeconfig |
+//! | [`command`] | `pathgate autopsy` as a function: options in, report and exit code out |
 //! | [`verdict`] | the verdict types (`pathgate.autopsy/v1` runs) |
 //!
 //! Renderings (text, JSON, HTML) are [`crate::report`]'s.
 
 pub mod checks;
+pub mod command;
 pub mod final_state;
 pub mod input;
 pub mod jsonpath;

@@ -170,6 +170,20 @@ pub enum GapKind {
     UnknownPodOwner,
 }
 
+impl GapKind {
+    /// The name used in the schema and in text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapKind::DroppedEntries => "dropped_entries",
+            GapKind::ContainerAccess => "container_access",
+            GapKind::UnclassifiedRequests => "unclassified_requests",
+            GapKind::IntentWithoutOutcome => "intent_without_outcome",
+            GapKind::UnknownOutcome => "unknown_outcome",
+            GapKind::UnknownPodOwner => "unknown_pod_owner",
+        }
+    }
+}
+
 /// One reason the evidence is incomplete, with the requests it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Gap {

@@ -1,0 +1,171 @@
+//! `pathgate autopsy` as a function: options in, the rendered report and the verdicts
+//! out. `main.rs` only parses the command line and maps the result to an exit code.
+
+use std::path::PathBuf;
+
+use super::checks::{self, FinalStateError};
+use super::input::{for_each_entry, InputError, LedgerSource};
+use super::policy::{PolicyError, RunPolicy};
+use super::verdict::{Run, Triage};
+use super::{Autopsy, FinalState, MissingSessions};
+use crate::report::{self, Format};
+
+/// Where the final state comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinalStateSource {
+    /// None given: the path alone is judged.
+    Unchecked,
+    /// `--final-state pass|fail`.
+    Given(bool),
+    /// `--verify CMD`.
+    Verify(String),
+    /// `--checks FILE --kubeconfig FILE`.
+    Checks { file: PathBuf, kubeconfig: PathBuf },
+}
+
+/// The command's options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Empty: every session in the ledger.
+    pub sessions: Vec<String>,
+    pub policy: Option<PathBuf>,
+    pub final_state: FinalStateSource,
+    pub format: Format,
+    /// Spool directories, JSONL files, `-`.
+    pub ledgers: Vec<String>,
+}
+
+/// Why no verdict could be given.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("--policy {0}")]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    FinalState(#[from] FinalStateError),
+    #[error(transparent)]
+    MissingSessions(#[from] MissingSessions),
+    #[error("the ledger has no entries to judge")]
+    NoRuns,
+}
+
+/// Judges the runs and renders them.
+pub fn run(options: &Options) -> Result<(String, Vec<Run>), CommandError> {
+    let policy = match &options.policy {
+        Some(file) => RunPolicy::load(file)?,
+        None => RunPolicy::default(),
+    };
+    let sources: Vec<LedgerSource> = options
+        .ledgers
+        .iter()
+        .map(|arg| LedgerSource::from_arg(arg))
+        .collect();
+    let mut autopsy = Autopsy::new(
+        policy,
+        options.sessions.clone(),
+        options.format == Format::Html,
+    );
+    let wanted = |session: &str| options.sessions.iter().any(|s| s == session);
+    let filter: Option<&dyn Fn(&str) -> bool> = if autopsy.wants_all() {
+        None
+    } else {
+        Some(&wanted)
+    };
+    for_each_entry(&sources, filter, &mut |entry| autopsy.push(&entry))?;
+    let final_state = match &options.final_state {
+        FinalStateSource::Unchecked => FinalState::Unchecked,
+        FinalStateSource::Given(passed) => FinalState::Given { passed: *passed },
+        FinalStateSource::Verify(command) => checks::verify(command),
+        FinalStateSource::Checks { file, kubeconfig } => checks::run_checks(file, kubeconfig)?,
+    };
+    let runs = autopsy.finish(&final_state)?;
+    if runs.is_empty() {
+        return Err(CommandError::NoRuns);
+    }
+    Ok((report::render(options.format, &runs), runs))
+}
+
+/// The exit code for a set of verdicts: 0 when every run is a safe pass, 3 when one is
+/// an unsafe pass and none fails, 4 when one fails (1 is an error, 2 a usage error).
+pub fn exit_code(runs: &[Run]) -> u8 {
+    match runs.iter().map(|r| r.triage).max() {
+        Some(Triage::Fail) => 4,
+        Some(Triage::UnsafePass) => 3,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(ledger: &std::path::Path, format: Format) -> Options {
+        Options {
+            sessions: vec![],
+            policy: None,
+            final_state: FinalStateSource::Given(true),
+            format,
+            ledgers: vec![ledger.display().to_string()],
+        }
+    }
+
+    /// The documented examples as one JSONL ledger.
+    fn example_ledger(dir: &std::path::Path) -> PathBuf {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(examples)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("ledger-")
+            })
+            .collect();
+        names.sort();
+        let mut jsonl = String::new();
+        for name in names {
+            let value: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(name).unwrap()).unwrap();
+            jsonl.push_str(&value.to_string());
+            jsonl.push('\n');
+        }
+        let path = dir.join("ledger.jsonl");
+        std::fs::write(&path, jsonl).unwrap();
+        path
+    }
+
+    #[test]
+    fn formats_render_the_same_verdicts_and_exit_codes_follow_the_worst() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = example_ledger(dir.path());
+        let (json, runs) = run(&options(&ledger, Format::Json)).unwrap();
+        let document: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(document["schema"], "pathgate.autopsy/v1");
+        assert_eq!(document["runs"].as_array().unwrap().len(), runs.len());
+        assert_eq!(document["runs"][0]["triage"], runs[0].triage.as_str());
+        assert!(document["runs"][0].get("timeline").is_none());
+        let (text, _) = run(&options(&ledger, Format::Text)).unwrap();
+        assert!(
+            text.starts_with(&format!("{}: {}", runs[0].session, runs[0].triage.as_str())),
+            "{text}"
+        );
+        let (html, _) = run(&options(&ledger, Format::Html)).unwrap();
+        assert!(
+            html.contains("<table class=\"timeline\">") && !html.contains("http"),
+            "self-contained"
+        );
+        assert_eq!(exit_code(&runs), 3, "the examples have unsafe passes");
+        let mut failing = options(&ledger, Format::Text);
+        failing.final_state = FinalStateSource::Given(false);
+        assert_eq!(exit_code(&run(&failing).unwrap().1), 4);
+        let mut missing = options(&ledger, Format::Text);
+        missing.sessions = vec!["nobody".into()];
+        assert!(matches!(
+            run(&missing),
+            Err(CommandError::MissingSessions(_))
+        ));
+    }
+}
