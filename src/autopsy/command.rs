@@ -137,6 +137,70 @@ mod tests {
         path
     }
 
+    /// Every violation of `docs/autopsy.schema.json` in `document`.
+    fn schema_violations(document: &serde_json::Value) -> Vec<String> {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/autopsy.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut errors = Vec::new();
+        crate::ledger::schema_tests::validate(&schema, &schema, document, "", &mut errors);
+        errors
+    }
+
+    #[test]
+    fn documents_validate_against_the_published_schema_with_every_final_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = example_ledger(dir.path());
+        let check = crate::autopsy::final_state::parse_checks(
+            "checks:\n- {api_version: v1, resource: pods, namespace: s, name: p, expect: absent}\n",
+            std::path::Path::new("checks.yaml"),
+        )
+        .unwrap()
+        .remove(0);
+        let states = [
+            FinalState::Unchecked,
+            FinalState::Given { passed: false },
+            checks::verify("exit 3"),
+            FinalState::Command {
+                command: "missing".into(),
+                exit_code: None,
+                passed: false,
+                error: Some("cannot run".into()),
+            },
+            FinalState::Checks {
+                file: "checks.yaml".into(),
+                passed: true,
+                results: vec![check.evaluate(&crate::autopsy::final_state::Observed::Absent)],
+            },
+        ];
+        for state in states {
+            for timeline in [false, true] {
+                let mut autopsy = Autopsy::new(RunPolicy::default(), vec![], timeline);
+                for_each_entry(&[LedgerSource::File(ledger.clone())], None, &mut |e| {
+                    autopsy.push(&e)
+                })
+                .unwrap();
+                let runs = autopsy.finish(&state).unwrap();
+                let document: serde_json::Value =
+                    serde_json::from_str(&report::json(&runs)).unwrap();
+                let errors = schema_violations(&document);
+                assert!(errors.is_empty(), "{errors:#?}\n{document:#}");
+            }
+        }
+        let mut broken: serde_json::Value = serde_json::from_str(&report::json(
+            &run(&options(&ledger, Format::Json)).unwrap().1,
+        ))
+        .unwrap();
+        broken["runs"][0]["triage"] = "maybe".into();
+        broken["runs"][0]["violations"][0]["surprise"] = true.into();
+        let errors = schema_violations(&broken).join("\n");
+        assert!(
+            errors.contains("maybe") && errors.contains("unknown property surprise"),
+            "{errors}"
+        );
+    }
+
     #[test]
     fn formats_render_the_same_verdicts_and_exit_codes_follow_the_worst() {
         let dir = tempfile::tempdir().unwrap();

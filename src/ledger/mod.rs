@@ -74,7 +74,7 @@ mod sink;
 mod spool;
 
 #[cfg(test)]
-mod schema_tests;
+pub(crate) mod schema_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]

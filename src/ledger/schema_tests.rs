@@ -23,7 +23,13 @@ fn schema() -> Value {
 }
 
 /// Validates `value` against `schema`; returns every violation with its JSON pointer.
-fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+pub(crate) fn validate(
+    root: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    errors: &mut Vec<String>,
+) {
     let Some(keywords) = schema.as_object() else {
         errors.push(format!("{at}: schema is not an object"));
         return;
