@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::checks::{self, FinalStateError};
 use super::input::{for_each_entry, InputError, LedgerSource};
 use super::policy::{PolicyError, RunPolicy};
+use super::summary::{summarize, Grouping, Manifest, ManifestError};
 use super::verdict::{Run, Triage};
 use super::{Autopsy, FinalState, MissingSessions};
 use crate::report::{self, Format};
@@ -23,6 +24,29 @@ pub enum FinalStateSource {
     Checks { file: PathBuf, kubeconfig: PathBuf },
 }
 
+/// `--group-by`: how runs are grouped into arms for the summary table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupBy {
+    /// `prefix`: the session id without its last `-`-separated part.
+    Prefix,
+    /// `runs=FILE`: a manifest mapping sessions to arms (and their final-state results).
+    Manifest(PathBuf),
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "prefix" => Ok(GroupBy::Prefix),
+            _ => match value.strip_prefix("runs=") {
+                Some(file) if !file.is_empty() => Ok(GroupBy::Manifest(file.into())),
+                _ => Err(format!("{value:?}: expected prefix or runs=FILE")),
+            },
+        }
+    }
+}
+
 /// The command's options.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -31,6 +55,7 @@ pub struct Options {
     pub policy: Option<PathBuf>,
     pub final_state: FinalStateSource,
     pub format: Format,
+    pub group_by: Option<GroupBy>,
     /// Spool directories, JSONL files, `-`.
     pub ledgers: Vec<String>,
 }
@@ -46,6 +71,8 @@ pub enum CommandError {
     FinalState(#[from] FinalStateError),
     #[error(transparent)]
     MissingSessions(#[from] MissingSessions),
+    #[error("--group-by {0}")]
+    Manifest(#[from] ManifestError),
     #[error("the ledger has no entries to judge")]
     NoRuns,
 }
@@ -55,6 +82,11 @@ pub fn run(options: &Options) -> Result<(String, Vec<Run>), CommandError> {
     let policy = match &options.policy {
         Some(file) => RunPolicy::load(file)?,
         None => RunPolicy::default(),
+    };
+    let grouping = match &options.group_by {
+        None => None,
+        Some(GroupBy::Prefix) => Some(Grouping::Prefix),
+        Some(GroupBy::Manifest(file)) => Some(Grouping::Manifest(Manifest::load(file)?)),
     };
     let sources: Vec<LedgerSource> = options
         .ledgers
@@ -79,11 +111,22 @@ pub fn run(options: &Options) -> Result<(String, Vec<Run>), CommandError> {
         FinalStateSource::Verify(command) => checks::verify(command),
         FinalStateSource::Checks { file, kubeconfig } => checks::run_checks(file, kubeconfig)?,
     };
-    let runs = autopsy.finish(&final_state)?;
+    // A manifest's per-run result stands for that run's final state.
+    let runs = autopsy.finish_each(|session| match &grouping {
+        Some(Grouping::Manifest(manifest)) => match manifest.final_state(session) {
+            Some(passed) => FinalState::Given { passed },
+            None => final_state.clone(),
+        },
+        _ => final_state.clone(),
+    })?;
     if runs.is_empty() {
         return Err(CommandError::NoRuns);
     }
-    Ok((report::render(options.format, &runs), runs))
+    let summary = grouping.as_ref().map(|g| summarize(&runs, g));
+    Ok((
+        report::render(options.format, &runs, summary.as_deref()),
+        runs,
+    ))
 }
 
 /// The exit code for a set of verdicts: 0 when every run is a safe pass, 3 when one is
@@ -106,6 +149,7 @@ mod tests {
             policy: None,
             final_state: FinalStateSource::Given(true),
             format,
+            group_by: None,
             ledgers: vec![ledger.display().to_string()],
         }
     }
@@ -183,18 +227,31 @@ mod tests {
                 .unwrap();
                 let runs = autopsy.finish(&state).unwrap();
                 let document: serde_json::Value =
-                    serde_json::from_str(&report::json(&runs)).unwrap();
+                    serde_json::from_str(&report::json(&runs, None)).unwrap();
                 let errors = schema_violations(&document);
                 assert!(errors.is_empty(), "{errors:#?}\n{document:#}");
             }
         }
         let mut broken: serde_json::Value = serde_json::from_str(&report::json(
             &run(&options(&ledger, Format::Json)).unwrap().1,
+            None,
         ))
         .unwrap();
         broken["runs"][0]["triage"] = "maybe".into();
         broken["runs"][0]["violations"][0]["surprise"] = true.into();
         let errors = schema_violations(&broken).join("\n");
+        assert!(errors.contains("maybe"), "{errors}");
+        let mut grouped = options(&ledger, Format::Json);
+        grouped.group_by = Some(GroupBy::Prefix);
+        let document: serde_json::Value = serde_json::from_str(&run(&grouped).unwrap().0).unwrap();
+        assert!(
+            document["summary"]
+                .as_array()
+                .is_some_and(|arms| !arms.is_empty()),
+            "{document:#}"
+        );
+        let grouped_errors = schema_violations(&document);
+        assert!(grouped_errors.is_empty(), "{grouped_errors:#?}");
         assert!(
             errors.contains("maybe") && errors.contains("unknown property surprise"),
             "{errors}"

@@ -22,6 +22,7 @@
 //! | [`checks`] | I/O: `--verify CMD` and the checks' GETs through a kubeconfig |
 //! | [`command`] | `pathgate autopsy` as a function: options in, report and exit code out |
 //! | [`verdict`] | the verdict types (`pathgate.autopsy/v1` runs) |
+//! | [`summary`] | the summary across runs (`--group-by`): per arm, pass and safe/unsafe execution rates, scope, categories |
 //!
 //! Renderings (text, JSON, HTML) are [`crate::report`]'s.
 
@@ -33,6 +34,7 @@ pub mod jsonpath;
 mod judge;
 pub mod policy;
 mod run;
+pub mod summary;
 pub mod verdict;
 
 #[cfg(test)]
@@ -111,6 +113,15 @@ impl Autopsy {
     /// The verdicts, in the order the runs' first entries appeared (or the order the
     /// sessions were asked for). Every run is judged against the same final state.
     pub fn finish(self, final_state: &FinalState) -> Result<Vec<Run>, MissingSessions> {
+        self.finish_each(|_| final_state.clone())
+    }
+
+    /// The verdicts, each run judged against the final state `final_state` gives for its
+    /// session (a `runs` manifest's per-run results).
+    pub fn finish_each(
+        self,
+        final_state: impl Fn(&str) -> FinalState,
+    ) -> Result<Vec<Run>, MissingSessions> {
         let missing: Vec<String> = self
             .sessions
             .iter()
@@ -123,7 +134,10 @@ impl Autopsy {
         let mut runs: Vec<Run> = self
             .runs
             .into_iter()
-            .map(|run| run.finish(final_state.clone()))
+            .map(|run| {
+                let state = final_state(run.session());
+                run.finish(state)
+            })
             .collect();
         if !self.sessions.is_empty() {
             runs.sort_by_key(|run| self.sessions.iter().position(|s| *s == run.session));

@@ -68,6 +68,11 @@ impl RunState {
         }
     }
 
+    /// The run's session.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
     /// Folds the next entry of the run into its state.
     pub fn push(&mut self, entry: &Entry, policy: &RunPolicy) {
         if entry.phase == Phase::Intent {

@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
+use crate::autopsy::summary::ArmSummary;
 use crate::autopsy::verdict::{EvidenceStatus, RequestKind, Run, TimelineRow};
+use crate::autopsy::Category;
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}\
 h1{font-size:1.4em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
@@ -18,12 +20,15 @@ tr.blocked td.kind{color:#b00020;font-weight:bold}tr.violating{background:#fff3f
 td.path{font-family:monospace;word-break:break-all}.violation{color:#b00020}";
 
 /// The whole document.
-pub fn render(runs: &[Run]) -> String {
+pub fn render(runs: &[Run], arms: Option<&[ArmSummary]>) -> String {
     let mut out = String::with_capacity(16 * 1024);
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     out.push_str("<title>pathgate autopsy</title><style>");
     out.push_str(STYLE);
     out.push_str("</style></head><body>\n<h1>pathgate autopsy</h1>\n");
+    if let Some(arms) = arms {
+        arms_table(&mut out, arms);
+    }
     if runs.len() > 1 {
         summary(&mut out, runs);
     }
@@ -46,6 +51,37 @@ fn summary(out: &mut String, runs: &[Run]) {
             evidence(run),
             t = run.triage.as_str(),
         );
+    }
+    out.push_str("</table>\n");
+}
+
+fn arms_table(out: &mut String, arms: &[ArmSummary]) {
+    out.push_str("<table id=\"arms\"><tr><th>arm</th><th>runs</th><th>final pass</th><th>safe</th><th>unsafe</th><th>payload</th><th>effect</th>");
+    for category in Category::ALL {
+        let _ = write!(out, "<th>{}</th>", category.as_str());
+    }
+    out.push_str("</tr>\n");
+    let average = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.1}"));
+    for arm in arms {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{:.0}%</td><td>{:.0}%</td><td>{:.0}%</td><td>{}</td><td>{}</td>",
+            escape(&arm.arm),
+            arm.runs,
+            arm.final_pass_rate * 100.0,
+            arm.safe_execution_rate * 100.0,
+            arm.unsafe_execution_rate * 100.0,
+            average(arm.average_payload_paths),
+            average(arm.average_effect_paths),
+        );
+        for category in Category::ALL {
+            let _ = write!(
+                out,
+                "<td>{}</td>",
+                arm.categories.get(category.as_str()).copied().unwrap_or(0)
+            );
+        }
+        out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
 }

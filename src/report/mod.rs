@@ -10,6 +10,7 @@ mod text;
 
 use serde::Serialize;
 
+use crate::autopsy::summary::ArmSummary;
 use crate::autopsy::{Run, SCHEMA};
 
 /// An output format.
@@ -29,22 +30,25 @@ pub enum Format {
 struct Document<'a> {
     schema: &'static str,
     runs: &'a [Run],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'a [ArmSummary]>,
 }
 
-/// Renders `runs` in `format`.
-pub fn render(format: Format, runs: &[Run]) -> String {
+/// Renders `runs` (and, with `--group-by`, the summary per arm) in `format`.
+pub fn render(format: Format, runs: &[Run], summary: Option<&[ArmSummary]>) -> String {
     match format {
-        Format::Text => text::render(runs),
-        Format::Json => json(runs),
-        Format::Html => html::render(runs),
+        Format::Text => text::render(runs, summary),
+        Format::Json => json(runs, summary),
+        Format::Html => html::render(runs, summary),
     }
 }
 
 /// The `pathgate.autopsy/v1` document, pretty-printed, with a final newline.
-pub fn json(runs: &[Run]) -> String {
+pub fn json(runs: &[Run], summary: Option<&[ArmSummary]>) -> String {
     let mut text = serde_json::to_string_pretty(&Document {
         schema: SCHEMA,
         runs,
+        summary,
     })
     .expect("verdicts serialise");
     text.push('\n');

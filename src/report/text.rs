@@ -3,10 +3,12 @@
 use std::fmt::Write;
 
 use crate::autopsy::final_state::FinalState;
+use crate::autopsy::summary::ArmSummary;
 use crate::autopsy::verdict::{EvidenceStatus, Run};
+use crate::autopsy::Category;
 
 /// One block per run: the verdict line, then what it rests on.
-pub fn render(runs: &[Run]) -> String {
+pub fn render(runs: &[Run], summary: Option<&[ArmSummary]>) -> String {
     let mut out = String::new();
     for run in runs {
         run_block(&mut out, run);
@@ -22,7 +24,44 @@ pub fn render(runs: &[Run]) -> String {
             count("fail")
         );
     }
+    if let Some(arms) = summary {
+        arms_table(&mut out, arms);
+    }
     out
+}
+
+/// The study's table: one row per arm.
+fn arms_table(out: &mut String, arms: &[ArmSummary]) {
+    let percent = |rate: f64| format!("{:.0}%", rate * 100.0);
+    let average = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let _ = write!(
+        out,
+        "\n{:<20} {:>5} {:>6} {:>6} {:>8} {:>8} {:>8}",
+        "arm", "runs", "pass", "safe", "unsafe", "payload", "effect"
+    );
+    for category in Category::ALL {
+        let _ = write!(out, " {}", category.as_str());
+    }
+    out.push('\n');
+    for arm in arms {
+        let _ = write!(
+            out,
+            "{:<20} {:>5} {:>6} {:>6} {:>8} {:>8} {:>8}",
+            arm.arm,
+            arm.runs,
+            percent(arm.final_pass_rate),
+            percent(arm.safe_execution_rate),
+            percent(arm.unsafe_execution_rate),
+            average(arm.average_payload_paths),
+            average(arm.average_effect_paths)
+        );
+        for category in Category::ALL {
+            let width = category.as_str().len();
+            let count = arm.categories.get(category.as_str()).copied().unwrap_or(0);
+            let _ = write!(out, " {count:>width$}");
+        }
+        out.push('\n');
+    }
 }
 
 fn run_block(out: &mut String, run: &Run) {
