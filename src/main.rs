@@ -71,6 +71,11 @@ struct AutopsyArgs {
     /// Write the report here instead of standard output.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// Add the summary table per arm: `prefix` (the session id without its last
+    /// `-`-separated part) or `runs=FILE` (a manifest mapping sessions to arms and
+    /// final-state results).
+    #[arg(long)]
+    group_by: Option<pathgate::autopsy::command::GroupBy>,
     /// Spool directories, JSONL files, or - for standard input.
     #[arg(required = true)]
     ledgers: Vec<String>,
@@ -90,6 +95,7 @@ fn autopsy(args: AutopsyArgs) -> anyhow::Result<std::process::ExitCode> {
         policy: args.policy,
         final_state,
         format: args.format,
+        group_by: args.group_by,
         ledgers: args.ledgers,
     };
     let (report, runs) = command::run(&options)?;
