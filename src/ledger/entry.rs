@@ -85,6 +85,11 @@ pub struct Entry {
     /// Events streamed to the client, for watches only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch_events: Option<u64>,
+    /// Entries this pathgate process's ledger had dropped (any cause) when this one was
+    /// recorded; absent while none. A rise between two entries means entries were lost
+    /// between them (the autopsy's `dropped_entries`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_dropped: Option<u64>,
     /// Which side failed and how, when the request did not complete normally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,
@@ -716,6 +721,7 @@ impl Entry {
             bytes_in: 0,
             bytes_out: 0,
             watch_events: None,
+            ledger_dropped: None,
             error: None,
             body: None,
         }

@@ -64,6 +64,7 @@ fn write_entry(out: &mut Vec<u8>, entry: &Entry) -> Result<(), LineError> {
         bytes_in,
         bytes_out,
         watch_events,
+        ledger_dropped,
         error,
         body,
     } = entry;
@@ -134,6 +135,10 @@ fn write_entry(out: &mut Vec<u8>, entry: &Entry) -> Result<(), LineError> {
     if let Some(watch_events) = watch_events {
         out.extend_from_slice(b",\"watch_events\":");
         integer(out, *watch_events);
+    }
+    if let Some(ledger_dropped) = ledger_dropped {
+        out.extend_from_slice(b",\"ledger_dropped\":");
+        integer(out, *ledger_dropped);
     }
     if let Some(error) = error {
         out.extend_from_slice(b",\"error\":");
@@ -667,6 +672,7 @@ mod tests {
             generation: Some(-3),
         });
         entry.watch_events = Some(17);
+        entry.ledger_dropped = Some(u64::MAX);
         entry.error = Some(ErrorRecord {
             side: Side::Upstream,
             kind: ErrorKind::TooLarge,

@@ -226,6 +226,7 @@ fn entries_built_in_code_validate() {
         message: "body over 3 MiB".into(),
     });
     entry.watch_events = Some(3);
+    entry.ledger_dropped = Some(2);
     entry.body = Some(capture_body(
         "configmaps",
         Some("application/json"),
