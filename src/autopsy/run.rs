@@ -39,6 +39,8 @@ pub struct RunState {
     seen: HashSet<String>,
     /// Intents whose outcome has not been seen (yet).
     open_intents: HashSet<String>,
+    /// The last entry's `ledger_dropped` stamp (0 when absent).
+    last_dropped: Option<u64>,
     timeline: Option<Vec<TimelineRow>>,
 }
 
@@ -64,6 +66,7 @@ impl RunState {
             gaps: Vec::new(),
             seen: HashSet::new(),
             open_intents: HashSet::new(),
+            last_dropped: None,
             timeline: timeline.then(Vec::new),
         }
     }
@@ -75,6 +78,7 @@ impl RunState {
 
     /// Folds the next entry of the run into its state.
     pub fn push(&mut self, entry: &Entry, policy: &RunPolicy) {
+        self.note_drops(entry);
         if entry.phase == Phase::Intent {
             self.open_intents.insert(entry.trace_id.clone());
             return;
@@ -114,6 +118,21 @@ impl RunState {
         }
         self.mutations.extend(scope);
         self.violations.extend(judgement.violations);
+    }
+
+    /// Entries the ledger dropped between this run's entries: the rise of the process's
+    /// drop count (`ledger_dropped`) from one entry to the next. A fall is a restarted
+    /// pathgate, whose count began again at 0 (drops before the run's first entry are not
+    /// in its window).
+    fn note_drops(&mut self, entry: &Entry) {
+        let stamp = entry.ledger_dropped.unwrap_or(0);
+        if let Some(last) = self.last_dropped {
+            let lost = if stamp >= last { stamp - last } else { stamp };
+            if lost > 0 {
+                self.gap_of(GapKind::DroppedEntries, &entry.trace_id, lost);
+            }
+        }
+        self.last_dropped = Some(stamp);
     }
 
     fn note_time(&mut self, entry: &Entry) {
@@ -172,6 +191,11 @@ impl RunState {
     }
 
     fn gap(&mut self, kind: GapKind, trace_id: &str) {
+        self.gap_of(kind, trace_id, 1);
+    }
+
+    /// Adds `count` to the gap of `kind`, noting `trace_id` among its first trace ids.
+    fn gap_of(&mut self, kind: GapKind, trace_id: &str, count: u64) {
         let gap = match self.gaps.iter_mut().find(|g| g.kind == kind) {
             Some(gap) => gap,
             None => {
@@ -183,7 +207,7 @@ impl RunState {
                 self.gaps.last_mut().expect("just pushed")
             }
         };
-        gap.count += 1;
+        gap.count += count;
         if gap.trace_ids.len() < Gap::MAX_TRACE_IDS {
             gap.trace_ids.push(trace_id.to_string());
         }

@@ -1135,6 +1135,39 @@ fn evidence_names_what_the_ledger_cannot_show() {
 }
 
 #[test]
+fn entries_dropped_between_a_runs_entries_make_its_evidence_incomplete() {
+    let stamped = |n: usize, stamp: Option<u64>| {
+        let mut e = numbered(get(POD, 200), n);
+        e.ledger_dropped = stamp;
+        e
+    };
+    let before_the_run = judge_with(
+        &RunPolicy::default(),
+        &[stamped(1, Some(5)), stamped(2, Some(5))],
+    );
+    assert_eq!(
+        before_the_run.evidence.status,
+        EvidenceStatus::Complete,
+        "drops before the first entry are not the run's"
+    );
+    let during = judge_with(
+        &RunPolicy::default(),
+        &[stamped(1, None), stamped(2, Some(3)), stamped(3, Some(4))],
+    );
+    assert_eq!(during.evidence.reasons[0].kind, GapKind::DroppedEntries);
+    assert_eq!(during.evidence.reasons[0].count, 4);
+    assert_eq!(during.evidence.reasons[0].trace_ids.len(), 2);
+    let restarted = judge_with(
+        &RunPolicy::default(),
+        &[stamped(1, Some(9)), stamped(2, None), stamped(3, Some(2))],
+    );
+    assert_eq!(
+        restarted.evidence.reasons[0].count, 2,
+        "a restarted process counts from 0 again"
+    );
+}
+
+#[test]
 fn scope_is_reported_per_mutation_and_averaged() {
     let mut narrow = patch(DEPLOY, "merge-patch", 200);
     narrow.analysis.as_mut().unwrap().effect_paths = Some(vec!["/spec/replicas".into()]);

@@ -154,7 +154,8 @@ pub enum EvidenceStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GapKind {
-    /// The ledger dropped entries while the run was recorded.
+    /// The ledger dropped entries while the run was recorded (of this run or another:
+    /// the count is the process's).
     DroppedEntries,
     /// exec, attach, port-forward or proxy: effects inside a container (or behind a
     /// service) that the API never sees.
