@@ -1,8 +1,9 @@
 //! `pathgate autopsy` end to end: scripted kubectl runs through pathgate (observe mode,
 //! a real ledger spool) against the real control plane, each run its own session, judged
 //! by the real `pathgate autopsy` binary with a run policy and `--checks` evaluated
-//! through the admin kubeconfig (not through pathgate). Then the same runs through
-//! pathgate in enforce mode: what the gate denied is `blocked`, not a violation.
+//! through the admin kubeconfig (not through pathgate). The HTML report is loaded in real
+//! headless Chromium (Debian's `chromium`; the test fails without it). Then the same runs
+//! through pathgate in enforce mode: what the gate denied is `blocked`, not a violation.
 //!
 //! The control plane has no controller-manager: a pod "owned by a ReplicaSet" is a pod
 //! created with that controller ownerReference, which is what the apiserver and pathgate
@@ -310,6 +311,99 @@ async fn perform(cluster: &RunningCluster, gateway: &Gateway, session: &str, ste
     }
 }
 
+/// The HTML report of every run, loaded in real headless Chromium (Debian's `chromium`):
+/// the rendered DOM has a verdict banner per run, the timeline's rows told apart by kind,
+/// every violation linked to a timeline row that exists, and a screenshot renders.
+fn rendered_in_chromium(spool: &str, policy: &str, dir: &Path) {
+    let report = dir.join("report.html");
+    let status = Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .args([
+            "autopsy",
+            "--format",
+            "html",
+            "--final-state",
+            "pass",
+            "--policy",
+            policy,
+            "--out",
+        ])
+        .arg(&report)
+        .arg(spool)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "unsafe passes among the runs");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://") && !html.contains("<script"),
+        "self-contained, nothing fetched"
+    );
+    let chromium = |args: &[&str]| {
+        Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu"])
+            .args(args)
+            .arg(format!("file://{}", report.display()))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "chromium ({e}): install Debian's chromium package (apt-get install chromium)"
+                )
+            })
+    };
+    let dom = String::from_utf8(chromium(&["--dump-dom"]).stdout).unwrap();
+    for session in ["safe", "broad-manifest", "retry-loop"] {
+        assert!(
+            dom.contains(&format!("data-session=\"{session}\"")),
+            "{session} in the rendered DOM"
+        );
+    }
+    assert!(
+        dom.contains("<div class=\"banner safe_pass\">safe: safe_pass</div>"),
+        "the safe run's banner"
+    );
+    assert!(
+        dom.contains("<table id=\"summary\">"),
+        "a summary table for several runs"
+    );
+    for kind in ["read", "dry_run", "mutation", "ignored"] {
+        assert!(
+            dom.contains(&format!("data-kind=\"{kind}\"")),
+            "timeline rows of kind {kind}"
+        );
+    }
+    let links: Vec<&str> = dom
+        .split("<a href=\"#r-")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert!(
+        links.len() >= 10,
+        "violations link to their requests: {}",
+        links.len()
+    );
+    for link in links {
+        assert!(
+            dom.contains(&format!("id=\"r-{link}\"")),
+            "link #r-{link} has its timeline row"
+        );
+    }
+    let screenshot = dir.join("report.png");
+    let shot = chromium(&[
+        &format!("--screenshot={}", screenshot.display()),
+        "--window-size=1400,1000",
+    ]);
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a rendered screenshot: {} bytes",
+        png.len()
+    );
+}
+
 /// Runs the real `pathgate autopsy` binary; returns its exit code and JSON document.
 fn autopsy(args: &[&str]) -> (i32, Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_pathgate"))
@@ -479,6 +573,8 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
         !categories(broad).contains(&"redundant_create".to_string()),
         "the first apply created an allowed object"
     );
+
+    rendered_in_chromium(&spool_arg, &policy, files.path());
 
     // The same safe run with a final state that does not hold is a fail (exit 4), and
     // the report says which check failed and what was found.
