@@ -33,10 +33,12 @@ pub struct RunState {
     rewritten: Vec<Rewritten>,
     mutations: Vec<MutationScope>,
     gaps: Vec<Gap>,
-    /// Trace ids of outcomes that matter to counting (mutations and failures), so that a
-    /// sink's at-least-once redelivery is not judged twice. Reads are not remembered: a
-    /// duplicated read changes no verdict beyond a repeated `secret_read`.
-    seen: HashSet<String>,
+    /// Hashes of the trace ids of outcomes that matter to counting (mutations and
+    /// failures), so that a sink's at-least-once redelivery is not judged twice: 8 bytes
+    /// an entry, not the id (trace ids are random 128-bit values, so 64-bit hashes of a
+    /// run's ids do not collide in practice). Reads are not remembered: a duplicated read
+    /// changes no verdict beyond a repeated `secret_read`.
+    seen: HashSet<u64>,
     /// Intents whose outcome has not been seen (yet).
     open_intents: HashSet<String>,
     /// The last entry's `ledger_dropped` stamp (0 when absent).
@@ -86,7 +88,7 @@ impl RunState {
         self.open_intents.remove(&entry.trace_id);
         let status = entry.response.as_ref().map(|r| r.status_code);
         let remembered = entry.request.mutation || status.is_none_or(|s| s >= 400);
-        if remembered && !self.seen.insert(entry.trace_id.clone()) {
+        if remembered && !self.seen.insert(trace_hash(&entry.trace_id)) {
             return;
         }
         self.note_time(entry);
@@ -275,6 +277,11 @@ impl RunState {
             timeline: self.timeline,
         }
     }
+}
+
+fn trace_hash(trace_id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(trace_id)
 }
 
 fn mutation_scope(entry: &Entry) -> MutationScope {
