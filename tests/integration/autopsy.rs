@@ -560,6 +560,39 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
         vec!["namespace_delete", "missing_dry_run"],
         "a namespace delete is never also forbidden_mutation"
     );
+    // kubectl create sends protobuf: the created object's name comes from the body's
+    // metadata, recorded as analysis.object_name.
+    let create = crate::recording::spool_entries(spool.path())
+        .into_iter()
+        .find(|e| {
+            e["session"] == "redundant-create"
+                && e["request"]["method"] == "POST"
+                && e["response"]["status_code"] == 201
+        })
+        .expect("the unlisted create's entry");
+    assert_eq!(create["analysis"]["body_format"], "protobuf", "{create:#}");
+    assert_eq!(create["analysis"]["object_name"], "unlisted", "{create:#}");
+    let redundant = run_of(&document, "redundant-create");
+    assert!(
+        redundant["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["category"] == "redundant_create"
+                && v["why"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("configmaps {ns}/unlisted"))),
+        "{redundant:#}"
+    );
+    let pod = crate::recording::spool_entries(spool.path())
+        .into_iter()
+        .find(|e| e["session"] == "direct-pod-delete" && e["request"]["method"] == "DELETE")
+        .expect("the pod delete's entry");
+    assert_eq!(
+        pod["target"]["controller"]["kind"], "ReplicaSet",
+        "fetched before the delete: {pod:#}"
+    );
     let broad = run_of(&document, "broad-manifest");
     let csa = broad["violations"]
         .as_array()
