@@ -23,7 +23,8 @@ use crate::upstream::{Upstream, UpstreamError, UpstreamSource};
 pub enum FinalStateError {
     #[error(transparent)]
     Checks(#[from] ChecksError),
-    #[error("--kubeconfig: {0}")]
+    /// The `--kubeconfig` of the checks cannot be used (the source says why).
+    #[error("--kubeconfig cannot be used for the checks")]
     Kubeconfig(#[from] UpstreamError),
     #[error("cannot start the runtime for --checks: {0}")]
     Runtime(std::io::Error),

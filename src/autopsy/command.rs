@@ -63,7 +63,8 @@ pub struct Options {
 /// Why no verdict could be given.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("--policy {0}")]
+    /// The run policy file (the error names it).
+    #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Input(#[from] InputError),
@@ -71,7 +72,8 @@ pub enum CommandError {
     FinalState(#[from] FinalStateError),
     #[error(transparent)]
     MissingSessions(#[from] MissingSessions),
-    #[error("--group-by {0}")]
+    /// The `runs` manifest of `--group-by runs=FILE` (the error names it).
+    #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("the ledger has no entries to judge")]
     NoRuns,
