@@ -233,7 +233,7 @@ impl RunPolicy {
         }
     }
 
-    /// The protected pattern the object matches, if any.
+    /// Whether the object matches a protected pattern.
     pub fn protected(&self, group: &str, resource: &str, namespace: &str, name: &str) -> bool {
         self.protected_objects
             .iter()
