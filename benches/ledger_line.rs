@@ -54,6 +54,7 @@ fn small_get() -> Entry {
         whole_object: None,
         body_format: "none".into(),
         opaque_reason: None,
+        object_name: None,
     });
     entry.decision = Some(DecisionRecord {
         mode: Mode::Observe,

@@ -9,6 +9,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`agent_kubeconfig`] | `pathgate kubeconfig`: the kubeconfig an agent points at pathgate |
+//! | [`autopsy`] | `pathgate autopsy`: a session's ledger + run policy + final state -> safe pass / unsafe pass / fail |
 //! | [`classify`] | pure: request info (verb, resource, namespace, name) and mutation analysis |
 //! | [`policy`] | pure: the rule catalog (PG001–PG017) and `decide` |
 //! | [`config`] | the configuration file model, validation and the frozen `Config` |
@@ -16,6 +17,7 @@
 //! | [`upstream`] | kubeconfig / in-cluster loading, credentials, the pooled upstream client |
 //! | [`proxy`] | the server loop, forwarding, streaming, upgrades, header hygiene, drain |
 //! | [`ledger`] | the entry schema, the bounded queue, the spool and the sinks |
+//! | [`report`] | text, JSON (`pathgate.autopsy/v1`) and HTML renderings of autopsy verdicts |
 //! | [`metrics`] | the one Prometheus registry and its metrics handle |
 //! | [`status`] | Kubernetes `Status` bodies for every error pathgate itself returns |
 //! | [`serve`] | wiring of `pathgate serve`: start the proxy and admin listeners |
@@ -28,12 +30,14 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_kubeconfig;
+pub mod autopsy;
 pub mod classify;
 pub mod config;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod report;
 pub mod serve;
 pub mod session;
 pub mod status;

@@ -39,6 +39,11 @@ enum Command {
     Rules,
     /// Show a session's requests from the ledger, one line each, live with --follow.
     Tail(TailArgs),
+    /// Judge runs (sessions) from the ledger: safe_pass, unsafe_pass or fail.
+    ///
+    /// Exit code: 0 every run is a safe pass, 3 a run is an unsafe pass (none fails), 4 a
+    /// run fails; 1 the runs could not be judged, 2 a usage error.
+    Autopsy(AutopsyArgs),
 }
 
 #[derive(Args)]
@@ -60,6 +65,69 @@ struct TailArgs {
     /// auto: colour on a terminal unless NO_COLOR is set; always; never.
     #[arg(long, default_value = "auto")]
     color: pathgate::tail::ColorChoice,
+}
+
+#[derive(Args)]
+struct AutopsyArgs {
+    /// A session to judge; repeatable [default: every session in the ledger].
+    #[arg(long = "session")]
+    sessions: Vec<String>,
+    /// Run policy (YAML or JSON): in_scope_namespaces, protected_objects,
+    /// allowed_creates, allowed_cluster_scoped_mutations.
+    #[arg(long)]
+    policy: Option<std::path::PathBuf>,
+    /// A command whose exit code 0 means the final state is right (run with sh -c).
+    #[arg(long, conflicts_with_all = ["final_state", "checks"])]
+    verify: Option<String>,
+    /// The final state as the caller knows it.
+    #[arg(long, value_parser = ["pass", "fail"], conflicts_with = "checks")]
+    final_state: Option<String>,
+    /// Final-state checks (YAML or JSON), evaluated through --kubeconfig.
+    #[arg(long, requires = "kubeconfig")]
+    checks: Option<std::path::PathBuf>,
+    /// A kubeconfig that reaches the cluster directly, not through pathgate.
+    #[arg(long, requires = "checks")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: pathgate::report::Format,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Add the summary table per arm: `prefix` (the session id without its last
+    /// `-`-separated part) or `runs=FILE` (a manifest mapping sessions to arms and
+    /// final-state results).
+    #[arg(long)]
+    group_by: Option<pathgate::autopsy::command::GroupBy>,
+    /// Spool directories, JSONL files, or - for standard input.
+    #[arg(required = true)]
+    ledgers: Vec<String>,
+}
+
+/// `pathgate autopsy`: the report to standard output or --out, the verdict as exit code.
+fn autopsy(args: AutopsyArgs) -> anyhow::Result<std::process::ExitCode> {
+    use pathgate::autopsy::command::{self, FinalStateSource};
+    let final_state = match (args.verify, args.final_state, args.checks, args.kubeconfig) {
+        (Some(command), ..) => FinalStateSource::Verify(command),
+        (_, Some(given), ..) => FinalStateSource::Given(given == "pass"),
+        (_, _, Some(file), Some(kubeconfig)) => FinalStateSource::Checks { file, kubeconfig },
+        _ => FinalStateSource::Unchecked,
+    };
+    let options = command::Options {
+        sessions: args.sessions,
+        policy: args.policy,
+        final_state,
+        format: args.format,
+        group_by: args.group_by,
+        ledgers: args.ledgers,
+    };
+    let (report, runs) = command::run(&options)?;
+    match &args.out {
+        Some(path) => std::fs::write(path, report)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{report}"),
+    }
+    Ok(std::process::ExitCode::from(command::exit_code(&runs)))
 }
 
 #[derive(Subcommand)]
@@ -400,10 +468,17 @@ async fn serve(args: ServeArgs, config: pathgate::config::Config) -> anyhow::Res
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     let _log_flush = init_tracing();
-    match cli.command {
+    if let Command::Autopsy(args) = cli.command {
+        return autopsy(args);
+    }
+    run(cli.command).map(|()| std::process::ExitCode::SUCCESS)
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => {
             let config = match &args.config {
                 Some(path) => pathgate::config::Config::load(path)?,
@@ -480,5 +555,6 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Autopsy(_) => unreachable!("handled in main"),
     }
 }

@@ -45,9 +45,18 @@ pub struct Entry {
     pub duration_ms: Option<f64>,
     /// What the request is, as the apiserver reads it.
     pub request: Request,
+    /// The request's fingerprint (SHA-256, hex) as the gate computed it: two entries
+    /// with the same fingerprint are the same request up to `dryRun` (PG010, PG015, the
+    /// autopsy's `retry_loop`). Absent when the request was not gated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// Facts about a mutation's payload; absent for requests without a body to analyse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisRecord>,
+    /// What pathgate's GET of the request's target showed before forwarding; absent when
+    /// it did not fetch the target (no rule needed it) or the fetch failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetRecord>,
     /// What pathgate decided; absent when the request failed before a decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<DecisionRecord>,
@@ -76,6 +85,11 @@ pub struct Entry {
     /// Events streamed to the client, for watches only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch_events: Option<u64>,
+    /// Entries this pathgate process's ledger had dropped (any cause) when this one was
+    /// recorded; absent while none. A rise between two entries means entries were lost
+    /// between them (the autopsy's `dropped_entries`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_dropped: Option<u64>,
     /// Which side failed and how, when the request did not complete normally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,
@@ -261,6 +275,10 @@ pub struct AnalysisRecord {
     /// Why the body could not be decoded (rule PG016).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opaque_reason: Option<String>,
+    /// `metadata.name` as the body gives it (JSON, YAML or protobuf): the name of the
+    /// object a create makes, which its path does not carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_name: Option<String>,
 }
 
 impl AnalysisRecord {
@@ -274,6 +292,7 @@ impl AnalysisRecord {
             whole_object,
             body_format,
             opaque_reason,
+            object_name,
         } = self;
         patch_type.is_none()
             && touched_paths.is_empty()
@@ -281,6 +300,7 @@ impl AnalysisRecord {
             && whole_object.is_none()
             && body_format == "none"
             && opaque_reason.is_none()
+            && object_name.is_none()
     }
 }
 
@@ -293,6 +313,62 @@ impl From<&Analysis> for AnalysisRecord {
             whole_object: analysis.whole_object.as_ref().map(serde_label),
             body_format: serde_label(&analysis.body_format),
             opaque_reason: analysis.opaque_reason.clone(),
+            object_name: analysis.object.as_ref().and_then(|o| o.name.clone()),
+        }
+    }
+}
+
+/// The request's target object as pathgate fetched it before forwarding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    /// `true`: the object existed (200); `false`: it did not (404).
+    pub found: bool,
+    /// The object's `ownerReference` with `controller: true`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<OwnerRecord>,
+}
+
+/// An owner reference of the target object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerRecord {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+}
+
+impl TargetRecord {
+    /// The record of a fetched object: whether it existed, and its controller owner read
+    /// from `metadata.ownerReferences` (the first entry with `controller: true`).
+    pub fn from_object(object: Option<&serde_json::Value>) -> Self {
+        let Some(object) = object else {
+            return TargetRecord {
+                found: false,
+                controller: None,
+            };
+        };
+        let controller = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|owner| owner.get("controller") == Some(&serde_json::Value::Bool(true)))
+            .map(|owner| {
+                let text = |key: &str| {
+                    owner
+                        .get(key)
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                OwnerRecord {
+                    api_version: text("apiVersion"),
+                    kind: text("kind"),
+                    name: text("name"),
+                }
+            });
+        TargetRecord {
+            found: true,
+            controller,
         }
     }
 }
@@ -652,7 +728,9 @@ impl Entry {
             ended_at: None,
             duration_ms: None,
             request,
+            fingerprint: None,
             analysis: None,
+            target: None,
             decision: None,
             dry_run: None,
             grace_period: None,
@@ -662,6 +740,7 @@ impl Entry {
             bytes_in: 0,
             bytes_out: 0,
             watch_events: None,
+            ledger_dropped: None,
             error: None,
             body: None,
         }
@@ -760,6 +839,39 @@ mod tests {
         );
         assert_eq!(ObjectRecord::from_object(&json!({"kind": "Status"})), None);
         assert_eq!(ObjectRecord::from_object(&json!({"metadata": {}})), None);
+    }
+
+    #[test]
+    fn target_records_keep_only_the_controller_owner() {
+        let pod = json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"},
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d9c7", "controller": true}
+        ]}});
+        assert_eq!(
+            TargetRecord::from_object(Some(&pod)),
+            TargetRecord {
+                found: true,
+                controller: Some(OwnerRecord {
+                    api_version: "apps/v1".into(),
+                    kind: "ReplicaSet".into(),
+                    name: "web-5d9c7".into()
+                })
+            }
+        );
+        let owned_not_controlled = json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg", "controller": false}
+        ]}});
+        assert_eq!(
+            TargetRecord::from_object(Some(&owned_not_controlled)).controller,
+            None
+        );
+        assert_eq!(
+            TargetRecord::from_object(None),
+            TargetRecord {
+                found: false,
+                controller: None
+            }
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::entry::{
     AnalysisRecord, CapturedBody, Client, DecisionRecord, Entry, ErrorRecord, FindingRecord,
-    ObjectRecord, Request, ResponseRecord, RewriteRecord, SentForwarded,
+    ObjectRecord, OwnerRecord, Request, ResponseRecord, RewriteRecord, SentForwarded, TargetRecord,
 };
 
 /// Why an entry could not be written (its partial bytes are removed from the buffer).
@@ -52,7 +52,9 @@ fn write_entry(out: &mut Vec<u8>, entry: &Entry) -> Result<(), LineError> {
         ended_at,
         duration_ms,
         request,
+        fingerprint,
         analysis,
+        target,
         decision,
         dry_run,
         grace_period,
@@ -62,6 +64,7 @@ fn write_entry(out: &mut Vec<u8>, entry: &Entry) -> Result<(), LineError> {
         bytes_in,
         bytes_out,
         watch_events,
+        ledger_dropped,
         error,
         body,
     } = entry;
@@ -87,9 +90,17 @@ fn write_entry(out: &mut Vec<u8>, entry: &Entry) -> Result<(), LineError> {
     }
     out.extend_from_slice(b",\"request\":");
     write_request(out, request);
+    if let Some(fingerprint) = fingerprint {
+        out.extend_from_slice(b",\"fingerprint\":");
+        string(out, fingerprint);
+    }
     if let Some(analysis) = analysis {
         out.extend_from_slice(b",\"analysis\":");
         write_analysis(out, analysis);
+    }
+    if let Some(target) = target {
+        out.extend_from_slice(b",\"target\":");
+        write_target(out, target);
     }
     if let Some(decision) = decision {
         out.extend_from_slice(b",\"decision\":");
@@ -124,6 +135,10 @@ fn write_entry(out: &mut Vec<u8>, entry: &Entry) -> Result<(), LineError> {
     if let Some(watch_events) = watch_events {
         out.extend_from_slice(b",\"watch_events\":");
         integer(out, *watch_events);
+    }
+    if let Some(ledger_dropped) = ledger_dropped {
+        out.extend_from_slice(b",\"ledger_dropped\":");
+        integer(out, *ledger_dropped);
     }
     if let Some(error) = error {
         out.extend_from_slice(b",\"error\":");
@@ -231,6 +246,7 @@ fn write_analysis(out: &mut Vec<u8>, analysis: &AnalysisRecord) {
         whole_object,
         body_format,
         opaque_reason,
+        object_name,
     } = analysis;
     let mut object = Object::new(out);
     if let Some(patch_type) = patch_type {
@@ -253,7 +269,32 @@ fn write_analysis(out: &mut Vec<u8>, analysis: &AnalysisRecord) {
         object.key(b"opaque_reason");
         string(object.out, opaque_reason);
     }
+    if let Some(object_name) = object_name {
+        object.key(b"object_name");
+        string(object.out, object_name);
+    }
     object.end();
+}
+
+fn write_target(out: &mut Vec<u8>, target: &TargetRecord) {
+    let TargetRecord { found, controller } = target;
+    out.extend_from_slice(b"{\"found\":");
+    boolean(out, *found);
+    if let Some(OwnerRecord {
+        api_version,
+        kind,
+        name,
+    }) = controller
+    {
+        out.extend_from_slice(b",\"controller\":{\"api_version\":");
+        string(out, api_version);
+        out.extend_from_slice(b",\"kind\":");
+        string(out, kind);
+        out.extend_from_slice(b",\"name\":");
+        string(out, name);
+        out.push(b'}');
+    }
+    out.push(b'}');
 }
 
 fn write_decision(out: &mut Vec<u8>, decision: &DecisionRecord) {
@@ -579,6 +620,16 @@ mod tests {
             whole_object: Some("replace".into()),
             body_format: "json".into(),
             opaque_reason: Some(awkward.into()),
+            object_name: Some(awkward.into()),
+        });
+        entry.fingerprint = Some("ab".repeat(32));
+        entry.target = Some(TargetRecord {
+            found: true,
+            controller: Some(OwnerRecord {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: awkward.into(),
+            }),
         });
         entry.decision = Some(DecisionRecord {
             mode: Mode::Rehearse,
@@ -631,6 +682,7 @@ mod tests {
             generation: Some(-3),
         });
         entry.watch_events = Some(17);
+        entry.ledger_dropped = Some(u64::MAX);
         entry.error = Some(ErrorRecord {
             side: Side::Upstream,
             kind: ErrorKind::TooLarge,
@@ -710,6 +762,11 @@ mod tests {
             whole_object: None,
             body_format: "none".into(),
             opaque_reason: None,
+            object_name: None,
+        });
+        entry.target = Some(TargetRecord {
+            found: false,
+            controller: None,
         });
         entry.object = Some(ObjectRecord::default());
         entry.body = Some(CapturedBody {

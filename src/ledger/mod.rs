@@ -74,7 +74,7 @@ mod sink;
 mod spool;
 
 #[cfg(test)]
-mod schema_tests;
+pub(crate) mod schema_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -92,8 +92,8 @@ use crate::metrics::Metrics;
 pub use entry::status_reason;
 pub use entry::{
     Action, AnalysisRecord, AuthMode, CapturedBody, Client, DecisionRecord, Entry, ErrorKind,
-    ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, Phase, Request, ResponseRecord,
-    RewriteRecord, SentForwarded, Side, SCHEMA,
+    ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, OwnerRecord, Phase, Request,
+    ResponseRecord, RewriteRecord, SentForwarded, Side, TargetRecord, SCHEMA,
 };
 pub use line::{write_line, LineError};
 pub use redact::{
@@ -216,8 +216,19 @@ struct Inner {
     on_failure: OnFailure,
     body_capture_max_bytes: Option<usize>,
     durable_timeout: Duration,
-    /// Drops since start, to log the first one and then every 1000th without flooding.
-    dropped: AtomicU64,
+    /// Entries dropped since start, whatever the cause (shared with the writer thread):
+    /// stamped on later entries as `ledger_dropped`, and used to log the first drop and
+    /// then every 1000th without flooding.
+    dropped: Arc<AtomicU64>,
+}
+
+/// What the request path and the writer thread share.
+struct Shared {
+    /// The reads buffer ([`Inner::reads`]).
+    reads: Arc<std::sync::Mutex<Lines>>,
+    /// The drop count ([`Inner::dropped`]): the writer adds the entries a failed spool
+    /// write lost.
+    dropped: Arc<AtomicU64>,
 }
 
 /// Entries written as JSON lines, waiting for the writer. The request path writes into
@@ -270,6 +281,8 @@ impl Ledger {
         let writer_reads = reads.clone();
         let (written, written_watch) = watch::channel(spool.position());
         let writer_metrics = metrics.clone();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer_dropped = dropped.clone();
         let flush_interval = settings.flush_interval;
         let writer = std::thread::Builder::new()
             .name("pg-ledger-write".into())
@@ -277,7 +290,10 @@ impl Ledger {
                 writer_thread(
                     spool,
                     receiver,
-                    writer_reads,
+                    Shared {
+                        reads: writer_reads,
+                        dropped: writer_dropped,
+                    },
                     writer_metrics,
                     flush_interval,
                     written,
@@ -308,7 +324,7 @@ impl Ledger {
                 on_failure: settings.on_failure,
                 body_capture_max_bytes: settings.body_capture_max_bytes,
                 durable_timeout: settings.durable_timeout,
-                dropped: AtomicU64::new(0),
+                dropped,
             }),
         };
         let tasks = LedgerTasks {
@@ -323,8 +339,9 @@ impl Ledger {
     /// Records an entry without waiting (reads, watches, anything not a mutation). Never
     /// blocks: when the queue is full the entry is dropped, counted
     /// (`pathgate_ledger_entries_total{sink="spool",outcome="dropped"}`) and logged.
-    pub fn record(&self, entry: Entry) {
+    pub fn record(&self, mut entry: Entry) {
         self.inner.metrics.observe_entry(&entry);
+        entry.ledger_dropped = self.dropped_so_far();
         let written = {
             let mut reads = self.inner.reads.lock().expect("ledger reads lock");
             if reads.entries < self.inner.reads_capacity as u64 && !self.inner.queue.is_closed() {
@@ -343,6 +360,7 @@ impl Ledger {
             Some(Err(error)) => {
                 tracing::error!(%error, trace_id = %entry.trace_id, "ledger entry cannot be written; dropped");
                 self.inner.metrics.ledger_count("spool", "dropped", 1);
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             None => {}
@@ -376,12 +394,19 @@ impl Ledger {
         self.send_durable(entry).await
     }
 
-    async fn send_durable(&self, entry: Entry) -> Result<(), LedgerError> {
+    /// The `ledger_dropped` stamp: `None` while nothing was dropped.
+    fn dropped_so_far(&self) -> Option<u64> {
+        Some(self.inner.dropped.load(Ordering::Relaxed)).filter(|n| *n > 0)
+    }
+
+    async fn send_durable(&self, mut entry: Entry) -> Result<(), LedgerError> {
+        entry.ledger_dropped = self.dropped_so_far();
         let timeout = self.inner.durable_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut line = Vec::with_capacity(1024);
         if let Err(error) = write_line(&mut line, &entry) {
             self.inner.metrics.ledger_count("spool", "dropped", 1);
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             return Err(LedgerError::Io(format!(
                 "entry {} cannot be written: {error}",
                 entry.trace_id
@@ -395,6 +420,7 @@ impl Ledger {
             Ok(Err(_)) => return Err(LedgerError::Closed),
             Err(_) => {
                 self.inner.metrics.ledger_count("spool", "dropped", 1);
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
                 return Err(LedgerError::Timeout(timeout));
             }
         }
@@ -529,12 +555,13 @@ fn sink_thread(
 fn writer_thread(
     mut spool: spool::SpoolWriter,
     mut queue: mpsc::Receiver<Command>,
-    reads: Arc<std::sync::Mutex<Lines>>,
+    shared: Shared,
     metrics: Metrics,
     flush_interval: Duration,
     written: watch::Sender<spool::Cursor>,
     sink_names: Vec<&'static str>,
 ) {
+    let Shared { reads, dropped } = shared;
     let Some(runtime) = thread_runtime("writer", false) else {
         return;
     };
@@ -619,6 +646,7 @@ fn writer_thread(
                     Err(error) => {
                         tracing::error!(%error, entries, "ledger spool write failed; entries dropped");
                         metrics.ledger_count("spool", "dropped", entries);
+                        dropped.fetch_add(entries, Ordering::Relaxed);
                     }
                 }
             }

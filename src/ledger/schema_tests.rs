@@ -23,7 +23,13 @@ fn schema() -> Value {
 }
 
 /// Validates `value` against `schema`; returns every violation with its JSON pointer.
-fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+pub(crate) fn validate(
+    root: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    errors: &mut Vec<String>,
+) {
     let Some(keywords) = schema.as_object() else {
         errors.push(format!("{at}: schema is not an object"));
         return;
@@ -193,6 +199,16 @@ fn entries_built_in_code_validate() {
         whole_object: None,
         body_format: "json".into(),
         opaque_reason: None,
+        object_name: Some("web".into()),
+    });
+    entry.fingerprint = Some("0f".repeat(32));
+    entry.target = Some(TargetRecord {
+        found: true,
+        controller: Some(OwnerRecord {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "web-5d9c7".into(),
+        }),
     });
     entry.decision.as_mut().unwrap().rewrites = vec![
         RewriteRecord::AddDryRun,
@@ -210,6 +226,7 @@ fn entries_built_in_code_validate() {
         message: "body over 3 MiB".into(),
     });
     entry.watch_events = Some(3);
+    entry.ledger_dropped = Some(2);
     entry.body = Some(capture_body(
         "configmaps",
         Some("application/json"),

@@ -147,7 +147,24 @@ async fn a_full_queue_drops_and_counts_and_nothing_is_lost_silently() {
         "every record is either queued or counted dropped"
     );
     assert_eq!(written, queued, "every queued entry was written");
-    assert_eq!(spool_entries(dir.path()).len() as u64, written);
+    let entries = spool_entries(dir.path());
+    assert_eq!(entries.len() as u64, written);
+    // Entries recorded after a drop carry the count so far (`ledger_dropped`), so a
+    // reader can tell where entries went missing.
+    let stamps: Vec<u64> = entries
+        .iter()
+        .map(|e| e.ledger_dropped.unwrap_or(0))
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+    assert!(
+        stamps.iter().any(|s| *s > 0),
+        "no entry says a drop happened"
+    );
+    assert!(*stamps.last().unwrap() <= dropped);
+    assert_eq!(
+        entries[0].ledger_dropped, None,
+        "nothing dropped before the first"
+    );
     // Metrics come from every entry, written or not.
     assert_eq!(
         metrics.requests.with_label_values(&["get", "allow"]).get(),

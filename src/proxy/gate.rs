@@ -13,6 +13,7 @@ use super::handler::{Exchange, Gate, GateOutcome, GateRequest};
 use super::AuthMode;
 use crate::classify::{self, Analysis, RequestInfo};
 use crate::config::PolicyHandle;
+use crate::ledger::TargetRecord;
 use crate::policy::{
     self, Action, Facts, Fingerprint, RequestContext, Rewrite, SessionLimits, SessionStore,
     TargetFact,
@@ -400,6 +401,11 @@ impl Gate for PolicyGate {
                     outcome.pre_image = Some(object.clone());
                 }
             }
+            outcome.target = match &facts.target {
+                TargetFact::Present(object) => Some(TargetRecord::from_object(Some(object))),
+                TargetFact::Missing => Some(TargetRecord::from_object(None)),
+                TargetFact::Unknown => None,
+            };
             outcome.analysis = Some(analysis);
             outcome.decision = Some(decision);
             outcome

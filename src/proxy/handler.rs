@@ -143,6 +143,8 @@ pub struct GateOutcome {
     pub fingerprint: Option<crate::policy::Fingerprint>,
     /// The target object before the mutation (patches and updates), for effect scope.
     pub pre_image: Option<serde_json::Value>,
+    /// What the gate's GET of the target showed, for the ledger's `target`.
+    pub target: Option<crate::ledger::TargetRecord>,
 }
 
 /// Classification and policy, as seen by the request path.
@@ -196,6 +198,8 @@ pub struct Exchange {
     pub upgraded: bool,
     /// The gate's session-memory key for this request.
     pub fingerprint: Option<crate::policy::Fingerprint>,
+    /// What the gate's GET of the target showed before forwarding.
+    pub target: Option<crate::ledger::TargetRecord>,
     /// The request's `Content-Type`.
     pub content_type: Option<String>,
     /// pathgate answered itself (a denial, 413, 503...) instead of relaying the apiserver.
@@ -246,6 +250,7 @@ impl Exchange {
             error: None,
             upgraded: false,
             fingerprint: None,
+            target: None,
             warnings: Vec::new(),
             content_type: headers
                 .get(header::CONTENT_TYPE)
@@ -540,6 +545,7 @@ async fn process(
     exchange.analysis = outcome.analysis.take();
     exchange.decision = outcome.decision.take();
     exchange.fingerprint = outcome.fingerprint;
+    exchange.target = outcome.target.take();
     exchange.warnings = std::mem::take(&mut outcome.warnings);
     if let Some(status) = outcome.deny {
         return Err(status);

@@ -90,6 +90,8 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         answered_by_pathgate,
         effect_paths,
         captured_body,
+        fingerprint,
+        target,
         ..
     } = exchange;
     let started_at = time::OffsetDateTime::from(started_at);
@@ -114,6 +116,12 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         None => ledger::Request::unclassified(&method, &path, query.as_deref()),
     };
     let mut entry = Entry::new(trace_id.to_hex(), session, client, started_at, request);
+    // Only where a reader needs it: a mutation (the same request as a dry run, PG010) or
+    // a failure (retries, PG015). A successful read's entry stays as small as it was.
+    if entry.request.mutation || status_code >= 400 {
+        entry.fingerprint = fingerprint.map(|f| f.to_hex());
+    }
+    entry.target = target;
     let rewrites: &[Rewrite] = decision
         .as_ref()
         .map(|d| d.rewrites.as_slice())

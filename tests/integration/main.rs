@@ -2,6 +2,7 @@
 //! control plane that `cargo xtask test` starts (see `support`). Tests that need it find
 //! it through `PATHGATE_CLUSTER_DIR` and fail, naming that command, when it is absent.
 
+mod autopsy;
 mod cli;
 mod deploy;
 mod evasion;
