@@ -3,7 +3,7 @@
 //! - `cluster up [--dir DIR]` / `cluster down [--dir DIR]`: a cluster for humans and demos;
 //! - `build-controlplane`: build (or reuse) kube-apiserver, kubectl and etcd;
 //! - `prepare`: build (or reuse) every test prerequisite: the control plane, the Go-built
-//!   tools (`testcluster::tools`), Debian's prometheus;
+//!   tools (`testcluster::tools`), Debian's prometheus and chromium;
 //! - `test [-- ARGS]`: prepare, start a cluster, run every test against it, stop it.
 //!
 //! Everything real lives in the `testcluster` crate, which the integration tests share; this
@@ -36,7 +36,7 @@ enum Task {
     },
     /// Build kube-apiserver, kubectl and etcd from their Go modules, or reuse the cache.
     BuildControlplane,
-    /// Build or reuse every test prerequisite (control plane, Go-built tools, prometheus).
+    /// Build or reuse every test prerequisite (control plane, Go-built tools, Debian packages).
     Prepare,
     /// Build or reuse the control plane, start a cluster, run all tests against it, stop it.
     ///
@@ -156,29 +156,57 @@ fn cluster_up(dir: &Path, interrupted: &AtomicBool) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The test suite's real parts besides the control plane: Debian's `prometheus` (the
-/// metrics test scrapes pathgate with it; `promtool` checks the alert rules). Installed with
-/// apt-get when missing, as the README says.
-fn ensure_prometheus() -> anyhow::Result<()> {
-    let present = Command::new("prometheus")
+/// The Debian packages the tests run: `prometheus` (a test scrapes pathgate with it;
+/// `promtool` checks the alert rules) and `chromium` (the autopsy's HTML report is loaded in
+/// it headless). Each is a command to probe and the package that provides it.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[("prometheus", "prometheus"), ("chromium", "chromium")];
+
+/// Installs the [`DEBIAN_PACKAGES`] that are missing with apt-get, as the README says. A
+/// machine whose package lists are empty or stale gets `apt-get update` once, then a retry.
+fn ensure_debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(command, _)| !command_runs(command))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing Debian's {} with apt-get",
+        missing.join(", ")
+    );
+    if apt_get(&["install", "-y", "-qq"], &missing)? {
+        return Ok(());
+    }
+    eprintln!("xtask: apt-get install failed; updating the package lists and retrying");
+    if !apt_get(&["update", "-qq"], &[])? || !apt_get(&["install", "-y", "-qq"], &missing)? {
+        bail!(
+            "apt-get could not install {}; install these Debian packages",
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn command_runs(command: &str) -> bool {
+    Command::new(command)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|status| status.success());
-    if present {
-        return Ok(());
-    }
-    eprintln!("xtask: installing Debian's prometheus package (Prometheus and promtool)");
+        .is_ok_and(|status| status.success())
+}
+
+fn apt_get(args: &[&str], packages: &[&str]) -> anyhow::Result<bool> {
     let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "prometheus"])
+        .args(args)
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
         .status()
-        .context("running apt-get install prometheus")?;
-    if !status.success() {
-        bail!("apt-get install prometheus failed ({status}); install Debian's prometheus package");
-    }
-    Ok(())
+        .context("running apt-get")?;
+    Ok(status.success())
 }
 
 /// `deploy/check.sh`: promtool checks and unit-tests the alert rules.
@@ -197,7 +225,7 @@ fn check_deploy() -> anyhow::Result<()> {
 /// tests only look these up, so none of them builds (or races another to build) anything.
 fn prepare() -> anyhow::Result<()> {
     let started = Instant::now();
-    ensure_prometheus()?;
+    ensure_debian_packages()?;
     let binaries = ControlPlaneSource::of_workspace()?.ensure_built()?;
     eprintln!("xtask: control plane ready in {}", binaries.dir.display());
     for tool in testcluster::tools::ALL {
