@@ -23,6 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use admin::serve_admin;
 pub use body::{StreamEnd, StreamStats};
@@ -90,6 +91,9 @@ pub struct Proxy {
     pub recorder: Arc<dyn Recorder>,
     /// Cancelled when pathgate drains: watches end cleanly, new requests are refused.
     pub draining: CancellationToken,
+    /// Requests being served, each in a task of its own: they outlive a client that went
+    /// away (its mutation is still answered and recorded), and a drain waits for them.
+    pub in_flight: TaskTracker,
 }
 
 /// Serves TLS connections from `listener` until `shutdown` resolves, then drains:
@@ -167,7 +171,13 @@ pub async fn serve(
     drop(listener);
     tracing::info!("draining: no new connections; ending watches");
     proxy.draining.cancel();
-    match tokio::time::timeout(drain_timeout, graceful.shutdown()).await {
+    // Connections first, then the requests whose clients left before their answer.
+    let drained = async {
+        graceful.shutdown().await;
+        proxy.in_flight.close();
+        proxy.in_flight.wait().await;
+    };
+    match tokio::time::timeout(drain_timeout, drained).await {
         Ok(()) => tracing::info!("drained"),
         Err(_) => tracing::warn!(
             seconds = drain_timeout.as_secs(),
