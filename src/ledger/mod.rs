@@ -92,8 +92,8 @@ use crate::metrics::Metrics;
 pub use entry::status_reason;
 pub use entry::{
     Action, AnalysisRecord, AuthMode, CapturedBody, Client, DecisionRecord, Entry, ErrorKind,
-    ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, Phase, Request, ResponseRecord,
-    RewriteRecord, SentForwarded, Side, SCHEMA,
+    ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, Phase, Request, ResponseEnd,
+    ResponseRecord, RewriteRecord, SentForwarded, Side, SCHEMA,
 };
 pub use line::{write_line, LineError};
 pub use redact::{

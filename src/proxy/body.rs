@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
+use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Why a request body could not be buffered.
@@ -40,6 +41,99 @@ where
     Ok(buffer.freeze())
 }
 
+/// An upstream answer read up to a bound (see [`read_answer`]).
+pub enum Answer<B> {
+    /// The whole body, within the bound.
+    Whole(Bytes),
+    /// The body went past the bound: the frames read so far and the rest, still unread.
+    Over { read: Bytes, rest: B },
+    /// The upstream broke the body off after sending `read`.
+    Broken { read: Bytes, error: hyper::Error },
+}
+
+/// Reads an answer whole when it fits in `limit` bytes. Unlike [`read_bounded`], going past
+/// the bound is not a failure: the caller gets back what was read and the rest of the body,
+/// so an answer too large to inspect can still be relayed as the apiserver sent it.
+pub async fn read_answer<B>(mut body: B, limit: usize) -> Answer<B>
+where
+    B: HttpBody<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    let mut buffer = BytesMut::new();
+    if body.size_hint().lower() > limit as u64 {
+        return Answer::Over {
+            read: Bytes::new(),
+            rest: body,
+        };
+    }
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    buffer.extend_from_slice(&data);
+                    if buffer.len() > limit {
+                        return Answer::Over {
+                            read: buffer.freeze(),
+                            rest: body,
+                        };
+                    }
+                }
+            }
+            Err(error) => {
+                return Answer::Broken {
+                    read: buffer.freeze(),
+                    error,
+                }
+            }
+        }
+    }
+    Answer::Whole(buffer.freeze())
+}
+
+/// What comes after the bytes a [`Prefixed`] body already holds.
+pub enum Tail<B> {
+    /// The rest of the upstream body.
+    Rest(B),
+    /// The upstream's failure, passed on once (the client sees the body break off).
+    Broken(Option<hyper::Error>),
+}
+
+/// A body whose first bytes were already read (to inspect them), followed by its tail.
+pub struct Prefixed<B> {
+    prefix: Option<Bytes>,
+    tail: Tail<B>,
+}
+
+impl<B> Prefixed<B> {
+    pub fn new(prefix: Bytes, tail: Tail<B>) -> Self {
+        Self {
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            tail,
+        }
+    }
+}
+
+impl<B> HttpBody for Prefixed<B>
+where
+    B: HttpBody<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(prefix) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        match &mut this.tail {
+            Tail::Rest(rest) => Pin::new(rest).poll_frame(cx),
+            Tail::Broken(error) => Poll::Ready(error.take().map(Err)),
+        }
+    }
+}
+
 /// Counters a streamed response fills in, read when the stream ends.
 #[derive(Debug, Default)]
 pub struct StreamStats {
@@ -49,8 +143,10 @@ pub struct StreamStats {
     pub events: AtomicU64,
 }
 
-/// Called once when a streamed response ends, fails or is dropped by the client.
-pub type OnEnd = Box<dyn FnOnce(StreamEnd) + Send + Sync + 'static>;
+/// Called once when a streamed response ends, fails or is dropped by the client. It may
+/// return the task making the record durable: the body's end is released to the client
+/// only once that task finished (a mutation's answer too large to buffer).
+pub type OnEnd = Box<dyn FnOnce(StreamEnd) -> Option<JoinHandle<()>> + Send + Sync + 'static>;
 
 /// How a streamed response ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +169,8 @@ pub struct Relay<B> {
     count_events: bool,
     drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     on_end: Option<OnEnd>,
+    /// The durable record the end of the body waits for.
+    recording: Option<JoinHandle<()>>,
 }
 
 impl<B> Relay<B> {
@@ -91,13 +189,28 @@ impl<B> Relay<B> {
             count_events,
             drain: drain.map(|token| Box::pin(token.cancelled_owned())),
             on_end: Some(on_end),
+            recording: None,
         }
     }
 
     fn finish(&mut self, end: StreamEnd) {
         if let Some(on_end) = self.on_end.take() {
-            on_end(end);
+            self.recording = on_end(end);
         }
+    }
+
+    /// Ends the body once the record of its end (if one is awaited) is made.
+    fn end_when_recorded(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(recording) = self.recording.as_mut() {
+            if Pin::new(recording).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.recording = None;
+        }
+        Poll::Ready(None)
     }
 }
 
@@ -119,10 +232,14 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        if this.on_end.is_none() {
+            // Ended: only the record it waits for may be left.
+            return this.end_when_recorded(cx);
+        }
         if let Some(drain) = this.drain.as_mut() {
             if drain.as_mut().poll(cx).is_ready() {
                 this.finish(StreamEnd::Drained);
-                return Poll::Ready(None);
+                return this.end_when_recorded(cx);
             }
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
@@ -144,14 +261,16 @@ where
             }
             Poll::Ready(None) => {
                 this.finish(StreamEnd::Complete);
-                Poll::Ready(None)
+                this.end_when_recorded(cx)
             }
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // Never end early on the inner body's word: the end must pass through `poll_frame`,
+        // which reports it (and may wait for its record).
+        false
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -250,7 +369,10 @@ mod tests {
             stats.clone(),
             true,
             None,
-            Box::new(move |end| *seen.lock().unwrap() = Some(end)),
+            Box::new(move |end| {
+                *seen.lock().unwrap() = Some(end);
+                None
+            }),
         );
         let bytes = relay.collect().await.unwrap().to_bytes();
         assert_eq!(bytes.len(), 37);
@@ -274,7 +396,10 @@ mod tests {
             Arc::new(StreamStats::default()),
             true,
             Some(token.clone()),
-            Box::new(move |end| *seen.lock().unwrap() = Some(end)),
+            Box::new(move |end| {
+                *seen.lock().unwrap() = Some(end);
+                None
+            }),
         );
         let first = relay.frame().await.unwrap().unwrap();
         assert_eq!(first.into_data().unwrap(), "{}\n");
@@ -299,7 +424,10 @@ mod tests {
             Arc::new(StreamStats::default()),
             false,
             None,
-            Box::new(move |end| *seen.lock().unwrap() = Some(end)),
+            Box::new(move |end| {
+                *seen.lock().unwrap() = Some(end);
+                None
+            }),
         );
         drop(relay);
         assert_eq!(*ended.lock().unwrap(), Some(StreamEnd::ClientGone));
