@@ -30,6 +30,8 @@ use crate::trace::{self, TraceId};
 #[derive(Debug)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
+    /// The `X-Forwarded-For` sent upstream: the peer's address, formatted once.
+    forwarded_for: HeaderValue,
     /// User (CN) and groups (O) of a verified client certificate.
     pub certificate: Option<(String, Vec<String>)>,
     /// The identity resolved for the last `Authorization` value seen on this connection: a
@@ -49,6 +51,7 @@ impl ConnectionInfo {
     pub fn new(peer: SocketAddr, certificate: Option<(String, Vec<String>)>) -> Self {
         Self {
             peer,
+            forwarded_for: headers::forwarded_for(peer),
             certificate,
             resolved: std::sync::Mutex::new(None),
         }
@@ -651,6 +654,7 @@ async fn process(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     headers::remove_spoofable(&mut headers);
+    headers.insert("x-forwarded-for", connection.forwarded_for.clone());
     headers.remove(header::HOST);
     match settings.auth {
         AuthMode::Passthrough => {}
