@@ -132,6 +132,14 @@ where
             Tail::Broken(error) => Poll::Ready(error.take().map(Err)),
         }
     }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none()
+            && match &self.tail {
+                Tail::Rest(rest) => rest.is_end_stream(),
+                Tail::Broken(error) => error.is_none(),
+            }
+    }
 }
 
 /// Counters a streamed response fills in, read when the stream ends.
@@ -163,7 +171,7 @@ pub enum StreamEnd {
 
 /// Relays an upstream body frame by frame (never buffering), counting bytes and watch
 /// events, ending a watch cleanly when pathgate drains, and reporting how it ended.
-pub struct Relay<B> {
+pub struct Relay<B: HttpBody> {
     inner: B,
     stats: Arc<StreamStats>,
     count_events: bool,
@@ -173,7 +181,7 @@ pub struct Relay<B> {
     recording: Option<JoinHandle<()>>,
 }
 
-impl<B> Relay<B> {
+impl<B: HttpBody> Relay<B> {
     /// Wraps `inner`. With `drain`, the stream ends (cleanly, as an end of body) when the
     /// token is cancelled: that is how watches finish on SIGTERM.
     pub fn new(
@@ -214,9 +222,15 @@ impl<B> Relay<B> {
     }
 }
 
-impl<B> Drop for Relay<B> {
+impl<B: HttpBody> Drop for Relay<B> {
     fn drop(&mut self) {
-        self.finish(StreamEnd::ClientGone);
+        // hyper drops a body it knows to be over (empty, or the answer to a HEAD) unread.
+        let end = if self.inner.is_end_stream() {
+            StreamEnd::Complete
+        } else {
+            StreamEnd::ClientGone
+        };
+        self.finish(end);
     }
 }
 
@@ -268,9 +282,8 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        // Never end early on the inner body's word: the end must pass through `poll_frame`,
-        // which reports it (and may wait for its record).
-        false
+        // Not before `poll_frame` saw the end: it reports it, and may wait for its record.
+        self.on_end.is_none() && self.recording.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -343,6 +356,7 @@ mod tests {
     use super::*;
     use http_body_util::{Full, StreamBody};
     use std::sync::Mutex;
+    use std::time::Duration;
 
     fn full(bytes: &'static [u8]) -> http_body_util::combinators::BoxBody<Bytes, hyper::Error> {
         Full::new(Bytes::from_static(bytes))
@@ -357,6 +371,101 @@ mod tests {
             read_bounded(full(b"123456"), 5).await,
             Err(BodyError::TooLarge(5))
         ));
+    }
+
+    fn frames(
+        chunks: &'static [&'static [u8]],
+    ) -> http_body_util::combinators::BoxBody<Bytes, hyper::Error> {
+        let stream = futures_util::stream::iter(
+            chunks
+                .iter()
+                .map(|chunk| Ok::<_, hyper::Error>(Frame::data(Bytes::from_static(chunk)))),
+        );
+        StreamBody::new(stream).boxed()
+    }
+
+    #[tokio::test]
+    async fn an_answer_within_the_bound_is_read_whole() {
+        let Answer::Whole(bytes) = read_answer(frames(&[b"abc", b"de"]), 5).await else {
+            panic!("within the bound");
+        };
+        assert_eq!(bytes, "abcde");
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_bound_comes_back_whole_as_read_part_and_rest() {
+        let Answer::Over { read, rest } = read_answer(frames(&[b"abc", b"def", b"gh"]), 5).await
+        else {
+            panic!("past the bound");
+        };
+        assert_eq!(
+            read, "abcdef",
+            "read up to the frame that crossed the bound"
+        );
+        let relayed = Prefixed::new(read, Tail::Rest(rest))
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(relayed, "abcdefgh", "nothing lost, nothing repeated");
+        let Answer::Over { read, .. } = read_answer(full(b"123456"), 5).await else {
+            panic!("a known length past the bound is not read at all");
+        };
+        assert!(read.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_body_waits_for_its_record() {
+        let (made, recorded) = tokio::sync::oneshot::channel::<()>();
+        let mut made = Some(made);
+        let recorded = Arc::new(Mutex::new(Some(recorded)));
+        let mut relay = Relay::new(
+            full(b"answer"),
+            Arc::new(StreamStats::default()),
+            false,
+            None,
+            Box::new(move |end| {
+                assert_eq!(end, StreamEnd::Complete);
+                let recorded = recorded.lock().unwrap().take().unwrap();
+                Some(tokio::spawn(async move {
+                    let _ = recorded.await;
+                }))
+            }),
+        );
+        assert_eq!(
+            relay.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "answer"
+        );
+        assert!(
+            !relay.is_end_stream(),
+            "the end is not announced before the record"
+        );
+        let waiting = tokio::time::timeout(Duration::from_millis(50), relay.frame()).await;
+        assert!(
+            waiting.is_err(),
+            "the end waits while the record is being made"
+        );
+        made.take().unwrap().send(()).unwrap();
+        assert!(relay.frame().await.is_none(), "then the body ends");
+        assert!(relay.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unread_at_its_end_is_complete() {
+        let ended = Arc::new(Mutex::new(None));
+        let seen = ended.clone();
+        let relay = Relay::new(
+            full(b""),
+            Arc::new(StreamStats::default()),
+            false,
+            None,
+            Box::new(move |end| {
+                *seen.lock().unwrap() = Some(end);
+                None
+            }),
+        );
+        drop(relay); // as hyper drops the body of an answer to HEAD
+        assert_eq!(*ended.lock().unwrap(), Some(StreamEnd::Complete));
     }
 
     #[tokio::test]

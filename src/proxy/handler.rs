@@ -32,6 +32,9 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// The `X-Forwarded-For` sent upstream: the peer's address, formatted once.
     forwarded_for: HeaderValue,
+    /// Permits for the requests this connection has in flight, whether their client still
+    /// waits or not (see [`handle`]).
+    requests: Arc<tokio::sync::Semaphore>,
     /// User (CN) and groups (O) of a verified client certificate.
     pub certificate: Option<(String, Vec<String>)>,
     /// The identity resolved for the last `Authorization` value seen on this connection: a
@@ -52,6 +55,7 @@ impl ConnectionInfo {
         Self {
             peer,
             forwarded_for: headers::forwarded_for(peer),
+            requests: Arc::new(tokio::sync::Semaphore::new(REQUESTS_PER_CONNECTION)),
             certificate,
             resolved: std::sync::Mutex::new(None),
         }
@@ -384,20 +388,31 @@ impl ClientLink<'_> {
     }
 }
 
+/// The most requests one connection has in flight, their clients waiting or not: hyper's
+/// default HTTP/2 stream limit. Without it, a client that resets each stream right after
+/// sending it (HTTP/2 "rapid reset") would leave any number of requests running upstream.
+const REQUESTS_PER_CONNECTION: usize = 200;
+
 /// Serves one request. Never fails: pathgate's own errors become `Status` responses.
 ///
 /// The request runs in a task of its own, which the connection's service future only
 /// awaits: once a mutation is forwarded, the apiserver acts whatever the client does, so
 /// the upstream exchange and its record must not be cancelled with that future when the
-/// client goes away. The task is tracked, so a drain waits for it.
+/// client goes away. The task is tracked, so a drain waits for it, and holds one of its
+/// connection's [`REQUESTS_PER_CONNECTION`] permits until it ends: past them, a new
+/// request waits (its service future, which a reset still cancels for free).
 pub async fn handle(
     proxy: Arc<Proxy>,
     connection: Arc<ConnectionInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    let Ok(permit) = Arc::clone(&connection.requests).acquire_owned().await else {
+        unreachable!("the semaphore is never closed");
+    };
     let (reply, answer) = oneshot::channel();
     let tracker = proxy.in_flight.clone();
     tracker.spawn(async move {
+        let _permit = permit;
         let response = respond(&proxy, &connection, request, ClientLink(&reply)).await;
         // A client that left takes no answer: dropping it here records a streamed body's end.
         let _ = reply.send(response);
