@@ -101,6 +101,8 @@ pub enum Tail<B> {
 pub struct Prefixed<B> {
     prefix: Option<Bytes>,
     tail: Tail<B>,
+    /// Whether the connection had its turn to write what came before a failure.
+    yielded: bool,
 }
 
 impl<B> Prefixed<B> {
@@ -108,6 +110,7 @@ impl<B> Prefixed<B> {
         Self {
             prefix: (!prefix.is_empty()).then_some(prefix),
             tail,
+            yielded: false,
         }
     }
 }
@@ -129,7 +132,17 @@ where
         }
         match &mut this.tail {
             Tail::Rest(rest) => Pin::new(rest).poll_frame(cx),
-            Tail::Broken(error) => Poll::Ready(error.take().map(Err)),
+            Tail::Broken(error) => {
+                // hyper's HTTP/1.1 connection drops what it buffered when a body fails: let
+                // it write the head and the bytes read first, so the client sees the answer
+                // break off where it broke, not a connection closed without an answer.
+                if !this.yielded && error.is_some() {
+                    this.yielded = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(error.take().map(Err))
+            }
         }
     }
 

@@ -1,6 +1,8 @@
 //! Making the records lie: client-chosen addresses in the apiserver's audit log, trace ids
 //! guessed from one observed id, and answers whose record did not say how they ended (cut
-//! short by the client, or too large to inspect and turned into a pathgate error).
+//! short by the client, broken off by the upstream, or too large to inspect and turned into
+//! a pathgate error). One test injects a fault (an upstream that breaks its answer off) and
+//! says so; the others run against the real control plane.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -346,4 +348,113 @@ async fn a_list_cut_short_by_the_client_is_recorded_as_client_aborted() {
     let complete = outcome(spool.path(), &whole_id);
     assert_eq!(complete["response"]["end"], "complete", "{complete}");
     assert_eq!(complete["bytes_out"], json!(whole.len()));
+}
+
+/// FAULT INJECTION (the real apiserver never breaks an answer off on purpose): a TLS
+/// upstream that answers every request with `201 Created`, a `Content-Length` of 4096 and
+/// only the first bytes of the body, then closes. Returns its port.
+async fn upstream_breaking_off_its_answers(certs: &pathgate::tls::CertFiles) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config =
+        pathgate::tls::server_config(&certs.server_cert, &certs.server_key, None, false).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n @ 1..) = tls.read(&mut buffer).await else {
+                        return;
+                    };
+                    request.extend_from_slice(&buffer[..n]);
+                }
+                let head = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n\
+                            Content-Length: 4096\r\n\r\n{\"kind\":\"ConfigMap\",";
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_answer_the_apiserver_breaks_off_is_relayed_broken_not_as_a_pathgate_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = pathgate::tls::init_certs(&dir.path().join("upstream"), &[], false).unwrap();
+    let port = upstream_breaking_off_its_answers(&certs).await;
+    use base64::Engine;
+    let ca =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&certs.ca_cert).unwrap());
+    let kubeconfig = dir.path().join("upstream.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    \
+             server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\ncontexts:\n- name: fake\n  \
+             context:\n    cluster: fake\n    user: fake\nusers:\n- name: fake\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let spool = dir.path().join("spool");
+    let gateway = GatewayBuilder::new(&kubeconfig)
+        .ledger(LedgerSettings::new(&spool))
+        .start()
+        .await;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{}/api/v1/namespaces/shop/configmaps", gateway.url))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cfg"}}"#,
+        )))
+        .unwrap();
+    // Over HTTP/1.1, where a status already sent stays readable when the body breaks off
+    // (an HTTP/2 client sees the stream reset, as it would from the apiserver).
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in pathgate::tls::read_certs(&gateway.ca).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 201, "the apiserver's status, not a 502");
+    let trace_id = response.headers()["x-execution-trace"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        response.into_body().collect().await.is_err(),
+        "the body breaks off for the client as it did for pathgate"
+    );
+    gateway.stop().await;
+
+    let entry = outcome(&spool, &trace_id);
+    assert_eq!(
+        entry["response"],
+        json!({"status_code": 201, "origin": "upstream", "end": "upstream_error",
+               "body_inspected": false}),
+        "{entry}"
+    );
+    assert_eq!(entry["error"]["side"], "upstream", "{entry}");
+    assert_eq!(entry["error"]["kind"], "reset", "{entry}");
+    assert_eq!(entry["bytes_out"], json!(r#"{"kind":"ConfigMap","#.len()));
 }
