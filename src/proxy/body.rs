@@ -1,4 +1,6 @@
-//! Bodies: bounded buffering of mutation bodies, and the streaming wrapper of responses.
+//! Bodies: bounded buffering of mutation bodies, answers read up to an inspection bound (and
+//! relayed whole past it, or broken where the upstream broke them), and the streaming
+//! wrapper of responses that reports how each ended.
 
 use std::future::Future;
 use std::pin::Pin;
