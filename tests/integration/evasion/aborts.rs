@@ -285,3 +285,101 @@ async fn mutations_reset_after_sending_over_http1_and_http2_all_reach_the_ledger
 async fn mutations_reset_after_sending_under_fail_closed_have_an_intent_and_an_outcome() {
     every_audited_mutation_has_an_outcome(OnFailure::FailClosedMutations).await;
 }
+
+/// FAULT INJECTION (the real apiserver answers too fast to keep requests pending): a TLS
+/// upstream that reads each request head and never answers; counts the heads it read.
+async fn upstream_never_answering(
+    certs: &pathgate::tls::CertFiles,
+) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let mut config =
+        pathgate::tls::server_config(&certs.server_cert, &certs.server_key, None, false).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, counted) = (acceptor.clone(), counted.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n @ 1..) = tls.read(&mut buffer).await else {
+                        return;
+                    };
+                    request.extend_from_slice(&buffer[..n]);
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = tls.read(&mut buffer).await; // holds the request until pathgate gives up
+            });
+        }
+    });
+    (port, heads)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_stream_resets_leave_at_most_one_connections_worth_of_requests_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = pathgate::tls::init_certs(&dir.path().join("upstream"), &[], false).unwrap();
+    let (port, heads) = upstream_never_answering(&certs).await;
+    use base64::Engine;
+    let ca =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&certs.ca_cert).unwrap());
+    let kubeconfig = dir.path().join("upstream.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: f\nclusters:\n- name: f\n  cluster:\n    \
+             server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\ncontexts:\n- \
+             name: f\n  context:\n    cluster: f\n    user: f\nusers:\n- name: f\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let mut builder = GatewayBuilder::new(&kubeconfig);
+    builder.settings.response_header_timeout = Duration::from_secs(4);
+    let gateway = builder.start().await;
+
+    // 260 streams on one connection, each reset a moment after it was sent.
+    let tls = connect(&gateway, b"h2").await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let authority = gateway.running.as_ref().unwrap().addr;
+    for i in 0..260 {
+        let request = Request::get(format!(
+            "https://{authority}/api/v1/namespaces/default/configmaps/reset-{i}"
+        ))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+        sender.ready().await.expect("the connection stays open");
+        let response = sender.send_request(request);
+        let _ = tokio::time::timeout(Duration::from_millis(2), response).await;
+    }
+    let running =
+        crate::support::eventually(Duration::from_secs(3), "200 requests upstream", || {
+            (heads.load(std::sync::atomic::Ordering::SeqCst) >= 200).then_some(())
+        });
+    let () = running;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        heads.load(std::sync::atomic::Ordering::SeqCst),
+        200,
+        "requests whose client left run on, at most 200 per connection"
+    );
+    drop(sender);
+    gateway.stop().await; // the drain waits for the 200 until their header timeout
+    assert_eq!(
+        heads.load(std::sync::atomic::Ordering::SeqCst),
+        200,
+        "the 60 reset while waiting for a permit never reached the upstream"
+    );
+}
