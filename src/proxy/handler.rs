@@ -374,13 +374,14 @@ async fn record_durable(proxy: &Proxy, exchange: Exchange) -> Result<(), String>
 /// Whether the client still waits for the answer. hyper drops a request's service future
 /// when the client resets its connection or HTTP/2 stream; the request itself runs in a task
 /// of its own (see [`handle`]), which learns of it here.
+/// `None` for a request served inline, which ends with its client.
 #[derive(Clone, Copy)]
-struct ClientLink<'a>(&'a oneshot::Sender<Response<Body>>);
+struct ClientLink<'a>(Option<&'a oneshot::Sender<Response<Body>>>);
 
 impl ClientLink<'_> {
     /// How an answer handed over now ends: complete, unless the client already left.
     fn end(self) -> StreamEnd {
-        if self.0.is_closed() {
+        if self.0.is_some_and(oneshot::Sender::is_closed) {
             StreamEnd::ClientGone
         } else {
             StreamEnd::Complete
@@ -395,17 +396,23 @@ const REQUESTS_PER_CONNECTION: usize = 200;
 
 /// Serves one request. Never fails: pathgate's own errors become `Status` responses.
 ///
-/// The request runs in a task of its own, which the connection's service future only
-/// awaits: once a mutation is forwarded, the apiserver acts whatever the client does, so
-/// the upstream exchange and its record must not be cancelled with that future when the
-/// client goes away. The task is tracked, so a drain waits for it, and holds one of its
-/// connection's [`REQUESTS_PER_CONNECTION`] permits until it ends: past them, a new
-/// request waits (its service future, which a reset still cancels for free).
+/// A request that may change something (a method with a body) runs in a task of its own,
+/// which the connection's service future only awaits: once a mutation is forwarded, the
+/// apiserver acts whatever the client does, so the upstream exchange and its record must
+/// not be cancelled with that future when the client goes away. The task is tracked, so a
+/// drain waits for it, and holds one of its connection's [`REQUESTS_PER_CONNECTION`]
+/// permits until it ends: past them, a new request waits (in its service future, which a
+/// reset still cancels for free). Reads change nothing: they are served inline and end with
+/// their client, which spares them the task's cost (about 1 µs, `cargo bench --bench
+/// request_task`).
 pub async fn handle(
     proxy: Arc<Proxy>,
     connection: Arc<ConnectionInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    if !is_body_method(request.method()) {
+        return respond(&proxy, &connection, request, ClientLink(None)).await;
+    }
     let Ok(permit) = Arc::clone(&connection.requests).acquire_owned().await else {
         unreachable!("the semaphore is never closed");
     };
@@ -413,7 +420,7 @@ pub async fn handle(
     let tracker = proxy.in_flight.clone();
     tracker.spawn(async move {
         let _permit = permit;
-        let response = respond(&proxy, &connection, request, ClientLink(&reply)).await;
+        let response = respond(&proxy, &connection, request, ClientLink(Some(&reply))).await;
         // A client that left takes no answer: dropping it here records a streamed body's end.
         let _ = reply.send(response);
     });

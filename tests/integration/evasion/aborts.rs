@@ -350,7 +350,7 @@ async fn rapid_stream_resets_leave_at_most_one_connections_worth_of_requests_ups
     builder.settings.response_header_timeout = Duration::from_secs(4);
     let gateway = builder.start().await;
 
-    // 260 streams on one connection, each reset a moment after it was sent.
+    // 260 deletes on one connection, each reset a moment after it was sent.
     let tls = connect(&gateway, b"h2").await;
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
@@ -359,7 +359,7 @@ async fn rapid_stream_resets_leave_at_most_one_connections_worth_of_requests_ups
     tokio::spawn(connection);
     let authority = gateway.running.as_ref().unwrap().addr;
     for i in 0..260 {
-        let request = Request::get(format!(
+        let request = Request::delete(format!(
             "https://{authority}/api/v1/namespaces/default/configmaps/reset-{i}"
         ))
         .body(Full::new(Bytes::new()))
