@@ -372,9 +372,9 @@ async fn record_durable(proxy: &Proxy, exchange: Exchange) -> Result<(), String>
 }
 
 /// Whether the client still waits for the answer. hyper drops a request's service future
-/// when the client resets its connection or HTTP/2 stream; the request itself runs in a task
-/// of its own (see [`handle`]), which learns of it here.
-/// `None` for a request served inline, which ends with its client.
+/// when the client resets its connection or HTTP/2 stream; a request with a body runs in a
+/// task of its own (see [`handle`]), which learns of it here. `None` for a request served
+/// inline, which ends with its client.
 #[derive(Clone, Copy)]
 struct ClientLink<'a>(Option<&'a oneshot::Sender<Response<Body>>>);
 
