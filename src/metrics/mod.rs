@@ -17,7 +17,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::ledger::{Action, Entry, ErrorKind, Phase, Side};
+use crate::ledger::{Action, Entry, ErrorKind, Phase, ResponseEnd, Side};
 
 /// Kubernetes verbs as the ledger writes them: the closed `verb` label set.
 pub const VERBS: [&str; 10] = [
@@ -84,6 +84,10 @@ pub struct Metrics {
     pub ledger_commit_entries: Histogram,
     /// Policy reloads by result (`ok`, `error`).
     pub policy_reloads: IntCounterVec,
+    /// Responses that did not end whole, by how they ended (`client_aborted`,
+    /// `upstream_error`) and whether the request was a mutation: a mutation its client
+    /// abandoned still happened.
+    pub responses_cut_short: IntCounterVec,
 }
 
 impl Metrics {
@@ -181,6 +185,11 @@ impl Metrics {
             "Policy reloads by result (ok, error).",
             &["result"],
         );
+        let responses_cut_short = counter(
+            "pathgate_responses_cut_short_total",
+            "Responses that did not end whole, by end (client_aborted, upstream_error) and mutation (true, false).",
+            &["end", "mutation"],
+        );
 
         let metrics = Metrics {
             registry,
@@ -197,6 +206,7 @@ impl Metrics {
             ledger_commit_duration,
             ledger_commit_entries,
             policy_reloads,
+            responses_cut_short,
         };
         metrics.create_label_combinations();
         metrics
@@ -235,6 +245,12 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             self.policy_reloads.with_label_values(&[result]);
+        }
+        for end in [ResponseEnd::ClientAborted, ResponseEnd::UpstreamError] {
+            for mutation in ["true", "false"] {
+                self.responses_cut_short
+                    .with_label_values(&[end.as_str(), mutation]);
+            }
         }
     }
 
@@ -281,6 +297,18 @@ impl Metrics {
                     .with_label_values(&[error.kind.as_str()])
                     .inc();
             }
+        }
+
+        let end = entry.response.as_ref().and_then(|response| response.end);
+        if let Some(end @ (ResponseEnd::ClientAborted | ResponseEnd::UpstreamError)) = end {
+            let mutation = if entry.request.mutation {
+                "true"
+            } else {
+                "false"
+            };
+            self.responses_cut_short
+                .with_label_values(&[end.as_str(), mutation])
+                .inc();
         }
     }
 
