@@ -664,6 +664,18 @@ async fn process(
             }
         }
     }
+    if client.end() == StreamEnd::ClientGone {
+        // Nothing has happened yet: a request whose client already left is not forwarded
+        // (past this point it is carried through). The record says so.
+        exchange.error = Some((
+            Side::Client,
+            crate::ledger::ErrorKind::Reset,
+            NOT_FORWARDED.to_string(),
+        ));
+        exchange.duration = clock.elapsed();
+        record_answer(proxy, exchange, info.is_mutation(), &mut HeaderMap::new()).await;
+        return Ok(Response::new(full_body(Bytes::new())));
+    }
     let forwarded_query = outcome.query.take().or(query);
     exchange.forwarded_query = forwarded_query.clone();
     let forwarded_body = outcome.body.take().or(body);
@@ -921,6 +933,9 @@ async fn process(
         clock,
     ))
 }
+
+/// `error.message` of a request whose client left before it was forwarded.
+const NOT_FORWARDED: &str = "the client went away before the request was forwarded; it was not";
 
 /// The most of an answer pathgate reads to inspect it (a mutation's object, a `Status`);
 /// a larger answer is relayed unread. At least `max_body_bytes`.
