@@ -28,7 +28,7 @@ use std::time::Instant;
 use pathgate::autopsy::{for_each_entry, Autopsy, FinalState, LedgerSource, RunPolicy};
 use pathgate::ledger::{
     segment_name, write_line, Action, AnalysisRecord, AuthMode, Client, DecisionRecord, Entry,
-    Mode, Origin, Request, ResponseRecord, SentForwarded,
+    Mode, Origin, Request, ResponseEnd, ResponseRecord, SentForwarded,
 };
 
 const SEGMENT_BYTES: usize = 64 << 20;
@@ -101,6 +101,8 @@ fn entry(session: &str, sequence: u64, kind: u64) -> Entry {
         reason: None,
         audit_id: Some(format!("{sequence:032x}")),
         origin: Origin::Upstream,
+        end: Some(ResponseEnd::Complete),
+        body_inspected: None,
     });
     entry.bytes_out = 2048;
     entry.finish(started + time::Duration::microseconds(900));

@@ -13,7 +13,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use pathgate::ledger::{
     write_line, Action, AnalysisRecord, AuthMode, Client, DecisionRecord, Entry, Mode, Origin,
-    Request, ResponseRecord,
+    Request, ResponseEnd, ResponseRecord,
 };
 
 /// A small GET's entry, as the load benchmark's spool holds it.
@@ -69,6 +69,8 @@ fn small_get() -> Entry {
         reason: None,
         audit_id: Some("00000000-0000-4000-8000-000000000000".into()),
         origin: Origin::Upstream,
+        end: Some(ResponseEnd::Complete),
+        body_inspected: None,
     });
     entry.bytes_out = 312;
     entry.finish(started + time::Duration::microseconds(535));

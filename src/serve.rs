@@ -287,6 +287,7 @@ pub async fn start(
         gate,
         recorder,
         draining: CancellationToken::new(),
+        in_flight: tokio_util::task::TaskTracker::new(),
     };
     tracing::info!(%addr, upstream = %proxy.upstream.description, auth = ?proxy.settings.auth, "pathgate listening");
     let drain_timeout = options.drain_timeout;

@@ -3,7 +3,8 @@
 //! Owns: the id stamped on every forwarded request as `X-Execution-Trace` and `Audit-ID`
 //! (so the ledger joins the apiserver's audit log), and the `traceparent` pathgate sends.
 //! Client-sent values for these headers are never adopted as the execution id: a client
-//! could otherwise make two requests share one audit record.
+//! could otherwise make two requests share one audit record. Ids come from a
+//! cryptographically secure generator: one observed id does not predict another.
 
 use std::fmt;
 
@@ -62,30 +63,15 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Fills `bytes` from a per-thread generator seeded once from the operating system, so a
-/// request costs no system call. Trace and span ids must be unique, not secret (they are
-/// sent in clear headers); confirmation tokens use the operating system source directly.
+/// Fills `bytes` from the thread's cryptographically secure generator (`rand`'s
+/// `ThreadRng`: ChaCha12 seeded from the operating system and reseeded every 64 KiB), so a
+/// request costs no system call and an observed id tells nothing about the next ones. The
+/// ids are sent in clear headers and land in the apiserver's audit log: with a predictable
+/// generator (the SplitMix64 sequence pathgate used before), one id gave away the state
+/// and every later id of that thread.
 fn fill_random(bytes: &mut [u8]) {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let mut seed = [0u8; 8];
-            getrandom::fill(&mut seed).expect("operating system random source");
-            u64::from_le_bytes(seed)
-        });
-    }
-    STATE.with(|state| {
-        for chunk in bytes.chunks_mut(8) {
-            // SplitMix64: a full-period 64-bit sequence with well-mixed output.
-            let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-            state.set(next);
-            let mut z = next;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
-        }
-    });
+    use rand::RngCore;
+    rand::rng().fill_bytes(bytes);
 }
 
 /// The `traceparent` to send upstream.

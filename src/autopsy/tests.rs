@@ -90,6 +90,8 @@ fn entry(method: &str, path: &str, verb: &str, status: u16) -> Entry {
         reason: None,
         audit_id: None,
         origin: Origin::Upstream,
+        end: None,
+        body_inspected: None,
     });
     entry.finish(datetime!(2026-11-25 13:00:01 UTC));
     entry
@@ -175,6 +177,8 @@ fn denied(mut e: Entry, rule: &str) -> Entry {
         reason: Some("Forbidden".into()),
         audit_id: None,
         origin: Origin::Pathgate,
+        end: None,
+        body_inspected: None,
     });
     e
 }

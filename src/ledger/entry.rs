@@ -567,6 +567,49 @@ pub struct ResponseRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_id: Option<String>,
     pub origin: Origin,
+    /// How the response ended: relayed whole, or cut short by the client or the upstream.
+    /// Absent in entries written before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<ResponseEnd>,
+    /// For an answer pathgate reads before relaying it (mutations, error answers): whether
+    /// it was read whole (`object` and `reason` come from it) or relayed unread (past the
+    /// inspection bound, or broken by the upstream). Absent for streamed answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_inspected: Option<bool>,
+}
+
+/// How a response ended, as pathgate saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseEnd {
+    /// The whole response was handed to the client's connection.
+    Complete,
+    /// The client went away (connection reset, HTTP/2 stream reset) before the end.
+    ClientAborted,
+    /// The upstream broke the body off before its end.
+    UpstreamError,
+    /// pathgate ended a watch cleanly because it was draining.
+    Drained,
+}
+
+impl ResponseEnd {
+    /// Every value, in schema order.
+    pub const ALL: [ResponseEnd; 4] = [
+        ResponseEnd::Complete,
+        ResponseEnd::ClientAborted,
+        ResponseEnd::UpstreamError,
+        ResponseEnd::Drained,
+    ];
+
+    /// The snake_case name used in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseEnd::Complete => "complete",
+            ResponseEnd::ClientAborted => "client_aborted",
+            ResponseEnd::UpstreamError => "upstream_error",
+            ResponseEnd::Drained => "drained",
+        }
+    }
 }
 
 /// The object named by the response.

@@ -362,6 +362,8 @@ fn write_response(out: &mut Vec<u8>, response: &ResponseRecord) {
         reason,
         audit_id,
         origin,
+        end,
+        body_inspected,
     } = response;
     out.extend_from_slice(b"{\"status_code\":");
     integer(out, *status_code);
@@ -375,6 +377,14 @@ fn write_response(out: &mut Vec<u8>, response: &ResponseRecord) {
     }
     out.extend_from_slice(b",\"origin\":");
     string(out, origin.as_str());
+    if let Some(end) = end {
+        out.extend_from_slice(b",\"end\":");
+        string(out, end.as_str());
+    }
+    if let Some(body_inspected) = body_inspected {
+        out.extend_from_slice(b",\"body_inspected\":");
+        boolean(out, *body_inspected);
+    }
     out.push(b'}');
 }
 
@@ -583,7 +593,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::ledger::entry::{Action, AuthMode, Mode, Origin, Side};
+    use crate::ledger::entry::{Action, AuthMode, Mode, Origin, ResponseEnd, Side};
     use crate::ledger::{testing, ErrorKind, Phase};
 
     /// The fast writer's bytes equal serde_json's for the same entry.
@@ -675,6 +685,8 @@ mod tests {
             reason: Some("AlreadyExists".into()),
             audit_id: Some(awkward.into()),
             origin: Origin::Upstream,
+            end: Some(ResponseEnd::ClientAborted),
+            body_inspected: Some(false),
         });
         entry.object = Some(ObjectRecord {
             uid: Some("u-1".into()),
@@ -799,6 +811,14 @@ mod tests {
                 [Origin::Upstream, Origin::Pathgate][index % 2];
             assert_same_as_serde(&entry);
         }
+        for (index, end) in ResponseEnd::ALL.into_iter().enumerate() {
+            let response = entry.response.as_mut().unwrap();
+            response.end = Some(end);
+            response.body_inspected = [None, Some(true), Some(false)][index % 3];
+            assert_same_as_serde(&entry);
+        }
+        entry.response.as_mut().unwrap().end = None;
+        assert_same_as_serde(&entry);
     }
 
     #[test]

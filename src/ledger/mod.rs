@@ -93,7 +93,7 @@ pub use entry::status_reason;
 pub use entry::{
     Action, AnalysisRecord, AuthMode, CapturedBody, Client, DecisionRecord, Entry, ErrorKind,
     ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, OwnerRecord, Phase, Request,
-    ResponseRecord, RewriteRecord, SentForwarded, Side, TargetRecord, SCHEMA,
+    ResponseEnd, ResponseRecord, RewriteRecord, SentForwarded, Side, TargetRecord, SCHEMA,
 };
 pub use line::{write_line, LineError};
 pub use redact::{

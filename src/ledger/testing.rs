@@ -51,6 +51,8 @@ pub(crate) fn mutation(trace_id: &str) -> Entry {
         reason: Some("Forbidden".into()),
         audit_id: None,
         origin: Origin::Pathgate,
+        end: Some(ResponseEnd::Complete),
+        body_inspected: None,
     });
     entry.bytes_in = 54;
     entry.bytes_out = 310;
@@ -78,6 +80,8 @@ pub(crate) fn read(trace_id: &str) -> Entry {
         reason: None,
         audit_id: Some(trace_id.into()),
         origin: Origin::Upstream,
+        end: Some(ResponseEnd::Complete),
+        body_inspected: None,
     });
     entry.bytes_in = 0;
     entry

@@ -17,7 +17,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::ledger::{Action, Entry, ErrorKind, Phase, Side};
+use crate::ledger::{Action, Entry, ErrorKind, Phase, ResponseEnd, Side};
 
 /// Kubernetes verbs as the ledger writes them: the closed `verb` label set.
 pub const VERBS: [&str; 10] = [
@@ -92,6 +92,10 @@ pub struct Metrics {
     pub connection_timeouts: IntCounterVec,
     /// `accept` failures of the client listener (e.g. out of file descriptors).
     pub accept_errors: prometheus::IntCounter,
+    /// Responses that did not end whole, by how they ended (`client_aborted`,
+    /// `upstream_error`) and whether the request was a mutation: a mutation its client
+    /// abandoned still happened.
+    pub responses_cut_short: IntCounterVec,
 }
 
 /// Which connection limit refused a client: the `limit` label set.
@@ -267,6 +271,11 @@ impl Metrics {
         registry
             .register(Box::new(accept_errors.clone()))
             .expect("metric registered once");
+        let responses_cut_short = counter(
+            "pathgate_responses_cut_short_total",
+            "Responses that did not end whole, by end (client_aborted, upstream_error) and mutation (true, false).",
+            &["end", "mutation"],
+        );
 
         let metrics = Metrics {
             registry,
@@ -287,6 +296,7 @@ impl Metrics {
             connections_refused,
             connection_timeouts,
             accept_errors,
+            responses_cut_short,
         };
         metrics.create_label_combinations();
         metrics
@@ -333,6 +343,12 @@ impl Metrics {
         for kind in ConnectionTimeout::ALL {
             self.connection_timeouts.with_label_values(&[kind.as_str()]);
         }
+        for end in [ResponseEnd::ClientAborted, ResponseEnd::UpstreamError] {
+            for mutation in ["true", "false"] {
+                self.responses_cut_short
+                    .with_label_values(&[end.as_str(), mutation]);
+            }
+        }
     }
 
     /// Derives the request metrics from one ledger entry. The ledger calls this for every
@@ -378,6 +394,18 @@ impl Metrics {
                     .with_label_values(&[error.kind.as_str()])
                     .inc();
             }
+        }
+
+        let end = entry.response.as_ref().and_then(|response| response.end);
+        if let Some(end @ (ResponseEnd::ClientAborted | ResponseEnd::UpstreamError)) = end {
+            let mutation = if entry.request.mutation {
+                "true"
+            } else {
+                "false"
+            };
+            self.responses_cut_short
+                .with_label_values(&[end.as_str(), mutation])
+                .inc();
         }
     }
 

@@ -257,6 +257,7 @@ fn every_required_family_is_exported_with_its_labels() {
         ("pathgate_connections_refused_total", "counter"),
         ("pathgate_connection_timeouts_total", "counter"),
         ("pathgate_accept_errors_total", "counter"),
+        ("pathgate_responses_cut_short_total", "counter"),
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} {kind}\n")),
@@ -399,5 +400,30 @@ fn the_reference_scanner_finds_names_and_exact_matchers() {
             ),
             ("pathgate_c".to_owned(), vec![]),
         ]
+    );
+}
+
+#[test]
+fn responses_cut_short_are_counted_by_how_they_ended() {
+    let metrics = Metrics::new();
+    let mut aborted = crate::ledger::testing::mutation("aborted");
+    aborted.response.as_mut().unwrap().end = Some(ResponseEnd::ClientAborted);
+    metrics.observe_entry(&aborted);
+    let mut broken = crate::ledger::testing::read("broken");
+    broken.response.as_mut().unwrap().end = Some(ResponseEnd::UpstreamError);
+    metrics.observe_entry(&broken);
+    metrics.observe_entry(&crate::ledger::testing::read("whole"));
+    let count = |end: &str, mutation: &str| {
+        metrics
+            .responses_cut_short
+            .with_label_values(&[end, mutation])
+            .get()
+    };
+    assert_eq!(count("client_aborted", "true"), 1);
+    assert_eq!(count("upstream_error", "false"), 1);
+    assert_eq!(
+        count("client_aborted", "false"),
+        0,
+        "a whole read is not counted"
     );
 }

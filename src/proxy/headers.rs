@@ -1,4 +1,5 @@
-//! Header hygiene: hop-by-hop headers (RFC 9110 §7.6.1) and headers a client must not set.
+//! Header hygiene: hop-by-hop headers (RFC 9110 §7.6.1), headers a client must not set,
+//! and the client address pathgate passes on (`X-Forwarded-For`).
 
 use http::header::{self, HeaderMap, HeaderName};
 
@@ -66,24 +67,56 @@ pub fn remove_impersonation(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes headers pathgate sets itself, so a client cannot spoof them: the execution
-/// trace, `Audit-ID`, W3C trace context, and pathgate's own control headers.
+/// Headers that name the client's address to whoever reads them after a proxy. The
+/// apiserver puts every address of `X-Forwarded-For`, then `X-Real-Ip`, before the
+/// connection's own in an audit event's `sourceIPs`, from any client (apimachinery's
+/// `utilnet.SourceIPs`: there is no list of trusted proxies), and its proxy subresources pass
+/// them on to pods and services. The others are spellings other proxies read.
+const CLIENT_ADDRESS: [&str; 8] = [
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+];
+
+/// Whether a client-sent header is one pathgate must not pass on: headers pathgate sets
+/// itself (execution trace, `Audit-ID`, W3C trace context, its own control headers), every
+/// `X-Forwarded-*` and client-address header ([`CLIENT_ADDRESS`]), and the apiserver's
+/// default request-header authentication headers (`X-Remote-User`, `X-Remote-Group`,
+/// `X-Remote-Extra-*`), which it trusts from a front proxy's client certificate, an
+/// identity pathgate may hold in sidecar mode.
+fn is_spoofable(name: &str) -> bool {
+    name.starts_with("x-pathgate-")
+        || name.starts_with("x-forwarded-")
+        || name.starts_with("x-remote-")
+        || name == crate::trace::EXECUTION_TRACE_HEADER
+        || name == crate::trace::AUDIT_ID_HEADER
+        || name == "traceparent"
+        || name == "tracestate"
+        || CLIENT_ADDRESS.contains(&name)
+}
+
+/// Removes every header a client could spoof (see [`is_spoofable`]).
 pub fn remove_spoofable(headers: &mut HeaderMap) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let name = name.as_str();
-            name.starts_with("x-pathgate-")
-                || name == crate::trace::EXECUTION_TRACE_HEADER
-                || name == crate::trace::AUDIT_ID_HEADER
-                || name == "traceparent"
-                || name == "tracestate"
-        })
+        .filter(|name| is_spoofable(name.as_str()))
         .cloned()
         .collect();
     for name in names {
         headers.remove(name);
     }
+}
+
+/// The `X-Forwarded-For` pathgate sends: the client's address, the one it saw on the
+/// connection. The apiserver's audit `sourceIPs` then reads `[client, pathgate]`.
+pub fn forwarded_for(peer: std::net::SocketAddr) -> http::HeaderValue {
+    http::HeaderValue::from_str(&peer.ip().to_canonical().to_string())
+        .expect("an IP address is a header value")
 }
 
 #[cfg(test)]
@@ -136,5 +169,57 @@ mod tests {
         remove_spoofable(&mut headers);
         assert!(!has_impersonation(&headers));
         assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn every_spelling_of_a_client_address_is_removed() {
+        let spoofed = [
+            "X-Forwarded-For",
+            "x-forwarded-host",
+            "X-Forwarded-Proto",
+            "X-Forwarded-Port",
+            "X-Forwarded-Prefix",
+            "X-Forwarded-Server",
+            "X-Real-IP",
+            "Forwarded",
+            "X-Client-IP",
+            "True-Client-IP",
+            "X-Cluster-Client-IP",
+            "CF-Connecting-IP",
+            "Fastly-Client-IP",
+            "X-Original-Forwarded-For",
+            "X-Remote-User",
+            "X-Remote-Group",
+            "X-Remote-Extra-Scopes",
+        ];
+        let mut headers = HeaderMap::new();
+        for name in spoofed {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("203.0.113.7"),
+            );
+        }
+        headers.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("198.51.100.2"));
+        headers.insert("user-agent", HeaderValue::from_static("kubectl/v1.32"));
+        headers.insert("x-request-id", HeaderValue::from_static("kept"));
+        remove_spoofable(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["user-agent", "x-request-id"]);
+    }
+
+    #[test]
+    fn the_forwarded_for_pathgate_sends_is_the_peer_address() {
+        assert_eq!(forwarded_for("10.1.2.3:5555".parse().unwrap()), "10.1.2.3");
+        assert_eq!(
+            forwarded_for("[2001:db8::1]:443".parse().unwrap()),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            forwarded_for("[::ffff:10.1.2.3]:443".parse().unwrap()),
+            "10.1.2.3",
+            "an IPv4 client on a dual-stack socket is named as the apiserver parses it"
+        );
     }
 }

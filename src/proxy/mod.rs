@@ -94,6 +94,9 @@ pub struct Proxy {
     pub recorder: Arc<dyn Recorder>,
     /// Cancelled when pathgate drains: watches end cleanly, new requests are refused.
     pub draining: CancellationToken,
+    /// Requests being served, each in a task of its own: they outlive a client that went
+    /// away (its mutation is still answered and recorded), and a drain waits for them.
+    pub in_flight: TaskTracker,
 }
 
 /// Serves TLS connections from `listener` until `shutdown` resolves, then drains:
@@ -159,8 +162,14 @@ pub async fn serve(
     drop(listener);
     tracing::info!("draining: no new connections; ending watches");
     context.proxy.draining.cancel();
-    tracker.close();
-    match tokio::time::timeout(drain_timeout, tracker.wait()).await {
+    // Connections first, then the requests whose clients left before their answer.
+    let drained = async {
+        tracker.close();
+        tracker.wait().await;
+        context.proxy.in_flight.close();
+        context.proxy.in_flight.wait().await;
+    };
+    match tokio::time::timeout(drain_timeout, drained).await {
         Ok(()) => tracing::info!("drained"),
         Err(_) => tracing::warn!(
             seconds = drain_timeout.as_secs(),

@@ -6,12 +6,13 @@ use std::pin::Pin;
 use crate::classify::Verb;
 use crate::ledger::{
     self, AnalysisRecord, Client, DecisionRecord, Entry, ErrorRecord, Ledger, ObjectRecord,
-    OnFailure, Origin, ResponseRecord, SentForwarded,
+    OnFailure, Origin, ResponseEnd, ResponseRecord, SentForwarded,
 };
 use crate::metrics::Metrics;
 use crate::policy::Rewrite;
 use crate::status::Side;
 
+use super::body::StreamEnd;
 use super::handler::{Exchange, Recorder};
 use super::AuthMode;
 
@@ -28,6 +29,15 @@ fn side(side: Side) -> ledger::Side {
         Side::Client => ledger::Side::Client,
         Side::Upstream => ledger::Side::Upstream,
         Side::Pathgate => ledger::Side::Pathgate,
+    }
+}
+
+fn response_end(end: StreamEnd) -> ResponseEnd {
+    match end {
+        StreamEnd::Complete => ResponseEnd::Complete,
+        StreamEnd::ClientGone => ResponseEnd::ClientAborted,
+        StreamEnd::UpstreamError => ResponseEnd::UpstreamError,
+        StreamEnd::Drained => ResponseEnd::Drained,
     }
 }
 
@@ -85,6 +95,8 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         bytes_in,
         bytes_out,
         watch_events,
+        stream_end,
+        body_inspected,
         error,
         content_type,
         answered_by_pathgate,
@@ -191,6 +203,8 @@ pub fn entry_of(exchange: Exchange) -> Entry {
             } else {
                 Origin::Upstream
             },
+            end: stream_end.map(response_end),
+            body_inspected,
         });
     }
     if object_uid.is_some() || object_resource_version.is_some() {
