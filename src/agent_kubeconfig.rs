@@ -1,9 +1,19 @@
 //! `pathgate kubeconfig`: the kubeconfig an agent uses to reach the apiserver through
 //! pathgate. It trusts pathgate's CA (embedded) and carries the session in the server path.
+//!
+//! A kubeconfig always names a credential. Given none (the sidecar and loopback case,
+//! where pathgate presents its own), it carries [`SIDECAR_PLACEHOLDER_TOKEN`]: with an
+//! empty `user`, kubectl asks for a username on its terminal and, without one (a pod, a
+//! script, an MCP server that shells out), fails with `EOF` before sending anything.
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+
+/// The bearer token of a kubeconfig written without credentials. pathgate's sidecar and
+/// impersonate modes drop the client's `Authorization` header, so it never reaches the
+/// apiserver; in passthrough mode the apiserver refuses it (401) like any unknown token.
+pub const SIDECAR_PLACEHOLDER_TOKEN: &str = "pathgate-sidecar-placeholder";
 
 /// What goes into the agent's kubeconfig.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +94,9 @@ impl AgentKubeconfig {
                 ))
             }
         }
+        if user.is_empty() {
+            user.insert("token".into(), SIDECAR_PLACEHOLDER_TOKEN.into());
+        }
         let mut context = serde_json::json!({"cluster": "pathgate", "user": "agent"});
         if let Some(namespace) = &self.namespace {
             context["namespace"] = namespace.clone().into();
@@ -156,6 +169,49 @@ mod tests {
             .unwrap();
         assert_eq!(pem, std::fs::read(&files.ca_cert).unwrap());
         assert_eq!(value["users"][0]["user"]["token"], "tok");
+    }
+
+    #[test]
+    fn without_credentials_the_user_carries_the_placeholder_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::tls::init_certs(dir.path(), &[], false).unwrap();
+        let config = AgentKubeconfig {
+            server: "https://127.0.0.1:8443".into(),
+            ca: files.ca_cert.clone(),
+            ..Default::default()
+        };
+        let value: serde_yaml::Value = serde_yaml::from_str(&config.render().unwrap()).unwrap();
+        let user = value["users"][0]["user"].as_mapping().unwrap();
+        assert_eq!(user.len(), 1, "only the placeholder: {user:?}");
+        assert_eq!(
+            value["users"][0]["user"]["token"],
+            SIDECAR_PLACEHOLDER_TOKEN
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_needs_no_placeholder() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::tls::init_certs(dir.path(), &[], false).unwrap();
+        let (cert, key) = crate::tls::issue_client_cert(
+            dir.path(),
+            "agent",
+            &[],
+            &dir.path().join("agent"),
+            false,
+        )
+        .unwrap();
+        let config = AgentKubeconfig {
+            server: "https://127.0.0.1:8443".into(),
+            ca: files.ca_cert.clone(),
+            client_cert: Some(cert),
+            client_key: Some(key),
+            ..Default::default()
+        };
+        let value: serde_yaml::Value = serde_yaml::from_str(&config.render().unwrap()).unwrap();
+        let user = &value["users"][0]["user"];
+        assert!(user.get("token").is_none(), "{user:?}");
+        assert!(user.get("client-certificate-data").is_some());
     }
 
     #[test]

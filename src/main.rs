@@ -145,7 +145,9 @@ struct KubeconfigArgs {
     /// pathgate's CA certificate, embedded in the kubeconfig.
     #[arg(long, default_value = "certs/ca.crt")]
     ca: PathBuf,
-    /// Bearer token (passthrough mode: the agent's own cluster token).
+    /// Bearer token (passthrough mode: the agent's own cluster token). Without a token,
+    /// token file or client certificate, the kubeconfig carries the placeholder token
+    /// `pathgate-sidecar-placeholder`, which sidecar mode drops (kubectl never prompts).
     #[arg(long, conflicts_with = "token_file")]
     token: Option<String>,
     /// Token file the client re-reads (passthrough mode).

@@ -6,15 +6,15 @@
 //! means a new cache directory and the old one is never reused by mistake. Binaries live
 //! outside the clone (`${XDG_CACHE_HOME:-~/.cache}/pathgate/`) so fresh clones reuse them.
 //!
-//! It does not own starting anything (see [`crate::launch`]).
+//! It does not own starting anything (see [`crate::launch`]), nor the other tools the tests
+//! run (see [`crate::tools`]).
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use crate::gobuild::{build_locked, GoBuild};
 use crate::{io_error, Error, Result};
 
 /// The module whose version names the Kubernetes release.
@@ -61,7 +61,7 @@ impl Versions {
 
 /// Finds `module vX.Y.Z` in a go.mod, on a one-line `require` or inside a `require (...)`
 /// block, ignoring `replace` lines (`module => ...`) and longer module paths.
-fn required_version(go_mod: &str, module: &str) -> Option<String> {
+pub(crate) fn required_version(go_mod: &str, module: &str) -> Option<String> {
     go_mod.lines().find_map(|line| {
         let line = line.trim();
         let line = line.strip_prefix("require ").unwrap_or(line).trim_start();
@@ -155,50 +155,18 @@ impl ControlPlaneSource {
         binaries.all_present().then_some(binaries)
     }
 
-    /// Returns the cached binaries, building them first if needed.
-    ///
-    /// A build goes into `<cache dir>.partial` and is renamed into place only when all three
-    /// binaries exist, so an interrupted build is never mistaken for a finished one. A lock
-    /// file serialises concurrent builders (two test runs on a cold machine).
+    /// Returns the cached binaries, building them first if needed (see
+    /// [`crate::gobuild`]: whole or not at all, one builder at a time).
     pub fn ensure_built(&self) -> Result<Binaries> {
-        if let Some(binaries) = self.cached() {
-            return Ok(binaries);
-        }
-        let root = cache_root();
-        fs::create_dir_all(&root).map_err(io_error("create", &root))?;
-        let lock_path = root.join("build.lock");
-        let lock = File::create(&lock_path).map_err(io_error("create", &lock_path))?;
-        if lock.try_lock().is_err() {
-            eprintln!(
-                "testcluster: another build holds {}; waiting for it",
-                lock_path.display()
-            );
-            lock.lock().map_err(io_error("lock", &lock_path))?;
-        }
-        // Another builder may have finished while we waited.
-        if let Some(binaries) = self.cached() {
-            return Ok(binaries);
-        }
         let final_dir = self.cache_dir();
-        // Not `with_extension`: the directory name contains dots (v1.37.2).
-        let mut partial_name = final_dir.as_os_str().to_owned();
-        partial_name.push(".partial");
-        let partial = PathBuf::from(partial_name);
-        if partial.exists() {
-            fs::remove_dir_all(&partial).map_err(io_error("remove", &partial))?;
-        }
-        fs::create_dir_all(&partial).map_err(io_error("create", &partial))?;
-        self.build_kubernetes(&partial)?;
-        self.build_etcd(&partial)?;
-        if final_dir.exists() {
-            // An incomplete directory from an older layout: replace it.
-            fs::remove_dir_all(&final_dir).map_err(io_error("remove", &final_dir))?;
-        }
-        fs::rename(&partial, &final_dir).map_err(io_error("rename", &partial))?;
-        eprintln!(
-            "testcluster: control plane cached in {}",
-            final_dir.display()
-        );
+        build_locked(
+            &final_dir,
+            |dir| Binaries::in_dir(dir.to_path_buf()).all_present(),
+            |partial| {
+                self.build_kubernetes(partial)?;
+                self.build_etcd(partial)
+            },
+        )?;
         Ok(Binaries::in_dir(final_dir))
     }
 
@@ -217,28 +185,34 @@ impl ControlPlaneSource {
              -X k8s.io/client-go/pkg/version.gitMajor={major} \
              -X k8s.io/client-go/pkg/version.gitMinor={minor}"
         );
-        go_build(
-            &self.dir.join("kubernetes"),
-            &format!("kube-apiserver and kubectl {version}"),
-            "about 7 minutes and 2.5 GB of memory on two cores",
-            &ldflags,
-            &format!("{}/", out.display()),
-            &[
+        GoBuild {
+            what: &format!("kube-apiserver and kubectl {version}"),
+            expected: "about 7 minutes and 2.5 GB of memory on two cores",
+            module_dir: &self.dir.join("kubernetes"),
+            ldflags: &ldflags,
+            output: &format!("{}/", out.display()),
+            packages: &[
                 "k8s.io/kubernetes/cmd/kube-apiserver",
                 "k8s.io/kubernetes/cmd/kubectl",
             ],
-        )
+            env: &[],
+            log: &out.join("kubernetes-build.log"),
+        }
+        .run()
     }
 
     fn build_etcd(&self, out: &Path) -> Result<()> {
-        go_build(
-            &self.dir.join("etcd"),
-            &format!("etcd {}", self.versions.etcd),
-            "about a minute",
-            "-s -w",
-            &out.join("etcd").display().to_string(),
-            &[ETCD_MODULE],
-        )
+        GoBuild {
+            what: &format!("etcd {}", self.versions.etcd),
+            expected: "about a minute",
+            module_dir: &self.dir.join("etcd"),
+            ldflags: "-s -w",
+            output: &out.join("etcd").display().to_string(),
+            packages: &[ETCD_MODULE],
+            env: &[],
+            log: &out.join("etcd-build.log"),
+        }
+        .run()
     }
 }
 
@@ -250,56 +224,6 @@ pub fn cache_root() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
     base.join("pathgate")
-}
-
-fn go_command() -> Result<PathBuf> {
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("go"))
-            .collect::<Vec<_>>()
-    });
-    on_path
-        .chain([PathBuf::from("/usr/local/go/bin/go")])
-        .find(|candidate| candidate.is_file())
-        .ok_or(Error::GoMissing)
-}
-
-fn go_build(
-    module_dir: &Path,
-    what: &str,
-    expected: &str,
-    ldflags: &str,
-    output: &str,
-    packages: &[&str],
-) -> Result<()> {
-    let go = go_command()?;
-    eprintln!(
-        "testcluster: building {what} in {} (cold: {expected}; cached afterwards)",
-        module_dir.display()
-    );
-    let started = Instant::now();
-    let status = Command::new(&go)
-        .current_dir(module_dir)
-        // Static binaries need no C toolchain; `local` forbids a toolchain download.
-        .env("CGO_ENABLED", "0")
-        .env("GOTOOLCHAIN", "local")
-        .args(["build", "-trimpath", "-ldflags", ldflags, "-o", output])
-        .args(packages)
-        .status()
-        .map_err(io_error("run", &go))?;
-    if !status.success() {
-        return Err(Error::GoBuild {
-            what: what.to_string(),
-            status,
-        });
-    }
-    let elapsed = started.elapsed().as_secs();
-    eprintln!(
-        "testcluster: built {what} in {}m{:02}s",
-        elapsed / 60,
-        elapsed % 60
-    );
-    Ok(())
 }
 
 fn read_to_string(path: &Path) -> Result<String> {

@@ -12,7 +12,9 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`binaries`] | reading the pinned versions, the cache key, building with `go build` |
+//! | [`binaries`] | the control plane's pinned versions and cache key |
+//! | [`tools`] | the other Go-built tools the tests run (Jaeger, ...): pins, cache, look-up |
+//! | `gobuild` | building into the cache once, under a lock, with progress and a log |
 //! | [`layout`] | the names of every file in a cluster directory, and reading a running cluster back |
 //! | [`pki`] | the CA, serving and client certificates, the service-account key pair, tokens |
 //! | [`launch`] | starting etcd + kube-apiserver, waiting for readiness, applying RBAC, stopping |
@@ -24,11 +26,13 @@
 #![forbid(unsafe_code)]
 
 pub mod binaries;
+mod gobuild;
 pub mod launch;
 pub mod layout;
 mod manifests;
 pub mod pki;
 mod process;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -70,6 +74,15 @@ pub enum Error {
     /// No Go toolchain was found to build the binaries with.
     #[error("no `go` command on PATH (nor /usr/local/go/bin/go): a Go toolchain is needed once to build the control plane")]
     GoMissing,
+    /// A tool the tests need is not in the cache: only `cargo xtask test` builds tools, so
+    /// that no two tests build the same one at once.
+    #[error("{what} is not built (no {}); run the tests with `{}`, which builds every test prerequisite first", path.display(), TEST_COMMAND)]
+    NotBuilt {
+        /// The tool and its release.
+        what: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// `go build` failed.
     #[error("`go build` of {what} failed ({status}); its output is above")]
     GoBuild {

@@ -8,10 +8,10 @@
 //! from its spool cursor: every entry arrives as a span (with the whole entry attached) and
 //! as a log record.
 //!
-//! The Jaeger binary is cached in `${XDG_CACHE_HOME:-~/.cache}/pathgate/jaeger-<version>-<hash>/`
-//! (hash of `controlplane/jaeger/go.mod` + `go.sum`); a missing binary is built with `go`
-//! (about 5 minutes on 2 cores). Without `go` the test fails and says so: run it through
-//! `cargo xtask test`, which provides the toolchain.
+//! The Jaeger binary is built by `cargo xtask test` before any test runs and cached in
+//! `${XDG_CACHE_HOME:-~/.cache}/pathgate/jaeger-<version>-<hash>/` (hash of
+//! `controlplane/jaeger/go.mod` + `go.sum`; see `testcluster::tools`). Without it the test
+//! fails with a message naming that command.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,55 +27,13 @@ use pathgate::ledger::{
 };
 use pathgate::metrics::Metrics;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-const JAEGER_VERSION: &str = "v1.76.0";
-
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The cached Jaeger binary, built on first use.
+/// The Jaeger binary `cargo xtask test` built before the tests started; tests never build
+/// it themselves (two of them once raced to).
 fn jaeger_binary() -> PathBuf {
-    let module = repository().join("controlplane/jaeger");
-    let mut hasher = Sha256::new();
-    for file in ["go.mod", "go.sum"] {
-        hasher.update(std::fs::read(module.join(file)).expect("controlplane/jaeger module"));
-    }
-    let hash: String = hasher.finalize()[..8]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
-    let dir = cache.join(format!("pathgate/jaeger-{JAEGER_VERSION}-{hash}"));
-    let binary = dir.join("jaeger");
-    if binary.exists() {
-        return binary;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    let temporary = dir.join("jaeger.tmp");
-    let status = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&temporary)
-        .arg("github.com/jaegertracing/jaeger/cmd/jaeger")
-        .current_dir(&module)
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
-        .status()
-        .unwrap_or_else(|error| {
-            panic!(
-                "cannot run `go` to build Jaeger ({error}); run the tests with `cargo xtask test`, \
-                 which installs the Go toolchain and builds the test binaries"
-            )
-        });
-    assert!(
-        status.success(),
-        "building Jaeger {JAEGER_VERSION} failed; run `cargo xtask test`"
-    );
-    std::fs::rename(&temporary, &binary).unwrap();
-    binary
+    testcluster::tools::JAEGER
+        .find()
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 use crate::gateway::free_port;

@@ -12,6 +12,7 @@ mod ledger;
 mod proxy;
 mod recording;
 mod rules;
+mod sidecar;
 mod sinks;
 mod support;
 mod upgrade;

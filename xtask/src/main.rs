@@ -2,7 +2,9 @@
 //!
 //! - `cluster up [--dir DIR]` / `cluster down [--dir DIR]`: a cluster for humans and demos;
 //! - `build-controlplane`: build (or reuse) kube-apiserver, kubectl and etcd;
-//! - `test [-- ARGS]`: build or reuse, start a cluster, run every test against it, stop it.
+//! - `prepare`: build (or reuse) every test prerequisite: the control plane, the Go-built
+//!   tools (`testcluster::tools`), Debian's prometheus;
+//! - `test [-- ARGS]`: prepare, start a cluster, run every test against it, stop it.
 //!
 //! Everything real lives in the `testcluster` crate, which the integration tests share; this
 //! binary parses arguments, prints progress and turns outcomes into exit codes.
@@ -34,6 +36,8 @@ enum Task {
     },
     /// Build kube-apiserver, kubectl and etcd from their Go modules, or reuse the cache.
     BuildControlplane,
+    /// Build or reuse every test prerequisite (control plane, Go-built tools, prometheus).
+    Prepare,
     /// Build or reuse the control plane, start a cluster, run all tests against it, stop it.
     ///
     /// Arguments after `--` go to `cargo nextest run` (or `cargo test` without nextest).
@@ -89,6 +93,10 @@ fn main() -> anyhow::Result<ExitCode> {
         Task::BuildControlplane => {
             let binaries = ControlPlaneSource::of_workspace()?.ensure_built()?;
             println!("{}", binaries.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Prepare => {
+            prepare()?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Cluster {
@@ -185,8 +193,28 @@ fn check_deploy() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn test(extra_args: &[String], interrupted: &AtomicBool) -> anyhow::Result<ExitCode> {
+/// Builds or reuses everything the tests run, one after the other, before any test starts:
+/// tests only look these up, so none of them builds (or races another to build) anything.
+fn prepare() -> anyhow::Result<()> {
+    let started = Instant::now();
     ensure_prometheus()?;
+    let binaries = ControlPlaneSource::of_workspace()?.ensure_built()?;
+    eprintln!("xtask: control plane ready in {}", binaries.dir.display());
+    for tool in testcluster::tools::ALL {
+        let binary = tool
+            .ensure_built()
+            .with_context(|| format!("preparing {}", tool.name))?;
+        eprintln!("xtask: {} ready at {}", tool.name, binary.display());
+    }
+    eprintln!(
+        "xtask: every test prerequisite ready ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn test(extra_args: &[String], interrupted: &AtomicBool) -> anyhow::Result<ExitCode> {
+    prepare()?;
     check_deploy()?;
     let dir = test_cluster_dir();
     // The guard stops the cluster however this function ends: error, panic or success.
