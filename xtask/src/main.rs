@@ -3,8 +3,10 @@
 //! - `cluster up [--dir DIR]` / `cluster down [--dir DIR]`: a cluster for humans and demos;
 //! - `build-controlplane`: build (or reuse) kube-apiserver, kubectl and etcd;
 //! - `prepare`: build (or reuse) every test prerequisite: the control plane, the Go-built
-//!   tools (`testcluster::tools`), Debian's prometheus;
-//! - `test [-- ARGS]`: prepare, start a cluster, run every test against it, stop it.
+//!   tools (`testcluster::tools`), Debian's prometheus, the image's static binary;
+//! - `test [-- ARGS]`: prepare, start a cluster, run every test against it, stop it;
+//! - `image [--tag TAG]`: build the container image into the host's podman store (module
+//!   `image`).
 //!
 //! Everything real lives in the `testcluster` crate, which the integration tests share; this
 //! binary parses arguments, prints progress and turns outcomes into exit codes.
@@ -18,6 +20,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use testcluster::{workspace_root, Cluster, ControlPlaneSource, CLUSTER_DIR_ENV};
+
+mod image;
 
 /// Project automation for pathgate.
 #[derive(Parser)]
@@ -36,8 +40,15 @@ enum Task {
     },
     /// Build kube-apiserver, kubectl and etcd from their Go modules, or reuse the cache.
     BuildControlplane,
-    /// Build or reuse every test prerequisite (control plane, Go-built tools, prometheus).
+    /// Build or reuse every test prerequisite (control plane, Go-built tools, prometheus, the
+    /// image's static binary).
     Prepare,
+    /// Build the container image (static pathgate + Containerfile) into podman's store.
+    Image {
+        /// The image's name and tag [default: localhost/pathgate:<the binary's version>].
+        #[arg(long)]
+        tag: Option<String>,
+    },
     /// Build or reuse the control plane, start a cluster, run all tests against it, stop it.
     ///
     /// Arguments after `--` go to `cargo nextest run` (or `cargo test` without nextest).
@@ -97,6 +108,10 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Task::Prepare => {
             prepare()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Image { tag } => {
+            image::build_image(tag.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Cluster {
@@ -206,6 +221,7 @@ fn prepare() -> anyhow::Result<()> {
             .with_context(|| format!("preparing {}", tool.name))?;
         eprintln!("xtask: {} ready at {}", tool.name, binary.display());
     }
+    image::build_static_binary().context("preparing the image's static binary")?;
     eprintln!(
         "xtask: every test prerequisite ready ({:.0} s)",
         started.elapsed().as_secs_f64()
