@@ -8,6 +8,7 @@
 //! command; none of them skips.
 
 mod chart;
+mod image;
 mod kustomize;
 
 use std::path::{Path, PathBuf};
@@ -136,13 +137,9 @@ fn assert_sidecar_layout(docs: &[Value], origin: &Path, proxy_port: u16) {
 
 /// The helm binary `cargo xtask test` built from `controlplane/helm`.
 fn helm() -> PathBuf {
-    match std::env::var_os("PATHGATE_HELM") {
-        Some(path) if Path::new(&path).is_file() => PathBuf::from(path),
-        _ => panic!(
-            "no helm binary (PATHGATE_HELM): run the tests with `cargo xtask test`, which builds \
-             it from controlplane/helm"
-        ),
-    }
+    testcluster::tools::HELM
+        .find()
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Runs a tool that must succeed; returns its stdout.

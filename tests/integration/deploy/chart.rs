@@ -12,7 +12,7 @@ fn chart_dir() -> std::path::PathBuf {
 }
 
 /// `helm template` of the chart as release `release` in `namespace`, with `--set` values.
-fn render(release: &str, namespace: &str, values: &[&str]) -> String {
+pub(super) fn render(release: &str, namespace: &str, values: &[&str]) -> String {
     let mut command = Command::new(helm());
     command
         .args(["template", release])
@@ -164,6 +164,19 @@ fn the_charts_default_sidecar_is_pathgate_in_sidecar_mode_on_loopback_scoped_to_
     assert!(
         !agent_mounts.contains("sa-token") && !agent_mounts.contains("name: tls\n"),
         "the agent must see neither the token nor pathgate's key:\n{agent_mounts}"
+    );
+    let agent_volume = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|volume| volume["name"] == agent["volumeMounts"][0]["name"])
+        .unwrap();
+    let secret_items = &agent_volume["projected"]["sources"][1]["secret"]["items"];
+    assert_eq!(
+        secret_items,
+        &serde_yaml::from_str::<serde_yaml::Value>("[{key: ca.crt, path: pathgate-ca.crt}]")
+            .unwrap(),
+        "the agent gets pathgate's CA and nothing else of the Secret"
     );
     let role = only(&docs, "Role");
     assert_eq!(role["metadata"]["name"], "triage-pathgate");

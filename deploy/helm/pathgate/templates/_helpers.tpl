@@ -97,7 +97,7 @@ clusters:
 - name: pathgate
   cluster:
     server: {{ printf "https://127.0.0.1:%d" (int .Values.pathgate.port) }}
-    certificate-authority: /etc/pathgate-agent/ca/ca.crt
+    certificate-authority: {{ dir .Values.agent.kubeconfigPath }}/pathgate-ca.crt
 users:
 - name: agent
   user:
