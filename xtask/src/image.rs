@@ -89,7 +89,8 @@ pub fn build_static_binary() -> anyhow::Result<PathBuf> {
     ensure_tools()?;
     eprintln!(
         "xtask: building the image's static pathgate ({TARGET}, profile {PROFILE}; cold: \
-         about 10 minutes on two cores)"
+         a release build of every dependency, 20 minutes or more on two busy cores; cargo's \
+         cache afterwards)"
     );
     let started = Instant::now();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
