@@ -43,6 +43,8 @@ fn small_get() -> Entry {
             namespace: "default".into(),
             name: "small".into(),
             content_type: None,
+            scope: None,
+            effect_verb: None,
         },
     );
     entry.analysis = Some(AnalysisRecord {

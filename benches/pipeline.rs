@@ -75,7 +75,7 @@ fn run(case: &Case, policy: &Policy, store: &SessionStore, headers: &http::Heade
     let info = request_info(&case.method, case.path, case.query, headers)
         .expect("the benchmark's requests classify");
     let analysis = analyse(&info, case.query, Some(case.content_type), &case.body);
-    let fingerprint = Fingerprint::of(&info, case.query, &case.body);
+    let fingerprint = Fingerprint::of(&info, &analysis, case.query, headers, &case.body);
     let ctx = RequestContext {
         session: "bench".to_string(),
         fingerprint,
@@ -134,7 +134,8 @@ fn pipeline(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     for case in cases() {
         let info = request_info(&case.method, case.path, case.query, &headers).unwrap();
-        let fingerprint = Fingerprint::of(&info, case.query, &case.body);
+        let analysis = analyse(&info, case.query, Some(case.content_type), &case.body);
+        let fingerprint = Fingerprint::of(&info, &analysis, case.query, &headers, &case.body);
         store.record_outcome(
             "bench",
             &fingerprint,
@@ -159,7 +160,7 @@ fn pipeline(c: &mut Criterion) {
     let analysis = analyse(&info, case.query, Some(case.content_type), &case.body);
     let ctx = RequestContext {
         session: "bench".to_string(),
-        fingerprint: Fingerprint::of(&info, case.query, &case.body),
+        fingerprint: Fingerprint::of(&info, &analysis, case.query, &headers, &case.body),
         impersonation_headers: false,
         pathgate_credentials: false,
         confirm_token: None,
@@ -179,7 +180,15 @@ fn pipeline(c: &mut Criterion) {
         })
     });
     stages.bench_function("fingerprint", |b| {
-        b.iter(|| Fingerprint::of(&info, case.query, black_box(&case.body)))
+        b.iter(|| {
+            Fingerprint::of(
+                &info,
+                &analysis,
+                case.query,
+                &headers,
+                black_box(&case.body),
+            )
+        })
     });
     stages.bench_function("session_decide", |b| {
         b.iter(|| {

@@ -20,6 +20,7 @@
 //! | [`status`] | Kubernetes `Status` bodies for every error pathgate itself returns |
 //! | [`serve`] | wiring of `pathgate serve`: start the proxy and admin listeners |
 //! | [`session`] | session ids: the `/s/<id>` prefix, the header and the default |
+//! | [`tail`] | `pathgate tail`: a session's path, live, one line per request |
 //! | [`trace`] | execution trace ids (also sent as `Audit-ID`) and W3C `traceparent` |
 //!
 //! The pure stages (`classify`, `policy`) take values and return values: no I/O, no tokio.
@@ -36,6 +37,7 @@ pub mod proxy;
 pub mod serve;
 pub mod session;
 pub mod status;
+pub mod tail;
 pub mod tls;
 pub mod trace;
 pub mod upstream;

@@ -37,6 +37,29 @@ enum Command {
     },
     /// List the rule catalog (PG001-PG017) with default actions.
     Rules,
+    /// Show a session's requests from the ledger, one line each, live with --follow.
+    Tail(TailArgs),
+}
+
+#[derive(Args)]
+struct TailArgs {
+    /// The ledger: a spool directory (ledger.dir), a JSONL file, or - for standard input.
+    source: PathBuf,
+    /// Only this session; repeatable. Without it, every session (with a session column).
+    #[arg(long)]
+    session: Vec<String>,
+    /// Keep reading as the ledger grows (across segment rotation) until interrupted.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Print the matching entries as JSON lines, unchanged, instead of the view.
+    #[arg(long)]
+    json: bool,
+    /// Show a mutation's intent as its own line instead of waiting for its outcome.
+    #[arg(long)]
+    intents: bool,
+    /// auto: colour on a terminal unless NO_COLOR is set; always; never.
+    #[arg(long, default_value = "auto")]
+    color: pathgate::tail::ColorChoice,
 }
 
 #[derive(Subcommand)]
@@ -132,6 +155,74 @@ struct ServeArgs {
     /// Overrides `ledger.dir`; without either, requests are only logged.
     #[arg(long)]
     ledger_dir: Option<PathBuf>,
+    #[command(flatten)]
+    connections: ConnectionArgs,
+}
+
+/// Client-connection timeouts and limits; each overrides the `server:` key of the same
+/// name (docs/config.md gives the ranges and defaults).
+#[derive(Args)]
+struct ConnectionArgs {
+    /// Seconds a client may take to finish the TLS handshake [default: 10].
+    #[arg(long)]
+    tls_handshake_timeout_seconds: Option<u64>,
+    /// Seconds until a connection's first request headers (and, on HTTP/1.1, each next
+    /// request's) must have arrived [default: 30].
+    #[arg(long)]
+    header_read_timeout_seconds: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight [default: 120].
+    #[arg(long)]
+    idle_timeout_seconds: Option<u64>,
+    /// Seconds a mutation's body may take to arrive (408 Status beyond) [default: 60].
+    #[arg(long)]
+    body_read_timeout_seconds: Option<u64>,
+    /// Seconds between HTTP/2 PINGs that find dead peers [default: 30].
+    #[arg(long)]
+    http2_keepalive_interval_seconds: Option<u64>,
+    /// Seconds a PING may go unanswered before the connection closes [default: 20].
+    #[arg(long)]
+    http2_keepalive_timeout_seconds: Option<u64>,
+    /// Streams one HTTP/2 client connection may open at once [default: 250].
+    #[arg(long)]
+    http2_max_concurrent_streams: Option<u64>,
+    /// Client connections open at once, from everyone [default: 1024].
+    #[arg(long)]
+    max_connections: Option<u64>,
+    /// Client connections open at once from one IP address [default: 256].
+    #[arg(long)]
+    max_connections_per_peer: Option<u64>,
+}
+
+impl ConnectionArgs {
+    /// The flags in `pathgate::config::CONNECTION_BOUNDS` order.
+    fn values(&self) -> [Option<u64>; 9] {
+        [
+            self.tls_handshake_timeout_seconds,
+            self.header_read_timeout_seconds,
+            self.idle_timeout_seconds,
+            self.body_read_timeout_seconds,
+            self.http2_keepalive_interval_seconds,
+            self.http2_keepalive_timeout_seconds,
+            self.http2_max_concurrent_streams,
+            self.max_connections,
+            self.max_connections_per_peer,
+        ]
+    }
+
+    /// The file's connection keys with these flags over them, each flag checked under its
+    /// own name, then the cross-key checks.
+    fn merge(
+        &self,
+        mut keys: pathgate::config::ConnectionKeys,
+    ) -> anyhow::Result<pathgate::config::ConnectionSettings> {
+        for ((bound, slot), flag) in keys.slots().into_iter().zip(self.values()) {
+            if let Some(value) = flag {
+                *slot = Some(pathgate::config::check_value(bound, bound.flag, value)?);
+            }
+        }
+        keys.check()?;
+        Ok(keys.settings())
+    }
 }
 
 #[derive(Args)]
@@ -259,6 +350,7 @@ async fn serve(args: ServeArgs, config: pathgate::config::Config) -> anyhow::Res
             auth: args.auth.or(server.auth).unwrap_or(AuthMode::Passthrough),
             max_body_bytes,
             default_session: args.session.or_else(|| server.default_session.clone()),
+            connections: args.connections.merge(server.connections)?,
             ..ProxySettings::default()
         },
         drain_timeout: Duration::from_secs(args.drain_timeout),
@@ -368,6 +460,16 @@ fn main() -> anyhow::Result<()> {
             print!("{effective}");
             Ok(())
         }
+        Command::Tail(args) => Ok(pathgate::tail::run(pathgate::tail::TailOptions {
+            input: pathgate::tail::Input::from_arg(&args.source),
+            selection: pathgate::tail::Selection {
+                sessions: args.session,
+                intents: args.intents,
+            },
+            follow: args.follow,
+            json: args.json,
+            color: args.color,
+        })?),
         Command::Rules => {
             println!("{:<6} {:<28} {:<8} summary", "id", "name", "enforce");
             for rule in pathgate::policy::catalog() {

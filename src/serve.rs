@@ -1,5 +1,7 @@
 //! `pathgate serve`: wires configuration, upstream, TLS, metrics, gate and recorder into a
-//! running proxy and admin listener. Tests start it in-process on `127.0.0.1:0`.
+//! running proxy and admin listener. Tests start it in-process on `127.0.0.1:0`. Also
+//! fits the connection limits to the process's open files limit (raised to its hard limit
+//! first).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,6 +86,56 @@ impl Running {
     }
 }
 
+/// Descriptors kept for everything but client connections and their upstream
+/// connections: listeners, the ledger's segments, the config watch, logs.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Raises the soft limit of open files to the hard limit (often 1024 against 524288 or
+/// more): the default soft limit is what let one client exhaust pathgate with idle
+/// connections. Returns the soft limit now in force, `None` when it cannot be read.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= hard {
+        return Some(soft);
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => {
+            tracing::debug!(from = soft, to = hard, "raised the open files limit");
+            Some(hard)
+        }
+        Err(error) => {
+            tracing::warn!(%error, soft, hard, "cannot raise the open files limit");
+            Some(soft)
+        }
+    }
+}
+
+/// The most client connections `descriptors` open files can carry: each may hold an
+/// upstream connection of its own (a watch, a `logs -f`, an exec stream), so two each.
+pub fn connections_within(descriptors: u64) -> usize {
+    (descriptors.saturating_sub(RESERVED_DESCRIPTORS) / 2).max(1) as usize
+}
+
+/// Lowers the connection limits to what the descriptor limit can carry, so the limit is
+/// reached (and refused, counted) before `accept` fails with "too many open files".
+fn fit_to_descriptors(settings: &mut crate::config::ConnectionSettings) {
+    let Some(descriptors) = raise_open_files_limit() else {
+        return;
+    };
+    let most = connections_within(descriptors);
+    if settings.max_connections > most {
+        tracing::warn!(
+            configured = settings.max_connections,
+            open_files_limit = descriptors,
+            effective = most,
+            "server.max_connections is above what the open files limit allows; using the lower value"
+        );
+        settings.max_connections = most;
+    }
+    settings.max_connections_per_peer = settings.max_connections_per_peer.min(most);
+}
+
 fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
@@ -139,6 +191,7 @@ pub async fn start(
     validate(&options)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut settings = options.proxy.clone();
+    fit_to_descriptors(&mut settings.connections);
     if let Some(path) = &options.client_token_file {
         let text = std::fs::read_to_string(path).map_err(|source| ServeError::ClientTokens {
             path: path.clone(),
@@ -155,6 +208,9 @@ pub async fn start(
         &options.upstream,
         options.connect_timeout,
         settings.auth != AuthMode::Passthrough,
+        // One upstream connection per client connection at most, on average: what the
+        // descriptor budget of `fit_to_descriptors` assumes.
+        settings.connections.max_connections,
     )?);
     if settings.auth != AuthMode::Passthrough && !upstream.has_own_credentials() {
         tracing::warn!(
@@ -255,4 +311,17 @@ pub async fn start(
         shutdown,
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_connection_is_budgeted_two_descriptors_after_the_reserve() {
+        assert_eq!(connections_within(1024), 480);
+        assert_eq!(connections_within(1_048_576), 524_256);
+        // A limit below the reserve still admits one connection rather than none.
+        assert_eq!(connections_within(10), 1);
+    }
 }

@@ -146,6 +146,18 @@ impl Status {
         )
     }
 
+    /// 408: the client did not send its request body in time (`Timeout`, so client-go's
+    /// `IsTimeout` recognises it).
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout",
+            Side::Client,
+            message.into(),
+        )
+        .with_kind(ErrorKind::Timeout)
+    }
+
     /// 504: the apiserver did not answer in time.
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(

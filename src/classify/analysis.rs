@@ -325,8 +325,12 @@ pub struct Analysis {
     /// is one touched path but restates the whole template.
     pub payload_leaves: usize,
     pub whole_object: Option<WholeObject>,
-    /// `dryRun=All` in the query (or in DeleteOptions / options of the body).
+    /// `dryRun=All` in the query (or in DeleteOptions / options of the body) of an endpoint
+    /// that honours it ([`RequestInfo::honours_dry_run`]): the apiserver will not act.
     pub dry_run: bool,
+    /// The client asked for a dry run on an endpoint that ignores `dryRun` (a TokenRequest
+    /// issues a real token): `dry_run` is then `false`, because the request acts.
+    pub dry_run_ignored: bool,
     pub delete_options: Option<DeleteOptions>,
     /// `fieldManager` query parameter.
     pub field_manager: Option<String>,
@@ -386,6 +390,10 @@ pub fn analyse(
             analyse_write(&mut analysis, info, content_type, body);
         }
         Verb::Get | Verb::List | Verb::Watch | Verb::Connect | Verb::NonResource => {}
+    }
+    if analysis.dry_run && !info.honours_dry_run() {
+        analysis.dry_run = false;
+        analysis.dry_run_ignored = true;
     }
     analysis
 }

@@ -13,6 +13,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `request_info.rs` | [`request_info`]: method + path + query -> [`RequestInfo`], refusals |
+//! | `request_info_builtins.rs` | the built-in resources' [`Scope`], which endpoints honour `dryRun`, evictions |
 //! | `query.rs` | the query string as Go's `net/url` and the apiserver read it |
 //! | `field_selector.rs` | `fieldSelector=metadata.name=<n>` naming a list's object |
 //! | `analysis.rs` | [`analyse`]: body -> [`Analysis`] (patch type, whole object, options) |
@@ -30,13 +31,9 @@ mod query;
 mod request_info;
 mod tree;
 
-/// A JSON/YAML object key borrowed from the body when it has no escapes (shared with the
-/// policy's fingerprint parser).
-pub(crate) use tree::Key as BorrowedKey;
-
 pub use analysis::{
     analyse, Analysis, BodyFormat, DeleteOptions, ObjectIdentity, OwnerReference, PatchType,
     WholeObject, SSA_WHOLE_OBJECT_MIN_LEAVES,
 };
 pub use paths::MAX_TOUCHED_PATHS;
-pub use request_info::{request_info, ClassifyError, RequestInfo, Verb};
+pub use request_info::{request_info, ClassifyError, RequestInfo, Scope, Verb};

@@ -35,6 +35,10 @@ use serde::Serialize;
 use super::field_selector;
 use super::query::{decode_hex_pair, Query};
 
+#[path = "request_info_builtins.rs"]
+mod builtins;
+pub use builtins::Scope;
+
 /// The Kubernetes verb of a request, as the apiserver's request-info factory derives it,
 /// plus `connect` for exec/attach/portforward/proxy subresources (whatever the method).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

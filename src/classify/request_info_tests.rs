@@ -465,3 +465,169 @@ fn verb_as_str_is_its_serialized_spelling() {
         );
     }
 }
+
+// ---- what the apiserver does beyond the path: scope, dry runs, evictions ----
+
+#[test]
+fn scope_comes_from_the_resource_not_the_path_or_body() {
+    let rows: [(&str, &str, Scope); 14] = [
+        (
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            Scope::Cluster,
+        ),
+        (
+            "PATCH",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/x",
+            Scope::Cluster,
+        ),
+        // A namespaced path does not make a cluster-scoped resource namespaced.
+        (
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/a/clusterroles",
+            Scope::Cluster,
+        ),
+        ("PATCH", "/api/v1/nodes/n1", Scope::Cluster),
+        ("POST", "/api/v1/persistentvolumes", Scope::Cluster),
+        (
+            "POST",
+            "/apis/storage.k8s.io/v1/storageclasses",
+            Scope::Cluster,
+        ),
+        (
+            "POST",
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            Scope::Cluster,
+        ),
+        (
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            Scope::Cluster,
+        ),
+        (
+            "POST",
+            "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+            Scope::Cluster,
+        ),
+        ("DELETE", "/api/v1/namespaces/a", Scope::Cluster),
+        (
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/a/rolebindings",
+            Scope::Namespaced,
+        ),
+        ("POST", "/api/v1/configmaps", Scope::Namespaced),
+        (
+            "POST",
+            "/apis/example.com/v1/namespaces/a/widgets",
+            Scope::Unknown,
+        ),
+        ("GET", "/version", Scope::Unknown),
+    ];
+    for (method, url, scope) in rows {
+        assert_eq!(
+            classify(method, url).unwrap().scope(),
+            scope,
+            "{method} {url}"
+        );
+    }
+}
+
+#[test]
+fn only_endpoints_that_honour_dry_run_are_trusted_with_one() {
+    let rows: [(&str, &str, bool); 18] = [
+        ("POST", "/api/v1/namespaces/a/configmaps", true),
+        ("PATCH", "/apis/apps/v1/namespaces/a/deployments/web", true),
+        ("DELETE", "/api/v1/namespaces/a/pods/p", true),
+        ("DELETE", "/api/v1/namespaces/a/pods", true),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/a/deployments/web/scale",
+            true,
+        ),
+        ("PUT", "/api/v1/namespaces/a/pods/p/status", true),
+        ("POST", "/api/v1/namespaces/a/pods/p/eviction", true),
+        ("POST", "/api/v1/namespaces/a/pods/p/binding", true),
+        (
+            "PATCH",
+            "/api/v1/namespaces/a/pods/p/ephemeralcontainers",
+            true,
+        ),
+        (
+            "PUT",
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests/c/approval",
+            true,
+        ),
+        ("PUT", "/api/v1/namespaces/a/finalize", true),
+        (
+            "PATCH",
+            "/apis/example.com/v1/namespaces/a/widgets/w/status",
+            true,
+        ),
+        ("POST", "/apis/example.com/v1/namespaces/a/widgets", true),
+        // TokenREST.Create never reads options.DryRun.
+        (
+            "POST",
+            "/api/v1/namespaces/a/serviceaccounts/sa/token",
+            false,
+        ),
+        // Unknown subresources are not trusted.
+        (
+            "POST",
+            "/apis/apps/v1/namespaces/a/deployments/web/rollback",
+            false,
+        ),
+        (
+            "POST",
+            "/apis/example.com/v1/namespaces/a/widgets/w/approve",
+            false,
+        ),
+        // Connects refuse dryRun; reads take none.
+        ("POST", "/api/v1/namespaces/a/pods/p/exec", false),
+        ("GET", "/api/v1/namespaces/a/pods/p", false),
+    ];
+    for (method, url, honours) in rows {
+        let info = classify(method, url).unwrap();
+        assert_eq!(info.honours_dry_run(), honours, "{method} {url}");
+        let query = Some("dryRun=All");
+        let body = if method == "DELETE" || method == "GET" {
+            &b""[..]
+        } else {
+            b"{}"
+        };
+        let content_type = match method {
+            "PATCH" => "application/merge-patch+json",
+            _ => "application/json",
+        };
+        let analysis = super::super::analyse(&info, query, Some(content_type), body);
+        if info.verb.takes_dry_run() {
+            assert_eq!(
+                (analysis.dry_run, analysis.dry_run_ignored),
+                (honours, !honours),
+                "{method} {url}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_eviction_is_a_pod_delete() {
+    let evict = classify("POST", "/api/v1/namespaces/a/pods/p/eviction").unwrap();
+    assert!(evict.is_pod_eviction() && evict.deletes_pod() && evict.is_mutation());
+    assert_eq!(
+        (evict.verb, evict.effect_verb()),
+        (Verb::Create, Verb::Delete)
+    );
+    let delete = classify("DELETE", "/api/v1/namespaces/a/pods/p").unwrap();
+    assert!(delete.deletes_pod() && !delete.is_pod_eviction());
+    assert_eq!(delete.effect_verb(), Verb::Delete);
+    for (method, url) in [
+        ("DELETE", "/api/v1/namespaces/a/pods"),
+        ("POST", "/api/v1/namespaces/a/pods/p/binding"),
+        ("DELETE", "/api/v1/namespaces/a/configmaps/c"),
+        ("POST", "/apis/example.com/v1/namespaces/a/pods/p/eviction"),
+    ] {
+        let info = classify(method, url).unwrap();
+        assert!(!info.deletes_pod(), "{method} {url}");
+        assert_eq!(info.effect_verb(), info.verb, "{method} {url}");
+    }
+}

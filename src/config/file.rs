@@ -120,7 +120,25 @@ pub struct ServerFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_session: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<u64>,
+    pub workers: Option<u64>, // Client-connection timeouts and limits (`super::connections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_read_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_keepalive_interval_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_keepalive_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_max_concurrent_streams: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_peer: Option<u64>,
 }
 
 /// What happens to requests when the ledger cannot record them (`ledger.on_failure`).

@@ -13,6 +13,7 @@
 //! or what the policy decides ([`crate::policy`]). No key here is reloadable except the
 //! policy ones: `server` and `ledger` changes need a restart, and a reload says so.
 
+mod connections;
 mod file;
 mod reload;
 mod validate;
@@ -22,6 +23,9 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use connections::{
+    check_value, Bound, ConnectionKeys, ConnectionSettings, BOUNDS as CONNECTION_BOUNDS,
+};
 pub use file::{
     AuthMode, ConfigFile, LedgerFile, OnFailure, OtlpFile, RetryLoopFile, SafetyGatesFile,
     SchemaEnforcementFile, ServerFile, WebhookFile,

@@ -661,6 +661,9 @@ fn all_keys() -> Vec<String> {
     config.server.tls_cert = Some("/c".into());
     config.server.tls_key = Some("/k".into());
     config.server.client_ca = Some("/ca".into());
+    for (_, slot) in config.server.connections.slots() {
+        *slot = Some(30);
+    }
     config.ledger.capture_bodies_max_bytes = Some(4096);
     config.ledger.otlp = Some(OtlpSettings {
         endpoint: "https://127.0.0.1:4318".parse().unwrap(),
@@ -834,4 +837,130 @@ async fn sighup_reloads() {
     assert!(wait_for(&handle, 1).await, "SIGHUP reloaded the policy");
     assert_eq!(handle.current().confirm_window_seconds, 120);
     task.abort();
+}
+
+#[test]
+fn connection_defaults_protect_a_laptop_without_closing_what_kubectl_keeps_open() {
+    let settings = Config::default().server.connections.settings();
+    assert_eq!(settings, ConnectionSettings::default());
+    assert_eq!(settings.tls_handshake_timeout, Duration::from_secs(10));
+    assert_eq!(settings.header_read_timeout, Duration::from_secs(30));
+    // Above client-go's own 90 s idle timeout: the client normally closes first.
+    assert_eq!(settings.idle_timeout, Duration::from_secs(120));
+    assert_eq!(settings.body_read_timeout, Duration::from_secs(60));
+    assert_eq!(settings.http2_keepalive_interval, Duration::from_secs(30));
+    assert_eq!(settings.http2_keepalive_timeout, Duration::from_secs(20));
+    assert_eq!(settings.http2_max_concurrent_streams, 250);
+    assert_eq!(settings.max_connections, 1024);
+    assert_eq!(settings.max_connections_per_peer, 256);
+}
+
+#[test]
+fn every_connection_key_is_set_from_the_file_and_prints_back() {
+    let config = parse(
+        "server:\n  tls_handshake_timeout_seconds: 3\n  header_read_timeout_seconds: 4\n  \
+         idle_timeout_seconds: 5\n  body_read_timeout_seconds: 6\n  \
+         http2_keepalive_interval_seconds: 8\n  http2_keepalive_timeout_seconds: 7\n  \
+         http2_max_concurrent_streams: 100\n  max_connections: 50\n  \
+         max_connections_per_peer: 10\n",
+    )
+    .unwrap();
+    let settings = config.server.connections.settings();
+    assert_eq!(settings.tls_handshake_timeout, Duration::from_secs(3));
+    assert_eq!(settings.header_read_timeout, Duration::from_secs(4));
+    assert_eq!(settings.idle_timeout, Duration::from_secs(5));
+    assert_eq!(settings.body_read_timeout, Duration::from_secs(6));
+    assert_eq!(settings.http2_keepalive_interval, Duration::from_secs(8));
+    assert_eq!(settings.http2_keepalive_timeout, Duration::from_secs(7));
+    assert_eq!(settings.http2_max_concurrent_streams, 100);
+    assert_eq!(settings.max_connections, 50);
+    assert_eq!(settings.max_connections_per_peer, 10);
+    let printed = config.to_yaml();
+    assert!(printed.contains("idle_timeout_seconds: 5"), "{printed}");
+    let again = Config::from_yaml(&printed, Path::new("printed.yaml")).unwrap();
+    assert_eq!(again.server, config.server);
+}
+
+#[test]
+fn every_connection_key_is_refused_outside_its_range_naming_file_key_and_range() {
+    for bound in CONNECTION_BOUNDS {
+        let key = format!("server.{}", bound.key);
+        for value in [bound.min - 1, bound.max + 1] {
+            let (refused_key, reason) = refused(&format!("server: {{{}: {value}}}", bound.key));
+            assert_eq!(refused_key, key, "{value}: {reason}");
+            assert!(
+                reason.contains(&format!("use {} to {}", bound.min, bound.max)),
+                "{key} {value}: {reason}"
+            );
+        }
+        let (_, reason) = refused(&format!("server: {{{}: 0}}", bound.key));
+        assert!(
+            reason.contains("would not turn the limit off"),
+            "{key}: {reason}"
+        );
+    }
+    // Too few streams would serialise an ordinary client: refused, not just 0.
+    let (key, reason) = refused("server: {http2_max_concurrent_streams: 4}");
+    assert_eq!(key, "server.http2_max_concurrent_streams");
+    assert!(reason.contains("use 16 to 10000"), "{reason}");
+    let error = parse("server: {idle_timeout_seconds: 0}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("test.yaml: server.idle_timeout_seconds: 0 is out of range"),
+        "{error}"
+    );
+}
+
+#[test]
+fn connection_limits_and_keepalives_are_checked_across_keys() {
+    let (key, reason) = refused("server: {max_connections: 10, max_connections_per_peer: 11}");
+    assert_eq!(key, "server.max_connections_per_peer");
+    assert!(reason.contains("above max_connections (10)"), "{reason}");
+    // A per-peer limit left at its default (256) follows a lower global limit.
+    let lowered = parse("server: {max_connections: 100}").unwrap();
+    assert_eq!(
+        lowered
+            .server
+            .connections
+            .settings()
+            .max_connections_per_peer,
+        100
+    );
+    let (key, reason) = refused("server: {http2_keepalive_interval_seconds: 10}");
+    assert_eq!(key, "server.http2_keepalive_timeout_seconds");
+    assert!(
+        reason.contains("20s (the default) is not below"),
+        "{reason}"
+    );
+    let (key, reason) = refused(
+        "server: {http2_keepalive_interval_seconds: 10, http2_keepalive_timeout_seconds: 10}",
+    );
+    assert_eq!(key, "server.http2_keepalive_timeout_seconds");
+    assert!(reason.contains("not below"), "{reason}");
+    parse("server: {max_connections: 100, max_connections_per_peer: 100}").unwrap();
+}
+
+#[test]
+fn each_connection_flag_is_the_key_spelled_as_a_flag_and_names_itself_in_errors() {
+    for bound in CONNECTION_BOUNDS {
+        assert_eq!(bound.flag, format!("--{}", bound.key.replace('_', "-")));
+        assert!(
+            bound.min <= bound.default && bound.default <= bound.max,
+            "{bound:?}"
+        );
+        let error = check_value(&bound, bound.flag, bound.max + 1).unwrap_err();
+        assert_eq!(error.key, bound.flag);
+    }
+    // Flags merged over the file get the cross-key checks again.
+    let mut keys = ConnectionKeys::default();
+    for (bound, slot) in keys.slots() {
+        if bound.key == "max_connections_per_peer" {
+            *slot = Some(2000);
+        }
+    }
+    assert_eq!(
+        keys.check().unwrap_err().key,
+        "server.max_connections_per_peer"
+    );
 }

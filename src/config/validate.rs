@@ -10,6 +10,7 @@ use crate::policy::{
     NamespacePattern, Policy, RetryLoop, RuleAction, RuleId, SafetyGates, SchemaEnforcement,
 };
 
+use super::connections::ConnectionKeys;
 use super::file::{
     AuthMode, ConfigFile, LedgerFile, OnFailure, OtlpFile, RetryLoopFile, SafetyGatesFile,
     SchemaEnforcementFile, ServerFile, WebhookFile,
@@ -58,6 +59,8 @@ pub struct ServerSettings {
     pub default_session: Option<String>,
     /// Threads serving requests (see [`DEFAULT_WORKERS`]).
     pub workers: Option<usize>,
+    /// Client-connection timeouts and limits.
+    pub connections: ConnectionKeys,
 }
 
 /// Threads serving requests unless `server.workers` or `--workers` say otherwise: one, as
@@ -108,7 +111,7 @@ impl ServerSettings {
                  client_ca is required",
             ));
         }
-        Ok(())
+        self.connections.check()
     }
 }
 
@@ -633,6 +636,7 @@ impl TryFrom<ConfigFile> for Config {
         };
 
         let server_file = file.server.unwrap_or_default();
+        let connections = ConnectionKeys::from_file(&server_file)?;
         let server = ServerSettings {
             listen: socket_addr("server.listen", server_file.listen)?,
             admin_listen: socket_addr("server.admin_listen", server_file.admin_listen)?,
@@ -652,6 +656,7 @@ impl TryFrom<ConfigFile> for Config {
                 .workers
                 .map(|w| ranged("server.workers", w, 1, MAX_WORKERS as u64).map(|w| w as usize))
                 .transpose()?,
+            connections,
         };
         server.check()?;
 
@@ -699,11 +704,32 @@ impl Config {
         }
     }
 
+    /// `server:` as a file section.
+    fn server_file(&self) -> ServerFile {
+        let s = &self.server;
+        let mut file = ServerFile {
+            listen: s.listen.map(|a| a.to_string()),
+            admin_listen: s.admin_listen.map(|a| a.to_string()),
+            auth: s.auth,
+            upstream_kubeconfig: s.upstream_kubeconfig.clone(),
+            context: s.context.clone(),
+            in_cluster: s.in_cluster,
+            tls_cert: s.tls_cert.clone(),
+            tls_key: s.tls_key.clone(),
+            client_ca: s.client_ca.clone(),
+            max_body_bytes: s.max_body_bytes,
+            default_session: s.default_session.clone(),
+            workers: s.workers.map(|w| w as u64),
+            ..ServerFile::default()
+        };
+        s.connections.to_file(&mut file);
+        file
+    }
+
     /// The effective configuration as a file: every key present, every rule's action
     /// explicit. Loading it gives the same configuration back.
     pub fn to_file(&self) -> ConfigFile {
         let p = &self.policy;
-        let s = &self.server;
         let l = &self.ledger;
         ConfigFile {
             mode: Some(p.mode),
@@ -743,20 +769,7 @@ impl Config {
                 window_seconds: Some(p.retry_loop.window_seconds),
                 threshold: Some(p.retry_loop.threshold),
             }),
-            server: Some(ServerFile {
-                listen: s.listen.map(|a| a.to_string()),
-                admin_listen: s.admin_listen.map(|a| a.to_string()),
-                auth: s.auth,
-                upstream_kubeconfig: s.upstream_kubeconfig.clone(),
-                context: s.context.clone(),
-                in_cluster: s.in_cluster,
-                tls_cert: s.tls_cert.clone(),
-                tls_key: s.tls_key.clone(),
-                client_ca: s.client_ca.clone(),
-                max_body_bytes: s.max_body_bytes,
-                default_session: s.default_session.clone(),
-                workers: s.workers.map(|w| w as u64),
-            }),
+            server: Some(self.server_file()),
             ledger: Some(LedgerFile {
                 dir: l.dir.clone(),
                 on_failure: Some(l.on_failure),

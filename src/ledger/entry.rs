@@ -178,13 +178,30 @@ pub struct Request {
     /// The request's `Content-Type`, when it had a body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// The resource's scope from pathgate's table of built-in resources (`namespaced`,
+    /// `cluster`, `unknown` for custom resources and aggregated APIs); absent for
+    /// non-resource requests. Judge scope by this and `namespace`, never by a namespace
+    /// in the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// What the request does to the object it names, when that is not `verb`: `delete` for
+    /// a pod eviction (`POST pods/<name>/eviction` deletes the pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect_verb: Option<String>,
 }
 
 impl Request {
     /// The request record for a classified request. `query` is passed through
     /// [`super::safe_query`] here, so no caller can forget it.
     pub fn from_info(info: RequestInfo, query: Option<&str>, content_type: Option<&str>) -> Self {
+        let scope = info
+            .is_resource_request
+            .then(|| info.scope().as_str().to_owned());
+        let effect_verb =
+            (info.effect_verb() != info.verb).then(|| info.effect_verb().as_str().to_owned());
         Request {
+            scope,
+            effect_verb,
             mutation: info.is_mutation(),
             verb: info.verb.as_str().to_owned(),
             method: info.method,
@@ -216,6 +233,8 @@ impl Request {
             namespace: String::new(),
             name: String::new(),
             content_type: None,
+            scope: None,
+            effect_verb: None,
         }
     }
 }

@@ -181,6 +181,8 @@ fn write_request(out: &mut Vec<u8>, request: &Request) {
         namespace,
         name,
         content_type,
+        scope,
+        effect_verb,
     } = request;
     out.extend_from_slice(b"{\"method\":");
     string(out, method);
@@ -209,6 +211,14 @@ fn write_request(out: &mut Vec<u8>, request: &Request) {
     if let Some(content_type) = content_type {
         out.extend_from_slice(b",\"content_type\":");
         string(out, content_type);
+    }
+    if let Some(scope) = scope {
+        out.extend_from_slice(b",\"scope\":");
+        string(out, scope);
+    }
+    if let Some(effect_verb) = effect_verb {
+        out.extend_from_slice(b",\"effect_verb\":");
+        string(out, effect_verb);
     }
     out.push(b'}');
 }

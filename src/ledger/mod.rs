@@ -100,7 +100,7 @@ pub use redact::{
     capture_body, redact_body, safe_query, token_fingerprint, MAX_QUERY_CHARS, REDACTED,
 };
 pub use sink::{OtlpSettings, RetrySettings, WebhookSettings, SCHEMA_HEADER};
-pub use spool::{segment_name, Cursor};
+pub use spool::{list_segments, segment_name, Cursor};
 
 /// What the proxy does with a mutation when the ledger cannot record its intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -30,6 +30,8 @@ pub(crate) fn mutation(trace_id: &str) -> Entry {
             namespace: "shop".into(),
             name: "web-5d9c7-abcde".into(),
             content_type: Some("application/json".into()),
+            scope: Some("namespaced".into()),
+            effect_verb: None,
         },
     );
     entry.decision = Some(DecisionRecord {

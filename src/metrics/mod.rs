@@ -84,6 +84,70 @@ pub struct Metrics {
     pub ledger_commit_entries: Histogram,
     /// Policy reloads by result (`ok`, `error`).
     pub policy_reloads: IntCounterVec,
+    /// Client connections open now (admitted, TLS handshake included).
+    pub open_connections: IntGauge,
+    /// Client connections closed at accept because a limit was reached, by limit.
+    pub connections_refused: IntCounterVec,
+    /// Client connections (or request bodies) ended by a timeout, by kind.
+    pub connection_timeouts: IntCounterVec,
+    /// `accept` failures of the client listener (e.g. out of file descriptors).
+    pub accept_errors: prometheus::IntCounter,
+}
+
+/// Which connection limit refused a client: the `limit` label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionLimit {
+    /// `server.max_connections`: every client together.
+    Global,
+    /// `server.max_connections_per_peer`: one client IP address.
+    PerPeer,
+}
+
+impl ConnectionLimit {
+    pub const ALL: [ConnectionLimit; 2] = [ConnectionLimit::Global, ConnectionLimit::PerPeer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionLimit::Global => "global",
+            ConnectionLimit::PerPeer => "per_peer",
+        }
+    }
+}
+
+/// What a client was too slow at: the `kind` label set of the timeouts counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionTimeout {
+    /// The TLS handshake did not finish in time.
+    TlsHandshake,
+    /// No request headers in time: the first request of a connection (any protocol), or
+    /// the next one on a kept-alive HTTP/1.1 connection.
+    HeaderRead,
+    /// No request in flight for the idle timeout.
+    Idle,
+    /// An HTTP/2 PING went unanswered (a dead peer).
+    Http2Keepalive,
+    /// A mutation's body stalled.
+    BodyRead,
+}
+
+impl ConnectionTimeout {
+    pub const ALL: [ConnectionTimeout; 5] = [
+        ConnectionTimeout::TlsHandshake,
+        ConnectionTimeout::HeaderRead,
+        ConnectionTimeout::Idle,
+        ConnectionTimeout::Http2Keepalive,
+        ConnectionTimeout::BodyRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionTimeout::TlsHandshake => "tls_handshake",
+            ConnectionTimeout::HeaderRead => "header_read",
+            ConnectionTimeout::Idle => "idle",
+            ConnectionTimeout::Http2Keepalive => "http2_keepalive",
+            ConnectionTimeout::BodyRead => "body_read",
+        }
+    }
 }
 
 impl Metrics {
@@ -181,6 +245,28 @@ impl Metrics {
             "Policy reloads by result (ok, error).",
             &["result"],
         );
+        let open_connections = gauge(
+            "pathgate_open_connections",
+            "Client connections open now (TLS handshake included).",
+        );
+        let connections_refused = counter(
+            "pathgate_connections_refused_total",
+            "Client connections closed at accept by a connection limit (global, per_peer).",
+            &["limit"],
+        );
+        let connection_timeouts = counter(
+            "pathgate_connection_timeouts_total",
+            "Client connections or request bodies ended by a timeout, by kind (tls_handshake, header_read, idle, http2_keepalive, body_read).",
+            &["kind"],
+        );
+        let accept_errors = prometheus::IntCounter::new(
+            "pathgate_accept_errors_total",
+            "Failures to accept a client connection (e.g. out of file descriptors).",
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(accept_errors.clone()))
+            .expect("metric registered once");
 
         let metrics = Metrics {
             registry,
@@ -197,6 +283,10 @@ impl Metrics {
             ledger_commit_duration,
             ledger_commit_entries,
             policy_reloads,
+            open_connections,
+            connections_refused,
+            connection_timeouts,
+            accept_errors,
         };
         metrics.create_label_combinations();
         metrics
@@ -235,6 +325,13 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             self.policy_reloads.with_label_values(&[result]);
+        }
+        for limit in ConnectionLimit::ALL {
+            self.connections_refused
+                .with_label_values(&[limit.as_str()]);
+        }
+        for kind in ConnectionTimeout::ALL {
+            self.connection_timeouts.with_label_values(&[kind.as_str()]);
         }
     }
 
@@ -303,6 +400,25 @@ impl Metrics {
     /// Marks a watch as open until the guard is dropped.
     pub fn open_watch(&self) -> GaugeGuard {
         GaugeGuard::new(self.open_watches.clone())
+    }
+
+    /// Counts a client connection refused by `limit`.
+    pub fn connection_refused(&self, limit: ConnectionLimit) {
+        self.connections_refused
+            .with_label_values(&[limit.as_str()])
+            .inc();
+    }
+
+    /// Counts a connection (or request body) ended by a timeout of `kind`.
+    pub fn connection_timeout(&self, kind: ConnectionTimeout) {
+        self.connection_timeouts
+            .with_label_values(&[kind.as_str()])
+            .inc();
+    }
+
+    /// Marks a client connection as open until the guard is dropped.
+    pub fn open_connection(&self) -> GaugeGuard {
+        GaugeGuard::new(self.open_connections.clone())
     }
 
     /// Marks an upgraded connection as open until the guard is dropped.

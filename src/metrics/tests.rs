@@ -34,6 +34,8 @@ fn entry(verb: &str, mutation: bool, findings: &[(&str, Action)], action: Action
             namespace: "secret-ns".into(),
             name: "secret-name".into(),
             content_type: None,
+            scope: None,
+            effect_verb: None,
         },
     );
     entry.decision = Some(DecisionRecord {
@@ -251,6 +253,10 @@ fn every_required_family_is_exported_with_its_labels() {
         ("pathgate_ledger_spool_bytes", "gauge"),
         ("pathgate_ledger_entries_total", "counter"),
         ("pathgate_policy_reloads_total", "counter"),
+        ("pathgate_open_connections", "gauge"),
+        ("pathgate_connections_refused_total", "counter"),
+        ("pathgate_connection_timeouts_total", "counter"),
+        ("pathgate_accept_errors_total", "counter"),
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} {kind}\n")),
@@ -261,6 +267,8 @@ fn every_required_family_is_exported_with_its_labels() {
     assert!(text.contains("pathgate_ledger_entries_total{outcome=\"dropped\",sink=\"webhook\"} 0"));
     assert!(text.contains("pathgate_request_duration_seconds_bucket{verb=\"get\",le=\"0.005\"} 0"));
     assert!(text.contains("pathgate_request_duration_seconds_bucket{verb=\"get\",le=\"60\"} 0"));
+    assert!(text.contains("pathgate_connections_refused_total{limit=\"per_peer\"} 0"));
+    assert!(text.contains("pathgate_connection_timeouts_total{kind=\"body_read\"} 0"));
 }
 
 /// Every `pathgate_*` metric an expression uses, with the `label="value"` matchers it

@@ -4,7 +4,7 @@
 //! rewrite it would make); the configured action of the rule says what the hit does. The
 //! mode then turns the findings into the action actually taken.
 
-use crate::classify::{Analysis, RequestInfo, Verb, WholeObject};
+use crate::classify::{Analysis, RequestInfo, Scope, Verb, WholeObject};
 
 use super::messages::{kubectl_resource, list_paths, ns_flag, object_label, target_name};
 use super::{
@@ -91,20 +91,28 @@ fn is_confirm_annotation_patch(info: &RequestInfo, analysis: &Analysis) -> bool 
             .all(|p| p == ESCAPED || p == RAW)
 }
 
-/// The namespace a mutation takes effect in: the name of a Namespace object itself, else
-/// the request's namespace (empty for cluster-scoped objects).
+/// The namespace a mutation takes effect in, as the apiserver decides it: the name of a
+/// Namespace object itself; nothing for a cluster-scoped resource (whatever the path or the
+/// body says: the apiserver clears a body's namespace there); else the path's namespace.
+/// Never the body's `metadata.namespace`: a field the client writes does not move an object.
 fn effective_namespace<'a>(info: &'a RequestInfo, analysis: &'a Analysis) -> &'a str {
     if is_core(info, "namespaces") {
         target_name(info, analysis).unwrap_or("")
-    } else if !info.namespace.is_empty() {
-        &info.namespace
+    } else if info.scope() == Scope::Cluster {
+        ""
     } else {
-        analysis
-            .object
-            .as_ref()
-            .and_then(|o| o.namespace.as_deref())
-            .unwrap_or("")
+        &info.namespace
     }
+}
+
+/// The client sent a dry run the apiserver honours: nothing will change.
+fn honoured_dry_run(info: &RequestInfo, analysis: &Analysis) -> bool {
+    analysis.dry_run && info.honours_dry_run()
+}
+
+/// The client sent `dryRun` to an endpoint that ignores it: the request acts for real.
+fn ignored_dry_run(info: &RequestInfo, analysis: &Analysis) -> bool {
+    analysis.dry_run_ignored || (analysis.dry_run && !info.honours_dry_run())
 }
 
 /// Everything a rule may look at.
@@ -164,7 +172,7 @@ pub fn decide(
         session,
         mutation: is_mutation(info),
     };
-    let client_dry_run = cx.mutation && analysis.dry_run;
+    let client_dry_run = cx.mutation && honoured_dry_run(info, analysis);
 
     for rule in RuleId::ALL {
         let configured = policy.rule_action(rule);
@@ -279,6 +287,16 @@ fn apply_rehearse(decision: &mut Decision, cx: &Cx<'_>) {
         .map(|f| f.action)
         .max()
         .unwrap_or(Action::Allow);
+    if cx.mutation && !cx.info.honours_dry_run() && decision.action != Action::Deny {
+        // Forwarding it "as a dry run" would act for real (a TokenRequest issues a token).
+        decision.action = Action::Deny;
+        decision.notices.push(format!(
+            "rehearse mode: {} ignores dryRun, so it cannot be rehearsed: forwarded with \
+             dryRun=All it would still act. pathgate refused it; nothing was sent.",
+            endpoint_label(cx.info)
+        ));
+        return;
+    }
     if cx.mutation && !cx.analysis.dry_run && decision.action != Action::Deny {
         decision.rewrites.push(Rewrite::AddDryRun);
         decision.action = decision.action.max(Action::Rewrite);
@@ -295,6 +313,29 @@ fn apply_rehearse(decision: &mut Decision, cx: &Cx<'_>) {
             );
         }
         decision.notices.push(notice);
+    }
+}
+
+/// `POST serviceaccounts/<name>/token`, `PATCH deployments`: the endpoint a request goes to.
+fn endpoint_label(info: &RequestInfo) -> String {
+    if info.subresource.is_empty() {
+        format!("{} {}", info.method, kubectl_resource(info))
+    } else {
+        format!(
+            "{} {}/<name>/{}",
+            info.method,
+            kubectl_resource(info),
+            info.subresource
+        )
+    }
+}
+
+/// How a message names what the request does: `eviction` for a pod eviction, else the verb.
+fn action_word(info: &RequestInfo) -> &'static str {
+    if info.is_pod_eviction() {
+        "eviction"
+    } else {
+        verb_word(info.verb)
     }
 }
 
@@ -468,11 +509,9 @@ fn controller_owner(object: &serde_json::Value) -> Option<(String, String)> {
 
 fn direct_pod_delete(cx: &Cx<'_>) -> Option<Hit> {
     let info = cx.info;
-    if info.verb != Verb::Delete
-        || !is_core(info, "pods")
-        || !info.subresource.is_empty()
-        || info.name.is_empty()
-    {
+    // An eviction deletes the pod as surely as a DELETE does (after the disruption-budget
+    // check), so it is judged the same way.
+    if !info.deletes_pod() {
         return None;
     }
     let TargetFact::Present(pod) = &cx.facts.target else {
@@ -503,15 +542,22 @@ fn direct_pod_delete(cx: &Cx<'_>) -> Option<Hit> {
     };
     Some(Hit::new(format!(
         "pod {} in namespace {} is managed by {kind}/{owner} (controller ownerReference); \
-         deleting it only makes the controller replace it. To act on the workload, delete or \
+         {} it only makes the controller replace it. To act on the workload, delete or \
          scale its owner {kind}/{owner}, or use {restart}.",
-        info.name, info.namespace,
+        info.name,
+        info.namespace,
+        if info.is_pod_eviction() {
+            "evicting (deleting)"
+        } else {
+            "deleting"
+        },
     )))
 }
 
 fn zero_grace_delete(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
     let info = cx.info;
-    if !matches!(info.verb, Verb::Delete | Verb::DeleteCollection) {
+    // An eviction's deleteOptions are the pod delete's options.
+    if !matches!(info.effect_verb(), Verb::Delete | Verb::DeleteCollection) {
         return None;
     }
     let min = cx.policy.min_grace_period_seconds;
@@ -532,6 +578,9 @@ fn zero_grace_delete(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
         return None;
     }
     let what = match grace {
+        _ if info.is_pod_eviction() => {
+            format!("the eviction's deleteOptions.gracePeriodSeconds={grace}")
+        }
         0 => "gracePeriodSeconds=0 (kubectl --force)".to_string(),
         1 => "gracePeriodSeconds=1 (kubectl --grace-period=0 without --force)".to_string(),
         g => format!("gracePeriodSeconds={g}"),
@@ -621,9 +670,26 @@ fn cluster_scoped_mutation(cx: &Cx<'_>) -> Option<Hit> {
     if !cx.mutation {
         return None;
     }
-    let (_, _, controls) = CLUSTER_CRITICAL
+    let critical = CLUSTER_CRITICAL
         .iter()
-        .find(|(group, resource, _)| *group == info.api_group && *resource == info.resource)?;
+        .find(|(group, resource, _)| *group == info.api_group && *resource == info.resource);
+    let controls = match critical {
+        Some((_, _, controls)) => *controls,
+        None => {
+            // A Namespace is the one cluster-scoped object that is its own scope.
+            let cluster = match info.scope() {
+                Scope::Cluster => !is_core(info, "namespaces"),
+                // A custom resource without a namespace in its path is cluster-scoped (the
+                // apiserver routes it by its CRD's scope), or spans all namespaces.
+                Scope::Unknown => info.namespace.is_empty(),
+                Scope::Namespaced => false,
+            };
+            if !cluster {
+                return None;
+            }
+            "an object every namespace shares"
+        }
+    };
     Some(Hit::new(format!(
         "this {} of {} changes {controls} for the whole cluster, not one namespace. Make sure \
          the task needs it; prefer namespaced objects (Role and RoleBinding rather than \
@@ -660,27 +726,60 @@ fn redundant_create_text(info: &RequestInfo, analysis: &Analysis, seen: &str) ->
 }
 
 fn missing_dry_run(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
+    let honours = cx.info.honours_dry_run();
     if !cx.mutation
-        || cx.analysis.dry_run
-        || cx.session.dry_run_succeeded
+        || honoured_dry_run(cx.info, cx.analysis)
+        || (cx.session.dry_run_succeeded && honours)
         || cx.policy.mode == Mode::Rehearse
         || is_confirm_annotation_patch(cx.info, cx.analysis)
     {
         return None;
+    }
+    if !honours {
+        return Some(no_dry_run_possible(cx));
     }
     let then = if configured == RuleAction::Flag {
         "Next time run"
     } else {
         "Run"
     };
+    // A DELETE with a body takes its options from the body alone: a dryRun in its query is
+    // no dry run, and the agent must learn where to put it.
+    let query_ignored = cx
+        .analysis
+        .delete_options
+        .as_ref()
+        .is_some_and(|o| o.query_ignored);
     Some(Hit::new(format!(
         "no successful server dry run of this exact {} of {} earlier in this session \
          (safety_gates.dry_run_default). {then} the same command with --dry-run=server first \
          (e.g. kubectl apply -f <file> --dry-run=server; API clients: the same request with \
-         ?dryRun=All), read the result, then repeat the command unchanged.",
-        verb_word(cx.info.verb),
+         ?dryRun=All{}), read the result, then repeat the command unchanged.",
+        action_word(cx.info),
         object_label(cx.info, cx.analysis),
+        if query_ignored {
+            "; this request has a DeleteOptions body, so the apiserver ignores the options in \
+             its query: put dryRun: [\"All\"] into the body"
+        } else {
+            ""
+        },
     )))
+}
+
+/// PG010 on an endpoint that ignores dryRun: no dry run of it can exist.
+fn no_dry_run_possible(cx: &Cx<'_>) -> Hit {
+    Hit::new(format!(
+        "{} ignores dryRun: the apiserver acts on it even with dryRun=All (a TokenRequest \
+         issues a working token){}, so no dry run of it can come first and pathgate judges it \
+         as the mutation it is. Do without it, or ask an operator to allow it (rules.PG010: \
+         flag).",
+        endpoint_label(cx.info),
+        if ignored_dry_run(cx.info, cx.analysis) {
+            "; this request asked for a dry run it would not get"
+        } else {
+            ""
+        },
+    ))
 }
 
 fn unbounded_list(cx: &Cx<'_>) -> Option<Hit> {
@@ -803,9 +902,22 @@ fn out_of_scope_mutation(cx: &Cx<'_>) -> Option<Hit> {
         .map(|p| p.as_str())
         .collect();
     let where_ = if namespace.is_empty() {
+        let body_namespace = cx
+            .analysis
+            .object
+            .as_ref()
+            .and_then(|o| o.namespace.as_deref())
+            .filter(|ns| !ns.is_empty());
         format!(
-            "{} is cluster-scoped (or spans all namespaces)",
-            object_label(info, cx.analysis)
+            "{} is cluster-scoped (or spans all namespaces){}",
+            object_label(info, cx.analysis),
+            match body_namespace {
+                Some(ns) => format!(
+                    "; the metadata.namespace {ns} in the body does not place it in a \
+                     namespace (the apiserver clears it)"
+                ),
+                None => String::new(),
+            }
         )
     } else {
         format!("namespace {namespace} is not in mutation_namespaces")
@@ -875,7 +987,7 @@ pub fn needs_target(info: &RequestInfo, analysis: &Analysis, policy: &Policy) ->
         return false;
     }
     let on = |rule| policy.rule_action(rule) != RuleAction::Off;
-    let pod_delete = info.verb == Verb::Delete && is_core(info, "pods") && on(RuleId::PG004);
+    let pod_delete = info.deletes_pod() && on(RuleId::PG004);
     let create = info.verb == Verb::Create && info.subresource.is_empty() && on(RuleId::PG009);
     let apply = info.verb == Verb::Patch
         && analysis.whole_object == Some(WholeObject::ServerSideApply)

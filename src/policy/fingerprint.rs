@@ -1,39 +1,76 @@
 //! Request fingerprints: what makes two requests "the same request" for PG010 (a dry run
 //! then the real thing), PG015 (retries) and confirmation tokens.
 //!
-//! A fingerprint hashes the verb, group, version, resource, subresource, namespace, name,
-//! the query parameters except `dryRun` (sorted), and the body: a DeleteOptions body
-//! (deletes, evictions) is re-serialised with sorted keys and without a top-level `dryRun`
-//! field (kubectl puts `dryRun: ["All"]` into the DeleteOptions body of
-//! `kubectl delete --dry-run=server`); any other body is hashed as sent. kubectl sends byte-identical bodies for
-//! `kubectl apply --dry-run=server -f x.yaml` and the following `kubectl apply -f x.yaml`
-//! (the patch is computed against the same live object, which the dry run did not change),
-//! so the two share a fingerprint.
+//! Two requests share a fingerprint only when the apiserver would do the same with them.
+//! A fingerprint hashes:
+//!
+//! - the request line as classified: verb, method, path, group, version, resource,
+//!   subresource, namespace, name;
+//! - every query parameter except `dryRun`, sorted (so `fieldManager`, `force`,
+//!   `fieldValidation`, `gracePeriodSeconds`, `propagationPolicy` ... all count);
+//! - the `Content-Type` as sent: the same bytes sent as `strategic-merge-patch+json` and as
+//!   `merge-patch+json` are two different patches (a merge patch replaces the lists a
+//!   strategic one merges by key);
+//! - the `Impersonate-*` headers (names and values, sorted): who acts changes what admission
+//!   allows and what the object records;
+//! - the body. DeleteOptions (a DELETE's body, an eviction's `deleteOptions`) are hashed as
+//!   the apiserver decoded them, whatever the format (JSON, YAML, protobuf), without their
+//!   `dryRun`: kubectl puts `dryRun: ["All"]` into the DeleteOptions body of
+//!   `kubectl delete --dry-run=server` and into an eviction's `deleteOptions` for
+//!   `kubectl drain --dry-run=server`, and client-go does the same in protobuf. Every other
+//!   body is hashed as sent: kubectl sends byte-identical bodies for
+//!   `kubectl apply --dry-run=server -f x.yaml` and the following `kubectl apply -f x.yaml`
+//!   (the patch is computed against the same live object, which the dry run did not change).
 
-use std::borrow::Cow;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::classify::{RequestInfo, Verb};
+use crate::classify::{Analysis, DeleteOptions, RequestInfo, Verb};
 
 /// A SHA-256 over the normalised request (see the module docs).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint([u8; 32]);
 
+/// Feeds length-prefixed fields to the hash, so that no two different requests hash the
+/// same concatenation ("ab"+"c" vs "a"+"bc").
+struct Fields(Sha256);
+
+impl Fields {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.0.update((bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+    }
+
+    fn count(&mut self, n: usize) {
+        self.bytes(&(n as u64).to_be_bytes());
+    }
+
+    fn optional(&mut self, value: Option<&str>) {
+        match value {
+            None => self.count(0),
+            Some(value) => {
+                self.count(1);
+                self.bytes(value.as_bytes());
+            }
+        }
+    }
+}
+
 impl Fingerprint {
-    /// Fingerprints a request from its info, raw query string and body.
-    pub fn of(info: &RequestInfo, query: Option<&str>, body: &[u8]) -> Fingerprint {
-        let mut hasher = Sha256::new();
-        // Fields are length-prefixed so that no two different requests hash the same
-        // concatenation ("ab"+"c" vs "a"+"bc").
-        let mut field = |bytes: &[u8]| {
-            hasher.update((bytes.len() as u64).to_be_bytes());
-            hasher.update(bytes);
-        };
-        field(info.verb.as_str().as_bytes());
-        field(info.method.as_bytes());
-        field(info.path.as_bytes());
+    /// Fingerprints a request from its info, its analysis, the raw query string, its
+    /// headers (`Content-Type`, `Impersonate-*`) and its body.
+    pub fn of(
+        info: &RequestInfo,
+        analysis: &Analysis,
+        query: Option<&str>,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Fingerprint {
+        let mut fields = Fields(Sha256::new());
+        fields.bytes(info.verb.as_str().as_bytes());
+        fields.bytes(info.method.as_bytes());
+        fields.bytes(info.path.as_bytes());
         for part in [
             &info.api_group,
             &info.api_version,
@@ -42,7 +79,7 @@ impl Fingerprint {
             &info.subresource,
             &info.name,
         ] {
-            field(part.as_bytes());
+            fields.bytes(part.as_bytes());
         }
         let mut params: Vec<(String, String)> =
             form_urlencoded::parse(query.unwrap_or("").as_bytes())
@@ -50,24 +87,30 @@ impl Fingerprint {
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
         params.sort();
-        field(&(params.len() as u64).to_be_bytes());
+        fields.count(params.len());
         for (key, value) in &params {
-            field(key.as_bytes());
-            field(value.as_bytes());
+            fields.bytes(key.as_bytes());
+            fields.bytes(value.as_bytes());
         }
-        // Only DeleteOptions bodies (deletes, evictions) can carry the `dryRun` that must
-        // not count; every other body is hashed as sent, which spares a second parse of
-        // large apply bodies on the request path. kubectl sends byte-identical bodies for
-        // the dry run and the real request, so nothing is lost for it; a client that
-        // reorders keys between the two requests is treated as sending another request.
-        let carries_delete_options = matches!(info.verb, Verb::Delete | Verb::DeleteCollection)
-            || info.subresource == "eviction";
-        if carries_delete_options {
-            field(&normalised_body(body));
-        } else {
-            field(body);
+        fields.optional(
+            headers
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .as_deref(),
+        );
+        let mut impersonation: Vec<(&str, &[u8])> = headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("impersonate-"))
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        impersonation.sort();
+        fields.count(impersonation.len());
+        for (name, value) in impersonation {
+            fields.bytes(name.as_bytes());
+            fields.bytes(value);
         }
-        Fingerprint(hasher.finalize().into())
+        body_fields(&mut fields, info, analysis, body);
+        Fingerprint(fields.0.finalize().into())
     }
 
     /// Builds a fingerprint from raw bytes (tests, or a stored value).
@@ -94,322 +137,364 @@ impl fmt::Display for Fingerprint {
     }
 }
 
-/// A JSON body with sorted keys and no top-level `dryRun`; any other body as sent.
-fn normalised_body(body: &[u8]) -> Vec<u8> {
-    // `Canon` borrows the body's strings instead of building a `serde_json::Value` (a map
-    // node and a `String` per key): this runs for every mutation, on bodies of up to
-    // megabytes. It writes exactly what the `Value` round trip wrote (see the tests).
-    let Ok(mut value) = serde_json::from_slice::<Canon<'_>>(body) else {
-        return body.to_vec();
+/// The body: decoded DeleteOptions (without `dryRun`) where the body carries them and was
+/// understood, the bytes as sent otherwise (including every body pathgate could not decode).
+fn body_fields(fields: &mut Fields, info: &RequestInfo, analysis: &Analysis, body: &[u8]) {
+    let carries_options = !body.is_empty()
+        && analysis.opaque_reason.is_none()
+        && (matches!(info.verb, Verb::Delete | Verb::DeleteCollection) || info.is_pod_eviction());
+    let options = analysis.delete_options.as_ref().filter(|_| carries_options);
+    let Some(options) = options else {
+        fields.count(0);
+        fields.bytes(body);
+        return;
     };
-    if let Canon::Object(entries) = &mut value {
-        entries.retain(|(key, _)| key != "dryRun");
-    }
-    let mut out = Vec::with_capacity(body.len());
-    value.write(&mut out);
-    out
+    fields.count(1);
+    delete_options_fields(fields, options);
+    // An eviction names its pod in its own metadata too (the apiserver refuses a mismatch).
+    let identity = analysis.object.as_ref();
+    fields.optional(identity.and_then(|o| o.name.as_deref()));
+    fields.optional(identity.and_then(|o| o.namespace.as_deref()));
 }
 
-/// A parsed JSON value that borrows its strings from the body where it can.
-#[derive(Debug)]
-enum Canon<'a> {
-    Null,
-    Bool(bool),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-    Str(Cow<'a, str>),
-    Array(Vec<Canon<'a>>),
-    /// Entries in body order; sorted when written.
-    Object(Vec<(Cow<'a, str>, Canon<'a>)>),
-}
-
-impl Canon<'_> {
-    /// Serialises with object keys sorted. A key that appears twice keeps its last value,
-    /// as a parsed `serde_json::Value` would.
-    fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            Canon::Null => out.extend_from_slice(b"null"),
-            Canon::Bool(b) => write_json(b, out),
-            Canon::U64(n) => write_json(n, out),
-            Canon::I64(n) => write_json(n, out),
-            Canon::F64(n) => write_json(n, out),
-            Canon::Str(s) => write_json(s.as_ref(), out),
-            Canon::Array(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    item.write(out);
-                }
-                out.push(b']');
-            }
-            Canon::Object(entries) => {
-                let mut sorted: Vec<&(Cow<'_, str>, Canon<'_>)> = entries.iter().collect();
-                // Stable: among equal keys the body's last one stays last, and wins.
-                sorted.sort_by(|a, b| a.0.cmp(&b.0));
-                out.push(b'{');
-                let mut first = true;
-                for (i, (key, item)) in sorted.iter().map(|e| (&e.0, &e.1)).enumerate() {
-                    if sorted.get(i + 1).is_some_and(|next| next.0 == *key) {
-                        continue;
-                    }
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    write_json(key.as_ref(), out);
-                    out.push(b':');
-                    item.write(out);
-                }
-                out.push(b'}');
-            }
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Canon<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(CanonVisitor)
-    }
-}
-
-struct CanonVisitor;
-
-impl<'de> serde::de::Visitor<'de> for CanonVisitor {
-    type Value = Canon<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Canon::Null)
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Canon::Bool(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Canon::U64(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Canon::I64(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Canon::F64(v))
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Canon::Str(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Canon::Str(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Canon::Str(Cow::Owned(v)))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Canon::Array(items))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(Key(key)) = map.next_key()? {
-            entries.push((key, map.next_value()?));
-        }
-        Ok(Canon::Object(entries))
-    }
-}
-
-use crate::classify::BorrowedKey as Key;
-
-/// Appends one JSON scalar or string, escaped as serde_json writes it, without an
-/// intermediate `String`.
-fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
-    serde_json::to_writer(&mut *out, value).expect("writing JSON into a Vec cannot fail");
+/// Every DeleteOptions field that changes what a delete does; `dryRun` is what the dry run
+/// and the real request differ in, and is left out.
+fn delete_options_fields(fields: &mut Fields, options: &DeleteOptions) {
+    let DeleteOptions {
+        grace_period_seconds,
+        propagation_policy,
+        orphan_dependents,
+        precondition_uid,
+        precondition_resource_version,
+        dry_run: _,
+        ignore_store_read_error_with_cluster_breaking_potential: ignore_read_error,
+        source: _,
+        query_ignored: _,
+    } = options;
+    let text = |value: Option<i64>| value.map(|v| v.to_string());
+    let flag = |value: Option<bool>| value.map(|v| v.to_string());
+    fields.optional(text(*grace_period_seconds).as_deref());
+    fields.optional(propagation_policy.as_deref());
+    fields.optional(flag(*orphan_dependents).as_deref());
+    fields.optional(precondition_uid.as_deref());
+    fields.optional(precondition_resource_version.as_deref());
+    fields.optional(flag(*ignore_read_error).as_deref());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::tests::builders::req;
+    use crate::classify::{analyse, request_info};
 
-    #[test]
-    fn dry_run_query_and_delete_options_do_not_change_the_fingerprint() {
-        let info = req(Verb::Delete, "pods").ns("shop").name("web-1").info();
-        let real = Fingerprint::of(&info, None, br#"{"propagationPolicy":"Background"}"#);
-        let dry = Fingerprint::of(
-            &info,
-            Some("dryRun=All"),
-            br#"{"propagationPolicy":"Background","dryRun":["All"]}"#,
-        );
-        assert_eq!(real, dry);
+    /// A request as the proxy sees it: method, path?query, Content-Type, body.
+    struct Wire<'a> {
+        method: &'a str,
+        target: &'a str,
+        content_type: Option<&'a str>,
+        extra: &'a [(&'a str, &'a str)],
+        body: &'a [u8],
     }
 
-    #[test]
-    fn apply_and_its_server_dry_run_share_a_fingerprint() {
-        let info = req(Verb::Patch, "deployments")
-            .group("apps")
-            .ns("shop")
-            .name("web")
-            .info();
-        let body = br#"{"spec":{"replicas":3}}"#;
-        let apply = Fingerprint::of(&info, Some("fieldManager=kubectl-client-side-apply"), body);
-        let dry = Fingerprint::of(
-            &info,
-            Some("dryRun=All&fieldManager=kubectl-client-side-apply"),
+    fn wire<'a>(
+        method: &'a str,
+        target: &'a str,
+        content_type: &'a str,
+        body: &'a [u8],
+    ) -> Wire<'a> {
+        Wire {
+            method,
+            target,
+            content_type: Some(content_type),
+            extra: &[],
             body,
-        );
-        assert_eq!(apply, dry);
+        }
+    }
+
+    impl Wire<'_> {
+        /// The fingerprint, and whether the analysis calls it a dry run.
+        fn print(&self) -> (Fingerprint, bool) {
+            let (path, query) = match self.target.split_once('?') {
+                Some((path, query)) => (path, Some(query)),
+                None => (self.target, None),
+            };
+            let mut headers = http::HeaderMap::new();
+            if let Some(content_type) = self.content_type {
+                headers.insert(http::header::CONTENT_TYPE, content_type.parse().unwrap());
+            }
+            for (name, value) in self.extra {
+                headers.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            let method = http::Method::from_bytes(self.method.as_bytes()).unwrap();
+            let info = request_info(&method, path, query, &headers).unwrap();
+            let analysis = analyse(&info, query, self.content_type, self.body);
+            let print = Fingerprint::of(&info, &analysis, query, &headers, self.body);
+            (print, analysis.dry_run)
+        }
+    }
+
+    const POD: &str = "/api/v1/namespaces/shop/pods/web-1";
+    const EVICT: &str = "/api/v1/namespaces/shop/pods/web-1/eviction";
+    const DEPLOY: &str = "/apis/apps/v1/namespaces/shop/deployments/web";
+    const JSON: &str = "application/json";
+    const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+    const STRATEGIC: &str = "application/strategic-merge-patch+json";
+    const MERGE: &str = "application/merge-patch+json";
+
+    /// A protobuf DeleteOptions (`k8s\0` envelope) with a grace period and, for a dry run,
+    /// `dryRun: ["All"]` (field 5), laid out as client-go's marshaller writes it.
+    fn protobuf_delete_options(grace: u8, dry_run: bool) -> Vec<u8> {
+        fn field(number: u8, bytes: &[u8], out: &mut Vec<u8>) {
+            out.push(number << 3 | 2);
+            out.push(u8::try_from(bytes.len()).unwrap());
+            out.extend_from_slice(bytes);
+        }
+        let mut options = vec![1 << 3, grace];
+        field(4, b"Background", &mut options);
+        if dry_run {
+            field(5, b"All", &mut options);
+        }
+        let mut type_meta = Vec::new();
+        field(1, b"meta.k8s.io/v1", &mut type_meta);
+        field(2, b"DeleteOptions", &mut type_meta);
+        let mut body = b"k8s\x00".to_vec();
+        field(1, &type_meta, &mut body);
+        field(2, &options, &mut body);
+        body
     }
 
     #[test]
-    fn delete_options_key_order_does_not_matter_but_values_do() {
-        let info = req(Verb::Delete, "pods").ns("shop").name("web").info();
-        let a = Fingerprint::of(&info, None, br#"{"a":1,"b":{"c":2,"d":3}}"#);
-        let b = Fingerprint::of(&info, None, br#"{"b":{"d":3,"c":2},"a":1}"#);
-        let c = Fingerprint::of(&info, None, br#"{"b":{"d":3,"c":2},"a":2}"#);
-        assert_eq!(a, b);
-        assert_ne!(a, c);
+    fn a_delete_and_its_dry_run_share_a_fingerprint_in_every_body_format() {
+        let real = wire(
+            "DELETE",
+            POD,
+            JSON,
+            br#"{"propagationPolicy":"Background"}"#,
+        )
+        .print();
+        let dry = wire(
+            "DELETE",
+            &format!("{POD}?dryRun=All"),
+            JSON,
+            br#"{"propagationPolicy":"Background","dryRun":["All"]}"#,
+        )
+        .print();
+        assert_eq!((real.0, real.1, dry.1), (dry.0, false, true));
+
+        // client-go configured for protobuf puts dryRun into the protobuf body.
+        let pb_real = protobuf_delete_options(30, false);
+        let pb_dry = protobuf_delete_options(30, true);
+        let real = wire("DELETE", POD, PROTOBUF, &pb_real).print();
+        let dry = wire("DELETE", POD, PROTOBUF, &pb_dry).print();
+        assert_eq!((real.0, real.1, dry.1), (dry.0, false, true));
+        let other_grace = protobuf_delete_options(45, false);
+        assert_ne!(
+            real.0,
+            wire("DELETE", POD, PROTOBUF, &other_grace).print().0
+        );
+    }
+
+    #[test]
+    fn delete_options_values_count_but_not_their_key_order() {
+        let a = wire(
+            "DELETE",
+            POD,
+            JSON,
+            br#"{"gracePeriodSeconds":30,"propagationPolicy":"Foreground"}"#,
+        );
+        let b = wire(
+            "DELETE",
+            POD,
+            JSON,
+            br#"{"propagationPolicy":"Foreground","gracePeriodSeconds":30}"#,
+        );
+        let c = wire(
+            "DELETE",
+            POD,
+            JSON,
+            br#"{"propagationPolicy":"Foreground","gracePeriodSeconds":0}"#,
+        );
+        let d = wire(
+            "DELETE",
+            POD,
+            JSON,
+            br#"{"propagationPolicy":"Orphan","gracePeriodSeconds":30}"#,
+        );
+        let e = wire("DELETE", POD, JSON, br#"{"gracePeriodSeconds":30,"propagationPolicy":"Foreground","preconditions":{"uid":"u-1"}}"#);
+        assert_eq!(a.print().0, b.print().0);
+        for other in [c, d, e] {
+            assert_ne!(a.print().0, other.print().0);
+        }
+    }
+
+    #[test]
+    fn an_eviction_and_its_dry_run_share_a_fingerprint() {
+        // kubectl drain --dry-run=server puts dryRun into the eviction's deleteOptions.
+        let real = wire(
+            "POST",
+            EVICT,
+            JSON,
+            br#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"web-1","namespace":"shop"},"deleteOptions":{"gracePeriodSeconds":30}}"#,
+        )
+        .print();
+        let dry = wire(
+            "POST",
+            EVICT,
+            JSON,
+            br#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"web-1","namespace":"shop"},"deleteOptions":{"gracePeriodSeconds":30,"dryRun":["All"]}}"#,
+        )
+        .print();
+        assert_eq!((real.0, real.1, dry.1), (dry.0, false, true));
+        let zero = wire(
+            "POST",
+            EVICT,
+            JSON,
+            br#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"web-1","namespace":"shop"},"deleteOptions":{"gracePeriodSeconds":0}}"#,
+        );
+        assert_ne!(
+            real.0,
+            zero.print().0,
+            "another grace period is another eviction"
+        );
+    }
+
+    #[test]
+    fn the_media_type_is_part_of_the_request() {
+        // The same bytes are another patch as a merge patch: it replaces the containers
+        // list a strategic merge patch merges by name.
+        let body = br#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.27"}]}}}}"#;
+        let strategic = wire("PATCH", &format!("{DEPLOY}?dryRun=All"), STRATEGIC, body).print();
+        let merge = wire("PATCH", DEPLOY, MERGE, body).print();
+        assert!(strategic.1);
+        assert_ne!(strategic.0, merge.0);
+        assert_eq!(
+            strategic.0,
+            wire("PATCH", DEPLOY, STRATEGIC, body).print().0
+        );
+
+        // A create as JSON and the same bytes declared as YAML: decoded by another decoder.
+        let configmap = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}"#;
+        let collection = "/api/v1/namespaces/shop/configmaps";
+        assert_ne!(
+            wire("POST", collection, JSON, configmap).print().0,
+            wire("POST", collection, "application/yaml", configmap)
+                .print()
+                .0
+        );
+        let mut bare = wire("POST", collection, JSON, configmap);
+        bare.content_type = None;
+        assert_ne!(
+            bare.print().0,
+            wire("POST", collection, JSON, configmap).print().0
+        );
+    }
+
+    #[test]
+    fn apply_options_and_other_parameters_are_part_of_the_request() {
+        let body = b"{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\"},\"spec\":{\"replicas\":3}}";
+        let apply = "application/apply-patch+yaml";
+        let base = wire(
+            "PATCH",
+            &format!("{DEPLOY}?fieldManager=kubectl&force=false"),
+            apply,
+            body,
+        )
+        .print()
+        .0;
+        let dry = wire(
+            "PATCH",
+            &format!("{DEPLOY}?fieldManager=kubectl&dryRun=All&force=false"),
+            apply,
+            body,
+        )
+        .print();
+        assert_eq!((base, true), (dry.0, dry.1));
+        for other in [
+            format!("{DEPLOY}?fieldManager=kubectl&force=true"),
+            format!("{DEPLOY}?fieldManager=other&force=false"),
+            format!("{DEPLOY}?fieldManager=kubectl&force=false&fieldValidation=Ignore"),
+            format!("{DEPLOY}/scale?fieldManager=kubectl&force=false"),
+            "/apis/apps/v1/namespaces/prod/deployments/web?fieldManager=kubectl&force=false"
+                .to_string(),
+        ] {
+            assert_ne!(
+                base,
+                wire("PATCH", &other, apply, body).print().0,
+                "{other}"
+            );
+        }
+        assert_eq!(
+            wire("PATCH", &format!("{DEPLOY}?a=1&b=2"), STRATEGIC, b"{}")
+                .print()
+                .0,
+            wire("PATCH", &format!("{DEPLOY}?b=2&a=1"), STRATEGIC, b"{}")
+                .print()
+                .0
+        );
+    }
+
+    #[test]
+    fn who_is_impersonated_is_part_of_the_request() {
+        let body = br#"{"spec":{"replicas":3}}"#;
+        let plain = wire("PATCH", DEPLOY, STRATEGIC, body);
+        let mut alice = wire("PATCH", DEPLOY, STRATEGIC, body);
+        alice.extra = &[("impersonate-user", "alice")];
+        let mut bob = wire("PATCH", DEPLOY, STRATEGIC, body);
+        bob.extra = &[("impersonate-user", "bob")];
+        let mut masters = wire("PATCH", DEPLOY, STRATEGIC, body);
+        masters.extra = &[
+            ("impersonate-user", "alice"),
+            ("impersonate-group", "system:masters"),
+        ];
+        let prints = [
+            plain.print().0,
+            alice.print().0,
+            bob.print().0,
+            masters.print().0,
+        ];
+        for (i, a) in prints.iter().enumerate() {
+            for b in &prints[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        let mut other_header = wire("PATCH", DEPLOY, STRATEGIC, body);
+        other_header.extra = &[("user-agent", "kubectl/v1.37.2")];
+        assert_eq!(
+            other_header.print().0,
+            prints[0],
+            "other headers do not count"
+        );
     }
 
     #[test]
     fn other_bodies_are_hashed_as_sent() {
-        let info = req(Verb::Patch, "deployments")
-            .ns("shop")
-            .name("web")
-            .info();
-        let a = Fingerprint::of(&info, None, br#"{"a":1,"b":2}"#);
-        assert_eq!(a, Fingerprint::of(&info, None, br#"{"a":1,"b":2}"#));
-        assert_ne!(a, Fingerprint::of(&info, None, br#"{"b":2,"a":1}"#));
-    }
-
-    #[test]
-    fn target_and_other_parameters_change_the_fingerprint() {
-        let body = br#"{"spec":{"replicas":3}}"#;
-        let web = req(Verb::Patch, "deployments")
-            .ns("shop")
-            .name("web")
-            .info();
-        let api = req(Verb::Patch, "deployments")
-            .ns("shop")
-            .name("api")
-            .info();
-        let other_ns = req(Verb::Patch, "deployments")
-            .ns("prod")
-            .name("web")
-            .info();
-        let base = Fingerprint::of(&web, None, body);
-        assert_ne!(base, Fingerprint::of(&api, None, body));
-        assert_ne!(base, Fingerprint::of(&other_ns, None, body));
-        assert_ne!(base, Fingerprint::of(&web, Some("force=true"), body));
+        let a = wire("PATCH", DEPLOY, MERGE, br#"{"a":1,"b":2}"#).print().0;
         assert_eq!(
-            Fingerprint::of(&web, Some("a=1&b=2"), body),
-            Fingerprint::of(&web, Some("b=2&a=1"), body)
+            a,
+            wire("PATCH", DEPLOY, MERGE, br#"{"a":1,"b":2}"#).print().0
         );
-    }
-
-    /// The normalisation as first written: a `serde_json::Value` round trip. The borrowed
-    /// `Canon` must write the same bytes, so fingerprints did not change with it.
-    fn reference(body: &[u8]) -> Vec<u8> {
-        fn write(value: &serde_json::Value, out: &mut Vec<u8>) {
-            match value {
-                serde_json::Value::Object(map) => {
-                    let mut entries: Vec<_> = map.iter().collect();
-                    entries.sort_by(|a, b| a.0.cmp(b.0));
-                    out.push(b'{');
-                    for (i, (key, item)) in entries.into_iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        let key = serde_json::Value::from(key.as_str()).to_string();
-                        out.extend_from_slice(key.as_bytes());
-                        out.push(b':');
-                        write(item, out);
-                    }
-                    out.push(b'}');
-                }
-                serde_json::Value::Array(items) => {
-                    out.push(b'[');
-                    for (i, item) in items.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        write(item, out);
-                    }
-                    out.push(b']');
-                }
-                scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
-            }
-        }
-        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return body.to_vec();
-        };
-        if let Some(object) = value.as_object_mut() {
-            object.remove("dryRun");
-        }
-        let mut out = Vec::new();
-        write(&value, &mut out);
-        out
-    }
-
-    #[test]
-    fn normalisation_writes_what_a_value_round_trip_writes() {
-        let bodies: [&[u8]; 14] = [
-            br#"{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":0,"propagationPolicy":"Background","dryRun":["All"]}"#,
-            br#"{"spec":{"template":{"spec":{"containers":[{"image":"nginx:1.27","name":"web"}]}}}}"#,
-            br#" { "b" : [1, -2, 3.5, 1e3, -0.0, 18446744073709551615, -9223372036854775808, 1.7976931348623157e308] , "a" : null } "#,
-            br#"{"esc\"aped\\key":"va\nl\u00e9\ud83d\ude00","plain":"\/slash","t":true,"f":false}"#,
-            br#"{"dup":1,"x":{"dup":"first","dup":"second"},"dup":2}"#,
-            br#"{"nested":{"dryRun":["All"]},"dryRun":"x","dryRun":"y"}"#,
-            br#"[{"dryRun":1},{"b":2,"a":1}]"#,
-            br#""just a string""#,
-            br#"12345678901234567890123"#,
-            br#"{}"#,
-            br#"{"a":{}, "b":[], "c":[[]]}"#,
-            b"not json",
-            br#"{"trailing":1} x"#,
-            b"k8s\x00\x0a\x02v1\x12\x09ConfigMap",
-        ];
-        for body in bodies {
-            assert_eq!(
-                String::from_utf8_lossy(&normalised_body(body)),
-                String::from_utf8_lossy(&reference(body)),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
-        }
-        // Nesting past serde_json's recursion limit is not JSON to either: hashed as sent.
-        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        assert_eq!(normalised_body(deep.as_bytes()), deep.as_bytes());
-        assert_eq!(reference(deep.as_bytes()), deep.as_bytes());
-    }
-
-    #[test]
-    fn non_json_bodies_hash_as_sent() {
-        let info = req(Verb::Patch, "deployments")
-            .ns("shop")
-            .name("web")
-            .info();
-        let yaml_a = Fingerprint::of(&info, None, b"spec:\n  replicas: 3\n");
-        let yaml_b = Fingerprint::of(&info, None, b"spec:\n  replicas: 4\n");
-        assert_ne!(yaml_a, yaml_b);
-        assert_eq!(
-            yaml_a,
-            Fingerprint::of(&info, None, b"spec:\n  replicas: 3\n")
+        assert_ne!(
+            a,
+            wire("PATCH", DEPLOY, MERGE, br#"{"b":2,"a":1}"#).print().0
         );
-        assert_eq!(yaml_a.to_string().len(), 16);
+        let yaml = "application/apply-patch+yaml";
+        let three = wire("PATCH", DEPLOY, yaml, b"spec:\n  replicas: 3\n")
+            .print()
+            .0;
+        assert_ne!(
+            three,
+            wire("PATCH", DEPLOY, yaml, b"spec:\n  replicas: 4\n")
+                .print()
+                .0
+        );
+        assert_eq!(three.to_string().len(), 16);
+        // An undecodable DeleteOptions body is hashed as sent, never as "no options".
+        let opaque = wire("DELETE", POD, PROTOBUF, b"k8s\x00\xff\xff").print().0;
+        assert_ne!(
+            opaque,
+            wire("DELETE", POD, PROTOBUF, b"k8s\x00\xff\xfe").print().0
+        );
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! # How the proxy drives this module
 //!
-//! 1. `fingerprint = Fingerprint::of(&info, query, body)`; build a [`RequestContext`].
+//! 1. `fingerprint = Fingerprint::of(&info, &analysis, query, headers, body)`; build a
+//!    [`RequestContext`].
 //! 2. If [`needs_target`] says so, GET the target object into [`Facts::target`].
 //! 3. `decision = store.decide(&policy, &info, &analysis, &facts, &ctx, now)` — this calls
 //!    the pure [`decide`], redeems a presented confirmation token when the decision asks

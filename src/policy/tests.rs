@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::*;
-use crate::classify::{Verb, WholeObject};
+use crate::classify::{DeleteOptions, Verb, WholeObject};
 use builders::*;
 
 /// Small builders for classified requests, so each table row reads like the request.
@@ -72,6 +72,7 @@ pub(crate) mod builders {
                 touched_paths: Vec::new(),
                 whole_object: None,
                 dry_run: false,
+                dry_run_ignored: false,
                 delete_options: None,
                 field_manager: None,
                 force: false,
@@ -177,6 +178,14 @@ pub(crate) mod builders {
             self.analysis.opaque_reason = Some(reason.to_string());
             self
         }
+        /// The `metadata.namespace` the body declares (a field the client writes).
+        pub fn body_namespace(mut self, namespace: &str) -> Self {
+            self.analysis
+                .object
+                .get_or_insert_with(ObjectIdentity::default)
+                .namespace = Some(namespace.to_string());
+            self
+        }
         pub fn limit(mut self, limit: u64) -> Self {
             self.analysis.list_limit = Some(limit);
             self
@@ -194,9 +203,6 @@ pub(crate) mod builders {
                 ..ObjectIdentity::default()
             });
             self
-        }
-        pub fn info(&self) -> RequestInfo {
-            self.info.clone()
         }
     }
 
@@ -342,6 +348,28 @@ fn pod_delete() -> Req {
 
 fn ns_delete(name: &str) -> Req {
     req(Verb::Delete, "namespaces").name(name)
+}
+
+/// `POST pods/<pod>/eviction` without deleteOptions.
+fn eviction() -> Req {
+    let mut r = req(Verb::Create, "pods")
+        .ns("shop")
+        .name("web-5d9c7b-x2x9z")
+        .sub("eviction");
+    r.analysis.delete_options = Some(DeleteOptions::default());
+    r
+}
+
+/// `POST serviceaccounts/<sa>/token`: a TokenRequest.
+fn token_request(namespace: &str) -> Req {
+    req(Verb::Create, "serviceaccounts")
+        .ns(namespace)
+        .name("admin")
+        .sub("token")
+}
+
+fn rbac(verb: Verb, resource: &str) -> Req {
+    req(verb, resource).group("rbac.authorization.k8s.io")
 }
 
 fn scoped(p: &mut Policy) {
@@ -903,6 +931,285 @@ fn table() -> Vec<Case> {
     ]
 }
 
+/// The bypasses of issue 17 and their variants: false dry runs, client-chosen scope,
+/// evictions.
+fn evasion_table() -> Vec<Case> {
+    use Action::{Deny, Flag, Rewrite as Rw};
+    let rs_owner = || pod(Some(("ReplicaSet", "web-5d9c7b")), Some("5d9c7b"));
+    let grace = |from| {
+        vec![Rewrite::SetGracePeriod {
+            from: Some(from),
+            to: 30,
+        }]
+    };
+    vec![
+        // False dry runs: only endpoints that honour dryRun make a request harmless.
+        case(
+            "TokenRequest dry run out of scope",
+            token_request("kube-system").dry_run(),
+        )
+        .policy(scoped)
+        .fresh_session()
+        .expect(Deny, &["PG010", "PG014"]),
+        case(
+            "TokenRequest dry run in scope",
+            token_request("agent-1").dry_run(),
+        )
+        .policy(scoped)
+        .fresh_session()
+        .expect(Deny, &["PG010"]),
+        case(
+            "a remembered dry run of TokenRequest does not count",
+            token_request("agent-1"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG010"]),
+        case(
+            "TokenRequest with PG010 flagging",
+            token_request("agent-1").dry_run(),
+        )
+        .rule(RuleId::PG010, RuleAction::Flag)
+        .expect(Flag, &["PG010"]),
+        case("TokenRequest in rehearse mode", token_request("agent-1"))
+            .mode(Mode::Rehearse)
+            .expect(Deny, &[])
+            .rewrites(vec![]),
+        case(
+            "dry run of an unknown built-in subresource",
+            deploy_patch().ns("prod").sub("rollback").dry_run(),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG010", "PG014"]),
+        case(
+            "dry run of an unknown custom-resource subresource",
+            req(Verb::Create, "widgets")
+                .group("example.com")
+                .ns("prod")
+                .name("w")
+                .sub("approve")
+                .dry_run(),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG010", "PG014"]),
+        case(
+            "dry run of a custom resource's status is honoured",
+            req(Verb::Patch, "widgets")
+                .group("example.com")
+                .ns("prod")
+                .name("w")
+                .sub("status")
+                .paths(&["/status/ready"])
+                .dry_run(),
+        )
+        .policy(scoped)
+        .fresh_session()
+        .expect(Flag, &["PG014"]),
+        case(
+            "dry run of a scale subresource is honoured",
+            deploy_patch()
+                .ns("prod")
+                .sub("scale")
+                .paths(&["/spec/replicas"])
+                .dry_run(),
+        )
+        .policy(scoped)
+        .fresh_session()
+        .expect(Flag, &["PG014"]),
+        // Scope from the resource, never from the body's namespace.
+        case(
+            "ClusterRoleBinding create with an in-scope body namespace",
+            rbac(Verb::Create, "clusterrolebindings")
+                .body("ClusterRoleBinding", "agent-admin")
+                .body_namespace("agent-1"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG008", "PG014"]),
+        case(
+            "ClusterRoleBinding merge patch with an in-scope body namespace",
+            rbac(Verb::Patch, "clusterrolebindings")
+                .name("agent-admin")
+                .paths(&["/roleRef/name"])
+                .body_namespace("agent-1"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG008", "PG014"]),
+        case(
+            "ClusterRole under a namespaced path",
+            rbac(Verb::Create, "clusterroles")
+                .ns("agent-1")
+                .body("ClusterRole", "x"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG008", "PG014"]),
+        case(
+            "StorageClass apply with an in-scope body namespace",
+            req(Verb::Patch, "storageclasses")
+                .group("storage.k8s.io")
+                .name("fast")
+                .paths(&["/provisioner"])
+                .body_namespace("agent-1"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG008", "PG014"]),
+        case(
+            "PersistentVolume create with an in-scope body namespace",
+            req(Verb::Create, "persistentvolumes")
+                .body("PersistentVolume", "pv-1")
+                .body_namespace("agent-1"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG008", "PG014"]),
+        case(
+            "PriorityClass create with an in-scope body namespace",
+            req(Verb::Create, "priorityclasses")
+                .group("scheduling.k8s.io")
+                .body("PriorityClass", "top")
+                .body_namespace("agent-1"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG008", "PG014"]),
+        case(
+            "PriorityClass create without a scope is only flagged",
+            req(Verb::Create, "priorityclasses")
+                .group("scheduling.k8s.io")
+                .body("PriorityClass", "top"),
+        )
+        .expect(Flag, &["PG008"]),
+        case(
+            "custom resource without a path namespace, body namespace in scope",
+            req(Verb::Create, "widgets")
+                .group("example.com")
+                .body("Widget", "w")
+                .body_namespace("agent-1"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG008", "PG014"]),
+        case(
+            "custom resource in an in-scope namespace",
+            req(Verb::Create, "widgets")
+                .group("example.com")
+                .ns("agent-1")
+                .body("Widget", "w"),
+        )
+        .policy(scoped),
+        case(
+            "ConfigMap create without a path namespace, body namespace in scope",
+            req(Verb::Create, "configmaps")
+                .body("ConfigMap", "c")
+                .body_namespace("agent-1"),
+        )
+        .policy(scoped)
+        .expect(Deny, &["PG014"]),
+        // Evictions are pod deletes.
+        case("evict a ReplicaSet-owned pod", eviction())
+            .target(rs_owner())
+            .expect(Deny, &["PG004"]),
+        case("evict an unowned pod", eviction()).target(pod(None, None)),
+        case("evict with zero grace", eviction().grace(0))
+            .target(pod(None, None))
+            .expect(Rw, &["PG005"])
+            .rewrites(grace(0)),
+        case("evict an owned pod with zero grace", eviction().grace(0))
+            .target(rs_owner())
+            .expect(Deny, &["PG004", "PG005"]),
+        case("evict out of scope", eviction())
+            .policy(scoped)
+            .expect(Deny, &["PG014"]),
+        case("evict without a dry run", eviction())
+            .fresh_session()
+            .expect(Deny, &["PG010"]),
+        case("dry-run eviction of an owned pod", eviction().dry_run())
+            .target(rs_owner())
+            .fresh_session()
+            .expect(Flag, &["PG004"]),
+        case(
+            "eviction whose body cannot be read",
+            eviction().opaque("eviction body does not decode: x"),
+        )
+        .expect(Deny, &["PG005", "PG016"]),
+    ]
+}
+
+#[test]
+fn evasion_table_decides_as_the_apiserver_acts() {
+    let rows: Vec<Case> = evasion_table();
+    let mut failures = Vec::new();
+    for case in &rows {
+        let decision = case.run();
+        let rules = decision.rule_ids();
+        if decision.action != case.action || rules != case.rules {
+            failures.push(format!(
+                "{}: {:?} {rules:?}, want {:?} {:?}",
+                case.name, decision.action, case.action, case.rules
+            ));
+        }
+        if let Some(want) = &case.rewrites {
+            if &decision.rewrites != want {
+                failures.push(format!("{}: rewrites {:?}", case.name, decision.rewrites));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn evasion_messages_say_what_the_apiserver_does() {
+    let token = case("token", token_request("agent-1").dry_run())
+        .fresh_session()
+        .run();
+    let message = token.status_message().unwrap();
+    assert!(
+        message.contains("POST serviceaccounts/<name>/token ignores dryRun")
+            && message.contains("asked for a dry run it would not get"),
+        "{message}"
+    );
+    let rehearsed = case("token", token_request("agent-1"))
+        .mode(Mode::Rehearse)
+        .run();
+    assert!(
+        rehearsed
+            .status_message()
+            .unwrap()
+            .contains("cannot be rehearsed"),
+        "{rehearsed:?}"
+    );
+    let binding = case(
+        "crb",
+        rbac(Verb::Create, "clusterrolebindings")
+            .body("ClusterRoleBinding", "agent-admin")
+            .body_namespace("agent-1"),
+    )
+    .policy(scoped)
+    .run();
+    let message = binding.status_message().unwrap();
+    assert!(
+        message.contains("is cluster-scoped")
+            && message.contains("metadata.namespace agent-1 in the body does not place it"),
+        "{message}"
+    );
+    let evict = case("evict", eviction())
+        .target(pod(Some(("ReplicaSet", "web-5d9c7b")), Some("5d9c7b")))
+        .run();
+    assert!(
+        evict
+            .status_message()
+            .unwrap()
+            .contains("evicting (deleting) it"),
+        "{evict:?}"
+    );
+}
+
+#[test]
+fn an_eviction_fetches_its_pod() {
+    let policy = Policy::default();
+    let r = eviction();
+    assert!(needs_target(&r.info, &r.analysis, &policy));
+    assert_eq!(
+        target_path(&r.info, &r.analysis).as_deref(),
+        Some("/api/v1/namespaces/shop/pods/web-5d9c7b-x2x9z")
+    );
+}
+
 fn ns_patch_confirm() -> Req {
     req(Verb::Patch, "namespaces")
         .name("default")
@@ -1326,7 +1633,7 @@ fn dry_run_then_the_same_request_passes_pg010() {
     let real = deploy_patch().paths(&["/spec/replicas"]);
     let dry = real.clone().dry_run();
     let context = |r: &Req, query: Option<&str>| RequestContext {
-        fingerprint: Fingerprint::of(&r.info, query, body),
+        fingerprint: Fingerprint::of(&r.info, &r.analysis, query, &http::HeaderMap::new(), body),
         ..ctx()
     };
     let real_ctx = context(&real, None);
@@ -1384,7 +1691,13 @@ fn dry_run_then_the_same_request_passes_pg010() {
 
     // A different request (another value) is not covered by that dry run.
     let other_body = RequestContext {
-        fingerprint: Fingerprint::of(&real.info, None, br#"{"spec":{"replicas":4}}"#),
+        fingerprint: Fingerprint::of(
+            &real.info,
+            &real.analysis,
+            None,
+            &http::HeaderMap::new(),
+            br#"{"spec":{"replicas":4}}"#,
+        ),
         ..real_ctx
     };
     let fourth = store.decide(

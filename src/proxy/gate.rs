@@ -168,6 +168,38 @@ pub fn rewrite_delete_body(body: &[u8], rewrites: &[Rewrite]) -> Result<Option<B
     )))
 }
 
+/// Applies a grace-period rewrite to an eviction's `deleteOptions` (where the apiserver reads
+/// the pod delete's options from). `Ok(None)` when no rewrite concerns the body (a dry run
+/// goes into the query, which the apiserver merges into `deleteOptions`). `Err` when the body
+/// is not a JSON object (protobuf, CBOR): the caller refuses rather than forward zero grace.
+pub fn rewrite_eviction_body(body: &[u8], rewrites: &[Rewrite]) -> Result<Option<Bytes>, String> {
+    let grace = rewrites.iter().find_map(|r| match r {
+        Rewrite::SetGracePeriod { to, .. } => Some(*to),
+        _ => None,
+    });
+    let Some(grace) = grace else {
+        return Ok(None);
+    };
+    let mut eviction: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "the eviction body is not JSON".to_string())?;
+    let object = eviction
+        .as_object_mut()
+        .ok_or_else(|| "the eviction body is not a JSON object".to_string())?;
+    let options = object
+        .entry("deleteOptions")
+        .or_insert_with(|| serde_json::json!({}));
+    if options.is_null() {
+        *options = serde_json::json!({});
+    }
+    options
+        .as_object_mut()
+        .ok_or_else(|| "the eviction's deleteOptions is not a JSON object".to_string())?
+        .insert("gracePeriodSeconds".into(), serde_json::json!(grace));
+    Ok(Some(Bytes::from(
+        serde_json::to_vec(&eviction).expect("JSON value serialises"),
+    )))
+}
+
 /// What a rewrite sets, for the message of a refusal when it cannot be applied.
 fn rewrite_summary(rewrites: &[Rewrite]) -> String {
     rewrites
@@ -202,7 +234,13 @@ impl Gate for PolicyGate {
                 content_type(request.headers),
                 request.body,
             );
-            let fingerprint = Fingerprint::of(info, request.query, request.body);
+            let fingerprint = Fingerprint::of(
+                info,
+                &analysis,
+                request.query,
+                request.headers,
+                request.body,
+            );
             let ctx = RequestContext {
                 session: request.session.to_string(),
                 fingerprint,
@@ -241,8 +279,17 @@ impl Gate for PolicyGate {
                 info.verb,
                 classify::Verb::Delete | classify::Verb::DeleteCollection
             );
-            if is_delete && decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
-                match rewrite_delete_body(request.body, &decision.rewrites) {
+            let is_eviction = info.is_pod_eviction();
+            if (is_delete || is_eviction)
+                && decision.action == Action::Rewrite
+                && !decision.rewrites.is_empty()
+            {
+                let rewritten = if is_eviction {
+                    rewrite_eviction_body(request.body, &decision.rewrites)
+                } else {
+                    rewrite_delete_body(request.body, &decision.rewrites)
+                };
+                match rewritten {
                     Ok(body) => body_rewrite = body,
                     Err(reason) => {
                         // The apiserver reads a DELETE's options from its body and ignores
@@ -250,11 +297,21 @@ impl Gate for PolicyGate {
                         // not happen (a rehearsed delete would really delete).
                         decision.notices.push(format!(
                             "pathgate must set {} before forwarding this request, but {reason} \
-                             ({}), and the apiserver ignores the query's options when a body \
-                             is present. Send DeleteOptions as JSON (Content-Type: \
-                             application/json), as kubectl does.",
+                             ({}), and {}. Send {} as JSON (Content-Type: application/json).",
                             rewrite_summary(&decision.rewrites),
                             content_type(request.headers).unwrap_or("no Content-Type"),
+                            if is_eviction {
+                                "the apiserver reads the pod's grace period from the eviction \
+                                 body"
+                            } else {
+                                "the apiserver ignores the query's options when a body is \
+                                 present"
+                            },
+                            if is_eviction {
+                                "the Eviction"
+                            } else {
+                                "DeleteOptions"
+                            },
                         ));
                         decision.action = Action::Deny;
                         decision.rewrites.clear();
@@ -281,7 +338,15 @@ impl Gate for PolicyGate {
                 );
                 outcome.deny = Some(Status::forbidden(message));
             } else if decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
-                outcome.query = Some(rewrite_query(request.query, &decision.rewrites));
+                // An eviction's grace period lives in its body only; the query of a POST
+                // takes CreateOptions, where a gracePeriodSeconds would mean nothing.
+                let query_rewrites: Vec<Rewrite> = decision
+                    .rewrites
+                    .iter()
+                    .filter(|r| !(is_eviction && matches!(r, Rewrite::SetGracePeriod { .. })))
+                    .cloned()
+                    .collect();
+                outcome.query = Some(rewrite_query(request.query, &query_rewrites));
                 outcome.body = body_rewrite;
             }
             if measures_effect {

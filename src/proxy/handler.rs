@@ -495,10 +495,21 @@ async fn process(
 
     // Mutation bodies are buffered (bounded); reads and upgrades stream.
     let body = if is_body_method(&parts.method) && !is_upgrade {
-        match read_bounded(incoming, settings.max_body_bytes).await {
-            Ok(bytes) => Some(bytes),
-            Err(BodyError::TooLarge(limit)) => return Err(Status::too_large(limit)),
-            Err(BodyError::Read(e)) => {
+        let deadline = settings.connections.body_read_timeout;
+        let read = tokio::time::timeout(deadline, read_bounded(incoming, settings.max_body_bytes));
+        match read.await {
+            Err(_) => {
+                proxy
+                    .metrics
+                    .connection_timeout(crate::metrics::ConnectionTimeout::BodyRead);
+                return Err(Status::request_timeout(format!(
+                    "pathgate: the request body did not arrive within {}s (server.body_read_timeout_seconds)",
+                    deadline.as_secs()
+                )));
+            }
+            Ok(Ok(bytes)) => Some(bytes),
+            Ok(Err(BodyError::TooLarge(limit))) => return Err(Status::too_large(limit)),
+            Ok(Err(BodyError::Read(e))) => {
                 return Err(Status::bad_request(format!(
                     "pathgate: reading the request body failed: {e}"
                 )))
@@ -662,14 +673,11 @@ async fn process(
             .insert(header::UPGRADE, protocol);
     }
 
-    let client = if is_upgrade {
-        proxy.upstream.upgrade_client()
-    } else {
-        proxy.upstream.client()
-    };
+    // Judged on the query as forwarded: what the apiserver will serve.
+    let lifetime = crate::upstream::Lifetime::of(&info, forwarded_query.as_deref(), is_upgrade);
     let sent = tokio::time::timeout(
         settings.response_header_timeout,
-        client.request(upstream_request),
+        proxy.upstream.request(lifetime, upstream_request),
     )
     .await;
     let mut upstream_response = match sent {

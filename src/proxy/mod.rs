@@ -1,12 +1,14 @@
 //! The proxy: accept TLS connections, gate each request, forward it, stream the answer.
 //!
-//! Owns: the server loop ([`serve`]) and graceful drain, the per-request pipeline in
+//! Owns: the server loop ([`serve`]) and graceful drain, client connections'
+//! admission, timeouts and limits (`connections`), the per-request pipeline in
 //! `handler` (session, classification, auth mode, bounded body, gate, stamping,
 //! forwarding, upgrades), header hygiene, and the admin listener. Does not own: what a
 //! request means (classify), what is allowed (policy), or how it is recorded (ledger).
 
 mod admin;
 mod body;
+mod connections;
 mod gate;
 mod handler;
 mod headers;
@@ -16,16 +18,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use admin::serve_admin;
 pub use body::{StreamEnd, StreamStats};
+use connections::{AcceptBackoff, Admission, ConnectionContext};
 pub use gate::{rewrite_delete_body, rewrite_query, AllowAll, PolicyGate, CONFIRM_HEADER};
 pub use handler::{
     ClientIdentity, ConnectionInfo, Exchange, Gate, GateOutcome, GateRequest, Recorder,
@@ -66,6 +66,9 @@ pub struct ProxySettings {
     pub response_header_timeout: Duration,
     /// Bearer tokens accepted from clients in sidecar mode (empty: none configured).
     pub client_tokens: Vec<String>,
+    /// Client-connection timeouts and limits (`server.*_timeout_seconds`,
+    /// `server.max_connections*`).
+    pub connections: crate::config::ConnectionSettings,
 }
 
 impl Default for ProxySettings {
@@ -76,6 +79,7 @@ impl Default for ProxySettings {
             default_session: None,
             response_header_timeout: Duration::from_secs(70),
             client_tokens: Vec::new(),
+            connections: crate::config::ConnectionSettings::default(),
         }
     }
 }
@@ -94,6 +98,7 @@ pub struct Proxy {
 
 /// Serves TLS connections from `listener` until `shutdown` resolves, then drains:
 /// in-flight requests may finish within `drain_timeout`, watches are ended cleanly.
+/// Connections past `settings.connections`' limits are closed at accept (counted).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -101,73 +106,61 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     drain_timeout: Duration,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
+    let settings = proxy.settings.connections;
+    let admission = Admission::new(settings.max_connections, settings.max_connections_per_peer);
     // One allocation shared by every request: cloning `Proxy` itself would bump every
     // metric handle's reference count per request.
-    let proxy = Arc::new(proxy);
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let context = Arc::new(ConnectionContext {
+        acceptor: TlsAcceptor::from(tls),
+        builder: Arc::new(connections::http_builder(&settings)),
+        proxy: Arc::new(proxy),
+        settings,
+    });
+    let metrics = context.proxy.metrics.clone();
+    let tracker = TaskTracker::new();
+    let mut backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    backoff.succeeded();
+                    pair
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    let wait = backoff.failed(&error, &metrics);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => continue,
+                        () = &mut shutdown => break,
+                    }
                 }
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let proxy = Arc::clone(&proxy);
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls_stream = match tokio::time::timeout(
-                Duration::from_secs(10),
-                acceptor.accept(stream),
-            )
-            .await
-            {
-                Ok(Ok(tls_stream)) => tls_stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let identity = connection_identity(&tls_stream, peer);
-            let identity = Arc::new(identity);
-            let service = service_fn(move |request| {
-                let proxy = Arc::clone(&proxy);
-                let identity = identity.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        handler::handle(proxy, identity, request).await,
-                    )
-                }
-            });
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
-                .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %error, "connection ended with an error");
+        let admitted = match admission.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(limit) => {
+                // Closed before the TLS handshake: refusing costs the attacker's
+                // connections nothing of ours beyond the accept.
+                metrics.connection_refused(limit);
+                tracing::debug!(%peer, limit = limit.as_str(), "connection refused by a limit");
+                drop(stream);
+                continue;
             }
-        });
+        };
+        let _ = stream.set_nodelay(true);
+        tracker.spawn(connections::serve_connection(
+            stream,
+            peer,
+            admitted,
+            Arc::clone(&context),
+        ));
     }
     drop(listener);
     tracing::info!("draining: no new connections; ending watches");
-    proxy.draining.cancel();
-    match tokio::time::timeout(drain_timeout, graceful.shutdown()).await {
+    context.proxy.draining.cancel();
+    tracker.close();
+    match tokio::time::timeout(drain_timeout, tracker.wait()).await {
         Ok(()) => tracing::info!("drained"),
         Err(_) => tracing::warn!(
             seconds = drain_timeout.as_secs(),

@@ -102,6 +102,8 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         remote_addr: Some(address_text(peer)),
     };
     let verb = info.as_ref().map(|info| info.verb);
+    // An eviction deletes its pod with the eviction's deleteOptions.
+    let effect_verb = info.as_ref().map(|info| info.effect_verb());
     let request = match info {
         // The exchange holds the last reference by now: its strings move, not copy.
         Some(info) => ledger::Request::from_info(
@@ -143,7 +145,7 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         })
         .or(grace_sent);
     entry.grace_period = applicable(
-        matches!(verb, Some(Verb::Delete | Verb::DeleteCollection)),
+        matches!(effect_verb, Some(Verb::Delete | Verb::DeleteCollection)),
         SentForwarded {
             sent: grace_sent,
             forwarded: grace_forwarded,

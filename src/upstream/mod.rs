@@ -2,12 +2,15 @@
 //!
 //! Owns: loading a kubeconfig (current context or `--context`) or the in-cluster service
 //! account, the credentials pathgate presents in sidecar and impersonate modes, the rustls
-//! client configuration, and the pooled hyper clients (HTTP/2 where the apiserver offers it;
-//! a separate HTTP/1.1-only client for upgrades). Does not own: what is sent (the proxy
-//! decides headers and bodies).
+//! client configuration, and the pooled hyper clients: one for short requests (HTTP/2
+//! where the apiserver offers it: they share one connection), and one for long-lived
+//! requests (watches, followed logs, exec/attach/port-forward, upgrades), HTTP/1.1 with a
+//! bounded number of connections, one each, so they never take a short request's stream
+//! ([`streams`]). Does not own: what is sent (the proxy decides headers and bodies).
 
 mod credentials;
 mod kubeconfig;
+mod streams;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use crate::status::Body;
 use credentials::TokenSource;
 pub use kubeconfig::{ExecConfig, ExecEnv};
+pub use streams::{Lifetime, LongLivedLimit};
 
 /// The in-cluster service account directory.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -88,6 +92,9 @@ pub enum UpstreamSource {
 /// The pooled client type.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
+/// The client of long-lived requests: a bounded number of HTTP/1.1 connections.
+type LongLivedClient = Client<streams::Bounded<HttpsConnector<HttpConnector>>, Body>;
+
 /// The apiserver and pathgate's connections to it.
 pub struct Upstream {
     /// `https://host:port`, no path.
@@ -97,10 +104,10 @@ pub struct Upstream {
     token: TokenSource,
     /// Whether pathgate has credentials of its own (token or client certificate).
     has_own_credentials: bool,
-    /// Pooled; HTTP/2 when the apiserver offers it.
+    /// Pooled; HTTP/2 when the apiserver offers it. Short requests only.
     client: HttpClient,
-    /// HTTP/1.1 only: upgrades (exec, attach, port-forward) need it.
-    upgrade_client: HttpClient,
+    /// HTTP/1.1 only, one connection per long-lived request (upgrades need HTTP/1.1 too).
+    long_lived_client: LongLivedClient,
     /// Shown in logs and `/readyz`.
     pub description: String,
 }
@@ -265,11 +272,11 @@ fn client_config(material: &Material) -> Result<ClientConfig, UpstreamError> {
     Ok(config)
 }
 
-fn build_client(
+fn connector(
     material: &Material,
     http2: bool,
     connect_timeout: Duration,
-) -> Result<HttpClient, UpstreamError> {
+) -> Result<HttpsConnector<HttpConnector>, UpstreamError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -287,19 +294,25 @@ fn build_client(
         }
         None => builder,
     };
-    let connector = if http2 {
+    Ok(if http2 {
         builder.enable_all_versions().wrap_connector(http)
     } else {
         builder.enable_http1().wrap_connector(http)
-    };
-    Ok(Client::builder(TokioExecutor::new())
+    })
+}
+
+fn pooled<C>(connector: C) -> Client<C, Body>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone,
+{
+    Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .http2_keep_alive_interval(Some(Duration::from_secs(30)))
         .http2_keep_alive_while_idle(true)
-        .build(connector))
+        .build(connector)
 }
 
 impl Upstream {
@@ -307,11 +320,13 @@ impl Upstream {
     ///
     /// With `own_credentials` false (passthrough mode) the kubeconfig's token and client
     /// certificate are never presented: a client without credentials must reach the
-    /// apiserver as anonymous, not as pathgate.
+    /// apiserver as anonymous, not as pathgate. At most `long_lived_connections`
+    /// long-lived requests are open upstream at once.
     pub fn load(
         source: &UpstreamSource,
         connect_timeout: Duration,
         own_credentials: bool,
+        long_lived_connections: usize,
     ) -> Result<Self, UpstreamError> {
         let mut material = match source {
             UpstreamSource::Kubeconfig { path, context } => {
@@ -351,8 +366,11 @@ impl Upstream {
         let has_own_credentials =
             material.client_identity.is_some() || !matches!(material.token, TokenSource::None);
         Ok(Self {
-            client: build_client(&material, true, connect_timeout)?,
-            upgrade_client: build_client(&material, false, connect_timeout)?,
+            client: pooled(connector(&material, true, connect_timeout)?),
+            long_lived_client: pooled(streams::Bounded::new(
+                connector(&material, false, connect_timeout)?,
+                long_lived_connections,
+            )),
             base,
             path_prefix,
             has_own_credentials,
@@ -394,14 +412,22 @@ impl Upstream {
         self.has_own_credentials
     }
 
-    /// The pooled client for ordinary requests.
+    /// The pooled client for short requests (facts, readiness).
     pub fn client(&self) -> &HttpClient {
         &self.client
     }
 
-    /// The HTTP/1.1 client for upgrade requests.
-    pub fn upgrade_client(&self) -> &HttpClient {
-        &self.upgrade_client
+    /// Sends a request on the client of its [`Lifetime`]: long-lived requests never
+    /// share the short requests' HTTP/2 connection, whose streams they would hold.
+    pub fn request(
+        &self,
+        lifetime: Lifetime,
+        request: http::Request<Body>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        match lifetime {
+            Lifetime::Short => self.client.request(request),
+            Lifetime::LongLived => self.long_lived_client.request(request),
+        }
     }
 }
 

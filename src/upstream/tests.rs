@@ -24,6 +24,7 @@ fn load(path: &Path, context: Option<&str>) -> Result<Upstream, UpstreamError> {
         },
         Duration::from_secs(1),
         true,
+        16,
     )
 }
 
@@ -166,6 +167,7 @@ async fn passthrough_never_loads_pathgates_own_credentials() {
         },
         Duration::from_secs(1),
         false,
+        16,
     )
     .unwrap();
     assert!(!upstream.has_own_credentials());

@@ -226,6 +226,8 @@ fn entry(trace_id: &str, index: usize) -> Entry {
             namespace: "default".into(),
             name: format!("cm-{index}"),
             content_type: None,
+            scope: None,
+            effect_verb: None,
         },
     );
     entry.finish(started + time::Duration::milliseconds(3));

@@ -15,4 +15,5 @@ mod rules;
 mod sidecar;
 mod sinks;
 mod support;
+mod tail;
 mod upgrade;

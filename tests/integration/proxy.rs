@@ -279,13 +279,32 @@ async fn kubectl_reads_and_writes_through_pathgate_with_a_token() {
     assert!(records
         .iter()
         .any(|r| r.method == "PATCH" && r.path.ends_with("/configmaps/c1")));
-    let audit_ids: Vec<_> = records.iter().filter_map(|r| r.audit_id.clone()).collect();
-    assert!(
-        records
-            .iter()
-            .filter(|r| r.audit_id.is_some())
-            .all(|r| r.audit_id.as_deref() == Some(&r.trace_id.to_hex())),
-        "the apiserver adopted pathgate's Audit-ID: {audit_ids:?}"
+    // Every answer the apiserver gave carries its Audit-ID, and that is pathgate's trace id
+    // (the apiserver adopted the one pathgate sent); the audit log shows each of them.
+    let answered: Vec<_> = records.iter().filter(|r| r.status_code != 0).collect();
+    assert!(answered.len() > 20, "{} answered", answered.len());
+    for record in &answered {
+        assert_eq!(
+            record.audit_id.as_deref(),
+            Some(&record.trace_id.to_hex()[..]),
+            "{} {}: the apiserver's Audit-ID is pathgate's trace id",
+            record.method,
+            record.path
+        );
+    }
+    let patch = answered
+        .iter()
+        .find(|r| r.method == "PATCH" && r.path.ends_with("/configmaps/c1"))
+        .unwrap();
+    let needle = format!("\"auditID\":\"{}\"", patch.trace_id.to_hex());
+    crate::support::eventually(
+        Duration::from_secs(15),
+        "the PATCH in the audit log",
+        || {
+            std::fs::read_to_string(cluster.dir.audit_log())
+                .ok()
+                .filter(|text| text.contains(&needle))
+        },
     );
     gateway.stop().await;
 }
@@ -630,7 +649,12 @@ async fn upstream_down_is_a_503_status_and_readyz_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_answer() {
     let cluster = cluster();
+    // A policy and a ledger, as `pathgate serve` runs: the metrics are observed from the
+    // ledger's entries, and every request gets a decision.
+    let spool = tempfile::tempdir().unwrap();
     let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml("mode: observe\n")
+        .ledger(pathgate::ledger::LedgerSettings::new(spool.path()))
         .start()
         .await;
     let kc = gateway.kubeconfig_with_token("admin", Some(&cluster.admin_token().unwrap()), None);
@@ -641,7 +665,21 @@ async fn admin_endpoints_answer() {
     assert_eq!(status, 200, "{body}");
     let (status, body) = reqwest_like_get(&format!("{}/metrics", gateway.admin_url())).await;
     assert_eq!(status, 200);
-    assert!(body.contains("pathgate_"), "{body}");
+    // The list kubectl just sent is counted, in Prometheus' text format.
+    let listed = body
+        .lines()
+        .find(|line| {
+            line.starts_with("pathgate_requests_total{")
+                && line.contains(r#"verb="list""#)
+                && line.contains(r#"decision="allow""#)
+        })
+        .unwrap_or_else(|| panic!("no counted list in:\n{body}"));
+    let count: f64 = listed.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 1.0, "{listed}");
+    assert!(
+        body.contains("# TYPE pathgate_requests_total counter"),
+        "{body}"
+    );
     gateway.stop().await;
 }
 
