@@ -52,8 +52,21 @@ pub const JAEGER: GoTool = GoTool {
     env: &[("GOFLAGS", "-mod=mod")],
 };
 
+/// helm v4: the chart tests lint `deploy/helm/pathgate` and render it for the apiserver's
+/// server-side dry run.
+pub const HELM: GoTool = GoTool {
+    name: "helm",
+    module_dir: "helm",
+    version_module: "helm.sh/helm/v4",
+    package: "helm.sh/helm/v4/cmd/helm",
+    binary: "helm",
+    expected: "about 4 minutes on two cores",
+    // go.sum is complete for this build: go may not change it.
+    env: &[],
+};
+
 /// Every tool `cargo xtask test` prepares before the tests run.
-pub const ALL: &[&GoTool] = &[&JAEGER];
+pub const ALL: &[&GoTool] = &[&JAEGER, &HELM];
 
 /// A tool's pinned release and cache location, read from its module.
 #[derive(Debug, Clone)]

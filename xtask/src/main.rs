@@ -3,8 +3,10 @@
 //! - `cluster up [--dir DIR]` / `cluster down [--dir DIR]`: a cluster for humans and demos;
 //! - `build-controlplane`: build (or reuse) kube-apiserver, kubectl and etcd;
 //! - `prepare`: build (or reuse) every test prerequisite: the control plane, the Go-built
-//!   tools (`testcluster::tools`), Debian's prometheus and chromium;
-//! - `test [-- ARGS]`: prepare, start a cluster, run every test against it, stop it.
+//!   tools (`testcluster::tools`), Debian's prometheus and chromium, the image's static binary;
+//! - `test [-- ARGS]`: prepare, start a cluster, run every test against it, stop it;
+//! - `image [--tag TAG]`: build the container image into the host's podman store (module
+//!   `image`).
 //!
 //! Everything real lives in the `testcluster` crate, which the integration tests share; this
 //! binary parses arguments, prints progress and turns outcomes into exit codes.
@@ -18,6 +20,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use testcluster::{workspace_root, Cluster, ControlPlaneSource, CLUSTER_DIR_ENV};
+
+mod image;
 
 /// Project automation for pathgate.
 #[derive(Parser)]
@@ -36,8 +40,15 @@ enum Task {
     },
     /// Build kube-apiserver, kubectl and etcd from their Go modules, or reuse the cache.
     BuildControlplane,
-    /// Build or reuse every test prerequisite (control plane, Go-built tools, Debian packages).
+    /// Build or reuse every test prerequisite (control plane, Go-built tools, Debian
+    /// packages, the image's static binary).
     Prepare,
+    /// Build the container image (static pathgate + Containerfile) into podman's store.
+    Image {
+        /// The image's name and tag [default: localhost/pathgate:<the binary's version>].
+        #[arg(long)]
+        tag: Option<String>,
+    },
     /// Build or reuse the control plane, start a cluster, run all tests against it, stop it.
     ///
     /// Arguments after `--` go to `cargo nextest run` (or `cargo test` without nextest).
@@ -99,6 +110,10 @@ fn main() -> anyhow::Result<ExitCode> {
             prepare()?;
             Ok(ExitCode::SUCCESS)
         }
+        Task::Image { tag } => {
+            image::build_image(tag.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Task::Cluster {
             action: ClusterAction::Up { dir },
         } => cluster_up(&dir, &interrupted),
@@ -156,18 +171,27 @@ fn cluster_up(dir: &Path, interrupted: &AtomicBool) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The Debian packages the tests run: `prometheus` (a test scrapes pathgate with it;
-/// `promtool` checks the alert rules) and `chromium` (the autopsy's HTML report is loaded in
-/// it headless). Each is a command to probe and the package that provides it.
-const DEBIAN_PACKAGES: &[(&str, &str)] = &[("prometheus", "prometheus"), ("chromium", "chromium")];
+/// The Debian packages the tests run, each with a file that shows it is installed:
+/// `prometheus` (a test scrapes pathgate with it; `promtool` checks the alert rules),
+/// `chromium` (the autopsy's HTML report is loaded in it headless), and for the container
+/// image podman (whose buildah builds it; the tests run it), runc (podman's default crun
+/// refuses a cgroup v1 host with an empty v2 mount, as these machines have) and musl-tools
+/// (`musl-gcc` for ring's and mimalloc's C code).
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("prometheus", "/usr/bin/prometheus"),
+    ("chromium", "/usr/bin/chromium"),
+    ("podman", "/usr/bin/podman"),
+    ("runc", "/usr/sbin/runc"),
+    ("musl-tools", "/usr/bin/musl-gcc"),
+];
 
 /// Installs the [`DEBIAN_PACKAGES`] that are missing with apt-get, as the README says. A
 /// machine whose package lists are empty or stale gets `apt-get update` once, then a retry.
 fn ensure_debian_packages() -> anyhow::Result<()> {
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
-        .filter(|(command, _)| !command_runs(command))
-        .map(|(_, package)| *package)
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -187,15 +211,6 @@ fn ensure_debian_packages() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn command_runs(command: &str) -> bool {
-    Command::new(command)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
 }
 
 fn apt_get(args: &[&str], packages: &[&str]) -> anyhow::Result<bool> {
@@ -234,6 +249,7 @@ fn prepare() -> anyhow::Result<()> {
             .with_context(|| format!("preparing {}", tool.name))?;
         eprintln!("xtask: {} ready at {}", tool.name, binary.display());
     }
+    image::build_static_binary().context("preparing the image's static binary")?;
     eprintln!(
         "xtask: every test prerequisite ready ({:.0} s)",
         started.elapsed().as_secs_f64()
