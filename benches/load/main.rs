@@ -64,6 +64,8 @@ struct Options {
     rounds: usize,
     /// The proxies to measure (the direct path always is: it is the reference).
     routes: Vec<Route>,
+    /// Another pathgate binary to measure as [`Route::Baseline`] (`--baseline BINARY`).
+    baseline: Option<PathBuf>,
 }
 
 impl Options {
@@ -80,7 +82,9 @@ impl Options {
             watch: true,
             rounds: 3,
             routes: Route::ALL.to_vec(),
+            baseline: None,
         };
+        let named_routes = args_named_routes(args);
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut number = |name: &str| -> anyhow::Result<u64> {
@@ -98,6 +102,10 @@ impl Options {
                 "--watch-events" => options.watch_events = number(arg)? as usize,
                 "--no-watch" => options.watch = false,
                 "--rounds" => options.rounds = number(arg)?.max(1) as usize,
+                "--baseline" => {
+                    let binary = args.next().context("--baseline needs a pathgate binary")?;
+                    options.baseline = Some(PathBuf::from(binary));
+                }
                 "--routes" => {
                     let names = args.next().context("--routes needs a list")?;
                     options.routes = vec![Route::Direct];
@@ -106,7 +114,7 @@ impl Options {
                             .into_iter()
                             .find(|route| route.name() == name)
                             .with_context(|| {
-                                format!("unknown route {name:?}: haproxy, pathgate, allow-all, spool, ledger")
+                                format!("unknown route {name:?}: haproxy, pathgate, allow-all, spool, ledger, baseline")
                             })?;
                         if route != Route::Direct {
                             options.routes.push(route);
@@ -114,12 +122,26 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --rounds N --routes haproxy,pathgate,allow-all,spool,ledger"
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --rounds N --routes haproxy,pathgate,allow-all,spool,ledger,baseline --baseline BINARY"
                 ),
             }
         }
+        // The baseline route needs its binary; without one it is not measured.
+        match (&options.baseline, options.routes.contains(&Route::Baseline)) {
+            (None, true) if named_routes => {
+                bail!("--routes baseline needs --baseline BINARY (e.g. the previous commit's release build)")
+            }
+            (None, _) => options.routes.retain(|route| *route != Route::Baseline),
+            (Some(_), false) => options.routes.push(Route::Baseline),
+            (Some(_), true) => {}
+        }
         Ok(options)
     }
+}
+
+/// Whether `--routes` was given (otherwise every route but an absent baseline is measured).
+fn args_named_routes(args: &[String]) -> bool {
+    args.iter().any(|arg| arg == "--routes")
 }
 
 fn main() -> ExitCode {
@@ -185,15 +207,17 @@ fn run(options: &Options) -> anyhow::Result<()> {
     )?;
     // The binary, with `policy` written to `policy{suffix}.yaml` and its log in
     // `pathgate{suffix}.log`.
-    let start_binary = |name: &str, suffix: &str, policy: &str| {
+    let start = |binary: &Path, name: &str, suffix: &str, policy: &str| {
         let path = dir.join(format!("policy{suffix}.yaml"));
         std::fs::write(&path, policy)?;
-        let command = serve_command(&pathgate_binary, &kubeconfig, &certs, &path);
+        let command = serve_command(binary, &kubeconfig, &certs, &path);
         let mut child =
             ChildProcess::spawn(name, command, &dir.join(format!("pathgate{suffix}.log")))?;
         let addr = child.announced_address("pathgate listening on https://")?;
         anyhow::Ok((child, addr))
     };
+    let start_binary =
+        |name: &str, suffix: &str, policy: &str| start(&pathgate_binary, name, suffix, policy);
 
     // pathgate, the binary.
     let (mut pathgate_child, pathgate_addr) = start_binary("pathgate", "", POLICY)?;
@@ -235,6 +259,12 @@ fn run(options: &Options) -> anyhow::Result<()> {
             dir.join("ledger-spool").display()
         ),
     )?;
+
+    // The baseline build, with the same policy as `pathgate`.
+    let mut baseline = match &options.baseline {
+        Some(binary) => Some(start(binary, "pathgate baseline", "-baseline", POLICY)?),
+        None => None,
+    };
 
     // HAProxy.
     let (haproxy_child, haproxy_addr) = start_haproxy(&dir, &certs, upstream_addr)?;
@@ -281,6 +311,10 @@ fn run(options: &Options) -> anyhow::Result<()> {
             vec![upstream_pid, ledger_child.pid()],
         ),
     ];
+    let mut routes = Vec::from(routes);
+    if let Some((child, addr)) = &baseline {
+        routes.push((Route::Baseline, *addr, vec![upstream_pid, child.pid()]));
+    }
 
     // Every path answers every case with the canned body before anything is measured.
     let checker = client::trusting(&certs.ca_cert)?;
@@ -347,6 +381,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
         ] {
             child.fail_if_exited()?;
         }
+        if let Some((child, _)) = &mut baseline {
+            child.fail_if_exited()?;
+        }
     }
     if routes
         .iter()
@@ -360,6 +397,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
     drop(spool_child);
     drop(ledger_child);
     drop(pathgate_child);
+    drop(baseline);
     drop(upstream_child);
 
     let watch = if options.watch {

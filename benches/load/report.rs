@@ -19,16 +19,20 @@ pub enum Route {
     PathgateAllowAll,
     PathgateSpool,
     PathgateLedger,
+    /// Another build of pathgate (`--baseline BINARY`, e.g. the previous commit's) with
+    /// the same policy as [`Route::Pathgate`]: a change measured against what it changes.
+    Baseline,
 }
 
 impl Route {
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Route::Direct,
         Route::Haproxy,
         Route::Pathgate,
         Route::PathgateAllowAll,
         Route::PathgateSpool,
         Route::PathgateLedger,
+        Route::Baseline,
     ];
 
     /// The name `--routes` takes.
@@ -40,6 +44,7 @@ impl Route {
             Route::PathgateAllowAll => "allow-all",
             Route::PathgateSpool => "spool",
             Route::PathgateLedger => "ledger",
+            Route::Baseline => "baseline",
         }
     }
 
@@ -53,6 +58,7 @@ impl Route {
             Route::PathgateLedger => {
                 "pathgate binary, policy, observe, ledger (spool + webhook sink)"
             }
+            Route::Baseline => "baseline pathgate binary (--baseline), policy, --mode observe",
         }
     }
 }
@@ -263,6 +269,20 @@ impl Report {
             .collect()
     }
 
+    /// Per case: this checkout's pathgate over the baseline build, throughput (1 = no
+    /// change; below 1 a regression).
+    pub fn against_baseline(&self) -> Vec<(&'static str, Ratios)> {
+        (0..self.cases.len())
+            .map(|case| {
+                (
+                    self.cases[case].title,
+                    self.per_round(case, Route::Pathgate, Route::Baseline, throughput_ratio),
+                )
+            })
+            .filter(|(_, ratios)| !ratios.0.is_empty())
+            .collect()
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let s = &self.settings;
@@ -338,6 +358,18 @@ impl Report {
                 "**Noisy**: other processes used more than {:.0}% of the machine during {}; rerun before comparing.\n",
                 NOISY_FOREIGN_SHARE * 100.0,
                 noisy.join("; ")
+            );
+        }
+        let baseline = self.against_baseline();
+        if !baseline.is_empty() {
+            let _ = writeln!(
+                out,
+                "pathgate over the baseline build, throughput (1 = unchanged): {}\n",
+                baseline
+                    .iter()
+                    .map(|(title, ratio)| format!("{title} {ratio}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             );
         }
         for (route, text) in [
