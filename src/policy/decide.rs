@@ -389,6 +389,7 @@ fn check(rule: RuleId, cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
         RuleId::PG015 => retry_loop(cx),
         RuleId::PG016 => opaque_body(cx),
         RuleId::PG017 => impersonation(cx),
+        RuleId::PG018 => protected_object(cx, configured),
     }
 }
 
@@ -973,6 +974,68 @@ fn impersonation(cx: &Cx<'_>) -> Option<Hit> {
         return None;
     }
     Some(Hit::new(IMPERSONATION_REFUSAL.to_string()))
+}
+
+/// PG018: the object a mutation changes, as the gate's identity model has it (the same
+/// `{group, resource, namespace, name}` the autopsy judges): the namespace from the path
+/// and the resource's scope, never the body; the name from the path, or for a create from
+/// the body (an unnamed create, `generateName`, is `""`: only a name glob of `*` matches
+/// it). A collection DELETE leaves the name open, and the namespace too when its path names
+/// none on a resource that may be namespaced: it may delete any matching object.
+fn protected_object(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
+    let info = cx.info;
+    if !cx.mutation || cx.policy.protected_objects.is_empty() {
+        return None;
+    }
+    // Configured `confirm`, the token may travel as the target's confirmation annotation:
+    // setting it must not itself need confirmation.
+    if configured == RuleAction::Confirm && is_confirm_annotation_patch(info, cx.analysis) {
+        return None;
+    }
+    let collection = info.verb == Verb::DeleteCollection;
+    let namespace = match info.scope() {
+        Scope::Cluster => Some(""),
+        _ if collection && info.namespace.is_empty() => None,
+        _ => Some(info.namespace.as_str()),
+    };
+    let name = if collection {
+        None
+    } else {
+        Some(target_name(info, cx.analysis).unwrap_or(""))
+    };
+    let (index, pattern) = cx
+        .policy
+        .protected_objects
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.could_match(&info.api_group, &info.resource, namespace, name))?;
+    let what = if collection {
+        format!(
+            "this deletecollection of {} {} could delete objects matching",
+            info.resource,
+            match namespace {
+                Some("") | None => "across namespaces".to_string(),
+                Some(ns) => format!("in namespace {ns}"),
+            }
+        )
+    } else {
+        format!(
+            "this {} of {} changes an object matching",
+            action_word(info),
+            object_label(info, cx.analysis)
+        )
+    };
+    Some(Hit::new(format!(
+        "{what} protected_objects[{index}] {pattern}; this session may not change it. Leave \
+         it as it is and work on other objects{}; if the task really needs this change, ask an \
+         operator to make it or to narrow protected_objects (a --dry-run=server of it is \
+         allowed and changes nothing).",
+        if collection {
+            ", deleting those by name"
+        } else {
+            ""
+        }
+    )))
 }
 
 /// Whether the proxy should GET the request's target object into [`Facts::target`]

@@ -1,4 +1,4 @@
-//! Pure policy: the rule catalog (PG001–PG017) and `decide`.
+//! Pure policy: the rule catalog (PG001–PG018) and `decide`.
 //!
 //! Owns: rule ids and their documentation strings ([`catalog`]), the validated [`Policy`],
 //! the decision for one classified request given the facts and the session's history
@@ -427,6 +427,8 @@ pub struct Policy {
     pub protected_namespaces: Vec<NamespacePattern>,
     /// PG014: mutations are allowed only in these namespaces; empty means everywhere.
     pub mutation_namespaces: Vec<NamespacePattern>,
+    /// PG018: objects no request of the session may change.
+    pub protected_objects: Vec<ObjectPattern>,
     /// PG005: the smallest grace period a DELETE may carry.
     pub min_grace_period_seconds: i64,
     /// How long a confirmation token stays valid.
@@ -450,6 +452,7 @@ impl Default for Policy {
                 .map(|ns| NamespacePattern(ns.to_string()))
                 .collect(),
             mutation_namespaces: Vec::new(),
+            protected_objects: Vec::new(),
             min_grace_period_seconds: 30,
             confirm_window_seconds: 300,
             retry_loop: RetryLoop::default(),
