@@ -1003,6 +1003,9 @@ fn protected_object(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
     } else {
         Some(target_name(info, cx.analysis).unwrap_or(""))
     };
+    if let Some(hit) = protected_namespace_contents(cx) {
+        return Some(hit);
+    }
     let (index, pattern) = cx
         .policy
         .protected_objects
@@ -1035,6 +1038,29 @@ fn protected_object(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
         } else {
             ""
         }
+    )))
+}
+
+/// Deleting a Namespace deletes every object in it: PG018 refuses it when a pattern's
+/// namespace matches, whatever the pattern's group, resource and name (the Namespace object
+/// itself is cluster-scoped and matched as such by the caller).
+fn protected_namespace_contents(cx: &Cx<'_>) -> Option<Hit> {
+    let info = cx.info;
+    if info.verb != Verb::Delete || !is_core(info, "namespaces") || !info.subresource.is_empty() {
+        return None;
+    }
+    let (index, pattern) = cx
+        .policy
+        .protected_objects
+        .iter()
+        .enumerate()
+        .find(|(_, p)| !p.namespace.as_str().is_empty() && p.namespace.matches(&info.name))?;
+    Some(Hit::new(format!(
+        "deleting namespace {} deletes every object in it, and protected_objects[{index}] \
+         {pattern} protects objects there; this session may not delete them. Delete only the \
+         objects the task needs, by name; if the task really needs the namespace gone, ask an \
+         operator.",
+        info.name
     )))
 }
 

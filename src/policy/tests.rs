@@ -1081,6 +1081,26 @@ fn protected_object_table() -> Vec<Case> {
         )
         .policy(protect)
         .expect(Deny, &["PG006"]),
+        case(
+            "deleting the namespace of protected objects",
+            ns_delete("shop"),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG018"]),
+        case(
+            "a protected Namespace object",
+            req(Verb::Patch, "namespaces")
+                .name("prod")
+                .paths(&["/metadata/labels/a"]),
+        )
+        .policy(|p| p.protected_objects = vec![object("", "namespaces", "*", "prod")])
+        .expect(Deny, &["PG018"]),
+        case("near miss: deleting another namespace", ns_delete("prod")).policy(protect),
+        case(
+            "near miss: a cluster-scoped pattern does not protect a namespace's contents",
+            ns_delete("admin"),
+        )
+        .policy(protect),
         case("near miss: rule off", patch("shop", "app-settings"))
             .policy(protect)
             .rule(RuleId::PG018, RuleAction::Off),
