@@ -1396,11 +1396,12 @@ async fn pg017_impersonation_passes_through_in_passthrough_and_is_refused_in_sid
 // PG018 -----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg018_a_protected_configmap_is_neither_patched_nor_deleted_and_others_pass() {
+async fn pg018_protected_objects_are_neither_patched_scaled_nor_deleted_and_others_pass() {
     // The namespace is the test's own (`pg018-<unique>`); the pattern protects `app-*`
     // ConfigMaps in it.
     let policy = "mode: enforce\nrules:\n  PG010: off\nprotected_objects:\n\
-                  - {resource: configmaps, namespace: 'pg018-*', name: 'app-*'}\n";
+                  - {resource: configmaps, namespace: 'pg018-*', name: 'app-*'}\n\
+                  - {group: apps, resource: deployments, namespace: 'pg018-*', name: db}\n";
     let rig = Rig::start(policy, "pg018").await;
     for name in ["app-settings", "settings"] {
         ok(&rig
@@ -1467,6 +1468,18 @@ async fn pg018_a_protected_configmap_is_neither_patched_nor_deleted_and_others_p
     );
     let object = rig.object("configmap", "app-settings").await.unwrap();
     assert_eq!(object["data"]["mode"], "prod");
+
+    // A subresource changes the object it hangs off: kubectl scale is PATCH .../db/scale.
+    rig.admin_stdin(&["create", "-f", "-"], &deployment("db", "postgres:16", 1))
+        .await;
+    let out = rig
+        .kubectl(&["scale", "deployment", "db", "--replicas=0"])
+        .await;
+    assert!(failed(&out).contains("PG018"), "{}", stderr_of(&out));
+    let scaled = rig.last("PATCH", "/deployments/db/scale").await;
+    assert_eq!(finding(&scaled, "PG018").action, Action::Deny);
+    let db = rig.object("deployment", "db").await.unwrap();
+    assert_eq!(db["spec"]["replicas"], 1);
 
     // An unprotected ConfigMap beside it passes.
     let out = rig
