@@ -992,6 +992,9 @@ fn protected_object(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
     if configured == RuleAction::Confirm && is_confirm_annotation_patch(info, cx.analysis) {
         return None;
     }
+    if let Some(hit) = protected_namespace_contents(cx) {
+        return Some(hit);
+    }
     let collection = info.verb == Verb::DeleteCollection;
     let namespace = match info.scope() {
         Scope::Cluster => Some(""),
@@ -1003,9 +1006,6 @@ fn protected_object(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
     } else {
         Some(target_name(info, cx.analysis).unwrap_or(""))
     };
-    if let Some(hit) = protected_namespace_contents(cx) {
-        return Some(hit);
-    }
     let (index, pattern) = cx
         .policy
         .protected_objects
@@ -1041,9 +1041,12 @@ fn protected_object(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
     )))
 }
 
-/// Deleting a Namespace deletes every object in it: PG018 refuses it when a pattern's
-/// namespace matches, whatever the pattern's group, resource and name (the Namespace object
-/// itself is cluster-scoped and matched as such by the caller).
+/// Deleting a Namespace deletes every object in it: PG018 refuses it when a pattern names
+/// namespaces (a glob other than `""` and `*`) and matches this one, whatever the pattern's
+/// group, resource and name. A pattern that leaves the namespace open (`{resource:
+/// clusterroles, name: admin}`, or a name protected in every namespace) does not make every
+/// namespace undeletable. The Namespace object itself is cluster-scoped and matched as such
+/// by the caller.
 fn protected_namespace_contents(cx: &Cx<'_>) -> Option<Hit> {
     let info = cx.info;
     if info.verb != Verb::Delete || !is_core(info, "namespaces") || !info.subresource.is_empty() {
@@ -1054,7 +1057,10 @@ fn protected_namespace_contents(cx: &Cx<'_>) -> Option<Hit> {
         .protected_objects
         .iter()
         .enumerate()
-        .find(|(_, p)| !p.namespace.as_str().is_empty() && p.namespace.matches(&info.name))?;
+        .find(|(_, p)| {
+            let names_namespaces = p.namespace.as_str().bytes().any(|b| b != b'*');
+            names_namespaces && p.namespace.matches(&info.name)
+        })?;
     Some(Hit::new(format!(
         "deleting namespace {} deletes every object in it, and protected_objects[{index}] \
          {pattern} protects objects there; this session may not delete them. Delete only the \

@@ -1097,6 +1097,14 @@ fn protected_object_table() -> Vec<Case> {
         .expect(Deny, &["PG018"]),
         case("near miss: deleting another namespace", ns_delete("prod")).policy(protect),
         case(
+            "near miss: a pattern open on the namespace names no namespace to keep",
+            ns_delete("prod"),
+        )
+        .policy(|p| p.protected_objects = vec![object("", "configmaps", "*", "app-config")]),
+        case("deleting a namespace a glob names", ns_delete("team-a"))
+            .policy(|p| p.protected_objects = vec![object("", "*", "team-*", "*")])
+            .expect(Deny, &["PG018"]),
+        case(
             "near miss: a cluster-scoped pattern does not protect a namespace's contents",
             ns_delete("admin"),
         )
