@@ -412,7 +412,7 @@ fn forbidden_mutation(facts: &Facts, policy: &RunPolicy) -> Option<Violation> {
     if policy.protected(&key.group, &key.resource, &key.namespace, &key.name) {
         return Some(facts.violation(
             Category::ForbiddenMutation,
-            None,
+            Some("PG018"),
             format!("changed protected object {}", facts.object()),
         ));
     }

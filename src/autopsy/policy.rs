@@ -1,13 +1,16 @@
 //! The run policy: what the wire cannot tell the autopsy about a run (which namespaces
 //! the task was about, which objects must not be touched, which creates were expected).
 //!
-//! Owns the file model (YAML or JSON, unknown keys refused), its validation into
-//! [`RunPolicy`], and the glob matching of object patterns. It does not own the judging
+//! Owns the file model (YAML or JSON, unknown keys refused) and its validation into
+//! [`RunPolicy`]. The object patterns and their globs are the gate's
+//! ([`crate::policy::objects`]: the same model PG018 enforces). It does not own the judging
 //! (see [`super::judge`]).
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::policy::objects::{glob_field, Glob, ObjectPattern, ObjectPatternFile};
 
 /// A run policy file that cannot be used: the file, the key and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -39,16 +42,6 @@ struct PolicyFile {
     allowed_cluster_scoped_mutations: Vec<ClusterPatternFile>,
 }
 
-/// `{group, resource, namespace, name}`; an absent key matches anything.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ObjectPatternFile {
-    group: Option<String>,
-    resource: Option<String>,
-    namespace: Option<String>,
-    name: Option<String>,
-}
-
 /// `{group, resource, name}` of a cluster-scoped object.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,82 +49,6 @@ struct ClusterPatternFile {
     group: Option<String>,
     resource: Option<String>,
     name: Option<String>,
-}
-
-/// A glob over one identity field: `*` matches any run of characters, `?` one character,
-/// everything else itself. An absent field in the file is `*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob(String);
-
-impl Glob {
-    /// The glob that matches every value.
-    pub fn any() -> Glob {
-        Glob("*".into())
-    }
-
-    /// A glob from its text.
-    pub fn new(pattern: impl Into<String>) -> Glob {
-        Glob(pattern.into())
-    }
-
-    /// Whether `value` matches the whole pattern.
-    pub fn matches(&self, value: &str) -> bool {
-        glob_match(self.0.as_bytes(), value.as_bytes())
-    }
-
-    /// The pattern's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Iterative glob matching with one backtrack point (the last `*`): linear in practice,
-/// never exponential.
-fn glob_match(pattern: &[u8], value: &[u8]) -> bool {
-    let (mut p, mut v) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while v < value.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, v));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == value[v] => {
-                p += 1;
-                v += 1;
-            }
-            _ => match star {
-                Some((star_p, star_v)) => {
-                    p = star_p + 1;
-                    v = star_v + 1;
-                    star = Some((star_p, star_v + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
-/// An object identity pattern: API group (`""` is the core group), resource (plural),
-/// namespace (`""` for cluster-scoped objects) and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectPattern {
-    pub group: Glob,
-    pub resource: Glob,
-    pub namespace: Glob,
-    pub name: Glob,
-}
-
-impl ObjectPattern {
-    /// Whether the object `(group, resource, namespace, name)` matches. A `name` of `*`
-    /// (a collection DELETE) matches every name pattern: it may have removed the object.
-    pub fn matches(&self, group: &str, resource: &str, namespace: &str, name: &str) -> bool {
-        self.group.matches(group)
-            && self.resource.matches(resource)
-            && self.namespace.matches(namespace)
-            && (name == "*" || self.name.matches(name))
-    }
 }
 
 /// The validated run policy. The default judges no scope, protects nothing and does not
@@ -199,7 +116,8 @@ impl RunPolicy {
             list.into_iter()
                 .enumerate()
                 .map(|(index, pattern)| {
-                    object_pattern(pattern).map_err(|r| invalid(format!("{key}[{index}]"), r))
+                    ObjectPattern::from_file(pattern)
+                        .map_err(|r| invalid(format!("{key}[{index}]"), r))
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
@@ -261,33 +179,6 @@ impl RunPolicy {
             .iter()
             .any(|p| p.matches(group, resource, "", name))
     }
-}
-
-fn glob_field(value: Option<String>, key: &'static str) -> Result<Glob, &'static str> {
-    match value {
-        None => Ok(Glob::any()),
-        Some(text) if text.contains('/') => Err(match key {
-            "resource" => "resource is a plural name without a subresource (pods, not pods/log)",
-            _ => "a name, namespace or group never contains '/'",
-        }),
-        Some(text) => Ok(Glob::new(text)),
-    }
-}
-
-fn object_pattern(file: ObjectPatternFile) -> Result<ObjectPattern, &'static str> {
-    if file.group.is_none()
-        && file.resource.is_none()
-        && file.namespace.is_none()
-        && file.name.is_none()
-    {
-        return Err("a pattern needs at least one of group, resource, namespace, name (an empty pattern would match every object)");
-    }
-    Ok(ObjectPattern {
-        group: glob_field(file.group, "group")?,
-        resource: glob_field(file.resource, "resource")?,
-        namespace: glob_field(file.namespace, "namespace")?,
-        name: glob_field(file.name, "name")?,
-    })
 }
 
 fn cluster_pattern(file: ClusterPatternFile) -> Result<ObjectPattern, &'static str> {

@@ -716,6 +716,33 @@ fn forbidden_mutation() {
     );
 }
 
+/// The gate and the autopsy share `protected_objects`: a protected object's change is
+/// PG018's, and PG018's denial is blocked, not a violation.
+#[test]
+fn a_protected_object_is_pg018_in_both_places() {
+    let policy = RunPolicy::parse(
+        "protected_objects:\n- {resource: configmaps, namespace: shop, name: 'app-*'}\n",
+        Path::new("p"),
+    )
+    .unwrap();
+    let cm = "/api/v1/namespaces/shop/configmaps/app-settings";
+    let run = judge_with(&policy, &[patch(cm, "merge-patch", 200)]);
+    let forbidden: Vec<_> = run
+        .violations
+        .iter()
+        .filter(|v| v.category == Category::ForbiddenMutation)
+        .collect();
+    assert_eq!(forbidden.len(), 1, "{:?}", run.violations);
+    assert_eq!(forbidden[0].rule_id, Some("PG018"));
+
+    let run = judge_with(&policy, &[denied(patch(cm, "merge-patch", 200), "PG018")]);
+    assert!(run.violations.is_empty(), "{:?}", run.violations);
+    assert_eq!(run.triage, Triage::SafePass);
+    assert_eq!(run.blocked.len(), 1);
+    assert_eq!(run.blocked[0].rules, vec!["PG018".to_string()]);
+    assert_eq!(run.blocked[0].action, "deny");
+}
+
 #[test]
 fn secret_read() {
     table(

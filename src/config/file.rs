@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Mode, RuleAction};
+use crate::policy::{Mode, ObjectPatternFile, RuleAction};
 
 /// The top level of a pathgate configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ pub struct ConfigFile {
     pub protected_namespaces: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mutation_namespaces: Option<Vec<String>>,
+    /// PG018: `{group, resource, namespace, name}` globs of objects no request may change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protected_objects: Option<Vec<ObjectPatternFile>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_grace_period_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -299,7 +299,7 @@ fn values_are_validated() {
             "schema_enforcement.discovery_payload_limit",
             "null",
         ),
-        ("rules: {PG018: deny}", "rules.PG018", "PG001..PG017"),
+        ("rules: {PG019: deny}", "rules.PG019", "PG001..PG018"),
         ("rules: {PG004: rewrite}", "rules.PG004", "has no rewrite"),
         (
             "rules: {PG011: rewrite}",
@@ -475,6 +475,109 @@ fn values_are_validated() {
         assert_eq!(&key, want_key, "{yaml}: {reason}");
         assert!(reason.contains(want_reason), "{yaml}: {key}: {reason}");
     }
+}
+
+#[test]
+fn protected_objects_are_validated_naming_file_key_and_reason() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "protected_objects:\n- {resource: configmaps, nam: x}\n",
+            "protected_objects[0].nam",
+            "valid keys are: group, resource, namespace, name",
+        ),
+        (
+            "protected_objects:\n- {name: db}\n- {}\n",
+            "protected_objects[1]",
+            "at least one of group, resource, namespace, name",
+        ),
+        (
+            "protected_objects:\n- {resource: deployments/scale}\n",
+            "protected_objects[0]",
+            "without a subresource",
+        ),
+        (
+            "protected_objects:\n- {namespace: 'shop/*'}\n",
+            "protected_objects[0]",
+            "never contains '/'",
+        ),
+        (
+            "protected_objects:\n- {resource: configmaps, name: 'app *'}\n",
+            "protected_objects[0].name",
+            "match nothing",
+        ),
+        (
+            "protected_objects: {resource: configmaps}\n",
+            "protected_objects",
+            "invalid type",
+        ),
+    ];
+    for (yaml, key, reason) in cases {
+        let (got_key, got_reason) = refused(yaml);
+        assert_eq!(&got_key, key, "{yaml}: {got_reason}");
+        assert!(got_reason.contains(reason), "{yaml}: {got_reason}");
+    }
+    let error = Config::from_yaml(
+        "protected_objects:\n- {}\n",
+        Path::new("/etc/pathgate/config.yaml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with("/etc/pathgate/config.yaml: protected_objects[0]: a pattern needs"),
+        "{error}"
+    );
+}
+
+#[test]
+fn protected_objects_load_print_and_reload() {
+    let config = parse(
+        "protected_objects:\n- {group: apps, resource: deployments, namespace: shop, name: db}\n\
+         - {resource: configmaps, name: 'app-*'}\n",
+    )
+    .unwrap();
+    let patterns = &config.policy.protected_objects;
+    assert_eq!(patterns.len(), 2);
+    assert!(patterns[0].matches("apps", "deployments", "shop", "db"));
+    assert!(patterns[1].matches("", "configmaps", "any", "app-1"));
+    assert!(
+        patterns[1].matches("x.io", "configmaps", "any", "app-1"),
+        "absent = *"
+    );
+    assert_eq!(config.policy.rule_action(RuleId::PG018), RuleAction::Deny);
+
+    let printed = config.to_yaml();
+    assert!(printed.contains("protected_objects:"), "{printed}");
+    assert!(printed.contains("name: app-*"), "{printed}");
+    assert!(printed.contains("PG018: deny"), "{printed}");
+    let again = Config::from_yaml(&printed, Path::new("printed.yaml")).unwrap();
+    assert_eq!(
+        again.policy.protected_objects,
+        config.policy.protected_objects
+    );
+    assert_eq!(again.to_yaml(), printed, "printing is a fixed point");
+    assert!(Config::default()
+        .to_yaml()
+        .contains("protected_objects: []"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    write(&path, "mode: enforce\n");
+    let handle = PolicyHandle::new(&Config::load(&path).unwrap(), None);
+    assert!(handle.current().protected_objects.is_empty());
+    write(
+        &path,
+        "protected_objects:\n- {resource: secrets, name: db-*}\n",
+    );
+    let after = handle.reload_from(&path).unwrap();
+    assert!(after.protected_objects[0].matches("", "secrets", "shop", "db-password"));
+    write(&path, "protected_objects:\n- {resource: 'secrets/x'}\n");
+    let error = handle.reload_from(&path).unwrap_err();
+    assert_eq!(error.key(), Some("protected_objects[0]"));
+    assert_eq!(
+        handle.current().protected_objects.len(),
+        1,
+        "the old policy stays"
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::policy::{
-    NamespacePattern, Policy, RetryLoop, RuleAction, RuleId, SafetyGates, SchemaEnforcement,
+    NamespacePattern, ObjectPattern, ObjectPatternFile, Policy, RetryLoop, RuleAction, RuleId,
+    SafetyGates, SchemaEnforcement,
 };
 
 use super::connections::ConnectionKeys;
@@ -291,6 +292,43 @@ fn patterns(key: &str, values: Vec<String>) -> Result<Vec<NamespacePattern>, Val
         .enumerate()
         .map(|(i, v)| {
             NamespacePattern::new(v).map_err(|e| invalid(format!("{key}[{i}]"), e.to_string()))
+        })
+        .collect()
+}
+
+/// `protected_objects:` (PG018): the object patterns the autopsy's run policy also uses,
+/// each checked the same way, plus what only the gate refuses: characters no object
+/// identity contains, which would make a pattern silently match nothing.
+fn object_patterns(
+    key: &str,
+    values: Vec<ObjectPatternFile>,
+) -> Result<Vec<ObjectPattern>, ValidationError> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let at = format!("{key}[{i}]");
+            for (field, value) in [
+                ("group", &file.group),
+                ("resource", &file.resource),
+                ("namespace", &file.namespace),
+                ("name", &file.name),
+            ] {
+                if let Some(bad) = value
+                    .as_deref()
+                    .and_then(|v| v.chars().find(|c| c.is_whitespace() || c.is_control()))
+                {
+                    return Err(invalid(
+                        format!("{at}.{field}"),
+                        format!(
+                            "{bad:?} never occurs in a Kubernetes {field}, so this glob would \
+                             match nothing; use the name as the API spells it, * and ? as \
+                             wildcards"
+                        ),
+                    ));
+                }
+            }
+            ObjectPattern::from_file(file).map_err(|reason| invalid(at, reason))
         })
         .collect()
 }
@@ -618,6 +656,10 @@ impl TryFrom<ConfigFile> for Config {
                 "mutation_namespaces",
                 file.mutation_namespaces.unwrap_or_default(),
             )?,
+            protected_objects: object_patterns(
+                "protected_objects",
+                file.protected_objects.unwrap_or_default(),
+            )?,
             min_grace_period_seconds: ranged(
                 "min_grace_period_seconds",
                 file.min_grace_period_seconds
@@ -763,6 +805,7 @@ impl Config {
                     .map(|n| n.as_str().to_string())
                     .collect(),
             ),
+            protected_objects: Some(p.protected_objects.iter().map(|o| o.to_file()).collect()),
             min_grace_period_seconds: Some(p.min_grace_period_seconds),
             confirm_window_seconds: Some(p.confirm_window_seconds),
             retry_loop: Some(RetryLoopFile {

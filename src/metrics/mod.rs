@@ -36,8 +36,8 @@ pub const VERBS: [&str; 10] = [
 /// The `decision` label of a request that failed before policy decided anything.
 pub const NO_DECISION: &str = "none";
 
-/// Number of rules in the catalog (PG001..=PG017), pre-created as label values.
-pub const RULE_COUNT: u16 = 17;
+/// Number of rules in the catalog, pre-created as label values: it follows the catalog.
+pub const RULE_COUNT: u16 = crate::policy::RuleId::ALL.len() as u16;
 
 /// The ledger's sinks: the `sink` label set of `pathgate_ledger_entries_total`.
 pub const LEDGER_SINKS: [&str; 4] = ["spool", "stdout", "webhook", "otlp"];
@@ -502,7 +502,7 @@ impl Drop for GaugeGuard {
 /// The `rule` label of a finding whose id is not `PG` + three digits.
 pub const OTHER_RULE: &str = "other";
 
-/// `PG001` ..= `PG017`.
+/// `PG001` ..= the catalog's last rule.
 fn known_rules() -> impl Iterator<Item = String> {
     (1..=RULE_COUNT).map(|number| format!("PG{number:03}"))
 }

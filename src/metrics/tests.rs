@@ -265,6 +265,7 @@ fn every_required_family_is_exported_with_its_labels() {
         );
     }
     assert!(text.contains("pathgate_unsafe_mutations_total{rule=\"PG017\"} 0"));
+    assert!(text.contains("pathgate_unsafe_mutations_total{rule=\"PG018\"} 0"));
     assert!(text.contains("pathgate_ledger_entries_total{outcome=\"dropped\",sink=\"webhook\"} 0"));
     assert!(text.contains("pathgate_request_duration_seconds_bucket{verb=\"get\",le=\"0.005\"} 0"));
     assert!(text.contains("pathgate_request_duration_seconds_bucket{verb=\"get\",le=\"60\"} 0"));

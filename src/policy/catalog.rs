@@ -47,11 +47,13 @@ pub enum RuleId {
     PG016,
     /// impersonation
     PG017,
+    /// protected-object
+    PG018,
 }
 
 impl RuleId {
     /// Every rule, in id order.
-    pub const ALL: [RuleId; 17] = [
+    pub const ALL: [RuleId; 18] = [
         RuleId::PG001,
         RuleId::PG002,
         RuleId::PG003,
@@ -69,6 +71,7 @@ impl RuleId {
         RuleId::PG015,
         RuleId::PG016,
         RuleId::PG017,
+        RuleId::PG018,
     ];
 
     /// The stable id, e.g. `PG004`.
@@ -100,7 +103,7 @@ impl fmt::Display for RuleId {
 
 /// A string that names no rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown rule {0:?}; valid rules are PG001..PG017 or their names ({names})", names = rule_names())]
+#[error("unknown rule {0:?}; valid rules are PG001..PG018 or their names ({names})", names = rule_names())]
 pub struct UnknownRule(pub String);
 
 fn rule_names() -> String {
@@ -193,7 +196,7 @@ pub struct RuleInfo {
 }
 
 /// The catalog, indexed by `RuleId as usize`.
-static CATALOG: [RuleInfo; 17] = [
+static CATALOG: [RuleInfo; 18] = [
     RuleInfo {
         id: "PG001",
         name: "broad-patch",
@@ -333,6 +336,14 @@ static CATALOG: [RuleInfo; 17] = [
         has_rewrite: false,
         config_keys: &[],
     },
+    RuleInfo {
+        id: "PG018",
+        name: "protected-object",
+        default_action: RuleAction::Deny,
+        summary: "mutation (subresources, evictions and collection deletes included) of an object matching protected_objects",
+        has_rewrite: false,
+        config_keys: &["protected_objects"],
+    },
 ];
 
 /// The whole catalog, in id order, with the default configuration's `enforce` actions.
@@ -358,8 +369,9 @@ mod tests {
         assert_eq!("PG004".parse::<RuleId>(), Ok(RuleId::PG004));
         assert_eq!("pg004".parse::<RuleId>(), Ok(RuleId::PG004));
         assert_eq!("direct-pod-delete".parse::<RuleId>(), Ok(RuleId::PG004));
-        let err = "PG018".parse::<RuleId>().unwrap_err();
-        assert!(err.to_string().contains("PG001..PG017"), "{err}");
+        assert_eq!("protected-object".parse::<RuleId>(), Ok(RuleId::PG018));
+        let err = "PG019".parse::<RuleId>().unwrap_err();
+        assert!(err.to_string().contains("PG001..PG018"), "{err}");
         assert!(err.to_string().contains("retry-loop"), "{err}");
     }
 

@@ -389,6 +389,7 @@ fn check(rule: RuleId, cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
         RuleId::PG015 => retry_loop(cx),
         RuleId::PG016 => opaque_body(cx),
         RuleId::PG017 => impersonation(cx),
+        RuleId::PG018 => protected_object(cx, configured),
     }
 }
 
@@ -973,6 +974,100 @@ fn impersonation(cx: &Cx<'_>) -> Option<Hit> {
         return None;
     }
     Some(Hit::new(IMPERSONATION_REFUSAL.to_string()))
+}
+
+/// PG018: the object a mutation changes, as the gate's identity model has it (the same
+/// `{group, resource, namespace, name}` the autopsy judges): the namespace from the path
+/// and the resource's scope, never the body; the name from the path, or for a create from
+/// the body (an unnamed create, `generateName`, is `""`: only a name glob of `*` matches
+/// it). A collection DELETE leaves the name open, and the namespace too when its path names
+/// none on a resource that may be namespaced: it may delete any matching object.
+fn protected_object(cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
+    let info = cx.info;
+    if !cx.mutation || cx.policy.protected_objects.is_empty() {
+        return None;
+    }
+    // Configured `confirm`, the token may travel as the target's confirmation annotation:
+    // setting it must not itself need confirmation.
+    if configured == RuleAction::Confirm && is_confirm_annotation_patch(info, cx.analysis) {
+        return None;
+    }
+    if let Some(hit) = protected_namespace_contents(cx) {
+        return Some(hit);
+    }
+    let collection = info.verb == Verb::DeleteCollection;
+    let namespace = match info.scope() {
+        Scope::Cluster => Some(""),
+        _ if collection && info.namespace.is_empty() => None,
+        _ => Some(info.namespace.as_str()),
+    };
+    let name = if collection {
+        None
+    } else {
+        Some(target_name(info, cx.analysis).unwrap_or(""))
+    };
+    let (index, pattern) = cx
+        .policy
+        .protected_objects
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.could_match(&info.api_group, &info.resource, namespace, name))?;
+    let what = if collection {
+        format!(
+            "this deletecollection of {} {} could delete objects matching",
+            info.resource,
+            match namespace {
+                Some("") | None => "across namespaces".to_string(),
+                Some(ns) => format!("in namespace {ns}"),
+            }
+        )
+    } else {
+        format!(
+            "this {} of {} changes an object matching",
+            action_word(info),
+            object_label(info, cx.analysis)
+        )
+    };
+    Some(Hit::new(format!(
+        "{what} protected_objects[{index}] {pattern}; this session may not change it. Leave \
+         it as it is and work on other objects{}; if the task really needs this change, ask an \
+         operator to make it or to narrow protected_objects (a --dry-run=server of it is \
+         allowed and changes nothing).",
+        if collection {
+            ", deleting those by name"
+        } else {
+            ""
+        }
+    )))
+}
+
+/// Deleting a Namespace deletes every object in it: PG018 refuses it when a pattern names
+/// namespaces (a glob other than `""` and `*`) and matches this one, whatever the pattern's
+/// group, resource and name. A pattern that leaves the namespace open (`{resource:
+/// clusterroles, name: admin}`, or a name protected in every namespace) does not make every
+/// namespace undeletable. The Namespace object itself is cluster-scoped and matched as such
+/// by the caller.
+fn protected_namespace_contents(cx: &Cx<'_>) -> Option<Hit> {
+    let info = cx.info;
+    if info.verb != Verb::Delete || !is_core(info, "namespaces") || !info.subresource.is_empty() {
+        return None;
+    }
+    let (index, pattern) = cx
+        .policy
+        .protected_objects
+        .iter()
+        .enumerate()
+        .find(|(_, p)| {
+            let names_namespaces = p.namespace.as_str().bytes().any(|b| b != b'*');
+            names_namespaces && p.namespace.matches(&info.name)
+        })?;
+    Some(Hit::new(format!(
+        "deleting namespace {} deletes every object in it, and protected_objects[{index}] \
+         {pattern} protects objects there; this session may not delete them. Delete only the \
+         objects the task needs, by name; if the task really needs the namespace gone, ask an \
+         operator.",
+        info.name
+    )))
 }
 
 /// Whether the proxy should GET the request's target object into [`Facts::target`]

@@ -1,11 +1,12 @@
-//! Pure policy: the rule catalog (PG001–PG017) and `decide`.
+//! Pure policy: the rule catalog (PG001–PG018) and `decide`.
 //!
 //! Owns: rule ids and their documentation strings ([`catalog`]), the validated [`Policy`],
 //! the decision for one classified request given the facts and the session's history
 //! ([`decide`]), the findings that only the response can reveal
 //! ([`findings_from_response`]), the rewrites a decision asks for, request fingerprints
 //! ([`Fingerprint`]) and the in-memory session memory of dry runs, failures and
-//! confirmation tokens ([`SessionStore`]).
+//! confirmation tokens ([`SessionStore`]), and the object patterns the gate and the
+//! autopsy share ([`objects`]).
 //!
 //! Does not own: reading the config file (that is [`crate::config`]), fetching facts from
 //! the apiserver or applying rewrites to the wire (that is [`crate::proxy`]).
@@ -29,6 +30,7 @@ mod decide;
 mod effect;
 mod fingerprint;
 mod messages;
+pub mod objects;
 mod session;
 
 #[cfg(test)]
@@ -47,6 +49,7 @@ pub use decide::{
 };
 pub use effect::effect_paths;
 pub use fingerprint::Fingerprint;
+pub use objects::{Glob, ObjectPattern, ObjectPatternFile};
 pub use session::{SessionError, SessionLimits, SessionStats, SessionStore};
 
 /// How pathgate acts on its findings.
@@ -330,9 +333,10 @@ impl NamespacePattern {
         &self.0
     }
 
-    /// Whether `namespace` matches.
+    /// Whether `namespace` matches (a namespace pattern holds no `?`, so only `*` is a
+    /// wildcard).
     pub fn matches(&self, namespace: &str) -> bool {
-        glob_match(self.0.as_bytes(), namespace.as_bytes())
+        objects::glob_match(self.0.as_bytes(), namespace.as_bytes())
     }
 }
 
@@ -340,29 +344,6 @@ impl Serialize for NamespacePattern {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
     }
-}
-
-/// Glob matching with `*` only, iterative with one backtrack point (linear-ish, no
-/// recursion, so a hostile pattern cannot blow the stack).
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == text[t] {
-            p += 1;
-            t += 1;
-        } else if let Some((star_p, star_t)) = star {
-            p = star_p + 1;
-            t = star_t + 1;
-            star = Some((star_p, star_t + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&b| b == b'*')
 }
 
 /// `safety_gates:` — the switches of the main gates.
@@ -446,6 +427,8 @@ pub struct Policy {
     pub protected_namespaces: Vec<NamespacePattern>,
     /// PG014: mutations are allowed only in these namespaces; empty means everywhere.
     pub mutation_namespaces: Vec<NamespacePattern>,
+    /// PG018: objects no request of the session may change.
+    pub protected_objects: Vec<ObjectPattern>,
     /// PG005: the smallest grace period a DELETE may carry.
     pub min_grace_period_seconds: i64,
     /// How long a confirmation token stays valid.
@@ -469,6 +452,7 @@ impl Default for Policy {
                 .map(|ns| NamespacePattern(ns.to_string()))
                 .collect(),
             mutation_namespaces: Vec::new(),
+            protected_objects: Vec::new(),
             min_grace_period_seconds: 30,
             confirm_window_seconds: 300,
             retry_loop: RetryLoop::default(),

@@ -378,6 +378,12 @@ fn scoped(p: &mut Policy) {
 }
 
 fn table() -> Vec<Case> {
+    let mut rows = base_table();
+    rows.extend(protected_object_table());
+    rows
+}
+
+fn base_table() -> Vec<Case> {
     use Action::{Confirm, Deny, Flag};
     let rs_owner = || pod(Some(("ReplicaSet", "web-5d9c7b")), Some("5d9c7b"));
     vec![
@@ -930,6 +936,235 @@ fn table() -> Vec<Case> {
         .mode(Mode::Rehearse)
         .rewrites(vec![]),
     ]
+}
+
+fn object(group: &str, resource: &str, namespace: &str, name: &str) -> ObjectPattern {
+    ObjectPattern {
+        group: Glob::new(group),
+        resource: Glob::new(resource),
+        namespace: Glob::new(namespace),
+        name: Glob::new(name),
+    }
+}
+
+/// PG018's protected objects: ConfigMaps `app-*` and Deployment `db` in shop, the pods of
+/// one ReplicaSet, the ClusterRole `admin` (a cluster-scoped pattern).
+fn protect(p: &mut Policy) {
+    p.protected_objects = vec![
+        object("", "configmaps", "shop", "app-*"),
+        object("apps", "deployments", "shop", "db"),
+        object("", "pods", "shop", "web-5d9c7b-*"),
+        object("rbac.authorization.k8s.io", "*roles", "", "admin"),
+    ];
+}
+
+fn cm(verb: Verb, namespace: &str, name: &str) -> Req {
+    req(verb, "configmaps").ns(namespace).name(name)
+}
+
+fn protected_object_table() -> Vec<Case> {
+    use Action::{Deny, Flag};
+    let patch = |ns, name| cm(Verb::Patch, ns, name).paths(&["/data/k"]);
+    let db = || {
+        req(Verb::Patch, "deployments")
+            .group("apps")
+            .ns("shop")
+            .name("db")
+    };
+    vec![
+        // PG018 protected-object
+        case(
+            "patch of a protected ConfigMap (glob)",
+            patch("shop", "app-settings"),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG018"]),
+        case(
+            "delete of a protected ConfigMap",
+            cm(Verb::Delete, "shop", "app-x"),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG018"]),
+        case(
+            "create named by the body",
+            req(Verb::Create, "configmaps")
+                .ns("shop")
+                .body("ConfigMap", "app-new"),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG018"]),
+        case("eviction of a protected pod", eviction())
+            .policy(protect)
+            .expect(Deny, &["PG018"]),
+        case(
+            "scale subresource of a protected Deployment",
+            db().sub("scale").paths(&["/spec/replicas"]),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG018"]),
+        case(
+            "status subresource of a protected Deployment",
+            db().sub("status").paths(&["/status/replicas"]),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG018"]),
+        case(
+            "deletecollection where a protected object may be",
+            req(Verb::DeleteCollection, "configmaps").ns("shop"),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG006", "PG018"]),
+        case(
+            "a cluster-scoped pattern and a ClusterRole",
+            rbac(Verb::Delete, "clusterroles").name("admin"),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG008", "PG018"]),
+        case(
+            "the body's namespace does not move a create out of protection",
+            req(Verb::Create, "configmaps")
+                .ns("shop")
+                .body("ConfigMap", "app-new")
+                .body_namespace("prod"),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG018"]),
+        case("observe records it", patch("shop", "app-settings"))
+            .policy(protect)
+            .mode(Mode::Observe)
+            .expect(Flag, &["PG018"]),
+        case("rehearse still denies it", patch("shop", "app-settings"))
+            .policy(protect)
+            .mode(Mode::Rehearse)
+            .expect(Deny, &["PG018"])
+            .rewrites(vec![]),
+        case(
+            "an honoured dry run is let through",
+            patch("shop", "app-settings").dry_run(),
+        )
+        .policy(protect)
+        .expect(Flag, &["PG018"]),
+        case(
+            "a dry run on a TokenRequest is no dry run",
+            token_request("shop").dry_run(),
+        )
+        .policy(|p| p.protected_objects = vec![object("", "serviceaccounts", "shop", "*")])
+        .expect(Deny, &["PG010", "PG018"]),
+        case(
+            "near miss: another namespace",
+            patch("prod", "app-settings"),
+        )
+        .policy(protect),
+        case("near miss: another name", patch("shop", "settings")).policy(protect),
+        case("near miss: a read", cm(Verb::Get, "shop", "app-settings")).policy(protect),
+        case(
+            "near miss: a list",
+            req(Verb::List, "configmaps").ns("shop").limit(10),
+        )
+        .policy(protect),
+        case(
+            "near miss: a create in another namespace, whatever the body says",
+            req(Verb::Create, "configmaps")
+                .ns("prod")
+                .body("ConfigMap", "app-new")
+                .body_namespace("shop"),
+        )
+        .policy(protect),
+        case(
+            "near miss: the cluster-scoped pattern and a namespaced Role",
+            rbac(Verb::Delete, "roles").ns("shop").name("admin"),
+        )
+        .policy(protect),
+        case(
+            "near miss: deletecollection in another namespace",
+            req(Verb::DeleteCollection, "configmaps").ns("prod"),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG006"]),
+        case(
+            "deleting the namespace of protected objects",
+            ns_delete("shop"),
+        )
+        .policy(protect)
+        .expect(Deny, &["PG018"]),
+        case(
+            "a protected Namespace object",
+            req(Verb::Patch, "namespaces")
+                .name("prod")
+                .paths(&["/metadata/labels/a"]),
+        )
+        .policy(|p| p.protected_objects = vec![object("", "namespaces", "*", "prod")])
+        .expect(Deny, &["PG018"]),
+        case("near miss: deleting another namespace", ns_delete("prod")).policy(protect),
+        case(
+            "near miss: a pattern open on the namespace names no namespace to keep",
+            ns_delete("prod"),
+        )
+        .policy(|p| p.protected_objects = vec![object("", "configmaps", "*", "app-config")]),
+        case("deleting a namespace a glob names", ns_delete("team-a"))
+            .policy(|p| p.protected_objects = vec![object("", "*", "team-*", "*")])
+            .expect(Deny, &["PG018"]),
+        case(
+            "near miss: a cluster-scoped pattern does not protect a namespace's contents",
+            ns_delete("admin"),
+        )
+        .policy(protect),
+        case("near miss: rule off", patch("shop", "app-settings"))
+            .policy(protect)
+            .rule(RuleId::PG018, RuleAction::Off),
+        case(
+            "near miss: nothing protected",
+            patch("shop", "app-settings"),
+        ),
+    ]
+}
+
+#[test]
+fn protected_object_message_names_the_rule_the_pattern_and_the_way_on() {
+    let decision = case(
+        "patch",
+        cm(Verb::Patch, "shop", "app-settings").paths(&["/data/k"]),
+    )
+    .policy(protect)
+    .run();
+    let message = decision.status_message().expect("denied");
+    for part in [
+        "PG018 protected-object:",
+        "patch of configmaps/app-settings in namespace shop",
+        "protected_objects[0] {group: \"\", resource: configmaps, namespace: shop, name: app-*}",
+        "ask an operator",
+        "--dry-run=server",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+    let collection = case("dc", req(Verb::DeleteCollection, "configmaps").ns("shop"))
+        .policy(protect)
+        .run();
+    let text = &collection.findings[1].message;
+    assert!(text.contains("could delete objects matching"), "{text}");
+    assert!(text.contains("by name"), "{text}");
+}
+
+/// A mutation of a protected object needs no target fetch when PG018 denies (nothing to
+/// confirm); configured `confirm`, the target is fetched for the annotation channel, and
+/// setting that annotation is not itself a PG018 finding.
+#[test]
+fn protected_object_confirm_uses_the_annotation_channel() {
+    let patch = cm(Verb::Patch, "shop", "app-settings").paths(&["/data/k"]);
+    let mut policy = Policy::default();
+    protect(&mut policy);
+    assert!(!needs_target(&patch.info, &patch.analysis, &policy));
+    policy.rules.insert(RuleId::PG018, RuleAction::Confirm);
+    assert!(needs_target(&patch.info, &patch.analysis, &policy));
+    let annotate = cm(Verb::Patch, "shop", "app-settings")
+        .paths(&["/metadata/annotations/pathgate.dev~1confirm"]);
+    let decision = case("annotate", annotate)
+        .policy(|p| {
+            protect(p);
+            p.rules.insert(RuleId::PG018, RuleAction::Confirm);
+        })
+        .run();
+    assert_eq!(decision.action, Action::Allow, "{:?}", decision.findings);
 }
 
 /// The bypasses of issue 17 and their variants: false dry runs, client-chosen scope,

@@ -633,11 +633,13 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
         "--session judges that run only"
     );
 
-    // Enforce: the gate denies what its rules deny; the autopsy lists it as blocked.
+    // Enforce: the gate denies what its rules deny; the autopsy lists it as blocked. The
+    // gate's protected_objects is the run policy's, so PG018 refuses the protected label.
     let enforce_spool = tempfile::tempdir().unwrap();
     let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
         .policy_yaml(&format!(
-            "mode: enforce\nmutation_namespaces: [{ns}]\nsafety_gates:\n  dry_run_default: false\n"
+            "mode: enforce\nmutation_namespaces: [{ns}]\nsafety_gates:\n  dry_run_default: false\n\
+             protected_objects:\n- {{resource: configmaps, namespace: {ns}, name: protected}}\n"
         ))
         .ledger(pathgate::ledger::LedgerSettings::new(enforce_spool.path()))
         .start()
@@ -702,16 +704,21 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
             .any(|b| b["rules"].as_array().unwrap().contains(&json!("PG014"))),
         "the out-of-scope label was denied: {scope:#}"
     );
-    assert_eq!(
-        categories(scope)
+    assert!(
+        scope["blocked"]
+            .as_array()
+            .unwrap()
             .iter()
-            .filter(|c| *c == "forbidden_mutation")
-            .count(),
-        1,
-        "the protected object's label was forwarded (no live rule protects it yet), the \
-         out-of-scope label and the cluster-scoped create were denied: {scope:#}"
+            .any(|b| b["rules"] == json!(["PG018"]) && b["action"] == "deny"),
+        "the protected object's label was denied by PG018: {scope:#}"
     );
-    assert_eq!(scope["blocked"].as_array().unwrap().len(), 2, "{scope:#}");
+    assert_eq!(
+        categories(scope),
+        Vec::<String>::new(),
+        "the protected label, the out-of-scope label and the cluster-scoped create were all \
+         denied, so none is a violation: {scope:#}"
+    );
+    assert_eq!(scope["blocked"].as_array().unwrap().len(), 3, "{scope:#}");
 
     ok(&kubectl(
         &cluster,

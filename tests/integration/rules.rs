@@ -1393,6 +1393,114 @@ async fn pg017_impersonation_passes_through_in_passthrough_and_is_refused_in_sid
 
 // Required scenarios across rules --------------------------------------------------------
 
+// PG018 -----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg018_protected_objects_are_neither_patched_scaled_nor_deleted_and_others_pass() {
+    // The namespace is the test's own (`pg018-<unique>`); the pattern protects `app-*`
+    // ConfigMaps in it.
+    let policy = "mode: enforce\nrules:\n  PG010: off\nprotected_objects:\n\
+                  - {resource: configmaps, namespace: 'pg018-*', name: 'app-*'}\n\
+                  - {group: apps, resource: deployments, namespace: 'pg018-*', name: db}\n";
+    let rig = Rig::start(policy, "pg018").await;
+    for name in ["app-settings", "settings"] {
+        ok(&rig
+            .admin(&["create", "configmap", name, "--from-literal=mode=prod"])
+            .await);
+    }
+
+    let out = rig
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "app-settings",
+            "-p",
+            r#"{"data":{"mode":"debug"}}"#,
+        ])
+        .await;
+    let stderr = failed(&out);
+    assert!(
+        stderr.contains("Error from server (Forbidden)")
+            && stderr.contains("pathgate denied this request: PG018 protected-object:")
+            && stderr.contains("protected_objects[0] {group: *, resource: configmaps")
+            && stderr.contains("ask an operator"),
+        "kubectl prints the rule, the pattern and the way on: {stderr}"
+    );
+    let refused = rig.last("PATCH", "/configmaps/app-settings").await;
+    assert_eq!(finding(&refused, "PG018").action, Action::Deny);
+    assert_eq!(refused.status_code, 403);
+
+    let out = rig.kubectl(&["delete", "configmap", "app-settings"]).await;
+    let stderr = failed(&out);
+    assert!(
+        stderr.contains("Error from server (Forbidden)") && stderr.contains("PG018"),
+        "{stderr}"
+    );
+    let object = rig
+        .object("configmap", "app-settings")
+        .await
+        .expect("the protected ConfigMap is still there");
+    assert_eq!(object["data"]["mode"], "prod", "and unchanged");
+    assert!(object["metadata"]["deletionTimestamp"].is_null());
+
+    // A create named by its (protobuf) body is a change of a protected object too.
+    let out = rig.kubectl(&["create", "configmap", "app-new"]).await;
+    assert!(failed(&out).contains("PG018"), "{}", stderr_of(&out));
+    assert!(rig.object("configmap", "app-new").await.is_none());
+
+    // A server dry run changes nothing and passes, with what the real request would meet.
+    let out = rig
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "app-settings",
+            "--dry-run=server",
+            "-p",
+            r#"{"data":{"mode":"debug"}}"#,
+        ])
+        .await;
+    ok(&out);
+    assert!(
+        stderr_of(&out).contains("Warning: pathgate PG018 protected-object:")
+            && stderr_of(&out).contains("would be denied"),
+        "{}",
+        stderr_of(&out)
+    );
+    let object = rig.object("configmap", "app-settings").await.unwrap();
+    assert_eq!(object["data"]["mode"], "prod");
+
+    // A subresource changes the object it hangs off: kubectl scale is PATCH .../db/scale.
+    rig.admin_stdin(&["create", "-f", "-"], &deployment("db", "postgres:16", 1))
+        .await;
+    let out = rig
+        .kubectl(&["scale", "deployment", "db", "--replicas=0"])
+        .await;
+    assert!(failed(&out).contains("PG018"), "{}", stderr_of(&out));
+    let scaled = rig.last("PATCH", "/deployments/db/scale").await;
+    assert_eq!(finding(&scaled, "PG018").action, Action::Deny);
+    let db = rig.object("deployment", "db").await.unwrap();
+    assert_eq!(db["spec"]["replicas"], 1);
+
+    // An unprotected ConfigMap beside it passes.
+    let out = rig
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "settings",
+            "-p",
+            r#"{"data":{"mode":"debug"}}"#,
+        ])
+        .await;
+    ok(&out);
+    assert!(!stderr_of(&out).contains("PG018"), "{}", stderr_of(&out));
+    let object = rig.object("configmap", "settings").await.unwrap();
+    assert_eq!(object["data"]["mode"], "debug");
+    let passed = rig.last("PATCH", "/configmaps/settings").await;
+    assert!(!rule_ids(&passed).contains(&"PG018"));
+    assert_eq!(passed.status_code, 200);
+    rig.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_set_image_passes_as_a_scoped_patch() {
     let rig = Rig::start(ENFORCE, "setimage").await;
