@@ -282,8 +282,8 @@ fn target(entry: &Entry) -> String {
         "" if request.verb == "create" => created_name(entry).unwrap_or_default(),
         name => name,
     };
-    // A create goes to the collection: without a captured body its name is unknown, and
-    // `ns/*` would read as "all of them".
+    // A create goes to the collection: when its name is not known, `ns/*` would read as
+    // "all of them".
     let collection = if request.verb == "create" { "" } else { "*" };
     match (request.namespace.is_empty(), name.is_empty()) {
         (false, false) => {
@@ -300,8 +300,17 @@ fn target(entry: &Entry) -> String {
     sanitize(&target)
 }
 
-/// The `metadata.name` of a create's captured body (`ledger.capture_bodies_max_bytes`).
+/// A create's object name: the ledger's `analysis.object_name` (read from the body, JSON,
+/// YAML or protobuf), else the `metadata.name` of a captured body
+/// (`ledger.capture_bodies_max_bytes`).
 fn created_name(entry: &Entry) -> Option<&str> {
+    if let Some(name) = entry
+        .analysis
+        .as_ref()
+        .and_then(|a| a.object_name.as_deref())
+    {
+        return Some(name);
+    }
     entry
         .body
         .as_ref()?

@@ -193,6 +193,26 @@ fn a_create_names_its_object_when_the_body_was_captured() {
 }
 
 #[test]
+fn a_create_names_its_object_from_the_ledgers_object_name() {
+    let mut entry = create();
+    entry.request.name = String::new();
+    entry.analysis = Some(crate::ledger::AnalysisRecord {
+        patch_type: None,
+        touched_paths: vec![],
+        effect_paths: None,
+        whole_object: None,
+        body_format: "protobuf".into(),
+        opaque_reason: None,
+        object_name: Some("from-protobuf".into()),
+    });
+    assert!(
+        format_line(&entry, &PLAIN).ends_with(" configmaps agent-sandbox/from-protobuf"),
+        "{}",
+        format_line(&entry, &PLAIN)
+    );
+}
+
+#[test]
 fn the_session_column_is_shown_when_asked() {
     let style = Style {
         show_session: true,
