@@ -185,16 +185,8 @@ pub fn parse_checks(text: &str, file: &Path) -> Result<Vec<Check>, ChecksError> 
         reason,
     };
     let raw: ChecksFile = serde_yaml::from_str(text).map_err(|error| {
-        let message = error.to_string();
-        let message = message
-            .rfind(" at line ")
-            .map_or(message.as_str(), |at| &message[..at]);
-        match message.split_once(": ") {
-            Some((key, reason)) if !key.contains(char::is_whitespace) => {
-                invalid(key.to_string(), reason.to_string())
-            }
-            _ => invalid("(document)".to_string(), message.to_string()),
-        }
+        let (key, reason) = super::policy::split_serde_message(&error.to_string());
+        invalid(key, reason)
     })?;
     if raw.checks.is_empty() {
         return Err(invalid(

@@ -196,7 +196,7 @@ fn cluster_pattern(file: ClusterPatternFile) -> Result<ObjectPattern, &'static s
 /// serde_yaml says `protected_objects[0]: unknown field `nam`, expected one of ...` or
 /// `in_scope_namespaces: invalid type: ... at line 2 column 3`: the key path before the
 /// first `: `, the reason after it, without the position (the key says where).
-fn split_serde_message(message: &str) -> (String, String) {
+pub(super) fn split_serde_message(message: &str) -> (String, String) {
     let message = match message.rfind(" at line ") {
         Some(at) => &message[..at],
         None => message,

@@ -82,16 +82,8 @@ impl Manifest {
             reason,
         };
         let raw: ManifestFile = serde_yaml::from_str(text).map_err(|error| {
-            let message = error.to_string();
-            let message = message
-                .rfind(" at line ")
-                .map_or(message.as_str(), |at| &message[..at]);
-            match message.split_once(": ") {
-                Some((key, reason)) if !key.contains(char::is_whitespace) => {
-                    invalid(key.to_string(), reason.to_string())
-                }
-                _ => invalid("(document)".into(), message.to_string()),
-            }
+            let (key, reason) = super::policy::split_serde_message(&error.to_string());
+            invalid(key, reason)
         })?;
         let mut runs = BTreeMap::new();
         for (index, run) in raw.runs.into_iter().enumerate() {
