@@ -171,9 +171,11 @@ impl RequestInfo {
         if !self.is_resource_request {
             return Scope::Unknown;
         }
-        let cluster = CLUSTER_SCOPED
-            .iter()
-            .any(|(group, resource)| self.api_group == *group && self.resource == *resource);
+        let (group, resource) = (self.api_group.as_str(), self.resource.as_str());
+        // Lengths first: on every request, only a table entry of the same shape is compared.
+        let cluster = CLUSTER_SCOPED.iter().any(|(g, r)| {
+            g.len() == group.len() && r.len() == resource.len() && *g == group && *r == resource
+        });
         if cluster {
             Scope::Cluster
         } else if BUILTIN_GROUPS.contains(&self.api_group.as_str()) {

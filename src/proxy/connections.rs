@@ -25,7 +25,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
 use super::{handler, Proxy};
@@ -162,12 +161,30 @@ impl AcceptBackoff {
     }
 }
 
-/// Requests of one connection: how many are in flight, and how many ever started.
-#[derive(Default)]
+/// Requests of one connection: how many are in flight, how many ever started, and when
+/// the last one ended. The request path only counts and stamps; the idle timer reads these
+/// when it wakes (see [`idle`]), so no request wakes it.
 struct Activity {
     in_flight: AtomicUsize,
     started: AtomicU64,
-    changed: Notify,
+    /// When the connection became idle last: milliseconds since `opened`.
+    idle_since_ms: AtomicU64,
+    opened: tokio::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            opened: tokio::time::Instant::now(),
+        }
+    }
+
+    fn idle_since(&self) -> tokio::time::Instant {
+        self.opened + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire))
+    }
 }
 
 /// A request in flight, from its headers until its response body is done or dropped.
@@ -176,19 +193,19 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> Self {
         activity.started.fetch_add(1, Ordering::Relaxed);
-        // Only the edges between idle and busy matter to the idle timer.
-        if activity.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
-            activity.changed.notify_waiters();
-        }
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(Arc::clone(activity))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.changed.notify_waiters();
-        }
+        let activity = &self.0;
+        // Stamped before the count drops, so a timer that sees the connection idle also
+        // sees when it became so.
+        let since = activity.opened.elapsed().as_millis() as u64;
+        activity.idle_since_ms.store(since, Ordering::Release);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -219,26 +236,36 @@ impl HttpBody for TrackedBody {
 }
 
 /// Resolves when the connection has had no request in flight for too long: before its
-/// first request, `header_read_timeout`; between requests, `idle_timeout`.
+/// first request, `header_read_timeout`; between requests, `idle_timeout`, counted from the
+/// end of the last one. It wakes at most once per timeout while requests come and go (a
+/// busy connection is looked at again a timeout later; an idle one at its deadline), so the
+/// request path never has to wake it.
 async fn idle(activity: &Activity, settings: &ConnectionSettings) -> ConnectionTimeout {
+    // Never sleep past the shorter timeout: a first request may turn the header timeout
+    // into the idle one, and a request in flight may end at any time.
+    let step = settings.header_read_timeout.min(settings.idle_timeout);
     loop {
-        let changed = activity.changed.notified();
-        tokio::pin!(changed);
-        // Registered before the count is read, so a change in between is not missed.
-        changed.as_mut().enable();
-        if activity.in_flight.load(Ordering::Acquire) > 0 {
-            changed.await;
-            continue;
-        }
         let (limit, kind) = if activity.started.load(Ordering::Relaxed) == 0 {
             (settings.header_read_timeout, ConnectionTimeout::HeaderRead)
         } else {
             (settings.idle_timeout, ConnectionTimeout::Idle)
         };
-        tokio::select! {
-            () = tokio::time::sleep(limit) => return kind,
-            () = &mut changed => {}
+        if activity.in_flight.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(step).await;
+            continue;
         }
+        let deadline = activity.idle_since() + limit;
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            // Idle throughout, unless a request came and went since the stamp was read.
+            if activity.in_flight.load(Ordering::Acquire) == 0
+                && activity.idle_since() + limit <= now
+            {
+                return kind;
+            }
+            continue;
+        }
+        tokio::time::sleep_until(deadline.min(now + step)).await;
     }
 }
 
@@ -297,7 +324,7 @@ pub async fn serve_connection(
         }
     };
     let identity = Arc::new(super::connection_identity(&tls_stream, peer));
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::new());
     let service = {
         let proxy = Arc::clone(&context.proxy);
         let activity = Arc::clone(&activity);
