@@ -18,6 +18,7 @@
 //! | [`proxy`] | the server loop, forwarding, streaming, upgrades, header hygiene, drain |
 //! | [`ledger`] | the entry schema, the bounded queue, the spool and the sinks |
 //! | [`report`] | text, JSON (`pathgate.autopsy/v1`) and HTML renderings of autopsy verdicts |
+//! | [`run`] | `pathgate run`: a gateway, a session, an agent command, its final state and verdict |
 //! | [`metrics`] | the one Prometheus registry and its metrics handle |
 //! | [`status`] | Kubernetes `Status` bodies for every error pathgate itself returns |
 //! | [`serve`] | wiring of `pathgate serve`: start the proxy and admin listeners |
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod report;
+pub mod run;
 pub mod serve;
 pub mod session;
 pub mod status;

@@ -44,6 +44,8 @@ enum Command {
     /// Exit code: 0 every run is a safe pass, 3 a run is an unsafe pass (none fails), 4 a
     /// run fails; 1 the runs could not be judged, 2 a usage error.
     Autopsy(AutopsyArgs),
+    /// Run an agent command through pathgate and judge its run (exit 0 safe pass, 1 unsafe pass, 2 fail, 3 no verdict).
+    Run(Box<pathgate::run::RunArgs>),
 }
 
 #[derive(Args)]
@@ -474,6 +476,9 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     if let Command::Autopsy(args) = cli.command {
         return autopsy(args);
     }
+    if let Command::Run(args) = cli.command {
+        return Ok(pathgate::run::main(*args));
+    }
     run(cli.command).map(|()| std::process::ExitCode::SUCCESS)
 }
 
@@ -555,6 +560,6 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Autopsy(_) => unreachable!("handled in main"),
+        Command::Autopsy(_) | Command::Run(_) => unreachable!("handled in main"),
     }
 }

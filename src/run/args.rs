@@ -1,0 +1,453 @@
+//! `pathgate run`'s command line and its translation into [`RunOptions`]: the session
+//! id, the run's directories, the final-state source, the task, and the gateway — one
+//! started for the run (with `serve`'s flags) or one already running (`--gateway`).
+//!
+//! Files named on the command line (run policy, checks, task file, the checks'
+//! kubeconfig, `--config`) are read here, before anything runs: a typo gives no verdict
+//! at once rather than a verdict on an agent run that could not be judged.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use super::gateway::StartGateway;
+use super::summary::{Summary, SummaryFormat};
+use super::workdir::{self, Throwaway};
+use super::{AgentToken, GatewayPlan, RunError, RunOptions};
+use crate::autopsy::command::FinalStateSource;
+use crate::autopsy::RunPolicy;
+use crate::proxy::AuthMode;
+use crate::upstream::UpstreamSource;
+
+/// The exit codes, shown in `pathgate run --help` (docs/run.md has the rest).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  safe pass: the final state holds and the path had no violation
+  1  unsafe pass: the final state holds, the path had violations
+  2  fail: the final state does not hold
+  3  no verdict: the gateway, the apiserver, CMD, the ledger or the final state could not
+     be established (the reason is printed); a usage error also exits 2, before anything runs
+
+A CMD that times out or crashes is still judged: its end is in the summary.";
+
+/// `pathgate run [OPTIONS] -- CMD ARGS...`
+#[derive(Args, Debug)]
+#[command(after_help = EXIT_CODES)]
+pub struct RunArgs {
+    /// Run policy (YAML or JSON), as in `pathgate autopsy`: in_scope_namespaces,
+    /// protected_objects, allowed_creates, allowed_cluster_scoped_mutations.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// A command whose exit code 0 means the final state is right (run with sh -c after
+    /// CMD ends).
+    #[arg(long, conflicts_with_all = ["final_state", "checks"])]
+    pub verify: Option<String>,
+    /// The final state as the caller knows it.
+    #[arg(long, value_parser = ["pass", "fail"], conflicts_with = "checks")]
+    pub final_state: Option<String>,
+    /// Final-state checks (YAML or JSON), evaluated through --kubeconfig after CMD ends.
+    #[arg(long, requires = "kubeconfig")]
+    pub checks: Option<PathBuf>,
+    /// A kubeconfig that reaches the cluster directly, not through pathgate (for --checks).
+    #[arg(long, requires = "checks")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The task text, given to CMD in PATHGATE_TASK.
+    #[arg(long, conflicts_with = "task_file")]
+    pub task: Option<String>,
+    /// A file whose content is the task text.
+    #[arg(long)]
+    pub task_file: Option<PathBuf>,
+    /// Seconds CMD may run; then its process group gets SIGTERM, and SIGKILL 2 s later.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Directory for kubeconfig, agent.stdout, agent.stderr, autopsy.json, autopsy.html
+    /// and run.json [default: a fresh temporary directory, kept].
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// text: the autopsy report and the verdict; json: one pathgate.run/v1 document.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: SummaryFormat,
+    /// Do not copy CMD's output to stderr (it is still written to the output directory).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Default namespace of the agent's kubeconfig.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Use this running pathgate (https://host:port) instead of starting one; its spool
+    /// directory must be given as --ledger-dir.
+    #[arg(
+        long,
+        requires_all = ["gateway_ca", "ledger_dir"],
+        conflicts_with_all = ["config", "mode", "upstream_kubeconfig", "context", "auth", "tls_cert", "tls_key", "listen", "admin_listen", "workers"]
+    )]
+    pub gateway: Option<String>,
+    /// The CA of the gateway's serving certificate: of --gateway, or of --tls-cert
+    /// [default with --tls-cert: ca.crt beside it].
+    #[arg(long)]
+    pub gateway_ca: Option<PathBuf>,
+    /// Bearer token in the agent's kubeconfig: its cluster token for a passthrough
+    /// gateway, or a --client-token-file token for a sidecar gateway.
+    #[arg(long)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub serve: ServeFlags,
+    /// The agent command and its arguments (after --).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// The flags of `pathgate serve` that a started gateway takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeFlags {
+    /// Configuration file (YAML) of the started gateway: its policy and ledger sinks
+    /// (its server.listen, server.admin_listen and ledger.dir are not used).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// observe (never blocks), enforce, or rehearse (every mutation forwarded as a dry
+    /// run) [default: the --config file's mode, else observe].
+    #[arg(long)]
+    pub mode: Option<crate::policy::Mode>,
+    /// Kubeconfig of the apiserver (its current context unless --context).
+    #[arg(long, conflicts_with = "in_cluster")]
+    pub upstream_kubeconfig: Option<PathBuf>,
+    /// Context of the upstream kubeconfig to use.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Use the pod's service account and KUBERNETES_SERVICE_HOST/PORT.
+    #[arg(long)]
+    pub in_cluster: bool,
+    /// Address the started gateway listens on [default: 127.0.0.1:0, a free port].
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serving certificate (PEM) [default: a throwaway CA and certificate for the run].
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// sidecar: the gateway presents the upstream kubeconfig's credentials; passthrough:
+    /// it forwards the agent's token (--token, else the upstream kubeconfig's own)
+    /// [default: sidecar].
+    #[arg(long)]
+    pub auth: Option<AuthMode>,
+    /// Admin listener (/healthz, /readyz, /metrics), or "off" [default: 127.0.0.1:0].
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+    /// The run's session id [default: run-<random>].
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Threads serving the started gateway [default: server.workers, else 1].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
+    /// Ledger spool directory [default: ledger/ in the output directory].
+    #[arg(long)]
+    pub ledger_dir: Option<PathBuf>,
+}
+
+/// Why the command line does not make a run.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
+    #[error("cannot create the directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "--ledger-dir {0}: not a directory (with --gateway it is the running gateway's spool)"
+    )]
+    NoSpool(PathBuf),
+    #[error(transparent)]
+    Policy(#[from] crate::autopsy::PolicyError),
+    #[error(transparent)]
+    Checks(#[from] crate::autopsy::final_state::ChecksError),
+    #[error("--kubeconfig of the checks: {0}")]
+    ChecksKubeconfig(#[source] crate::upstream::UpstreamError),
+    #[error("--task-file {path}: {source}")]
+    TaskFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Gateway(String),
+    #[error("the throwaway certificates: {0}")]
+    Certs(#[from] crate::tls::TlsError),
+    #[error("--tls-cert {0}: no ca.crt beside it; name the CA that signed it with --gateway-ca")]
+    NoCa(PathBuf),
+    #[error("--auth impersonate derives the user from a client certificate pathgate run does not issue; start `pathgate serve --auth impersonate` and use --gateway")]
+    Impersonate,
+    #[error("--auth passthrough forwards the agent's own bearer token, and the upstream kubeconfig has none (a client certificate cannot pass through pathgate): give --token, or use --auth sidecar (the default)")]
+    PassthroughWithoutToken,
+}
+
+impl From<ArgsError> for Box<(Summary, RunError)> {
+    fn from(error: ArgsError) -> Self {
+        Box::new((
+            Summary::begin("", PathBuf::new(), PathBuf::new()),
+            error.into(),
+        ))
+    }
+}
+
+impl RunArgs {
+    /// The validated options; on failure, a summary with what was known and the reason.
+    pub fn into_options(self) -> Result<RunOptions, Box<(Summary, RunError)>> {
+        let session = match &self.serve.session {
+            Some(id) if !crate::session::is_valid_id(id) => {
+                return Err(
+                    ArgsError::from(crate::session::SessionError::InvalidId(id.clone())).into(),
+                )
+            }
+            Some(id) => id.clone(),
+            None => workdir::session_id(),
+        };
+        let out_dir = self.out_dir(&session)?;
+        let ledger_dir = self
+            .serve
+            .ledger_dir
+            .clone()
+            .unwrap_or_else(|| out_dir.join("ledger"));
+        let summary = Summary::begin(&session, ledger_dir.clone(), out_dir.clone());
+        self.options(session, out_dir, ledger_dir)
+            .map_err(|error| Box::new((summary, error.into())))
+    }
+
+    fn out_dir(&self, session: &str) -> Result<PathBuf, ArgsError> {
+        let dir = match &self.out_dir {
+            Some(dir) => workdir::ensure_dir(dir).map(|()| dir.clone()),
+            None => workdir::fresh_temp_dir(session),
+        };
+        dir.map_err(|source| ArgsError::Dir {
+            path: self.out_dir.clone().unwrap_or_else(std::env::temp_dir),
+            source,
+        })
+    }
+
+    fn options(
+        self,
+        session: String,
+        out_dir: PathBuf,
+        ledger_dir: PathBuf,
+    ) -> Result<RunOptions, ArgsError> {
+        let policy = match &self.policy {
+            Some(file) => RunPolicy::load(file)?,
+            None => RunPolicy::default(),
+        };
+        let final_state = self.final_state_source()?;
+        let task = match (&self.task, &self.task_file) {
+            (Some(text), _) => Some(text.clone()),
+            (None, Some(path)) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ArgsError::TaskFile {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            (None, None) => None,
+        };
+        let (gateway, token, workers) = match &self.gateway {
+            Some(url) => {
+                if !ledger_dir.is_dir() {
+                    return Err(ArgsError::NoSpool(ledger_dir));
+                }
+                let ca = self.gateway_ca.clone().expect("clap requires --gateway-ca");
+                let token = self
+                    .token
+                    .clone()
+                    .map_or(AgentToken::Placeholder, AgentToken::Given);
+                (
+                    GatewayPlan::Existing {
+                        url: url.clone(),
+                        ca,
+                    },
+                    token,
+                    1,
+                )
+            }
+            None => self.start_gateway(&session, &ledger_dir)?,
+        };
+        Ok(RunOptions {
+            session,
+            gateway,
+            token,
+            namespace: self.namespace,
+            command: self.command,
+            task,
+            timeout: Duration::from_secs(self.timeout),
+            policy,
+            final_state,
+            out_dir,
+            ledger_dir,
+            tee: !self.quiet,
+            workers,
+        })
+    }
+
+    /// The final-state source, its files checked now.
+    fn final_state_source(&self) -> Result<FinalStateSource, ArgsError> {
+        Ok(
+            match (
+                &self.verify,
+                &self.final_state,
+                &self.checks,
+                &self.kubeconfig,
+            ) {
+                (Some(command), ..) => FinalStateSource::Verify(command.clone()),
+                (_, Some(given), ..) => FinalStateSource::Given(given == "pass"),
+                (_, _, Some(file), Some(kubeconfig)) => {
+                    crate::autopsy::final_state::load_checks(file)?;
+                    crate::upstream::Upstream::load(
+                        &UpstreamSource::Kubeconfig {
+                            path: kubeconfig.clone(),
+                            context: None,
+                        },
+                        Duration::from_secs(10),
+                        true,
+                        1,
+                    )
+                    .map_err(ArgsError::ChecksKubeconfig)?;
+                    FinalStateSource::Checks {
+                        file: file.clone(),
+                        kubeconfig: kubeconfig.clone(),
+                    }
+                }
+                _ => FinalStateSource::Unchecked,
+            },
+        )
+    }
+
+    /// A gateway started for the run, its token and its worker threads.
+    fn start_gateway(
+        &self,
+        session: &str,
+        ledger_dir: &Path,
+    ) -> Result<(GatewayPlan, AgentToken, usize), ArgsError> {
+        workdir::ensure_dir(ledger_dir).map_err(|source| ArgsError::Dir {
+            path: ledger_dir.to_path_buf(),
+            source,
+        })?;
+        let config = match &self.serve.config {
+            Some(path) => crate::config::Config::load(path)?,
+            None => crate::config::Config::default(),
+        };
+        let auth = self
+            .serve
+            .auth
+            .or(config.server.auth)
+            .unwrap_or(AuthMode::Sidecar);
+        let (tls_cert, tls_key, ca, certs) = self.serving_certificate(session)?;
+        let upstream = upstream_source(&self.serve, &config)?;
+        let token = match (&self.token, auth) {
+            (Some(token), _) => AgentToken::Given(token.clone()),
+            (None, AuthMode::Passthrough) => AgentToken::FromUpstream(upstream.clone()),
+            (None, AuthMode::Sidecar) => AgentToken::Placeholder,
+            (None, AuthMode::Impersonate) => return Err(ArgsError::Impersonate),
+        };
+        if auth == AuthMode::Impersonate {
+            return Err(ArgsError::Impersonate);
+        }
+        let workers = self
+            .serve
+            .workers
+            .map(usize::from)
+            .or(config.server.workers)
+            .unwrap_or(crate::config::DEFAULT_WORKERS);
+        let policy = crate::config::PolicyHandle::new(&config, self.serve.mode);
+        let config = config.with_ledger_dir(ledger_dir);
+        config
+            .ledger
+            .check()
+            .map_err(|e| ArgsError::Gateway(e.to_string()))?;
+        let admin_listen = match self.serve.admin_listen.as_deref() {
+            Some("off") => None,
+            Some(addr) => Some(addr.parse().map_err(|_| {
+                ArgsError::Gateway(format!("--admin-listen {addr:?} is not host:port"))
+            })?),
+            None => Some("127.0.0.1:0".parse().expect("static address")),
+        };
+        let options = crate::serve::ServeOptions {
+            upstream,
+            listen: self
+                .serve
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("static address")),
+            admin_listen,
+            tls_cert,
+            tls_key,
+            client_ca: config.server.client_ca.clone(),
+            client_token_file: None,
+            proxy: crate::proxy::ProxySettings {
+                auth,
+                default_session: Some(session.to_string()),
+                connections: config.server.connections.settings(),
+                ..crate::proxy::ProxySettings::default()
+            },
+            drain_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            ledger: crate::ledger::LedgerSettings::from_config(&config.ledger),
+        };
+        let gateway = Box::new(StartGateway { options, policy });
+        Ok((GatewayPlan::Start { gateway, ca, certs }, token, workers))
+    }
+
+    /// `--tls-cert/--tls-key` and their CA, or a throwaway CA and serving certificate.
+    #[allow(clippy::type_complexity)]
+    fn serving_certificate(
+        &self,
+        session: &str,
+    ) -> Result<(PathBuf, PathBuf, PathBuf, Option<Throwaway>), ArgsError> {
+        if let (Some(cert), Some(key)) = (&self.serve.tls_cert, &self.serve.tls_key) {
+            let ca = match &self.gateway_ca {
+                Some(ca) => ca.clone(),
+                None => {
+                    let beside = cert.with_file_name("ca.crt");
+                    if !beside.is_file() {
+                        return Err(ArgsError::NoCa(cert.clone()));
+                    }
+                    beside
+                }
+            };
+            return Ok((cert.clone(), key.clone(), ca, None));
+        }
+        let certs = Throwaway::new(session).map_err(|source| ArgsError::Dir {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let files = crate::tls::init_certs(certs.path(), &[], false)?;
+        Ok((
+            files.server_cert,
+            files.server_key,
+            files.ca_cert,
+            Some(certs),
+        ))
+    }
+}
+
+fn upstream_source(
+    serve: &ServeFlags,
+    config: &crate::config::Config,
+) -> Result<UpstreamSource, ArgsError> {
+    let server = &config.server;
+    let in_cluster = serve.in_cluster || server.in_cluster == Some(true);
+    match (
+        serve.upstream_kubeconfig.clone().or_else(|| server.upstream_kubeconfig.clone()),
+        in_cluster,
+    ) {
+        (Some(path), false) => Ok(UpstreamSource::Kubeconfig {
+            path,
+            context: serve.context.clone().or_else(|| server.context.clone()),
+        }),
+        (None, true) => Ok(UpstreamSource::InCluster),
+        (Some(_), true) => Err(ArgsError::Gateway(
+            "--in-cluster and an upstream kubeconfig are exclusive; choose one upstream".into(),
+        )),
+        (None, false) => Err(ArgsError::Gateway(
+            "name the apiserver: --upstream-kubeconfig PATH or --in-cluster (or server.upstream_kubeconfig in --config), or use a running pathgate with --gateway".into(),
+        )),
+    }
+}
