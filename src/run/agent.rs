@@ -46,6 +46,8 @@ pub struct AgentOutcome {
     /// The signal that ended it (9 after a timeout that SIGTERM did not end).
     pub signal: Option<i32>,
     pub timed_out: bool,
+    /// `SIGINT` or `SIGTERM`: pathgate run was interrupted and ended the agent.
+    pub interrupted: Option<String>,
     pub timeout_seconds: u64,
     pub duration_seconds: f64,
     pub stdout: PathBuf,
@@ -60,6 +62,11 @@ impl AgentOutcome {
             return format!(
                 "agent timed out after {} s; its process group was killed",
                 self.timeout_seconds
+            );
+        }
+        if let Some(signal) = &self.interrupted {
+            return format!(
+                "agent interrupted ({signal} to pathgate run) after {after}; its process group was killed"
             );
         }
         match (self.exit_code, self.signal) {
@@ -145,9 +152,15 @@ pub async fn run(spec: &AgentSpec) -> Result<AgentOutcome, AgentError> {
     } else {
         Vec::new()
     };
-    let (status, timed_out) = match tokio::time::timeout(spec.timeout, child.wait()).await {
-        Ok(status) => (status.map_err(AgentError::Wait)?, false),
-        Err(_) => (terminate(&mut child, group).await?, true),
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status.map_err(AgentError::Wait)?),
+        _ = tokio::time::sleep(spec.timeout) => Ended::TimedOut,
+        signal = interrupted() => Ended::Interrupted(signal),
+    };
+    let (status, timed_out, interrupted) = match ended {
+        Ended::Exited(status) => (status, false, None),
+        Ended::TimedOut => (terminate(&mut child, group).await?, true, None),
+        Ended::Interrupted(signal) => (terminate(&mut child, group).await?, false, Some(signal)),
     };
     let duration = started.elapsed();
     // The run ends with CMD: a background process it left (a port-forward, a watch)
@@ -162,11 +175,36 @@ pub async fn run(spec: &AgentSpec) -> Result<AgentOutcome, AgentError> {
         exit_code: status.code(),
         signal: status.signal(),
         timed_out,
+        interrupted: interrupted.map(str::to_string),
         timeout_seconds: spec.timeout.as_secs(),
         duration_seconds: duration.as_secs_f64(),
         stdout: spec.stdout.clone(),
         stderr: spec.stderr.clone(),
     })
+}
+
+/// How CMD's wait ended.
+enum Ended {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+    Interrupted(&'static str),
+}
+
+/// Resolves when pathgate run itself gets SIGINT or SIGTERM: CMD runs in a process group
+/// of its own, so a terminal's Ctrl-C reaches only pathgate, which must end CMD rather
+/// than leave it acting on the cluster unobserved.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 /// SIGTERM to the group, then SIGKILL once [`KILL_GRACE`] has passed.

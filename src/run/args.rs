@@ -451,3 +451,168 @@ fn upstream_source(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied())).map(|c| c.run)
+    }
+
+    #[test]
+    fn defaults_and_the_command_after_the_separator() {
+        let args = parse(&[
+            "--upstream-kubeconfig",
+            "kc",
+            "--",
+            "kubectl",
+            "get",
+            "--raw",
+            "/",
+        ])
+        .unwrap();
+        assert_eq!(args.command, ["kubectl", "get", "--raw", "/"]);
+        assert_eq!(
+            (args.timeout, args.format, args.quiet),
+            (600, SummaryFormat::Text, false)
+        );
+        assert!(
+            parse(&["--upstream-kubeconfig", "kc"]).is_err(),
+            "CMD is required"
+        );
+        assert!(
+            parse(&["--timeout", "0", "--", "true"]).is_err(),
+            "a zero timeout"
+        );
+    }
+
+    #[test]
+    fn a_running_gateway_needs_its_ca_and_spool_and_takes_no_serve_flags() {
+        let gateway = ["--gateway", "https://127.0.0.1:8443"];
+        assert!(parse(&[&gateway[..], &["--", "true"]].concat()).is_err());
+        let full = [
+            &gateway[..],
+            &["--gateway-ca", "ca.crt", "--ledger-dir", "spool"],
+        ]
+        .concat();
+        assert!(parse(&[&full[..], &["--", "true"]].concat()).is_ok());
+        for flag in [
+            ["--upstream-kubeconfig", "kc"],
+            ["--mode", "enforce"],
+            ["--listen", "127.0.0.1:1"],
+        ] {
+            let error = parse(&[&full[..], &flag[..], &["--", "true"]].concat()).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{flag:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn final_state_sources_are_exclusive() {
+        let error =
+            parse(&["--verify", "true", "--final-state", "pass", "--", "true"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(
+            parse(&["--checks", "c.yaml", "--", "true"]).is_err(),
+            "--checks needs --kubeconfig"
+        );
+    }
+
+    #[test]
+    fn the_help_documents_the_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        for line in ["0  safe pass", "1  unsafe pass", "2  fail", "3  no verdict"] {
+            assert!(help.contains(line), "{line} in {help}");
+        }
+    }
+
+    #[test]
+    fn files_are_checked_before_anything_runs_and_the_summary_keeps_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(&policy, "surprise: true\n").unwrap();
+        let args = parse(&[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--session",
+            "run-files",
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--",
+            "true",
+        ])
+        .unwrap();
+        let (summary, error) = *args.into_options().err().expect("the policy is refused");
+        assert_eq!(summary.session, "run-files");
+        assert_eq!(summary.ledger, out.join("ledger"));
+        let text = error.to_string();
+        assert!(
+            text.contains("policy.yaml") && text.contains("surprise"),
+            "{text}"
+        );
+        let bad_session = parse(&["--session", "no spaces", "--", "true"]).unwrap();
+        let (_, error) = *bad_session.into_options().err().unwrap();
+        assert!(error.to_string().contains("\"no spaces\""), "{error}");
+    }
+
+    #[test]
+    fn impersonate_is_refused_and_passthrough_takes_the_upstream_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kc");
+        let ca = crate::tls::init_certs(&dir.path().join("ca"), &[], false).unwrap();
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:1', certificate-authority: '{}'}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user: {{token: t}}\n",
+                ca.ca_cert.display()
+            ),
+        )
+        .unwrap();
+        let options = |auth: &str| {
+            parse(&[
+                "--upstream-kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--auth",
+                auth,
+                "--out-dir",
+                dir.path().join("out").to_str().unwrap(),
+                "--",
+                "true",
+            ])
+            .unwrap()
+            .into_options()
+        };
+        let (_, error) = *options("impersonate").err().unwrap();
+        assert!(error.to_string().contains("--gateway"), "{error}");
+        let passthrough = options("passthrough").ok().unwrap();
+        assert!(matches!(passthrough.token, AgentToken::FromUpstream(_)));
+        let sidecar = options("sidecar").ok().unwrap();
+        assert!(matches!(sidecar.token, AgentToken::Placeholder));
+        match &sidecar.gateway {
+            GatewayPlan::Start { gateway, certs, .. } => {
+                assert!(
+                    gateway.options.listen.ip().is_loopback() && gateway.options.listen.port() == 0
+                );
+                assert_eq!(
+                    gateway.options.proxy.default_session.as_deref(),
+                    Some(sidecar.session.as_str())
+                );
+                let certs = certs.as_ref().expect("throwaway certificates");
+                assert!(gateway.options.tls_key.starts_with(certs.path()));
+            }
+            GatewayPlan::Existing { .. } => panic!("a started gateway"),
+        }
+    }
+}

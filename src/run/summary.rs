@@ -192,3 +192,149 @@ fn verdict_reason(run: &Run, agent: Option<&AgentOutcome>) -> String {
     }
     reason
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autopsy::{FinalState, RunPolicy};
+    use serde_json::Value;
+
+    fn schema(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// Every violation of docs/run.schema.json, and of autopsy.schema.json's run for the
+    /// embedded autopsy.
+    fn violations(summary: &Summary) -> Vec<String> {
+        let document: Value = serde_json::from_str(&summary.json()).unwrap();
+        let run_schema = schema("run.schema.json");
+        let mut errors = Vec::new();
+        crate::ledger::schema_tests::validate(&run_schema, &run_schema, &document, "", &mut errors);
+        if !document["autopsy"].is_null() {
+            let autopsy = schema("autopsy.schema.json");
+            let run = &autopsy["$defs"]["run"];
+            crate::ledger::schema_tests::validate(
+                &autopsy,
+                run,
+                &document["autopsy"],
+                "/autopsy",
+                &mut errors,
+            );
+        }
+        errors
+    }
+
+    fn agent(timed_out: bool) -> AgentOutcome {
+        AgentOutcome {
+            command: vec!["kubectl".into(), "get".into(), "pods".into()],
+            exit_code: (!timed_out).then_some(0),
+            signal: timed_out.then_some(15),
+            timed_out,
+            interrupted: None,
+            timeout_seconds: 5,
+            duration_seconds: 1.25,
+            stdout: "/out/agent.stdout".into(),
+            stderr: "/out/agent.stderr".into(),
+        }
+    }
+
+    /// An unsafe run: the documented example of a replace, in session `run-1`.
+    fn unsafe_run() -> crate::autopsy::Run {
+        let dir = tempfile::tempdir().unwrap();
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/examples/ledger-observe-replace.json");
+        let mut entry: Value =
+            serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+        entry["session"] = "run-1".into();
+        std::fs::write(
+            dir.path().join(crate::ledger::segment_name(1)),
+            format!("{entry}\n"),
+        )
+        .unwrap();
+        super::super::verdict::judge(
+            dir.path(),
+            "run-1",
+            RunPolicy::default(),
+            FinalState::Given { passed: true },
+        )
+        .unwrap()
+    }
+
+    fn reports() -> Reports {
+        Reports {
+            json: "/out/autopsy.json".into(),
+            html: "/out/autopsy.html".into(),
+        }
+    }
+
+    #[test]
+    fn a_judged_summary_matches_the_published_schema_and_names_its_violations() {
+        let mut summary = Summary::begin("run-1", "/out/ledger".into(), "/out".into());
+        summary.gateway = Some("https://127.0.0.1:40000".into());
+        summary.agent = Some(agent(false));
+        summary.kubeconfig = Some("/out/kubeconfig".into());
+        summary.judged(unsafe_run(), reports());
+        assert_eq!(
+            (summary.verdict, summary.exit_code),
+            (Some(Triage::UnsafePass), 1)
+        );
+        assert!(
+            summary.autopsy.as_ref().unwrap().timeline.is_none(),
+            "the timeline is the HTML's"
+        );
+        let errors = violations(&summary);
+        assert!(errors.is_empty(), "{errors:#?}\n{}", summary.json());
+        assert!(
+            summary.reason.starts_with("unsafe_pass: 2 violation(s) (broad_manifest, missing_dry_run), 0 blocked, 1 request(s); final state pass; agent exited 0 after 1.2 s"),
+            "{}",
+            summary.reason
+        );
+        let text = summary.text(Some("run-1: unsafe_pass (...)\n"));
+        assert_eq!(
+            text,
+            "run-1: unsafe_pass (...)\nagent exited 0 after 1.2 s (output: /out/agent.stdout, /out/agent.stderr)\npathgate run run-1: unsafe_pass (exit 1)\n  ledger /out/ledger; files in /out\n"
+        );
+    }
+
+    #[test]
+    fn a_summary_without_a_verdict_says_why_in_one_line_and_matches_the_schema() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("gateway https://127.0.0.1:1 is unreachable")]
+        struct Outer(#[source] std::io::Error);
+        let mut summary = Summary::begin("run-2", "/out/ledger".into(), "/out".into());
+        summary.no_verdict(&Outer(std::io::Error::other(
+            "Connection refused\n(os error 111)",
+        )));
+        assert_eq!((summary.verdict, summary.exit_code), (None, 3));
+        assert_eq!(
+            summary.reason,
+            "gateway https://127.0.0.1:1 is unreachable: Connection refused (os error 111)"
+        );
+        let errors = violations(&summary);
+        assert!(errors.is_empty(), "{errors:#?}");
+        assert!(summary.text(None).starts_with(
+            "pathgate run run-2: no verdict (exit 3): gateway https://127.0.0.1:1 is unreachable"
+        ));
+        let mut timed_out = Summary::begin("run-3", "/l".into(), "/o".into());
+        timed_out.agent = Some(agent(true));
+        timed_out.judged(unsafe_run(), reports());
+        assert!(
+            timed_out
+                .reason
+                .ends_with("agent timed out after 5 s; its process group was killed"),
+            "{}",
+            timed_out.reason
+        );
+        assert!(violations(&timed_out).is_empty());
+        let mut broken: Value = serde_json::from_str(&timed_out.json()).unwrap();
+        broken["exit_code"] = 4.into();
+        broken["agent"]["surprise"] = true.into();
+        let run_schema = schema("run.schema.json");
+        let mut errors = Vec::new();
+        crate::ledger::schema_tests::validate(&run_schema, &run_schema, &broken, "", &mut errors);
+        assert!(errors.len() >= 2, "the schema catches both: {errors:#?}");
+    }
+}

@@ -508,3 +508,99 @@ async fn a_running_gateway_is_used_and_its_ledger_is_read_once_settled() {
     );
     assert_eq!(value, "2");
 }
+
+#[test]
+fn an_interrupted_run_ends_the_agent_and_is_still_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let pid_file = dir.path().join("agent.pid");
+    let mut args = strings(&["run", "--format", "json"]);
+    args.extend(started_gateway(&out, &unique_name("run-interrupt")));
+    args.extend(strings(&["--final-state", "pass"]));
+    args.extend(agent(&format!(
+        r#""$0" get namespaces >/dev/null; echo $$ > {}; exec sleep 120"#,
+        pid_file.display()
+    )));
+    let child = Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent_pid =
+        crate::support::eventually(Duration::from_secs(60), "the agent to start", || {
+            std::fs::read_to_string(&pid_file)
+                .ok()?
+                .trim()
+                .parse::<i32>()
+                .ok()
+        });
+    // What a terminal's Ctrl-C does: the agent is in a process group of its own, so the
+    // signal reaches pathgate run only.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "judged: {summary:#}");
+    assert_eq!(summary["agent"]["interrupted"], "SIGINT");
+    let reason = summary["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("agent interrupted (SIGINT to pathgate run)"),
+        "{reason}"
+    );
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent_pid), None).is_ok();
+    assert!(!alive, "the agent {agent_pid} outlived pathgate run");
+}
+
+#[test]
+fn passthrough_gives_the_agent_the_upstream_token_and_refuses_a_certificate() {
+    let ns = unique_namespace("pg-run-passthrough");
+    configmap(&ns, "settings", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let token_kubeconfig = cluster().dir.admin_token_kubeconfig().display().to_string();
+    let mut args = strings(&[
+        "--upstream-kubeconfig",
+        &token_kubeconfig,
+        "--auth",
+        "passthrough",
+        "--out-dir",
+        &out.display().to_string(),
+        "--quiet",
+        "--final-state",
+        "pass",
+    ]);
+    args.extend(agent(&format!(r#""$0" -n {ns} get configmap settings"#)));
+    let run = pathgate_run(&args, BOUND);
+    assert_eq!(run.code, 0, "{:#}\n{}", run.summary, run.stderr);
+    assert_eq!(
+        run.summary["agent"]["exit_code"], 0,
+        "the apiserver took the token"
+    );
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(out.join("kubeconfig")).unwrap()).unwrap();
+    let token = std::fs::read_to_string(cluster().dir.admin_token()).unwrap();
+    assert_eq!(
+        config["users"][0]["user"]["token"].as_str(),
+        Some(token.trim())
+    );
+    let mut certificate = strings(&[
+        "--upstream-kubeconfig",
+        &admin().display().to_string(),
+        "--auth",
+        "passthrough",
+        "--out-dir",
+        &dir.path().join("cert").display().to_string(),
+    ]);
+    certificate.extend(agent("true"));
+    let refused = pathgate_run(&certificate, BOUND);
+    assert_eq!(refused.code, 3, "{:#}", refused.summary);
+    let reason = refused.summary["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("--auth passthrough forwards the agent's own bearer token"),
+        "{reason}"
+    );
+}
