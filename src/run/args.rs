@@ -105,7 +105,7 @@ pub struct ServeFlags {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// observe (never blocks), enforce, or rehearse (every mutation forwarded as a dry
-    /// run) [default: the --config file's mode, else observe].
+    /// run) [default: the --config file's mode, else enforce].
     #[arg(long)]
     pub mode: Option<crate::policy::Mode>,
     /// Kubeconfig of the apiserver (its current context unless --context).
