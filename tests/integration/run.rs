@@ -280,7 +280,9 @@ fn a_final_state_that_does_not_hold_is_a_fail() {
     configmap(&ns, "settings", "1");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
+    // Not --quiet: the agent's output is copied to stderr, and stdout stays the summary.
     let mut args = started_gateway(&out, &unique_name("run-fail"));
+    args.retain(|a| a != "--quiet");
     args.extend(checks(
         dir.path(),
         &format!("- {{api_version: v1, resource: configmaps, namespace: {ns}, name: settings, jsonpath: '{{.data.a}}', equals: '5'}}\n"),
@@ -299,6 +301,16 @@ fn a_final_state_that_does_not_hold_is_a_fail() {
     assert!(
         categories(summary).is_empty(),
         "a read-only path: {summary:#}"
+    );
+    let printed = std::fs::read_to_string(out.join("agent.stdout")).unwrap();
+    assert!(
+        printed.contains("settings"),
+        "kubectl printed the ConfigMap: {printed}"
+    );
+    assert!(
+        run.stderr.contains(&printed),
+        "tee'd to stderr:\n{}",
+        run.stderr
     );
 }
 
