@@ -172,24 +172,31 @@ fn drive(options: RunOptions, summary: &mut Summary) -> Result<String, RunError>
         dir: options.ledger_dir.clone(),
         source,
     })?;
+    let (reports, text) = write_reports(&options, &run)?;
+    summary.judged(run, reports);
+    Ok(text)
+}
+
+/// Writes `autopsy.json` (without the timeline) and `autopsy.html`; returns their paths
+/// and the text report.
+fn write_reports(
+    options: &RunOptions,
+    run: &crate::autopsy::Run,
+) -> Result<(Reports, String), RunError> {
+    use crate::report::{self, Format};
     let reports = Reports {
         json: options.file("autopsy.json"),
         html: options.file("autopsy.html"),
     };
-    let runs = std::slice::from_ref(&run);
     let mut without_timeline = run.clone();
     without_timeline.timeline = None;
     write(
         &reports.json,
-        &crate::report::json(std::slice::from_ref(&without_timeline), None),
+        &report::json(std::slice::from_ref(&without_timeline), None),
     )?;
-    write(
-        &reports.html,
-        &crate::report::render(crate::report::Format::Html, runs, None),
-    )?;
-    let text = crate::report::render(crate::report::Format::Text, runs, None);
-    summary.judged(run, reports);
-    Ok(text)
+    let runs = std::slice::from_ref(run);
+    write(&reports.html, &report::render(Format::Html, runs, None))?;
+    Ok((reports, report::render(Format::Text, runs, None)))
 }
 
 fn write(path: &std::path::Path, text: &str) -> Result<(), RunError> {
