@@ -217,15 +217,34 @@ fn count_entries(dir: &Path, session: &str) -> Result<u64, GatewayError> {
     }
 }
 
+/// The spool's segments and their sizes: when they are unchanged, so is the session's
+/// count, and the spool is not read again.
+fn spool_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
+    crate::autopsy::input::spool_segments(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|path| {
+            let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+            (path, size)
+        })
+        .collect()
+}
+
 /// Waits until a running gateway has written the session's last entries: its ledger
 /// writes an entry when the response ends, asynchronously, so an agent's last requests
-/// may reach the spool after it exits.
+/// may reach the spool after it exits. Returns the session's entry count.
 pub async fn settle(dir: &Path, session: &str) -> Result<u64, GatewayError> {
     let started = Instant::now();
+    let mut sizes = spool_sizes(dir);
     let mut count = count_entries(dir, session)?;
     let mut quiet_since = Instant::now();
     while quiet_since.elapsed() < SETTLE_QUIET && started.elapsed() < SETTLE_MAX {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let now_sizes = spool_sizes(dir);
+        if now_sizes == sizes {
+            continue;
+        }
+        sizes = now_sizes;
         let now = count_entries(dir, session)?;
         if now != count {
             count = now;
