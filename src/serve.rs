@@ -136,34 +136,19 @@ fn fit_to_descriptors(settings: &mut crate::config::ConnectionSettings) {
     settings.max_connections_per_peer = settings.max_connections_per_peer.min(most);
 }
 
-fn is_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
-}
-
-/// Refuses configurations that would expose pathgate's credentials.
+/// Refuses configurations that would expose pathgate's credentials: the check
+/// configuration validation runs too ([`crate::config::client_auth_problem`]), here for
+/// options built without a file.
 pub fn validate(options: &ServeOptions) -> Result<(), ServeError> {
-    match options.proxy.auth {
-        AuthMode::Sidecar => {
-            if !is_loopback(&options.listen)
-                && options.client_ca.is_none()
-                && options.client_token_file.is_none()
-            {
-                return Err(ServeError::Unsafe(format!(
-                    "--auth sidecar on {} (not loopback) with no client authentication would lend pathgate's credentials to anyone who can connect; set --client-ca or --client-token-file, or listen on 127.0.0.1",
-                    options.listen
-                )));
-            }
-        }
-        AuthMode::Impersonate => {
-            if options.client_ca.is_none() {
-                return Err(ServeError::Unsafe(
-                    "--auth impersonate derives the user from a verified client certificate; set --client-ca".into(),
-                ));
-            }
-        }
-        AuthMode::Passthrough => {}
+    match crate::config::client_auth_problem(
+        options.proxy.auth,
+        options.listen,
+        options.client_ca.is_some(),
+        options.client_token_file.is_some(),
+    ) {
+        Some((_, reason)) => Err(ServeError::Unsafe(reason)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Builds the gate once the upstream is known (the policy gate fetches facts from it).

@@ -1,5 +1,6 @@
 //! `pathgate serve`: its flags ([`ServeArgs`], flattenable into other commands that start a
-//! gateway), the merge of those flags with the configuration file into
+//! gateway), their translation into [`crate::config::Overrides`] (validated with the file
+//! in [`ServeArgs::load_config`]), the validated configuration as
 //! [`crate::serve::ServeOptions`] and the [`PolicyHandle`] ([`ServeArgs::gateway`]), and the
 //! process around it: runtime, config watch, signals, drain ([`run`]).
 //!
@@ -7,12 +8,16 @@
 //! listeners ([`crate::serve::start`]).
 
 use std::net::SocketAddr;
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::{Config, ConfigError, ConnectionKeys, ConnectionSettings, PolicyHandle};
+use crate::config::{
+    defaults, AdminListen, Config, ConfigError, Loaded, Overrides, PolicyHandle, ServerSettings,
+};
 use crate::metrics::Metrics;
 use crate::proxy::{AuthMode, ProxySettings};
 use crate::serve::{Running, ServeError, ServeOptions};
@@ -67,15 +72,14 @@ pub struct ServeArgs {
     pub session: Option<String>,
     /// Largest mutation body accepted, in bytes (413 beyond) [default: 3145728].
     #[arg(long)]
-    pub max_body_bytes: Option<usize>,
-    /// Seconds in-flight requests may take to finish after SIGTERM.
-    #[arg(long, default_value_t = 15)]
-    pub drain_timeout: u64,
+    pub max_body_bytes: Option<u64>,
+    /// Seconds in-flight requests may take to finish after SIGTERM [default: 15].
+    #[arg(long)]
+    pub drain_timeout: Option<u64>,
     /// Threads serving requests. One suits a sidecar or a laptop (one agent's traffic); a
-    /// gateway shared by many agents raises it up to the cores it may use. Overrides
-    /// `server.workers` [default: 1].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub workers: Option<u16>,
+    /// gateway shared by many agents raises it up to the cores it may use [default: 1].
+    #[arg(long)]
+    pub workers: Option<u64>,
     /// Ledger spool directory (JSONL segments; the source of truth for every sink).
     /// Overrides `ledger.dir`; without either, requests are only logged.
     #[arg(long)]
@@ -85,7 +89,8 @@ pub struct ServeArgs {
 }
 
 /// Client-connection timeouts and limits; each overrides the `server:` key of the same
-/// name (docs/config.md gives the ranges and defaults).
+/// name (docs/config.md gives the ranges and defaults, `config::CONNECTION_BOUNDS` holds
+/// them).
 #[derive(Args, Debug, Clone, Copy, Default)]
 pub struct ConnectionArgs {
     /// Seconds a client may take to finish the TLS handshake [default: 10].
@@ -120,7 +125,7 @@ pub struct ConnectionArgs {
 
 impl ConnectionArgs {
     /// The flags in `crate::config::CONNECTION_BOUNDS` order.
-    fn values(&self) -> [Option<u64>; 9] {
+    pub fn values(&self) -> [Option<u64>; 9] {
         [
             self.tls_handshake_timeout_seconds,
             self.header_read_timeout_seconds,
@@ -133,18 +138,6 @@ impl ConnectionArgs {
             self.max_connections_per_peer,
         ]
     }
-
-    /// The file's connection keys with these flags over them, each flag checked under its
-    /// own name, then the cross-key checks.
-    fn merge(&self, mut keys: ConnectionKeys) -> Result<ConnectionSettings, GatewayError> {
-        for ((bound, slot), flag) in keys.slots().into_iter().zip(self.values()) {
-            if let Some(value) = flag {
-                *slot = Some(crate::config::check_value(bound, bound.flag, value)?);
-            }
-        }
-        keys.check()?;
-        Ok(keys.settings())
-    }
 }
 
 /// Why the flags and the configuration file do not make a gateway.
@@ -152,16 +145,12 @@ impl ConnectionArgs {
 pub enum GatewayError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error(transparent)]
-    Invalid(#[from] crate::config::ValidationError),
     /// Neither `--upstream-kubeconfig` / `server.upstream_kubeconfig` nor in-cluster.
     #[error("name the apiserver: --upstream-kubeconfig PATH or --in-cluster (or server.upstream_kubeconfig in --config)")]
     NoUpstream,
     /// Both an upstream kubeconfig and in-cluster.
     #[error("--in-cluster and an upstream kubeconfig are exclusive; choose one upstream")]
     TwoUpstreams,
-    #[error("--admin-listen {0:?} is not host:port")]
-    AdminListen(String),
 }
 
 /// Why `pathgate serve` stopped with an error.
@@ -200,115 +189,91 @@ impl Gateway {
 }
 
 impl ServeArgs {
-    /// The configuration file named by `--config`, or the default configuration.
-    pub fn load_config(&self) -> Result<Config, ConfigError> {
-        match &self.config {
-            Some(path) => Config::load(path),
-            None => Ok(Config::default()),
+    /// The flags that override configuration keys.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            mode: self.mode,
+            listen: self.listen,
+            admin_listen: self.admin_listen.clone(),
+            auth: self.auth,
+            upstream_kubeconfig: self.upstream_kubeconfig.clone(),
+            context: self.context.clone(),
+            in_cluster: self.in_cluster,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            client_ca: self.client_ca.clone(),
+            client_token_file: self.client_token_file.clone(),
+            max_body_bytes: self.max_body_bytes,
+            default_session: self.session.clone(),
+            workers: self.workers,
+            drain_timeout_seconds: self.drain_timeout,
+            ledger_dir: self.ledger_dir.clone(),
+            connections: self.connections.values(),
         }
     }
 
-    /// Threads serving requests: `--workers`, else `server.workers`, else the default.
-    pub fn workers(&self, config: &Config) -> usize {
-        self.workers
-            .map(usize::from)
-            .or(config.server.workers)
-            .unwrap_or(crate::config::DEFAULT_WORKERS)
+    /// The file named by `--config` (or none) with these flags over it, validated once.
+    pub fn load_config(&self) -> Result<Loaded, ConfigError> {
+        Config::load_with(self.config.as_deref(), &self.overrides())
     }
 
-    /// The flags over the loaded configuration: the options `serve::start` takes and the
-    /// policy handle.
-    pub fn gateway(&self, config: Config) -> Result<Gateway, GatewayError> {
-        let args = self;
-        let server = &config.server;
-        let upstream = self.upstream(&config)?;
-        let admin_listen = match args.admin_listen.as_deref() {
-            Some("off") | Some("") => None,
-            Some(addr) => Some(
-                addr.parse()
-                    .map_err(|_| GatewayError::AdminListen(addr.to_string()))?,
-            ),
-            None => Some(
-                server
-                    .admin_listen
-                    .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("static address")),
-            ),
-        };
-        let max_body_bytes = match args.max_body_bytes {
-            Some(bytes) => bytes,
-            None => server
-                .max_body_bytes
-                .map(|b| b as usize)
-                .unwrap_or(3 * 1024 * 1024),
-        };
+    /// Threads serving requests (`--workers` or `server.workers`, else the default).
+    pub fn workers(&self, config: &Loaded) -> usize {
+        config.effective.server.workers.unwrap_or(defaults::WORKERS)
+    }
+
+    /// The loaded configuration as the options `serve::start` takes, and the policy handle.
+    pub fn gateway(&self, config: Loaded) -> Result<Gateway, GatewayError> {
+        let server = &config.effective.server;
         let options = ServeOptions {
-            upstream,
-            listen: args
-                .listen
-                .or(server.listen)
-                .unwrap_or_else(|| "127.0.0.1:8443".parse().expect("static address")),
-            admin_listen,
-            tls_cert: args
-                .tls_cert
-                .clone()
-                .or_else(|| server.tls_cert.clone())
-                .unwrap_or_else(|| "certs/server.crt".into()),
-            tls_key: args
-                .tls_key
-                .clone()
-                .or_else(|| server.tls_key.clone())
-                .unwrap_or_else(|| "certs/server.key".into()),
-            client_ca: args.client_ca.clone().or_else(|| server.client_ca.clone()),
-            client_token_file: args.client_token_file.clone(),
+            upstream: upstream(server)?,
+            listen: server.listen.unwrap_or(defaults::LISTEN),
+            admin_listen: server
+                .admin_listen
+                .unwrap_or(AdminListen::At(defaults::ADMIN_LISTEN))
+                .addr(),
+            tls_cert: (server.tls_cert.clone()).unwrap_or_else(|| defaults::TLS_CERT.into()),
+            tls_key: (server.tls_key.clone()).unwrap_or_else(|| defaults::TLS_KEY.into()),
+            client_ca: server.client_ca.clone(),
+            client_token_file: server.client_token_file.clone(),
             proxy: ProxySettings {
-                auth: args.auth.or(server.auth).unwrap_or(AuthMode::Passthrough),
-                max_body_bytes,
-                default_session: args
-                    .session
-                    .clone()
-                    .or_else(|| server.default_session.clone()),
-                connections: args.connections.merge(server.connections)?,
+                auth: server.auth.unwrap_or(defaults::AUTH),
+                // Validation bounds it far below `usize::MAX` on any target.
+                max_body_bytes: usize::try_from(
+                    server.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES),
+                )
+                .unwrap_or(usize::MAX),
+                default_session: server.default_session.clone(),
+                connections: server.connections.settings(),
                 ..ProxySettings::default()
             },
-            drain_timeout: Duration::from_secs(args.drain_timeout),
-            connect_timeout: Duration::from_secs(10),
-            ledger: None,
-        };
-        // The policy handle first: it compares later reloads with the file as written.
-        let policy = PolicyHandle::new(&config, args.mode);
-        let config = match &args.ledger_dir {
-            Some(dir) => config.with_ledger_dir(dir),
-            None => config,
-        };
-        config.ledger.check()?;
-        let options = ServeOptions {
-            ledger: crate::ledger::LedgerSettings::from_config(&config.ledger),
-            ..options
+            drain_timeout: Duration::from_secs(
+                server
+                    .drain_timeout_seconds
+                    .unwrap_or(defaults::DRAIN_TIMEOUT_SECONDS),
+            ),
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            ledger: crate::ledger::LedgerSettings::from_config(&config.effective.ledger),
         };
         Ok(Gateway {
             options,
-            policy,
-            config_file: args.config.clone(),
+            // Built from the file as written: a reload compares itself with it.
+            policy: PolicyHandle::new(&config.file, self.mode),
+            config_file: self.config.clone(),
         })
     }
+}
 
-    /// The apiserver: a kubeconfig (flag or file) or the pod's service account.
-    fn upstream(&self, config: &Config) -> Result<UpstreamSource, GatewayError> {
-        let server = &config.server;
-        let in_cluster = self.in_cluster || server.in_cluster == Some(true);
-        let upstream_kubeconfig = self
-            .upstream_kubeconfig
-            .clone()
-            .or_else(|| server.upstream_kubeconfig.clone());
-        match (upstream_kubeconfig, in_cluster) {
-            (Some(path), false) => Ok(UpstreamSource::Kubeconfig {
-                path,
-                context: self.context.clone().or_else(|| server.context.clone()),
-            }),
-            (None, true) => Ok(UpstreamSource::InCluster),
-            (Some(_), true) => Err(GatewayError::TwoUpstreams),
-            (None, false) => Err(GatewayError::NoUpstream),
-        }
+/// The apiserver: a kubeconfig or the pod's service account (validation refused both).
+fn upstream(server: &ServerSettings) -> Result<UpstreamSource, GatewayError> {
+    match (&server.upstream_kubeconfig, server.in_cluster == Some(true)) {
+        (Some(path), false) => Ok(UpstreamSource::Kubeconfig {
+            path: path.clone(),
+            context: server.context.clone(),
+        }),
+        (None, true) => Ok(UpstreamSource::InCluster),
+        (Some(_), true) => Err(GatewayError::TwoUpstreams),
+        (None, false) => Err(GatewayError::NoUpstream),
     }
 }
 
@@ -336,7 +301,7 @@ pub fn run(args: ServeArgs) -> Result<(), ServeCommandError> {
         .block_on(serve(args, config))
 }
 
-async fn serve(args: ServeArgs, config: Config) -> Result<(), ServeCommandError> {
+async fn serve(args: ServeArgs, config: Loaded) -> Result<(), ServeCommandError> {
     let gateway = args.gateway(config)?;
     let running = gateway.start(Metrics::new()).await?;
     eprintln!(
@@ -357,4 +322,169 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), ServeCommandError>
     token.cancel();
     running.wait().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::CONNECTION_BOUNDS;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn load(flags: &[String]) -> Result<Loaded, ConfigError> {
+        let argv = std::iter::once("serve".to_string()).chain(flags.iter().cloned());
+        Serve::try_parse_from(argv).unwrap().args.load_config()
+    }
+
+    /// Every flag with a bound: its name, the range, and the flags that keep the rest of
+    /// its range valid (the cross-key checks).
+    fn bounded_flags() -> Vec<(&'static str, u64, u64, Vec<&'static str>)> {
+        let mut flags = vec![
+            ("--max-body-bytes", 1024, 268_435_456, vec![]),
+            ("--workers", 1, 256, vec![]),
+            ("--drain-timeout", 0, 3_600, vec![]),
+        ];
+        for bound in CONNECTION_BOUNDS {
+            let companion = match bound.key {
+                "http2_keepalive_timeout_seconds" => {
+                    vec!["--http2-keepalive-interval-seconds", "3600"]
+                }
+                "http2_keepalive_interval_seconds" => {
+                    vec!["--http2-keepalive-timeout-seconds", "1"]
+                }
+                "max_connections_per_peer" => vec!["--max-connections", "1000000"],
+                _ => vec![],
+            };
+            flags.push((bound.flag, bound.min, bound.max, companion));
+        }
+        flags
+    }
+
+    #[test]
+    fn a_flag_outside_its_bound_is_refused_as_its_key_would_be_and_names_the_flag() {
+        for (flag, min, max, companion) in bounded_flags() {
+            let with = |value: u64| {
+                let mut argv: Vec<String> = companion.iter().map(|s| s.to_string()).collect();
+                argv.extend([flag.to_string(), value.to_string()]);
+                argv
+            };
+            for ok in [min, max] {
+                load(&with(ok)).unwrap_or_else(|e| panic!("{flag} {ok}: {e}"));
+            }
+            let below = min.checked_sub(1).into_iter();
+            for bad in below.chain([max + 1]) {
+                match load(&with(bad)) {
+                    Err(ConfigError::Flag {
+                        flag: named,
+                        reason,
+                    }) => {
+                        assert_eq!(named, flag);
+                        assert!(
+                            reason
+                                .starts_with(&format!("{bad} is out of range; use {min} to {max}")),
+                            "{flag} {bad}: {reason}"
+                        );
+                    }
+                    other => panic!("{flag} {bad}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_flag_is_refused_even_when_the_file_has_a_valid_value_and_the_file_still_names_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pathgate.yaml");
+        std::fs::write(&file, "server: {max_body_bytes: 4096}\n").unwrap();
+        let config = ["--config".to_string(), file.display().to_string()];
+        let flag = [&config[..], &["--max-body-bytes".into(), "0".into()]].concat();
+        assert_eq!(
+            load(&flag).unwrap_err().to_string(),
+            "--max-body-bytes: 0 is out of range; use 1024 to 268435456"
+        );
+        std::fs::write(&file, "server: {max_body_bytes: 0}\n").unwrap();
+        let error = load(&config).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{}: server.max_body_bytes: 0 is out of range; use 1024 to 268435456",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn cross_key_checks_see_the_flags_and_name_them() {
+        let flags = |args: &[&str]| load(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let error = flags(&["--http2-keepalive-timeout-seconds", "40"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--http2-keepalive-timeout-seconds: 40s is not below"),
+            "{error}"
+        );
+        let error = flags(&["--max-connections-per-peer", "2000"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--max-connections-per-peer: 2000 is above"),
+            "{error}"
+        );
+        // No file: an impersonate without a CA names the flag that is missing.
+        let error = flags(&["--auth", "impersonate"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--client-ca: auth: impersonate"),
+            "{error}"
+        );
+        flags(&["--auth", "impersonate", "--client-ca", "ca.crt"]).unwrap();
+        let error = flags(&["--session", "a b"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--session: \"a b\" is not a session id"),
+            "{error}"
+        );
+        let error = flags(&["--admin-listen", "nowhere"]).unwrap_err();
+        assert!(
+            error.to_string().starts_with("--admin-listen: \"nowhere\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file_and_paths_keep_their_own_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pathgate.yaml");
+        std::fs::write(
+            &file,
+            "server: {tls_cert: a.crt, tls_key: a.key, max_body_bytes: 4096, admin_listen: off}\n",
+        )
+        .unwrap();
+        let argv: Vec<String> = ["--config", file.to_str().unwrap(), "--tls-cert", "b.crt"]
+            .iter()
+            .chain(&["--tls-key", "b.key", "--upstream-kubeconfig", "kc"])
+            .map(|s| s.to_string())
+            .collect();
+        let loaded = load(&argv).unwrap();
+        let server = &loaded.effective.server;
+        assert_eq!(server.tls_cert.as_deref(), Some(Path::new("b.crt")));
+        assert_eq!(server.max_body_bytes, Some(4096));
+        assert_eq!(loaded.file.server.tls_cert, Some(dir.path().join("a.crt")));
+        let gateway = Serve::try_parse_from(std::iter::once("serve".to_string()).chain(argv))
+            .unwrap()
+            .args
+            .gateway(loaded)
+            .unwrap();
+        assert_eq!(gateway.options.admin_listen, None, "admin_listen: off");
+        assert_eq!(gateway.options.proxy.max_body_bytes, 4096);
+        assert_eq!(gateway.options.listen, defaults::LISTEN);
+    }
 }

@@ -55,6 +55,39 @@ fn certs_init_refuses_to_overwrite_and_writes_private_keys_0600() {
     assert!(forced.status.success());
 }
 
+/// A flag gets the check its key gets, before anything starts: `--max-body-bytes 0` is
+/// refused like `server.max_body_bytes: 0`, naming the flag, with exit code 1.
+#[test]
+fn serve_refuses_a_flag_outside_its_bound_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pathgate.yaml");
+    std::fs::write(&file, "server: {max_body_bytes: 0}\n").unwrap();
+    let upstream = ["serve", "--upstream-kubeconfig", "/nonexistent/kubeconfig"];
+    for (extra, message) in [
+        (
+            vec!["--max-body-bytes", "0"],
+            "--max-body-bytes: 0 is out of range; use 1024 to 268435456".to_string(),
+        ),
+        (
+            vec!["--workers", "0"],
+            "--workers: 0 is out of range; use 1 to 256".to_string(),
+        ),
+        (
+            vec!["--config", file.to_str().unwrap()],
+            format!(
+                "{}: server.max_body_bytes: 0 is out of range; use 1024 to 268435456",
+                file.display()
+            ),
+        ),
+    ] {
+        let out = pathgate(&[&upstream[..], &extra[..]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(stderr.contains(&message), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("listening"), "{stderr}");
+    }
+}
+
 #[test]
 fn serve_refuses_unsafe_sidecar_and_unsupported_kubeconfigs() {
     let dir = tempfile::tempdir().unwrap();
