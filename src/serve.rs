@@ -151,6 +151,16 @@ pub fn validate(options: &ServeOptions) -> Result<(), ServeError> {
     }
 }
 
+/// The tokens of a `--client-token-file`: one a line, surrounding whitespace (a `\r`
+/// from an editor too) trimmed; empty lines and `#` comments skipped.
+pub fn client_tokens(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Builds the gate once the upstream is known (the policy gate fetches facts from it).
 pub type GateFactory = Box<dyn FnOnce(Arc<Upstream>, AuthMode) -> Arc<dyn Gate> + Send>;
 
@@ -182,12 +192,7 @@ pub async fn start(
             path: path.clone(),
             source,
         })?;
-        settings.client_tokens = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect();
+        settings.client_tokens = client_tokens(&text);
     }
     let upstream = Arc::new(Upstream::load(
         &options.upstream,
@@ -302,6 +307,15 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_token_files_are_trimmed_and_skip_blank_lines_and_comments() {
+        let text = "# agents of team a\n  tok-1  \n\n\ttok-2\r\n   # indented comment\n#tok-3\n";
+        assert_eq!(client_tokens(text), ["tok-1", "tok-2"]);
+        assert!(client_tokens("\n  \n# only comments\n").is_empty());
+        // A token with inner spaces is kept whole (the header value would carry them).
+        assert_eq!(client_tokens("a b\n"), ["a b"]);
+    }
 
     #[test]
     fn each_connection_is_budgeted_two_descriptors_after_the_reserve() {

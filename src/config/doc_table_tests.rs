@@ -195,3 +195,53 @@ fn every_documented_default_is_the_codes() {
         "only {checked} defaults found in docs/config.md"
     );
 }
+
+/// docs/rules.md's table: rule id -> (name, default action in `enforce`).
+fn documented_rules() -> Vec<(String, String, String)> {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
+        .expect("docs/rules.md");
+    doc.lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.strip_prefix("| PG")?.split(" | ").collect();
+            let action = cells.get(2)?.split_whitespace().next()?;
+            Some((
+                format!("PG{}", cells[0]),
+                cells[1].to_string(),
+                action.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The default configuration acts as docs/rules.md says, for every rule: the catalog's
+/// default, the action the default gates imply, and what `check-config` prints all agree
+/// with the table written for users (not with each other only).
+#[test]
+fn every_rules_documented_default_action_is_the_default_configurations() {
+    let documented = documented_rules();
+    assert_eq!(
+        documented.len(),
+        crate::policy::RuleId::ALL.len(),
+        "{documented:?}"
+    );
+    let config = Config::default();
+    let printed = config
+        .to_file()
+        .rules
+        .expect("check-config prints every rule");
+    for (id, name, action) in documented {
+        let rule: crate::policy::RuleId = id.parse().unwrap();
+        assert_eq!(rule.name(), name, "{id}");
+        assert_eq!(
+            rule.info().default_action.to_string(),
+            action,
+            "{id}: the catalog"
+        );
+        assert_eq!(
+            config.policy.rule_action(rule).to_string(),
+            action,
+            "{id}: the gates"
+        );
+        assert_eq!(printed[&id].to_string(), action, "{id}: check-config");
+    }
+}
