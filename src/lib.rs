@@ -9,6 +9,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`agent_kubeconfig`] | `pathgate kubeconfig`: the kubeconfig an agent points at pathgate |
+//! | [`cli`] | the command line: each subcommand's flags and how they become options (`main.rs` only dispatches) |
 //! | [`autopsy`] | `pathgate autopsy`: a session's ledger + run policy + final state -> safe pass / unsafe pass / fail |
 //! | [`classify`] | pure: request info (verb, resource, namespace, name) and mutation analysis |
 //! | [`policy`] | pure: the rule catalog (PG001–PG018) and `decide` |
@@ -33,6 +34,7 @@
 pub mod agent_kubeconfig;
 pub mod autopsy;
 pub mod classify;
+pub mod cli;
 pub mod config;
 pub mod ledger;
 pub mod metrics;

@@ -20,6 +20,10 @@ use crate::autopsy::RunPolicy;
 use crate::proxy::AuthMode;
 use crate::upstream::UpstreamSource;
 
+/// `127.0.0.1:0`: a free loopback port, for the started gateway's listeners.
+const ANY_LOOPBACK_PORT: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
 /// The exit codes, shown in `pathgate run --help` (docs/run.md has the rest).
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -33,7 +37,20 @@ A CMD that times out or crashes is still judged: its end is in the summary.";
 
 /// `pathgate run [OPTIONS] -- CMD ARGS...`
 #[derive(Args, Debug)]
-#[command(after_help = EXIT_CODES)]
+#[command(
+    after_help = EXIT_CODES,
+    // serve's flags, flattened, as they act for the gateway a run starts.
+    mut_arg("config", |a| a.help("Configuration file (YAML) of the started gateway: its policy (not reloaded during the run) and ledger settings; its server.listen, server.admin_listen and ledger.dir are not used")),
+    mut_arg("mode", |a| a.help("observe (never blocks), enforce, or rehearse (every mutation forwarded as a dry run) [default: the --config file's mode, else enforce]")),
+    mut_arg("listen", |a| a.help("Address the started gateway listens on [default: 127.0.0.1:0, a free port]")),
+    mut_arg("tls_cert", |a| a.help("Serving certificate (PEM) [default: a throwaway CA and certificate for the run]").requires("tls_key")),
+    mut_arg("tls_key", |a| a.help("Serving key (PEM)").requires("tls_cert")),
+    mut_arg("auth", |a| a.help("sidecar: the gateway presents the upstream kubeconfig's credentials; passthrough: it forwards the agent's token (--token, else the upstream kubeconfig's own) [default: sidecar]")),
+    mut_arg("admin_listen", |a| a.help("Admin listener (/healthz, /readyz, /metrics), or \"off\" (no readiness check before CMD) [default: 127.0.0.1:0]")),
+    mut_arg("session", |a| a.help("The run's session id [default: run-<random>]")),
+    mut_arg("workers", |a| a.help("Threads serving the started gateway [default: server.workers, else 1]")),
+    mut_arg("ledger_dir", |a| a.help("Ledger spool directory [default: ledger/ in the output directory; with --gateway: the gateway's spool, required]")),
+)]
 pub struct RunArgs {
     /// Run policy (YAML or JSON), as in `pathgate autopsy`: in_scope_namespaces,
     /// protected_objects, allowed_creates, allowed_cluster_scoped_mutations.
@@ -79,7 +96,7 @@ pub struct RunArgs {
     #[arg(
         long,
         requires_all = ["gateway_ca", "ledger_dir"],
-        conflicts_with_all = ["config", "mode", "upstream_kubeconfig", "context", "auth", "tls_cert", "tls_key", "listen", "admin_listen", "workers"]
+        conflicts_with_all = ["config", "mode", "upstream_kubeconfig", "context", "in_cluster", "auth", "tls_cert", "tls_key", "listen", "admin_listen", "workers", "client_ca", "client_token_file", "max_body_bytes", "drain_timeout"]
     )]
     pub gateway: Option<String>,
     /// The CA of the gateway's serving certificate: of --gateway, or of --tls-cert
@@ -91,58 +108,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub token: Option<String>,
     #[command(flatten)]
-    pub serve: ServeFlags,
+    pub serve: crate::cli::ServeArgs,
     /// The agent command and its arguments (after --).
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
-}
-
-/// The flags of `pathgate serve` that a started gateway takes.
-#[derive(Args, Debug, Clone, Default)]
-pub struct ServeFlags {
-    /// Configuration file (YAML) of the started gateway: its policy and ledger sinks
-    /// (its server.listen, server.admin_listen and ledger.dir are not used).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// observe (never blocks), enforce, or rehearse (every mutation forwarded as a dry
-    /// run) [default: the --config file's mode, else enforce].
-    #[arg(long)]
-    pub mode: Option<crate::policy::Mode>,
-    /// Kubeconfig of the apiserver (its current context unless --context).
-    #[arg(long, conflicts_with = "in_cluster")]
-    pub upstream_kubeconfig: Option<PathBuf>,
-    /// Context of the upstream kubeconfig to use.
-    #[arg(long)]
-    pub context: Option<String>,
-    /// Use the pod's service account and KUBERNETES_SERVICE_HOST/PORT.
-    #[arg(long)]
-    pub in_cluster: bool,
-    /// Address the started gateway listens on [default: 127.0.0.1:0, a free port].
-    #[arg(long)]
-    pub listen: Option<std::net::SocketAddr>,
-    /// Serving certificate (PEM) [default: a throwaway CA and certificate for the run].
-    #[arg(long, requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// Serving key (PEM).
-    #[arg(long, requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// sidecar: the gateway presents the upstream kubeconfig's credentials; passthrough:
-    /// it forwards the agent's token (--token, else the upstream kubeconfig's own)
-    /// [default: sidecar].
-    #[arg(long)]
-    pub auth: Option<AuthMode>,
-    /// Admin listener (/healthz, /readyz, /metrics), or "off" [default: 127.0.0.1:0].
-    #[arg(long)]
-    pub admin_listen: Option<String>,
-    /// The run's session id [default: run-<random>].
-    #[arg(long)]
-    pub session: Option<String>,
-    /// Threads serving the started gateway [default: server.workers, else 1].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub workers: Option<u16>,
-    /// Ledger spool directory [default: ledger/ in the output directory].
-    #[arg(long)]
-    pub ledger_dir: Option<PathBuf>,
 }
 
 /// Why the command line does not make a run.
@@ -172,8 +141,8 @@ pub enum ArgsError {
     },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
-    Gateway(String),
+    #[error(transparent)]
+    Gateway(#[from] crate::cli::GatewayError),
     #[error("the throwaway certificates: {0}")]
     Certs(#[from] crate::tls::TlsError),
     #[error("--tls-cert {0}: no ca.crt beside it; name the CA that signed it with --gateway-ca")]
@@ -321,7 +290,10 @@ impl RunArgs {
         )
     }
 
-    /// A gateway started for the run, its token and its worker threads.
+    /// A gateway started for the run, its token and its worker threads: serve's flags with
+    /// the run's defaults filled in (loopback on a free port, the admin listener likewise,
+    /// the run's session and spool, sidecar), validated with the config file as `serve`
+    /// validates them.
     fn start_gateway(
         &self,
         session: &str,
@@ -331,67 +303,41 @@ impl RunArgs {
             path: ledger_dir.to_path_buf(),
             source,
         })?;
-        let config = match &self.serve.config {
-            Some(path) => crate::config::Config::load(path)?,
-            None => crate::config::Config::default(),
-        };
-        let auth = self
-            .serve
-            .auth
-            .or(config.server.auth)
-            .unwrap_or(AuthMode::Sidecar);
-        let (tls_cert, tls_key, ca, certs) = self.serving_certificate(session)?;
-        let upstream = upstream_source(&self.serve, &config)?;
-        let token = match (&self.token, auth) {
-            (Some(token), _) => AgentToken::Given(token.clone()),
-            (None, AuthMode::Passthrough) => AgentToken::FromUpstream(upstream.clone()),
-            (None, AuthMode::Sidecar) => AgentToken::Placeholder,
-            (None, AuthMode::Impersonate) => return Err(ArgsError::Impersonate),
-        };
-        if auth == AuthMode::Impersonate {
+        if self.serve.auth == Some(AuthMode::Impersonate) {
             return Err(ArgsError::Impersonate);
         }
-        let workers = self
-            .serve
-            .workers
-            .map(usize::from)
-            .or(config.server.workers)
-            .unwrap_or(crate::config::DEFAULT_WORKERS);
-        let policy = crate::config::PolicyHandle::new(&config, self.serve.mode);
-        let config = config.with_ledger_dir(ledger_dir);
-        config
-            .ledger
-            .check()
-            .map_err(|e| ArgsError::Gateway(e.to_string()))?;
-        let admin_listen = match self.serve.admin_listen.as_deref() {
-            Some("off") => None,
-            Some(addr) => Some(addr.parse().map_err(|_| {
-                ArgsError::Gateway(format!("--admin-listen {addr:?} is not host:port"))
-            })?),
-            None => Some("127.0.0.1:0".parse().expect("static address")),
+        let (tls_cert, tls_key, ca, certs) = self.serving_certificate(session)?;
+        let mut serve = self.serve.clone();
+        serve.tls_cert = Some(tls_cert);
+        serve.tls_key = Some(tls_key);
+        serve.listen = Some(serve.listen.unwrap_or(ANY_LOOPBACK_PORT));
+        serve.admin_listen = Some(
+            serve
+                .admin_listen
+                .unwrap_or_else(|| ANY_LOOPBACK_PORT.to_string()),
+        );
+        serve.session = Some(session.to_string());
+        serve.ledger_dir = Some(ledger_dir.to_path_buf());
+        let mut config = serve.load_config()?;
+        if config.effective.server.auth.is_none() {
+            serve.auth = Some(AuthMode::Sidecar);
+            config = serve.load_config()?;
+        }
+        let auth = config.effective.server.auth.unwrap_or(AuthMode::Sidecar);
+        let workers = serve.workers(&config);
+        let gateway = serve.gateway(config)?;
+        let token = match (&self.token, auth) {
+            (_, AuthMode::Impersonate) => return Err(ArgsError::Impersonate),
+            (Some(token), _) => AgentToken::Given(token.clone()),
+            (None, AuthMode::Passthrough) => {
+                AgentToken::FromUpstream(gateway.options.upstream.clone())
+            }
+            (None, AuthMode::Sidecar) => AgentToken::Placeholder,
         };
-        let options = crate::serve::ServeOptions {
-            upstream,
-            listen: self
-                .serve
-                .listen
-                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("static address")),
-            admin_listen,
-            tls_cert,
-            tls_key,
-            client_ca: config.server.client_ca.clone(),
-            client_token_file: None,
-            proxy: crate::proxy::ProxySettings {
-                auth,
-                default_session: Some(session.to_string()),
-                connections: config.server.connections.settings(),
-                ..crate::proxy::ProxySettings::default()
-            },
-            drain_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
-            ledger: crate::ledger::LedgerSettings::from_config(&config.ledger),
-        };
-        let gateway = Box::new(StartGateway { options, policy });
+        let gateway = Box::new(StartGateway {
+            options: gateway.options,
+            policy: gateway.policy,
+        });
         Ok((GatewayPlan::Start { gateway, ca, certs }, token, workers))
     }
 
@@ -425,30 +371,6 @@ impl RunArgs {
             files.ca_cert,
             Some(certs),
         ))
-    }
-}
-
-fn upstream_source(
-    serve: &ServeFlags,
-    config: &crate::config::Config,
-) -> Result<UpstreamSource, ArgsError> {
-    let server = &config.server;
-    let in_cluster = serve.in_cluster || server.in_cluster == Some(true);
-    match (
-        serve.upstream_kubeconfig.clone().or_else(|| server.upstream_kubeconfig.clone()),
-        in_cluster,
-    ) {
-        (Some(path), false) => Ok(UpstreamSource::Kubeconfig {
-            path,
-            context: serve.context.clone().or_else(|| server.context.clone()),
-        }),
-        (None, true) => Ok(UpstreamSource::InCluster),
-        (Some(_), true) => Err(ArgsError::Gateway(
-            "--in-cluster and an upstream kubeconfig are exclusive; choose one upstream".into(),
-        )),
-        (None, false) => Err(ArgsError::Gateway(
-            "name the apiserver: --upstream-kubeconfig PATH or --in-cluster (or server.upstream_kubeconfig in --config), or use a running pathgate with --gateway".into(),
-        )),
     }
 }
 

@@ -46,6 +46,8 @@ pub struct GatewayBuilder {
     pub policy: Option<pathgate::config::PolicyHandle>,
     /// Record to a real ledger in this directory instead of collecting exchanges.
     pub ledger: Option<pathgate::ledger::LedgerSettings>,
+    /// A `--client-token-file` (sidecar mode's client tokens, read by `serve::start`).
+    pub client_token_file: Option<PathBuf>,
 }
 
 impl GatewayBuilder {
@@ -57,6 +59,7 @@ impl GatewayBuilder {
             settings: ProxySettings::default(),
             policy: None,
             ledger: None,
+            client_token_file: None,
         }
     }
 
@@ -96,7 +99,7 @@ impl GatewayBuilder {
             tls_cert: certs.server_cert.clone(),
             tls_key: certs.server_key.clone(),
             client_ca: self.client_ca.then(|| certs.ca_cert.clone()),
-            client_token_file: None,
+            client_token_file: self.client_token_file,
             proxy: settings,
             drain_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
@@ -205,26 +208,31 @@ impl Gateway {
     }
 }
 
-/// An HTTPS client trusting `ca` (HTTP/1.1 and HTTP/2).
-pub fn https_client(
-    ca: &Path,
-) -> Client<
+/// The HTTPS client of [`https_client`] and [`https_client_http1`].
+pub type HttpsClient = Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
-> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pathgate::tls::read_certs(ca).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+>;
+
+/// An HTTPS client trusting `ca` (HTTP/1.1 and HTTP/2).
+pub fn https_client(ca: &Path) -> HttpsClient {
+    let config = crate::support::tls::client_config(ca, &[]);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()
         .enable_all_versions()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// An HTTPS client trusting `ca` that speaks HTTP/1.1 only: the protocol where a client can
+/// send hop-by-hop headers at all (HTTP/2 forbids them on the wire).
+pub fn https_client_http1(ca: &Path) -> HttpsClient {
+    let config = crate::support::tls::client_config(ca, &[]);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
         .build();
     Client::builder(TokioExecutor::new()).build(connector)
 }

@@ -14,6 +14,8 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod fake_apiserver;
+pub mod tls;
 
 use std::io::Write;
 use std::path::Path;
