@@ -131,9 +131,9 @@ impl RunOptions {
     }
 }
 
-/// Runs the agent and judges the run; the summary says what happened, verdict or not.
-pub fn execute(options: RunOptions) -> (Summary, Option<String>) {
-    let started = Instant::now();
+/// Runs the agent and judges the run (`started`: when pathgate run began); the summary
+/// says what happened, verdict or not, and the text report comes with a verdict.
+pub fn execute(options: RunOptions, started: Instant) -> (Summary, Option<String>) {
     let mut summary = Summary::begin(
         &options.session,
         options.ledger_dir.clone(),
@@ -301,12 +301,14 @@ fn agent_spec(options: &RunOptions, kubeconfig: &std::path::Path) -> AgentSpec {
 /// `pathgate run` from its parsed command line: prints the summary, writes `run.json`
 /// into the output directory, and returns the exit code.
 pub fn main(args: RunArgs) -> std::process::ExitCode {
+    let started = Instant::now();
     let format = args.format;
     let (summary, text) = match args.into_options() {
-        Ok(options) => execute(options),
+        Ok(options) => execute(options, started),
         Err(failed) => {
             let (mut summary, error) = *failed;
             summary.no_verdict(&error);
+            summary.duration_seconds = started.elapsed().as_secs_f64();
             (summary, None)
         }
     };
