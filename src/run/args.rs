@@ -128,6 +128,14 @@ pub enum ArgsError {
         "--ledger-dir {0}: not a directory (with --gateway it is the running gateway's spool)"
     )]
     NoSpool(PathBuf),
+    #[error("session {session} already has {count} entries in the spool {dir}: a run needs a session of its own; choose another --session (or leave it to pathgate run) or another --ledger-dir")]
+    SessionInUse {
+        session: String,
+        dir: PathBuf,
+        count: u64,
+    },
+    #[error(transparent)]
+    Spool(Box<super::gateway::GatewayError>),
     #[error(transparent)]
     Policy(#[from] crate::autopsy::PolicyError),
     #[error(transparent)]
@@ -240,6 +248,19 @@ impl RunArgs {
             }
             None => self.start_gateway(&session, &ledger_dir)?,
         };
+        // A verdict is of one run: entries an earlier run left under the same session
+        // would be judged as this one's.
+        match super::gateway::count_entries(&ledger_dir, &session) {
+            Ok(0) => {}
+            Ok(count) => {
+                return Err(ArgsError::SessionInUse {
+                    session,
+                    dir: ledger_dir,
+                    count,
+                })
+            }
+            Err(error) => return Err(ArgsError::Spool(Box::new(error))),
+        }
         Ok(RunOptions {
             session,
             gateway,
@@ -487,6 +508,49 @@ mod tests {
         let bad_session = parse(&["--session", "no spaces", "--", "true"]).unwrap();
         let (_, error) = *bad_session.into_options().err().unwrap();
         assert!(error.to_string().contains("\"no spaces\""), "{error}");
+    }
+
+    #[test]
+    fn a_session_that_already_has_entries_in_the_spool_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/examples/ledger-unbounded-list.json");
+        let mut entry: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+        entry["session"] = "run-taken".into();
+        std::fs::write(
+            spool.join(crate::ledger::segment_name(1)),
+            format!("{entry}\n"),
+        )
+        .unwrap();
+        let options = |session: &str| {
+            parse(&[
+                "--gateway",
+                "https://127.0.0.1:1",
+                "--gateway-ca",
+                "ca.crt",
+                "--ledger-dir",
+                spool.to_str().unwrap(),
+                "--out-dir",
+                dir.path().join("out").to_str().unwrap(),
+                "--session",
+                session,
+                "--",
+                "true",
+            ])
+            .unwrap()
+            .into_options()
+        };
+        let (_, error) = *options("run-taken").err().unwrap();
+        assert!(
+            error
+                .to_string()
+                .starts_with("session run-taken already has 1 entries in the spool"),
+            "{error}"
+        );
+        assert!(options("run-fresh").is_ok());
     }
 
     #[test]

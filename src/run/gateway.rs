@@ -201,7 +201,7 @@ pub fn write_kubeconfig(
 }
 
 /// The session's entries in a spool directory (0 while it has no segment).
-fn count_entries(dir: &Path, session: &str) -> Result<u64, GatewayError> {
+pub(crate) fn count_entries(dir: &Path, session: &str) -> Result<u64, GatewayError> {
     let mut count = 0;
     let wanted = |s: &str| s == session;
     match for_each_entry(
