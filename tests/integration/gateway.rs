@@ -259,6 +259,41 @@ pub async fn kubectl(cluster: &RunningCluster, kubeconfig: &Path, args: &[&str])
     kubectl_stdin(cluster, kubeconfig, args, None).await
 }
 
+/// kubectl through one kubeconfig in one namespace (`-n` added to every command): the
+/// argument boilerplate of a test's kubectl session.
+pub struct KubectlIn<'a> {
+    cluster: &'a RunningCluster,
+    kubeconfig: &'a Path,
+    namespace: &'a str,
+}
+
+/// kubectl `-n namespace` through `kubeconfig`.
+pub fn kubectl_in<'a>(
+    cluster: &'a RunningCluster,
+    kubeconfig: &'a Path,
+    namespace: &'a str,
+) -> KubectlIn<'a> {
+    KubectlIn {
+        cluster,
+        kubeconfig,
+        namespace,
+    }
+}
+
+impl KubectlIn<'_> {
+    /// Runs `kubectl -n <namespace> args...`.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let args = [&["-n", self.namespace][..], args].concat();
+        kubectl(self.cluster, self.kubeconfig, &args).await
+    }
+
+    /// Runs `kubectl -n <namespace> args...` with `stdin` piped in.
+    pub async fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let args = [&["-n", self.namespace][..], args].concat();
+        kubectl_stdin(self.cluster, self.kubeconfig, &args, Some(stdin)).await
+    }
+}
+
 /// Runs kubectl with `stdin` piped in.
 pub async fn kubectl_stdin(
     cluster: &RunningCluster,
