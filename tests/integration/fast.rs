@@ -171,6 +171,42 @@ async fn passthrough_forwards_the_clients_token_and_sidecar_replaces_it_with_its
     }
 }
 
+/// Impersonate mode: pathgate's own credentials plus the identity of the verified client
+/// certificate; a client without one is refused with a 401 `Status`, nothing forwarded.
+#[tokio::test]
+async fn impersonate_sends_its_own_token_and_the_certificates_identity() {
+    let fake = FakeApiserver::start().await;
+    let gateway = GatewayBuilder::new(fake.kubeconfig())
+        .auth(AuthMode::Impersonate)
+        .start()
+        .await;
+    let request = || {
+        get(&gateway)
+            .header("authorization", "Bearer client-token")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (status, _, body) = send(&https_client_http1(&gateway.ca), request()).await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        fake.received().is_empty(),
+        "a client without a certificate was forwarded"
+    );
+
+    let client = gateway.client_with_cert("alice", Some("team-a"));
+    let (status, _, _) = send(&client, request()).await;
+    assert_eq!(status, 200);
+    let headers = only_request(&fake).headers;
+    assert_eq!(
+        headers["authorization"],
+        format!("Bearer {UPSTREAM_TOKEN}").as_str()
+    );
+    assert_eq!(headers["impersonate-user"], "alice");
+    let groups: Vec<_> = headers.get_all("impersonate-group").iter().collect();
+    assert_eq!(groups, ["team-a"]);
+    gateway.stop().await;
+}
+
 /// `--client-token-file` end to end: trimmed lines, comments and blank lines skipped; a
 /// token not in the file is refused with a 401 `Status` and never forwarded.
 #[tokio::test]

@@ -201,6 +201,23 @@ impl Gateway {
         https_client(&self.ca)
     }
 
+    /// An HTTP/1.1 client presenting a client certificate for `user` (and `group`) issued
+    /// by pathgate's CA, as an impersonate-mode client.
+    pub fn client_with_cert(&self, user: &str, group: Option<&str>) -> HttpsClient {
+        let groups: Vec<String> = group.into_iter().map(str::to_string).collect();
+        let base = self.dir.path().join(format!("{user}-raw"));
+        let (cert, key) =
+            pathgate::tls::issue_client_cert(&self.certs_dir(), user, &groups, &base, true)
+                .unwrap();
+        let config = crate::support::tls::client_config_with_cert(&self.ca, &cert, &key);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .build();
+        Client::builder(TokioExecutor::new()).build(connector)
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
