@@ -4,6 +4,8 @@
 //! no control plane and run in seconds; the same behaviours against the real apiserver are
 //! in `proxy` and `evasion`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use pathgate::proxy::AuthMode;
@@ -268,6 +270,33 @@ async fn an_apiserver_error_is_relayed_unchanged() {
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
         status_body
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn an_apiserver_slower_than_the_response_header_timeout_is_a_504_status() {
+    let fake = FakeApiserver::answering(|_| {
+        Canned::json(200, serde_json::json!({"kind": "ConfigMap"})).after(Duration::from_secs(5))
+    })
+    .await;
+    let mut builder = GatewayBuilder::new(fake.kubeconfig());
+    builder.settings.response_header_timeout = Duration::from_millis(300);
+    let gateway = builder.start().await;
+    let request = get(&gateway)
+        .header("authorization", "Bearer client-token")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = send(&https_client_http1(&gateway.ca), request).await;
+    assert_eq!(status, 504);
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["kind"], "Status");
+    assert_eq!(answer["reason"], "Timeout");
+    assert_eq!(fake.received().len(), 1, "the request was forwarded once");
+    let exchange = &gateway.collected.all()[0];
+    assert_eq!(
+        exchange.status_code, 504,
+        "recorded as answered by pathgate"
     );
     gateway.stop().await;
 }
