@@ -8,8 +8,6 @@
 //! listeners ([`crate::serve::start`]).
 
 use std::net::SocketAddr;
-#[cfg(test)]
-use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -148,7 +146,8 @@ pub enum GatewayError {
     /// Neither `--upstream-kubeconfig` / `server.upstream_kubeconfig` nor in-cluster.
     #[error("name the apiserver: --upstream-kubeconfig PATH or --in-cluster (or server.upstream_kubeconfig in --config)")]
     NoUpstream,
-    /// Both an upstream kubeconfig and in-cluster.
+    /// Both an upstream kubeconfig and in-cluster (validation refuses this first; kept for
+    /// settings built without it).
     #[error("--in-cluster and an upstream kubeconfig are exclusive; choose one upstream")]
     TwoUpstreams,
 }
@@ -326,6 +325,8 @@ async fn serve(args: ServeArgs, config: Loaded) -> Result<(), ServeCommandError>
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use clap::Parser;
 
     use super::*;
