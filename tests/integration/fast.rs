@@ -69,6 +69,37 @@ async fn hop_by_hop_and_client_address_headers_never_reach_the_apiserver() {
 }
 
 #[tokio::test]
+async fn hop_by_hop_headers_of_the_apiservers_answer_never_reach_the_client() {
+    let fake = FakeApiserver::answering(|_| {
+        let mut answer = Canned::json(200, serde_json::json!({"kind": "ConfigMap"}));
+        answer.headers.extend([
+            ("connection", "x-named-by-connection".to_string()),
+            ("x-named-by-connection", "1".to_string()),
+            ("keep-alive", "timeout=5".to_string()),
+            ("proxy-authenticate", "Basic realm=upstream".to_string()),
+            ("x-kept", "kept".to_string()),
+        ]);
+        answer
+    })
+    .await;
+    let gateway = GatewayBuilder::new(fake.kubeconfig()).start().await;
+    let request = get(&gateway)
+        .header("authorization", "Bearer client-token")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, _) = send(&https_client_http1(&gateway.ca), request).await;
+    assert_eq!(status, 200);
+    for gone in ["x-named-by-connection", "keep-alive", "proxy-authenticate"] {
+        assert!(
+            !headers.contains_key(gone),
+            "{gone} was relayed: {headers:?}"
+        );
+    }
+    assert_eq!(headers["x-kept"], "kept", "an ordinary header is relayed");
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_is_a_413_status_and_is_never_forwarded() {
     let fake = FakeApiserver::start().await;
     let mut builder = GatewayBuilder::new(fake.kubeconfig());
