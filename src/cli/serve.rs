@@ -8,8 +8,6 @@
 //! listeners ([`crate::serve::start`]).
 
 use std::net::SocketAddr;
-#[cfg(test)]
-use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -148,7 +146,8 @@ pub enum GatewayError {
     /// Neither `--upstream-kubeconfig` / `server.upstream_kubeconfig` nor in-cluster.
     #[error("name the apiserver: --upstream-kubeconfig PATH or --in-cluster (or server.upstream_kubeconfig in --config)")]
     NoUpstream,
-    /// Both an upstream kubeconfig and in-cluster.
+    /// Both an upstream kubeconfig and in-cluster (validation refuses this first; kept for
+    /// settings built without it).
     #[error("--in-cluster and an upstream kubeconfig are exclusive; choose one upstream")]
     TwoUpstreams,
 }
@@ -326,6 +325,8 @@ async fn serve(args: ServeArgs, config: Loaded) -> Result<(), ServeCommandError>
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use clap::Parser;
 
     use super::*;
@@ -457,6 +458,54 @@ mod tests {
             error.to_string().starts_with("--admin-listen: \"nowhere\""),
             "{error}"
         );
+    }
+
+    /// The defaults the help text promises are the code's (config::defaults, the
+    /// connection bounds): a help line cannot drift from what an omitted flag gives.
+    #[test]
+    fn every_default_in_the_help_is_the_codes() {
+        use clap::CommandFactory;
+        let mut expected: Vec<(String, String)> = vec![
+            ("listen".into(), defaults::LISTEN.to_string()),
+            ("admin_listen".into(), defaults::ADMIN_LISTEN.to_string()),
+            ("auth".into(), "passthrough".into()),
+            ("tls_cert".into(), defaults::TLS_CERT.into()),
+            ("tls_key".into(), defaults::TLS_KEY.into()),
+            (
+                "max_body_bytes".into(),
+                defaults::MAX_BODY_BYTES.to_string(),
+            ),
+            (
+                "drain_timeout".into(),
+                defaults::DRAIN_TIMEOUT_SECONDS.to_string(),
+            ),
+            ("workers".into(), defaults::WORKERS.to_string()),
+        ];
+        expected.extend(
+            CONNECTION_BOUNDS
+                .iter()
+                .map(|b| (b.key.to_string(), b.default.to_string())),
+        );
+        let command = Serve::command();
+        let mut checked = 0;
+        for arg in command.get_arguments() {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let Some(promised) = help
+                .split("[default: ")
+                .nth(1)
+                .and_then(|rest| rest.split(']').next())
+            else {
+                continue;
+            };
+            let id = arg.get_id().as_str();
+            let code = expected
+                .iter()
+                .find(|(flag, _)| flag == id)
+                .unwrap_or_else(|| panic!("--{id} promises a default the test does not know"));
+            assert_eq!(promised, code.1, "--{id}");
+            checked += 1;
+        }
+        assert_eq!(checked, expected.len(), "a flag lost its [default: ...]");
     }
 
     #[test]

@@ -115,9 +115,26 @@ impl Config {
     /// about a key a flag set, or any error when there is no file, names the flag.
     pub fn load_with(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
         let raw = match path {
-            Some(path) => read(path)?,
-            None => ConfigFile::default(),
+            Some(path) => Some((read(path)?, path)),
+            None => None,
         };
+        Config::validate_with(raw, overrides)
+    }
+
+    /// [`Config::load_with`] for YAML text; `file` only names the source in errors.
+    pub fn from_yaml_with(
+        text: &str,
+        file: &Path,
+        overrides: &Overrides,
+    ) -> Result<Loaded, ConfigError> {
+        Config::validate_with(Some((parse(text, file)?, file)), overrides)
+    }
+
+    fn validate_with(
+        raw: Option<(ConfigFile, &Path)>,
+        overrides: &Overrides,
+    ) -> Result<Loaded, ConfigError> {
+        let path = raw.as_ref().map(|(_, path)| *path);
         let refused = |error: ValidationError| match (path, flag_for(&error.key, overrides)) {
             (Some(path), None) => invalid_in(path, error),
             (Some(_), Some(flag)) => ConfigError::Flag {
@@ -130,11 +147,13 @@ impl Config {
                 reason: error.reason,
             },
         };
-        let file = match path {
-            Some(path) => Config::try_from(raw.clone()).map_err(|e| invalid_in(path, e))?,
-            None => Config::default(),
+        let (file, mut with_flags) = match raw {
+            Some((raw, path)) => (
+                Config::try_from(raw.clone()).map_err(|e| invalid_in(path, e))?,
+                raw,
+            ),
+            None => (Config::default(), ConfigFile::default()),
         };
-        let mut with_flags = raw;
         overrides.apply(&mut with_flags);
         let effective = Config::try_from(with_flags).map_err(refused)?;
         effective.ledger.check().map_err(refused)?;
@@ -146,21 +165,6 @@ impl Config {
     pub fn from_yaml(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let parsed = parse(text, file)?;
         Config::try_from(parsed).map_err(|e| invalid_in(file, e))
-    }
-
-    /// The configuration with `ledger.dir` replaced, for `pathgate serve --ledger-dir DIR`.
-    /// The flag wins over the file's `ledger.dir`; a relative `dir` is kept as given, so it
-    /// is relative to the working directory, as command-line paths are. Call
-    /// [`LedgerSettings::check`] afterwards: settings that need a ledger (sinks,
-    /// fail-closed, body capture) are only refused once it is known whether a `dir` came
-    /// from somewhere.
-    ///
-    /// Build the [`PolicyHandle`] from the configuration as loaded (before this call): a
-    /// reload compares the file's `ledger` section with the one the handle started with,
-    /// and an override it cannot see would look like a change needing a restart.
-    pub fn with_ledger_dir(mut self, dir: impl Into<PathBuf>) -> Config {
-        self.ledger.dir = Some(dir.into());
-        self
     }
 
     /// The effective configuration as YAML (every key, every rule's action explicit); it

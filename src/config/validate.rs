@@ -223,8 +223,8 @@ impl Default for LedgerSettings {
 }
 
 impl LedgerSettings {
-    /// Cross-key checks, to run again after `--ledger-dir` is merged in
-    /// ([`Config::with_ledger_dir`]). Besides what loading already checks, it refuses
+    /// The checks that need the final `dir` (the file's or `--ledger-dir`'s), run by
+    /// [`Config::load_with`] after the overrides. Besides what loading already checks, it refuses
     /// settings that would be silently ignored because no `dir` is set: the sinks read
     /// from the spool, and fail-closed and body capture mean nothing without a ledger.
     pub fn check(&self) -> Result<(), ValidationError> {

@@ -4,6 +4,8 @@
 //! no control plane and run in seconds; the same behaviours against the real apiserver are
 //! in `proxy` and `evasion`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use pathgate::proxy::AuthMode;
@@ -63,6 +65,37 @@ async fn hop_by_hop_and_client_address_headers_never_reach_the_apiserver() {
         "the peer pathgate saw"
     );
     assert_eq!(headers["x-kept"], "kept", "an ordinary header is forwarded");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_of_the_apiservers_answer_never_reach_the_client() {
+    let fake = FakeApiserver::answering(|_| {
+        let mut answer = Canned::json(200, serde_json::json!({"kind": "ConfigMap"}));
+        answer.headers.extend([
+            ("connection", "x-named-by-connection".to_string()),
+            ("x-named-by-connection", "1".to_string()),
+            ("keep-alive", "timeout=5".to_string()),
+            ("proxy-authenticate", "Basic realm=upstream".to_string()),
+            ("x-kept", "kept".to_string()),
+        ]);
+        answer
+    })
+    .await;
+    let gateway = GatewayBuilder::new(fake.kubeconfig()).start().await;
+    let request = get(&gateway)
+        .header("authorization", "Bearer client-token")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, _) = send(&https_client_http1(&gateway.ca), request).await;
+    assert_eq!(status, 200);
+    for gone in ["x-named-by-connection", "keep-alive", "proxy-authenticate"] {
+        assert!(
+            !headers.contains_key(gone),
+            "{gone} was relayed: {headers:?}"
+        );
+    }
+    assert_eq!(headers["x-kept"], "kept", "an ordinary header is relayed");
     gateway.stop().await;
 }
 
@@ -171,6 +204,42 @@ async fn passthrough_forwards_the_clients_token_and_sidecar_replaces_it_with_its
     }
 }
 
+/// Impersonate mode: pathgate's own credentials plus the identity of the verified client
+/// certificate; a client without one is refused with a 401 `Status`, nothing forwarded.
+#[tokio::test]
+async fn impersonate_sends_its_own_token_and_the_certificates_identity() {
+    let fake = FakeApiserver::start().await;
+    let gateway = GatewayBuilder::new(fake.kubeconfig())
+        .auth(AuthMode::Impersonate)
+        .start()
+        .await;
+    let request = || {
+        get(&gateway)
+            .header("authorization", "Bearer client-token")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (status, _, body) = send(&https_client_http1(&gateway.ca), request()).await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        fake.received().is_empty(),
+        "a client without a certificate was forwarded"
+    );
+
+    let client = gateway.client_with_cert("alice", Some("team-a"));
+    let (status, _, _) = send(&client, request()).await;
+    assert_eq!(status, 200);
+    let headers = only_request(&fake).headers;
+    assert_eq!(
+        headers["authorization"],
+        format!("Bearer {UPSTREAM_TOKEN}").as_str()
+    );
+    assert_eq!(headers["impersonate-user"], "alice");
+    let groups: Vec<_> = headers.get_all("impersonate-group").iter().collect();
+    assert_eq!(groups, ["team-a"]);
+    gateway.stop().await;
+}
+
 /// `--client-token-file` end to end: trimmed lines, comments and blank lines skipped; a
 /// token not in the file is refused with a 401 `Status` and never forwarded.
 #[tokio::test]
@@ -232,6 +301,33 @@ async fn an_apiserver_error_is_relayed_unchanged() {
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
         status_body
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn an_apiserver_slower_than_the_response_header_timeout_is_a_504_status() {
+    let fake = FakeApiserver::answering(|_| {
+        Canned::json(200, serde_json::json!({"kind": "ConfigMap"})).after(Duration::from_secs(5))
+    })
+    .await;
+    let mut builder = GatewayBuilder::new(fake.kubeconfig());
+    builder.settings.response_header_timeout = Duration::from_millis(300);
+    let gateway = builder.start().await;
+    let request = get(&gateway)
+        .header("authorization", "Bearer client-token")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = send(&https_client_http1(&gateway.ca), request).await;
+    assert_eq!(status, 504);
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["kind"], "Status");
+    assert_eq!(answer["reason"], "Timeout");
+    assert_eq!(fake.received().len(), 1, "the request was forwarded once");
+    let exchange = &gateway.collected.all()[0];
+    assert_eq!(
+        exchange.status_code, 504,
+        "recorded as answered by pathgate"
     );
     gateway.stop().await;
 }

@@ -201,6 +201,23 @@ impl Gateway {
         https_client(&self.ca)
     }
 
+    /// An HTTP/1.1 client presenting a client certificate for `user` (and `group`) issued
+    /// by pathgate's CA, as an impersonate-mode client.
+    pub fn client_with_cert(&self, user: &str, group: Option<&str>) -> HttpsClient {
+        let groups: Vec<String> = group.into_iter().map(str::to_string).collect();
+        let base = self.dir.path().join(format!("{user}-raw"));
+        let (cert, key) =
+            pathgate::tls::issue_client_cert(&self.certs_dir(), user, &groups, &base, true)
+                .unwrap();
+        let config = crate::support::tls::client_config_with_cert(&self.ca, &cert, &key);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .build();
+        Client::builder(TokioExecutor::new()).build(connector)
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
@@ -257,6 +274,41 @@ pub async fn send(
 /// Runs kubectl (the built one) with a kubeconfig, with a deadline.
 pub async fn kubectl(cluster: &RunningCluster, kubeconfig: &Path, args: &[&str]) -> Output {
     kubectl_stdin(cluster, kubeconfig, args, None).await
+}
+
+/// kubectl through one kubeconfig in one namespace (`-n` added to every command): the
+/// argument boilerplate of a test's kubectl session.
+pub struct KubectlIn<'a> {
+    cluster: &'a RunningCluster,
+    kubeconfig: &'a Path,
+    namespace: &'a str,
+}
+
+/// kubectl `-n namespace` through `kubeconfig`.
+pub fn kubectl_in<'a>(
+    cluster: &'a RunningCluster,
+    kubeconfig: &'a Path,
+    namespace: &'a str,
+) -> KubectlIn<'a> {
+    KubectlIn {
+        cluster,
+        kubeconfig,
+        namespace,
+    }
+}
+
+impl KubectlIn<'_> {
+    /// Runs `kubectl -n <namespace> args...`.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let args = [&["-n", self.namespace][..], args].concat();
+        kubectl(self.cluster, self.kubeconfig, &args).await
+    }
+
+    /// Runs `kubectl -n <namespace> args...` with `stdin` piped in.
+    pub async fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let args = [&["-n", self.namespace][..], args].concat();
+        kubectl_stdin(self.cluster, self.kubeconfig, &args, Some(stdin)).await
+    }
 }
 
 /// Runs kubectl with `stdin` piped in.

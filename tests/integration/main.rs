@@ -13,7 +13,6 @@ mod evasion;
 mod fast;
 mod faults;
 mod gateway;
-mod harness;
 mod ledger;
 mod proxy;
 mod recording;

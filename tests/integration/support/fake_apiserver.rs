@@ -35,6 +35,8 @@ pub struct Canned {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Bytes,
+    /// How long to wait before answering (a slow apiserver).
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Canned {
@@ -44,7 +46,14 @@ impl Canned {
             status,
             headers: vec![("content-type", "application/json".into())],
             body: Bytes::from(body.to_string()),
+            delay: None,
         }
+    }
+
+    /// This answer, sent only after `delay`.
+    pub fn after(mut self, delay: std::time::Duration) -> Canned {
+        self.delay = Some(delay);
+        self
     }
 }
 
@@ -205,6 +214,9 @@ async fn serve(
                     };
                     let canned = answer(&request);
                     received.lock().unwrap().push(request);
+                    if let Some(delay) = canned.delay {
+                        tokio::time::sleep(delay).await;
+                    }
                     let mut response = http::Response::builder().status(canned.status);
                     for (name, value) in &canned.headers {
                         response = response.header(*name, value);
