@@ -218,6 +218,21 @@ impl Decision {
         }
     }
 
+    /// The impersonation guard's verdict, whatever the mode or the rule overrides said:
+    /// client-sent `Impersonate-*` headers under pathgate's own credentials would lend
+    /// pathgate's identity to whoever the client names (PG017).
+    pub fn deny_impersonation(&mut self) {
+        self.action = Action::Deny;
+        self.enforce_action = Action::Deny;
+        if !self.findings.iter().any(|f| f.rule == "PG017") {
+            self.findings.push(Finding {
+                rule: "PG017",
+                action: Action::Deny,
+                message: format!("PG017 impersonation: {IMPERSONATION_REFUSAL}"),
+            });
+        }
+    }
+
     /// The rule ids of all findings, in order.
     pub fn rule_ids(&self) -> Vec<&'static str> {
         self.findings.iter().map(|f| f.rule).collect()

@@ -1,5 +1,7 @@
-//! The gate between classification and forwarding: analysis, facts, the policy decision,
-//! and the rewrites a decision asks for, applied to the query and body.
+//! The gate between classification and forwarding: the [`Gate`] the request path asks,
+//! and its production implementation ([`PolicyGate`]): analysis, facts, the policy
+//! decision, the impersonation guard, and the rewrites a decision asks for, applied to the
+//! query and body.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,7 +11,9 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http_body_util::BodyExt;
 
-use super::handler::{Exchange, Gate, GateOutcome, GateRequest};
+use super::error::PathError;
+use super::exchange::Exchange;
+use super::identity::ClientIdentity;
 use super::AuthMode;
 use crate::classify::{self, Analysis, RequestInfo};
 use crate::config::PolicyHandle;
@@ -18,8 +22,62 @@ use crate::policy::{
     self, Action, Facts, Fingerprint, RequestContext, Rewrite, SessionLimits, SessionStore,
     TargetFact,
 };
-use crate::status::{full_body, Status};
+use crate::status::full_body;
+use crate::trace::TraceId;
 use crate::upstream::Upstream;
+use http::{HeaderMap, Method};
+
+/// What the gate is asked about one request.
+pub struct GateRequest<'a> {
+    pub trace_id: TraceId,
+    pub session: &'a str,
+    pub identity: &'a ClientIdentity,
+    pub info: &'a RequestInfo,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+    /// The `Authorization` value the upstream will see (passthrough: the client's own),
+    /// used when the gate fetches facts.
+    pub upstream_authorization: Option<&'a HeaderValue>,
+}
+
+/// The gate's answer: deny, or forward (possibly rewritten) with warnings.
+#[derive(Debug, Default)]
+pub struct GateOutcome {
+    pub analysis: Option<Analysis>,
+    pub decision: Option<policy::Decision>,
+    /// `Some`: answer with this refusal instead of forwarding.
+    pub deny: Option<PathError>,
+    /// `Warning` header values (`299 pathgate "..."`).
+    pub warnings: Vec<String>,
+    /// A rewritten query string to forward instead of the client's.
+    pub query: Option<String>,
+    /// A rewritten body to forward instead of the client's.
+    pub body: Option<Bytes>,
+    /// The request's session-memory key, kept for [`Gate::observe_response`].
+    pub fingerprint: Option<crate::policy::Fingerprint>,
+    /// The target object before the mutation (patches and updates), for effect scope.
+    pub pre_image: Option<serde_json::Value>,
+    /// What the gate's GET of the target showed, for the ledger's `target`.
+    pub target: Option<crate::ledger::TargetRecord>,
+}
+
+/// Classification and policy, as seen by the request path.
+pub trait Gate: Send + Sync {
+    /// Decides what to do with one request.
+    fn evaluate<'a>(
+        &'a self,
+        request: GateRequest<'a>,
+    ) -> Pin<Box<dyn std::future::Future<Output = GateOutcome> + Send + 'a>>;
+
+    /// Learns the apiserver's answer to a forwarded request (dry-run successes, failures
+    /// for retry loops, 409 on create); returns extra `Warning` values for the response.
+    fn observe_response(&self, _exchange: &mut Exchange) -> Vec<String> {
+        Vec::new()
+    }
+}
 
 /// The header a client that can add headers uses to present a confirmation token.
 pub const CONFIRM_HEADER: &str = "x-pathgate-confirm";
@@ -268,148 +326,179 @@ fn dry_run_forwarded(analysis: Option<&Analysis>, decision: Option<&policy::Deci
         || decision.is_some_and(|d| d.rewrites.contains(&Rewrite::AddDryRun))
 }
 
+impl PolicyGate {
+    /// The request's analysis, the facts its rules need, the decision, and the rewrites
+    /// applied to the query and body.
+    async fn decide(&self, request: GateRequest<'_>) -> GateOutcome {
+        let info: &RequestInfo = request.info;
+        let policy = self.policy.current();
+        let (analysis, fingerprint) =
+            analyse(info, request.query, request.headers, request.body).await;
+        if let Some(refusal) = &analysis.refusal {
+            // A body pathgate cannot read as the apiserver would is refused in every
+            // mode: forwarding it would pass what no rule could check.
+            return GateOutcome {
+                deny: Some(PathError::Unreadable(refusal.clone())),
+                fingerprint: Some(fingerprint),
+                analysis: Some(analysis),
+                ..GateOutcome::default()
+            };
+        }
+        let ctx = RequestContext {
+            session: request.session.to_string(),
+            fingerprint,
+            impersonation_headers: super::headers::has_impersonation(request.headers),
+            pathgate_credentials: self.auth != AuthMode::Passthrough,
+            confirm_token: request
+                .headers
+                .get(CONFIRM_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+        let facts = self.facts(&request, &analysis, &policy).await;
+        let now = Instant::now();
+        let mut decision = self
+            .sessions
+            .decide(&policy, info, &analysis, &facts, &ctx, now);
+        let body_rewrite = body_rewrite(&request, &mut decision);
+        let mut outcome = GateOutcome {
+            warnings: decision.warnings(),
+            fingerprint: Some(fingerprint),
+            ..GateOutcome::default()
+        };
+        if decision.action.blocks() {
+            let message = decision
+                .status_message()
+                .unwrap_or_else(|| "pathgate denied this request".into());
+            // A refusal is an outcome of the request too (PG015 counts repeats).
+            self.sessions.record_outcome(
+                request.session,
+                &fingerprint,
+                403,
+                analysis.dry_run,
+                Duration::from_secs(policy.retry_loop.window_seconds),
+                now,
+            );
+            outcome.deny = Some(PathError::Denied(message));
+        } else if decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
+            outcome.query = Some(query_rewrite(&request, &decision.rewrites));
+            outcome.body = body_rewrite;
+        }
+        if measures_effect(info) {
+            if let TargetFact::Present(object) = &facts.target {
+                outcome.pre_image = Some(object.clone());
+            }
+        }
+        outcome.target = match &facts.target {
+            TargetFact::Present(object) => Some(TargetRecord::from_object(Some(object))),
+            TargetFact::Missing => Some(TargetRecord::from_object(None)),
+            TargetFact::Unknown => None,
+        };
+        outcome.analysis = Some(analysis);
+        outcome.decision = Some(decision);
+        outcome
+    }
+
+    /// The facts the request's rules need: its target object, fetched when a rule needs
+    /// it or as the pre-image of effect scope.
+    async fn facts(
+        &self,
+        request: &GateRequest<'_>,
+        analysis: &Analysis,
+        policy: &policy::Policy,
+    ) -> Facts {
+        let info = request.info;
+        let mut facts = Facts::default();
+        if measures_effect(info) || policy::needs_target(info, analysis, policy) {
+            if let Some(path) = policy::target_path(info, analysis) {
+                facts.target = self
+                    .fetch_target(
+                        &path,
+                        request.upstream_authorization,
+                        &request.trace_id.to_hex(),
+                    )
+                    .await;
+            }
+        }
+        facts
+    }
+}
+
+/// Patches and updates of an object (not a subresource) have their effect measured: the
+/// object before (the pre-image) against the answer (see the ledger's
+/// `analysis.effect_paths`).
+fn measures_effect(info: &RequestInfo) -> bool {
+    matches!(info.verb, classify::Verb::Patch | classify::Verb::Update)
+        && info.subresource.is_empty()
+}
+
+/// The rewritten body of a DELETE or an eviction a rewrite concerns. The apiserver reads a
+/// DELETE's options from its body and ignores the query then: a rewrite pathgate cannot
+/// put into the body would not happen (a rehearsed delete would really delete), so the
+/// decision becomes a denial naming how to send the request instead.
+fn body_rewrite(request: &GateRequest<'_>, decision: &mut policy::Decision) -> Option<Bytes> {
+    let info = request.info;
+    let is_eviction = info.is_pod_eviction();
+    let is_delete = matches!(
+        info.verb,
+        classify::Verb::Delete | classify::Verb::DeleteCollection
+    );
+    if !(is_delete || is_eviction)
+        || decision.action != Action::Rewrite
+        || decision.rewrites.is_empty()
+    {
+        return None;
+    }
+    let rewritten = if is_eviction {
+        rewrite_eviction_body(request.body, &decision.rewrites)
+    } else {
+        rewrite_delete_body(request.body, &decision.rewrites)
+    };
+    let reason = match rewritten {
+        Ok(body) => return body,
+        Err(reason) => reason,
+    };
+    let (why, what) = if is_eviction {
+        (
+            "the apiserver reads the pod's grace period from the eviction body",
+            "the Eviction",
+        )
+    } else {
+        (
+            "the apiserver ignores the query's options when a body is present",
+            "DeleteOptions",
+        )
+    };
+    decision.notices.push(format!(
+        "pathgate must set {} before forwarding this request, but {reason} ({}), and {why}. \
+         Send {what} as JSON (Content-Type: application/json).",
+        rewrite_summary(&decision.rewrites),
+        content_type(request.headers).unwrap_or("no Content-Type"),
+    ));
+    decision.action = Action::Deny;
+    decision.rewrites.clear();
+    None
+}
+
+/// The query with the decision's rewrites. An eviction's grace period lives in its body
+/// only; the query of a POST takes CreateOptions, where a gracePeriodSeconds would mean
+/// nothing.
+fn query_rewrite(request: &GateRequest<'_>, rewrites: &[Rewrite]) -> String {
+    let is_eviction = request.info.is_pod_eviction();
+    let query_rewrites: Vec<Rewrite> = rewrites
+        .iter()
+        .filter(|r| !(is_eviction && matches!(r, Rewrite::SetGracePeriod { .. })))
+        .cloned()
+        .collect();
+    rewrite_query(request.query, &query_rewrites)
+}
+
 impl Gate for PolicyGate {
     fn evaluate<'a>(
         &'a self,
         request: GateRequest<'a>,
     ) -> Pin<Box<dyn std::future::Future<Output = GateOutcome> + Send + 'a>> {
-        Box::pin(async move {
-            let info: &RequestInfo = request.info;
-            let policy = self.policy.current();
-            let (analysis, fingerprint) =
-                analyse(info, request.query, request.headers, request.body).await;
-            if let Some(refusal) = &analysis.refusal {
-                // A body pathgate cannot read as the apiserver would is refused in every
-                // mode: forwarding it would pass what no rule could check.
-                return GateOutcome {
-                    deny: Some(Status::bad_request(refusal.clone())),
-                    fingerprint: Some(fingerprint),
-                    analysis: Some(analysis),
-                    ..GateOutcome::default()
-                };
-            }
-            let ctx = RequestContext {
-                session: request.session.to_string(),
-                fingerprint,
-                impersonation_headers: super::headers::has_impersonation(request.headers),
-                pathgate_credentials: self.auth != AuthMode::Passthrough,
-                confirm_token: request
-                    .headers
-                    .get(CONFIRM_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-            };
-            let mut facts = Facts::default();
-            // Patches and updates also fetch the object, as the pre-image of effect scope
-            // (what actually changed, measured against the response; see the ledger's
-            // `analysis.effect_paths`).
-            let measures_effect =
-                matches!(info.verb, classify::Verb::Patch | classify::Verb::Update)
-                    && info.subresource.is_empty();
-            if measures_effect || policy::needs_target(info, &analysis, &policy) {
-                if let Some(path) = policy::target_path(info, &analysis) {
-                    facts.target = self
-                        .fetch_target(
-                            &path,
-                            request.upstream_authorization,
-                            &request.trace_id.to_hex(),
-                        )
-                        .await;
-                }
-            }
-            let now = Instant::now();
-            let mut decision = self
-                .sessions
-                .decide(&policy, info, &analysis, &facts, &ctx, now);
-            let mut body_rewrite = None;
-            let is_delete = matches!(
-                info.verb,
-                classify::Verb::Delete | classify::Verb::DeleteCollection
-            );
-            let is_eviction = info.is_pod_eviction();
-            if (is_delete || is_eviction)
-                && decision.action == Action::Rewrite
-                && !decision.rewrites.is_empty()
-            {
-                let rewritten = if is_eviction {
-                    rewrite_eviction_body(request.body, &decision.rewrites)
-                } else {
-                    rewrite_delete_body(request.body, &decision.rewrites)
-                };
-                match rewritten {
-                    Ok(body) => body_rewrite = body,
-                    Err(reason) => {
-                        // The apiserver reads a DELETE's options from its body and ignores
-                        // the query then: a rewrite pathgate cannot put into the body would
-                        // not happen (a rehearsed delete would really delete).
-                        decision.notices.push(format!(
-                            "pathgate must set {} before forwarding this request, but {reason} \
-                             ({}), and {}. Send {} as JSON (Content-Type: application/json).",
-                            rewrite_summary(&decision.rewrites),
-                            content_type(request.headers).unwrap_or("no Content-Type"),
-                            if is_eviction {
-                                "the apiserver reads the pod's grace period from the eviction \
-                                 body"
-                            } else {
-                                "the apiserver ignores the query's options when a body is \
-                                 present"
-                            },
-                            if is_eviction {
-                                "the Eviction"
-                            } else {
-                                "DeleteOptions"
-                            },
-                        ));
-                        decision.action = Action::Deny;
-                        decision.rewrites.clear();
-                    }
-                }
-            }
-            let mut outcome = GateOutcome {
-                warnings: decision.warnings(),
-                fingerprint: Some(fingerprint),
-                ..GateOutcome::default()
-            };
-            if decision.action.blocks() {
-                let message = decision
-                    .status_message()
-                    .unwrap_or_else(|| "pathgate denied this request".into());
-                // A refusal is an outcome of the request too (PG015 counts repeats).
-                self.sessions.record_outcome(
-                    request.session,
-                    &fingerprint,
-                    403,
-                    analysis.dry_run,
-                    Duration::from_secs(policy.retry_loop.window_seconds),
-                    now,
-                );
-                outcome.deny = Some(Status::forbidden(message));
-            } else if decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
-                // An eviction's grace period lives in its body only; the query of a POST
-                // takes CreateOptions, where a gracePeriodSeconds would mean nothing.
-                let query_rewrites: Vec<Rewrite> = decision
-                    .rewrites
-                    .iter()
-                    .filter(|r| !(is_eviction && matches!(r, Rewrite::SetGracePeriod { .. })))
-                    .cloned()
-                    .collect();
-                outcome.query = Some(rewrite_query(request.query, &query_rewrites));
-                outcome.body = body_rewrite;
-            }
-            if measures_effect {
-                if let TargetFact::Present(object) = &facts.target {
-                    outcome.pre_image = Some(object.clone());
-                }
-            }
-            outcome.target = match &facts.target {
-                TargetFact::Present(object) => Some(TargetRecord::from_object(Some(object))),
-                TargetFact::Missing => Some(TargetRecord::from_object(None)),
-                TargetFact::Unknown => None,
-            };
-            outcome.analysis = Some(analysis);
-            outcome.decision = Some(decision);
-            outcome
-        })
+        Box::pin(self.decide(request))
     }
 
     fn observe_response(&self, exchange: &mut Exchange) -> Vec<String> {
