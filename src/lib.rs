@@ -16,6 +16,7 @@
 //! | [`tls`] | rustls server/client configurations and `pathgate certs init` |
 //! | [`upstream`] | kubeconfig / in-cluster loading, credentials, the pooled upstream client |
 //! | [`proxy`] | the server loop, forwarding, streaming, upgrades, header hygiene, drain |
+//! | [`failure`] | the vocabulary of failures: which side failed and what kind of failure, shared by status, ledger and metrics |
 //! | [`ledger`] | the entry schema, the bounded queue, the spool and the sinks |
 //! | [`report`] | text, JSON (`pathgate.autopsy/v1`) and HTML renderings of autopsy verdicts |
 //! | [`metrics`] | the one Prometheus registry and its metrics handle |
@@ -33,6 +34,7 @@ pub mod agent_kubeconfig;
 pub mod autopsy;
 pub mod classify;
 pub mod config;
+pub mod failure;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;

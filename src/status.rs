@@ -10,19 +10,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use serde::Serialize;
 
-pub use crate::ledger::ErrorKind;
-
-/// Which side of the proxy a failure belongs to; recorded in the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    /// The request was malformed or not allowed.
-    Client,
-    /// The apiserver could not be reached or failed mid-response.
-    Upstream,
-    /// pathgate itself (its ledger, its configuration).
-    Pathgate,
-}
+pub use crate::failure::{ErrorKind, Side};
 
 /// A Kubernetes `metav1.Status` failure as pathgate sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,27 +17,27 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::ledger::{Action, Entry, ErrorKind, Phase, ResponseEnd, Side};
+use crate::classify::Verb;
+use crate::failure::{ErrorKind, Side};
+use crate::ledger::{Action, Entry, Phase, ResponseEnd};
+use crate::policy::RuleId;
 
-/// Kubernetes verbs as the ledger writes them: the closed `verb` label set.
-pub const VERBS: [&str; 10] = [
-    "get",
-    "list",
-    "watch",
-    "create",
-    "update",
-    "patch",
-    "delete",
-    "deletecollection",
-    "connect",
-    "nonresource",
-];
+/// Kubernetes verbs as the ledger writes them ([`Verb::as_str`]): the closed `verb` label set.
+pub const VERBS: [&str; Verb::ALL.len()] = {
+    let mut names = [""; Verb::ALL.len()];
+    let mut index = 0;
+    while index < names.len() {
+        names[index] = Verb::ALL[index].as_str();
+        index += 1;
+    }
+    names
+};
 
 /// The `decision` label of a request that failed before policy decided anything.
 pub const NO_DECISION: &str = "none";
 
 /// Number of rules in the catalog, pre-created as label values: it follows the catalog.
-pub const RULE_COUNT: u16 = crate::policy::RuleId::ALL.len() as u16;
+pub const RULE_COUNT: u16 = RuleId::ALL.len() as u16;
 
 /// The ledger's sinks: the `sink` label set of `pathgate_ledger_entries_total`.
 pub const LEDGER_SINKS: [&str; 4] = ["spool", "stdout", "webhook", "otlp"];
@@ -316,13 +316,13 @@ impl Metrics {
                 self.request_duration.with_label_values(&[verb]);
             }
         }
-        for rule in known_rules().chain([OTHER_RULE.to_owned()]) {
-            self.unsafe_mutations.with_label_values(&[&rule]);
+        for rule in known_rules().chain([OTHER_RULE]) {
+            self.unsafe_mutations.with_label_values(&[rule]);
             for action in Action::ALL
                 .iter()
                 .filter(|action| **action != Action::Allow)
             {
-                self.decisions.with_label_values(&[action.as_str(), &rule]);
+                self.decisions.with_label_values(&[action.as_str(), rule]);
             }
         }
         for kind in ErrorKind::ALL {
@@ -502,20 +502,15 @@ impl Drop for GaugeGuard {
 /// The `rule` label of a finding whose id is not `PG` + three digits.
 pub const OTHER_RULE: &str = "other";
 
-/// `PG001` ..= the catalog's last rule.
-fn known_rules() -> impl Iterator<Item = String> {
-    (1..=RULE_COUNT).map(|number| format!("PG{number:03}"))
+/// Every rule id of the catalog, in order.
+fn known_rules() -> impl Iterator<Item = &'static str> {
+    RuleId::ALL.into_iter().map(RuleId::as_str)
 }
 
-/// A rule id as a label: `PG` and three digits, else `other` (a label value never comes
+/// A rule id as a label: a catalog rule's id, else `other` (a label value never comes
 /// from free text).
-fn rule_label(rule: &str) -> &str {
-    let bytes = rule.as_bytes();
-    if bytes.len() == 5 && rule.starts_with("PG") && bytes[2..].iter().all(u8::is_ascii_digit) {
-        rule
-    } else {
-        OTHER_RULE
-    }
+fn rule_label(rule: &str) -> &'static str {
+    known_rules().find(|known| *known == rule).unwrap_or(OTHER_RULE)
 }
 
 /// A verb as a label: one of [`VERBS`], else `nonresource` (an unclassified request).

@@ -152,8 +152,8 @@ pub enum Rewrite {
 /// One rule's verdict on a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Stable rule id, e.g. `PG004`.
-    pub rule: &'static str,
+    /// The rule, e.g. `PG004`.
+    pub rule: RuleId,
     /// What the rule does with the request in the current mode (see [`Decision`]).
     pub action: Action,
     /// `PGxxx name: what was seen. How to comply.` — shown to the agent in a Warning or a
@@ -224,9 +224,9 @@ impl Decision {
     pub fn deny_impersonation(&mut self) {
         self.action = Action::Deny;
         self.enforce_action = Action::Deny;
-        if !self.findings.iter().any(|f| f.rule == "PG017") {
+        if !self.findings.iter().any(|f| f.rule == RuleId::PG017) {
             self.findings.push(Finding {
-                rule: "PG017",
+                rule: RuleId::PG017,
                 action: Action::Deny,
                 message: format!("PG017 impersonation: {IMPERSONATION_REFUSAL}"),
             });
@@ -235,7 +235,7 @@ impl Decision {
 
     /// The rule ids of all findings, in order.
     pub fn rule_ids(&self) -> Vec<&'static str> {
-        self.findings.iter().map(|f| f.rule).collect()
+        self.findings.iter().map(|f| f.rule.as_str()).collect()
     }
 
     /// `Warning` header values (RFC 7234 `warn-code warn-agent "warn-text"`, code 299) for

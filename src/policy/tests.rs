@@ -1477,7 +1477,7 @@ fn decision_table() {
             let prefix = format!(
                 "{} {}:",
                 finding.rule,
-                finding.rule.parse::<RuleId>().unwrap().name()
+                finding.rule.name()
             );
             if !finding.message.starts_with(&prefix) || !finding.message.is_ascii() {
                 problems.push(format!(
@@ -1642,12 +1642,12 @@ fn warnings_are_escaped_ascii_and_bounded() {
     let decision = Decision {
         findings: vec![
             Finding {
-                rule: "PG001",
+                rule: RuleId::PG001,
                 action: Action::Flag,
                 message: "PG001 broad-patch: say \"hi\" \\ caf\u{e9}\nnext".to_string(),
             },
             Finding {
-                rule: "PG002",
+                rule: RuleId::PG002,
                 action: Action::Flag,
                 message: "x".repeat(5000),
             },

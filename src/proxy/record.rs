@@ -11,7 +11,6 @@ use crate::ledger::{
 };
 use crate::metrics::Metrics;
 use crate::policy::Rewrite;
-use crate::status::Side;
 
 use super::body::StreamEnd;
 use super::exchange::Exchange;
@@ -54,14 +53,6 @@ fn auth_mode(mode: AuthMode) -> ledger::AuthMode {
         AuthMode::Passthrough => ledger::AuthMode::Passthrough,
         AuthMode::Sidecar => ledger::AuthMode::Sidecar,
         AuthMode::Impersonate => ledger::AuthMode::Impersonate,
-    }
-}
-
-fn side(side: Side) -> ledger::Side {
-    match side {
-        Side::Client => ledger::Side::Client,
-        Side::Upstream => ledger::Side::Upstream,
-        Side::Pathgate => ledger::Side::Pathgate,
     }
 }
 
@@ -200,7 +191,7 @@ pub fn entry_of(exchange: Exchange) -> Entry {
     entry.watch_events = watch_events;
     if let Some((failed_side, kind, message)) = error {
         entry.error = Some(ErrorRecord {
-            side: side(failed_side),
+            side: failed_side,
             kind,
             message,
         });
