@@ -510,7 +510,9 @@ fn known_rules() -> impl Iterator<Item = &'static str> {
 /// A rule id as a label: a catalog rule's id, else `other` (a label value never comes
 /// from free text).
 fn rule_label(rule: &str) -> &'static str {
-    known_rules().find(|known| *known == rule).unwrap_or(OTHER_RULE)
+    known_rules()
+        .find(|known| *known == rule)
+        .unwrap_or(OTHER_RULE)
 }
 
 /// A verb as a label: one of [`VERBS`], else `nonresource` (an unclassified request).

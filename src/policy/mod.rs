@@ -47,7 +47,7 @@ pub use decide::{
     decide, findings_from_response, needs_target, target_path, CONFIRM_ANNOTATION,
     IMPERSONATION_REFUSAL,
 };
-pub use effect::effect_paths;
+pub use effect::{effect_digest, effect_paths, EffectBasis, Rehearsal};
 pub use fingerprint::Fingerprint;
 pub use objects::{Glob, ObjectPattern, ObjectPatternFile};
 pub use session::{SessionError, SessionLimits, SessionStats, SessionStore};
@@ -294,6 +294,25 @@ impl Decision {
             confirm.token = Some(token);
         }
     }
+}
+
+/// The `Warning` a successful dry run of a patch or update answers with: what the same
+/// request would change, measured on the object before and the dry run's answer
+/// (`299 pathgate "pathgate: this dry run would change 1 field: /data/mode"`).
+pub fn rehearsal_warning(effect_paths: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let count = effect_paths.len();
+    let text = if count == 0 {
+        "pathgate: this dry run would change no field".to_string()
+    } else {
+        let mut shown = effect_paths[..count.min(SHOWN)].join(", ");
+        if count > SHOWN {
+            shown.push_str(&format!(", and {} more", count - SHOWN));
+        }
+        let noun = if count == 1 { "field" } else { "fields" };
+        format!("pathgate: this dry run would change {count} {noun}: {shown}")
+    };
+    warning_header_value(&text)
 }
 
 /// Formats one `Warning` header value: ASCII, escaped, bounded.

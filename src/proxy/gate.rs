@@ -19,8 +19,8 @@ use crate::classify::{self, Analysis, RequestInfo};
 use crate::config::PolicyHandle;
 use crate::ledger::TargetRecord;
 use crate::policy::{
-    self, Action, Facts, Fingerprint, RequestContext, Rewrite, SessionLimits, SessionStore,
-    TargetFact,
+    self, Action, EffectBasis, Facts, Fingerprint, Rehearsal, RequestContext, Rewrite,
+    SessionLimits, SessionStore, TargetFact,
 };
 use crate::status::full_body;
 use crate::trace::TraceId;
@@ -58,8 +58,8 @@ pub struct GateOutcome {
     pub body: Option<Bytes>,
     /// The request's session-memory key, kept for [`Gate::observe_response`].
     pub fingerprint: Option<crate::policy::Fingerprint>,
-    /// The target object before the mutation (patches and updates), for effect scope.
-    pub pre_image: Option<serde_json::Value>,
+    /// What the effect of a patch or update is measured against once it is answered.
+    pub effect: EffectBasis,
     /// What the gate's GET of the target showed, for the ledger's `target`.
     pub target: Option<crate::ledger::TargetRecord>,
 }
@@ -76,6 +76,12 @@ pub trait Gate: Send + Sync {
     /// for retry loops, 409 on create); returns extra `Warning` values for the response.
     fn observe_response(&self, _exchange: &mut Exchange) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Learns the measured effect of a successful patch or update (`exchange.effect_paths`,
+    /// `after` its answer); returns a `Warning` value for the response (a dry run's effect).
+    fn observe_effect(&self, _exchange: &Exchange, _after: &serde_json::Value) -> Option<String> {
+        None
     }
 }
 
@@ -355,7 +361,14 @@ impl PolicyGate {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
         };
-        let facts = self.facts(&request, &analysis, &policy).await;
+        // The session's dry run of this same request measured its effect: rules judge on it,
+        // and the target need not be fetched again for effect scope.
+        let rehearsal = measures_effect(info)
+            .then(|| self.sessions.rehearsal(request.session, &fingerprint))
+            .flatten();
+        let facts = self
+            .facts(&request, &analysis, &policy, rehearsal.as_deref())
+            .await;
         let now = Instant::now();
         let mut decision = self
             .sessions
@@ -384,11 +397,13 @@ impl PolicyGate {
             outcome.query = Some(query_rewrite(&request, &decision.rewrites));
             outcome.body = body_rewrite;
         }
-        if measures_effect(info) {
-            if let TargetFact::Present(object) = &facts.target {
-                outcome.pre_image = Some(object.clone());
+        outcome.effect = match (rehearsal, &facts.target) {
+            (Some(rehearsal), _) => EffectBasis::Rehearsed(rehearsal),
+            (None, TargetFact::Present(object)) if measures_effect(info) => {
+                EffectBasis::PreImage(object.clone())
             }
-        }
+            (None, _) => EffectBasis::Unmeasured,
+        };
         outcome.target = match &facts.target {
             TargetFact::Present(object) => Some(TargetRecord::from_object(Some(object))),
             TargetFact::Missing => Some(TargetRecord::from_object(None)),
@@ -399,17 +414,23 @@ impl PolicyGate {
         outcome
     }
 
-    /// The facts the request's rules need: its target object, fetched when a rule needs
-    /// it or as the pre-image of effect scope.
+    /// The facts the request's rules need: the effect its session's dry run measured, and
+    /// its target object, fetched when a rule needs it or as the pre-image of effect scope
+    /// (unless a dry run already measured the effect).
     async fn facts(
         &self,
         request: &GateRequest<'_>,
         analysis: &Analysis,
         policy: &policy::Policy,
+        rehearsal: Option<&Rehearsal>,
     ) -> Facts {
         let info = request.info;
-        let mut facts = Facts::default();
-        if measures_effect(info) || policy::needs_target(info, analysis, policy) {
+        let mut facts = Facts {
+            effect_paths: rehearsal.map(|r| r.effect_paths.clone()),
+            ..Facts::default()
+        };
+        let pre_image = measures_effect(info) && rehearsal.is_none();
+        if pre_image || policy::needs_target(info, analysis, policy) {
             if let Some(path) = policy::target_path(info, analysis) {
                 facts.target = self
                     .fetch_target(
@@ -533,6 +554,25 @@ impl Gate for PolicyGate {
         let warnings = extra.warnings();
         decision.findings.extend(findings);
         warnings
+    }
+
+    fn observe_effect(&self, exchange: &Exchange, after: &serde_json::Value) -> Option<String> {
+        let (Some(effect_paths), Some(fingerprint)) =
+            (&exchange.effect_paths, exchange.fingerprint)
+        else {
+            return None;
+        };
+        if !dry_run_forwarded(exchange.analysis.as_ref(), exchange.decision.as_ref()) {
+            return None;
+        }
+        let warning = policy::rehearsal_warning(effect_paths);
+        let rehearsal = Rehearsal {
+            effect_paths: effect_paths.clone(),
+            post_image: policy::effect_digest(after),
+        };
+        self.sessions
+            .record_rehearsal(&exchange.session, &fingerprint, rehearsal, Instant::now());
+        Some(warning)
     }
 }
 

@@ -135,12 +135,12 @@ async fn process(
         authorization,
     };
     let response = forward::send(proxy, connection, &head.info, parts, forwarded, exchange).await?;
-    let pre_image = outcome.pre_image.take();
+    let effect = std::mem::take(&mut outcome.effect);
     respond::answer(
         proxy,
         response,
         client_upgrade,
-        pre_image,
+        effect,
         exchange,
         clock,
         client,

@@ -22,6 +22,7 @@ use super::error::PathError;
 use super::exchange::Exchange;
 use super::{headers, Proxy};
 use crate::classify::Verb;
+use crate::policy::EffectBasis;
 use crate::status::{full_body, Body, ErrorKind, Side};
 
 /// Whether the client still waits for the answer. hyper drops a request's service future
@@ -107,7 +108,7 @@ pub(super) async fn answer(
     proxy: &Proxy,
     mut upstream: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
-    pre_image: Option<serde_json::Value>,
+    effect: EffectBasis,
     exchange: &mut Exchange,
     clock: Instant,
     client: ClientLink<'_>,
@@ -138,7 +139,7 @@ pub(super) async fn answer(
     if is_mutation || parts.status.is_client_error() && !is_watch {
         let read = Read {
             is_mutation,
-            pre_image,
+            effect,
             clock,
             client,
         };
@@ -207,8 +208,8 @@ fn relay_upgrade(
 /// What reading an answer whole needs to know besides the answer.
 struct Read<'a> {
     is_mutation: bool,
-    /// The target before a patch or update, for effect scope.
-    pre_image: Option<serde_json::Value>,
+    /// What a patch's or update's effect is measured against.
+    effect: EffectBasis,
     clock: Instant,
     client: ClientLink<'a>,
 }
@@ -228,9 +229,10 @@ async fn buffered(
     match read_answer(body, bound).await {
         Answer::Whole(bytes) => {
             let post_image = inspect_object(&bytes, &parts.headers, exchange);
-            if let (Some(before), Some(after)) = (&read.pre_image, &post_image) {
-                if parts.status.is_success() {
-                    exchange.effect_paths = Some(crate::policy::effect_paths(before, after));
+            if let Some(after) = post_image.filter(|_| parts.status.is_success()) {
+                exchange.effect_paths = read.effect.measure(&after);
+                if let Some(warning) = proxy.gate.observe_effect(exchange, &after) {
+                    append_warnings(&mut parts.headers, &[warning]);
                 }
             }
             let end = read.client.end();
