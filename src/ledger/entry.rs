@@ -448,6 +448,18 @@ impl From<policy::Action> for Action {
     }
 }
 
+impl From<Action> for policy::Action {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Allow => policy::Action::Allow,
+            Action::Flag => policy::Action::Flag,
+            Action::Rewrite => policy::Action::Rewrite,
+            Action::Confirm => policy::Action::Confirm,
+            Action::Deny => policy::Action::Deny,
+        }
+    }
+}
+
 /// One rule's verdict. Mirrors [`policy::Finding`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingRecord {

@@ -118,6 +118,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, weakest first: the closed `decision` and `action` label sets.
+    pub const ALL: [Action; 5] = [
+        Action::Allow,
+        Action::Flag,
+        Action::Rewrite,
+        Action::Confirm,
+        Action::Deny,
+    ];
+
     /// The lowercase name used in the ledger and in metric labels.
     pub fn as_str(self) -> &'static str {
         match self {

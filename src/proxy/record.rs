@@ -327,7 +327,7 @@ impl Recorder for LogRecorder {
     fn record(&self, exchange: Exchange) {
         let status = exchange.status_code;
         let entry = entry_of(exchange);
-        self.metrics.observe_entry(&entry);
+        ledger::observe(&self.metrics, &entry);
         tracing::debug!(
             trace_id = %entry.trace_id,
             session = %entry.session,
