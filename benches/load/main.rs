@@ -499,6 +499,7 @@ async fn control_plane(
 /// `pathgate serve` (passthrough, observe mode, `policy`) in front of the control plane.
 fn control_plane_pathgate(
     dir: &Path,
+    binary: &Path,
     running: &testcluster::RunningCluster,
     certs: &pathgate::tls::CertFiles,
     name: &str,
@@ -506,7 +507,7 @@ fn control_plane_pathgate(
 ) -> anyhow::Result<(ChildProcess, std::net::SocketAddr)> {
     let config = dir.join(format!("policy-{name}.yaml"));
     std::fs::write(&config, policy)?;
-    let mut command = Command::new(dir.join("pathgate"));
+    let mut command = Command::new(binary);
     command
         .arg("serve")
         .arg("--upstream-kubeconfig")
@@ -544,7 +545,7 @@ async fn watch_latency(
     options: &Options,
 ) -> anyhow::Result<watch::WatchDelays> {
     let (pathgate_child, pathgate_addr) =
-        control_plane_pathgate(dir, running, certs, "watch", POLICY)?;
+        control_plane_pathgate(dir, &dir.join("pathgate"), running, certs, "watch", POLICY)?;
     let direct = watch::WatchTarget {
         base_url: running.apiserver.clone(),
         client: client::trusting(&running.dir.ca_cert())?,
@@ -581,30 +582,57 @@ async fn mutation_latency(
         "{POLICY}ledger:\n  dir: {}\n",
         dir.join("ledger-mutations").display()
     );
-    let (pathgate_child, pathgate_addr) =
-        control_plane_pathgate(dir, running, certs, "mutations", &policy)?;
-    let direct = mutation::Target {
-        base_url: running.apiserver.clone(),
-        client: client::trusting(&running.dir.ca_cert())?,
+    let (pathgate_child, pathgate_addr) = control_plane_pathgate(
+        dir,
+        &dir.join("pathgate"),
+        running,
+        certs,
+        "mutations",
+        &policy,
+    )?;
+    let baseline = match &options.baseline {
+        Some(binary) => {
+            let policy = format!(
+                "{POLICY}ledger:\n  dir: {}\n",
+                dir.join("ledger-mutations-baseline").display()
+            );
+            Some(control_plane_pathgate(
+                dir,
+                binary,
+                running,
+                certs,
+                "mutations-baseline",
+                &policy,
+            )?)
+        }
+        None => None,
     };
-    let through_pathgate = mutation::Target {
-        base_url: format!("https://localhost:{}", pathgate_addr.port()),
-        client: client::trusting(&certs.ca_cert)?,
+    let through = |addr: std::net::SocketAddr| -> anyhow::Result<mutation::Target> {
+        Ok(mutation::Target {
+            base_url: format!("https://localhost:{}", addr.port()),
+            client: client::trusting(&certs.ca_cert)?,
+        })
     };
+    let mut routes = vec![
+        (
+            "direct",
+            mutation::Target {
+                base_url: running.apiserver.clone(),
+                client: client::trusting(&running.dir.ca_cert())?,
+            },
+        ),
+        ("pathgate", through(pathgate_addr)?),
+    ];
+    if let Some((_, addr)) = &baseline {
+        routes.push(("baseline", through(*addr)?));
+    }
     eprintln!(
         "load benchmark: mutations and reads, {} requests per operation and route",
         options.mutation_requests
     );
     let rounds = options.rounds.max(2);
-    let latencies = mutation::measure(
-        direct,
-        through_pathgate,
-        token,
-        rounds,
-        options.mutation_requests,
-        10,
-    )
-    .await;
+    let latencies = mutation::measure(routes, token, rounds, options.mutation_requests, 10).await;
+    drop(baseline);
     drop(pathgate_child);
     latencies
 }

@@ -60,6 +60,10 @@ pub struct GateOutcome {
     pub fingerprint: Option<crate::policy::Fingerprint>,
     /// What the effect of a patch or update is measured against once it is answered.
     pub effect: EffectBasis,
+    /// The target to fetch as the pre-image of effect scope before forwarding
+    /// ([`Gate::fetch_pre_image`]): no rule needed it to decide, so the fetch can overlap
+    /// the intent's fsync.
+    pub pre_image_path: Option<String>,
     /// What the gate's GET of the target showed, for the ledger's `target`.
     pub target: Option<crate::ledger::TargetRecord>,
 }
@@ -76,6 +80,18 @@ pub trait Gate: Send + Sync {
     /// for retry loops, 409 on create); returns extra `Warning` values for the response.
     fn observe_response(&self, _exchange: &mut Exchange) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Fetches [`GateOutcome::pre_image_path`] with the upstream `authorization`: the
+    /// effect basis and what the ledger keeps of the target.
+    fn fetch_pre_image<'a>(
+        &'a self,
+        _path: &'a str,
+        _authorization: Option<&'a HeaderValue>,
+        _trace_id: TraceId,
+    ) -> Pin<Box<dyn std::future::Future<Output = (EffectBasis, Option<TargetRecord>)> + Send + 'a>>
+    {
+        Box::pin(async { (EffectBasis::Unmeasured, None) })
     }
 
     /// Learns the measured effect of a successful patch or update (`exchange.effect_paths`,
@@ -366,7 +382,7 @@ impl PolicyGate {
         let rehearsal = measures_effect(info)
             .then(|| self.sessions.rehearsal(request.session, &fingerprint))
             .flatten();
-        let facts = self
+        let (facts, pre_image_path) = self
             .facts(&request, &analysis, &policy, rehearsal.as_deref())
             .await;
         let now = Instant::now();
@@ -404,44 +420,50 @@ impl PolicyGate {
             }
             (None, _) => EffectBasis::Unmeasured,
         };
-        outcome.target = match &facts.target {
-            TargetFact::Present(object) => Some(TargetRecord::from_object(Some(object))),
-            TargetFact::Missing => Some(TargetRecord::from_object(None)),
-            TargetFact::Unknown => None,
-        };
+        outcome.target = target_record(&facts.target);
+        outcome.pre_image_path = pre_image_path;
         outcome.analysis = Some(analysis);
         outcome.decision = Some(decision);
         outcome
     }
 
     /// The facts the request's rules need: the effect its session's dry run measured, and
-    /// its target object, fetched when a rule needs it or as the pre-image of effect scope
-    /// (unless a dry run already measured the effect).
+    /// its target object when a rule needs it. Also the path of the pre-image of effect
+    /// scope still to fetch, when no rule needed the target and no dry run measured the
+    /// effect ([`GateOutcome::pre_image_path`]).
     async fn facts(
         &self,
         request: &GateRequest<'_>,
         analysis: &Analysis,
         policy: &policy::Policy,
         rehearsal: Option<&Rehearsal>,
-    ) -> Facts {
+    ) -> (Facts, Option<String>) {
         let info = request.info;
         let mut facts = Facts {
             effect_paths: rehearsal.map(|r| r.effect_paths.clone()),
             ..Facts::default()
         };
         let pre_image = measures_effect(info) && rehearsal.is_none();
-        if pre_image || policy::needs_target(info, analysis, policy) {
-            if let Some(path) = policy::target_path(info, analysis) {
-                facts.target = self
-                    .fetch_target(
-                        &path,
-                        request.upstream_authorization,
-                        &request.trace_id.to_hex(),
-                    )
-                    .await;
-            }
+        let Some(path) = policy::target_path(info, analysis) else {
+            return (facts, None);
+        };
+        if policy::needs_target(info, analysis, policy) {
+            let authorization = request.upstream_authorization;
+            let trace = request.trace_id.to_hex();
+            facts.target = self.fetch_target(&path, authorization, &trace).await;
+            return (facts, None);
         }
-        facts
+        // No rule reads the target: the pre-image is fetched later, beside the intent.
+        (facts, pre_image.then_some(path))
+    }
+}
+
+/// What the ledger keeps of a fetched target.
+fn target_record(target: &TargetFact) -> Option<TargetRecord> {
+    match target {
+        TargetFact::Present(object) => Some(TargetRecord::from_object(Some(object))),
+        TargetFact::Missing => Some(TargetRecord::from_object(None)),
+        TargetFact::Unknown => None,
     }
 }
 
@@ -554,6 +576,25 @@ impl Gate for PolicyGate {
         let warnings = extra.warnings();
         decision.findings.extend(findings);
         warnings
+    }
+
+    fn fetch_pre_image<'a>(
+        &'a self,
+        path: &'a str,
+        authorization: Option<&'a HeaderValue>,
+        trace_id: TraceId,
+    ) -> Pin<Box<dyn std::future::Future<Output = (EffectBasis, Option<TargetRecord>)> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let target = self
+                .fetch_target(path, authorization, &trace_id.to_hex())
+                .await;
+            let record = target_record(&target);
+            match target {
+                TargetFact::Present(object) => (EffectBasis::PreImage(object), record),
+                _ => (EffectBasis::Unmeasured, record),
+            }
+        })
     }
 
     fn observe_effect(&self, exchange: &Exchange, after: &serde_json::Value) -> Option<String> {

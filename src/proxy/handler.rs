@@ -6,8 +6,9 @@
 //!    client's own, or pathgate's after the client authenticated to pathgate).
 //! 4. [`read_body`]: a mutation's body, bounded; reads and upgrades stream.
 //! 5. [`gate`]: the policy's decision, and the impersonation guard.
-//! 6. [`record_intent`]: a mutation's intent, durable before it is forwarded when the
-//!    ledger requires it.
+//! 6. [`prepare`]: [`record_intent`], a mutation's intent, durable before it is forwarded
+//!    when the ledger requires it; beside it, [`fetch_pre_image`], the target of a patch or
+//!    update as the pre-image of its effect, when no rule needed it to decide.
 //! 7. [`forward::send`]: the upstream request (header hygiene, credentials, trace stamps),
 //!    sent within the response-header timeout.
 //! 8. [`respond::answer`]: the upgrade relay, a buffered mutation answer, or a stream.
@@ -33,6 +34,7 @@ use super::identity::{bearer_token, token_accepted, ConnectionInfo, Resolved};
 use super::respond::{self, ClientLink};
 use super::{forward, headers, AuthMode, Proxy};
 use crate::classify::{self, RequestInfo};
+use crate::policy::EffectBasis;
 use crate::status::Body;
 use crate::trace::{self, TraceId};
 
@@ -123,7 +125,15 @@ async fn process(
         exchange,
     )
     .await?;
-    record_intent(proxy, &head.info, body.as_ref(), exchange).await?;
+    prepare(
+        proxy,
+        &head.info,
+        body.as_ref(),
+        &authorization,
+        &mut outcome,
+        exchange,
+    )
+    .await?;
     if client.end() == StreamEnd::ClientGone {
         return Ok(respond::not_forwarded(proxy, exchange, clock).await);
     }
@@ -338,6 +348,45 @@ async fn record_intent(
         intent.await.map_err(PathError::Intent)?;
     }
     Ok(())
+}
+
+/// What must be done before forwarding and depends on nothing but the decision: the
+/// intent made durable and the pre-image fetched, at the same time.
+async fn prepare(
+    proxy: &Proxy,
+    info: &RequestInfo,
+    body: Option<&Bytes>,
+    authorization: &Option<HeaderValue>,
+    outcome: &mut GateOutcome,
+    exchange: &mut Exchange,
+) -> Result<(), PathError> {
+    let trace_id = exchange.trace_id;
+    let (intent, pre_image) = tokio::join!(
+        record_intent(proxy, info, body, exchange),
+        fetch_pre_image(proxy, outcome, authorization.as_ref(), trace_id),
+    );
+    intent?;
+    if let Some((effect, target)) = pre_image {
+        outcome.effect = effect;
+        exchange.target = target;
+    }
+    Ok(())
+}
+
+/// The pre-image of effect scope the gate left to fetch (no rule needed it to decide).
+async fn fetch_pre_image(
+    proxy: &Proxy,
+    outcome: &GateOutcome,
+    authorization: Option<&HeaderValue>,
+    trace_id: TraceId,
+) -> Option<(EffectBasis, Option<crate::ledger::TargetRecord>)> {
+    let path = outcome.pre_image_path.as_deref()?;
+    Some(
+        proxy
+            .gate
+            .fetch_pre_image(path, authorization, trace_id)
+            .await,
+    )
 }
 
 fn is_body_method(method: &Method) -> bool {
