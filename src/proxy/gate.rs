@@ -62,8 +62,11 @@ pub struct GateOutcome {
     pub effect: EffectBasis,
     /// The target to fetch as the pre-image of effect scope before forwarding
     /// ([`Gate::fetch_pre_image`]): no rule needed it to decide, so the fetch can overlap
-    /// the intent's fsync.
+    /// the intent's fsync, or the request itself when it is a dry run.
     pub pre_image_path: Option<String>,
+    /// The request is forwarded as a server dry run (the client's, or rehearse mode's): it
+    /// changes nothing, so its pre-image can be fetched while it is sent.
+    pub dry_run: bool,
     /// What the gate's GET of the target showed, for the ledger's `target`.
     pub target: Option<crate::ledger::TargetRecord>,
 }
@@ -422,6 +425,7 @@ impl PolicyGate {
         };
         outcome.target = target_record(&facts.target);
         outcome.pre_image_path = pre_image_path;
+        outcome.dry_run = dry_run_forwarded(Some(&analysis), Some(&decision));
         outcome.analysis = Some(analysis);
         outcome.decision = Some(decision);
         outcome

@@ -115,20 +115,13 @@ async fn process(
     admit(proxy)?;
     let head = read_head(proxy, connection, &request, exchange)?;
     let authorization = upstream_credentials(proxy, connection, request.headers()).await?;
-    let (parts, body, client_upgrade) = read_body(proxy, request, &head, exchange).await?;
-    let mut outcome = gate(
-        proxy,
-        &head,
-        &parts,
-        body.as_ref(),
-        &authorization,
-        exchange,
-    )
-    .await?;
+    let (received, client_upgrade) = read_body(proxy, request, &head, exchange).await?;
+    let mut outcome = gate(proxy, &head, &received, &authorization, exchange).await?;
+    let body = received.body.as_ref();
     prepare(
         proxy,
         &head.info,
-        body.as_ref(),
+        body,
         &authorization,
         &mut outcome,
         exchange,
@@ -137,14 +130,8 @@ async fn process(
     if client.end() == StreamEnd::ClientGone {
         return Ok(respond::not_forwarded(proxy, exchange, clock).await);
     }
-    let forwarded = forward::Forwarded {
-        path: &head.path,
-        query: outcome.query.take().or(head.query),
-        body: outcome.body.take().or(body),
-        upgrade: head.upgrade,
-        authorization,
-    };
-    let response = forward::send(proxy, connection, &head.info, parts, forwarded, exchange).await?;
+    let upstream = (received, authorization);
+    let response = forward(proxy, connection, head, upstream, &mut outcome, exchange).await?;
     let effect = std::mem::take(&mut outcome.effect);
     respond::answer(
         proxy,
@@ -156,6 +143,43 @@ async fn process(
         client,
     )
     .await
+}
+
+/// Forwards the request as the gate left it (its rewrites applied); a dry run's pre-image
+/// is fetched while it is sent (it changes nothing, so the object is the same).
+async fn forward(
+    proxy: &Proxy,
+    connection: &ConnectionInfo,
+    head: Head,
+    (received, authorization): (Received, Option<HeaderValue>),
+    outcome: &mut GateOutcome,
+    exchange: &mut Exchange,
+) -> Result<Response<Incoming>, PathError> {
+    let Received { parts, body } = received;
+    let forwarded = forward::Forwarded {
+        path: &head.path,
+        query: outcome.query.take().or(head.query),
+        body: outcome.body.take().or(body),
+        upgrade: head.upgrade,
+        authorization,
+    };
+    if !(outcome.dry_run && outcome.pre_image_path.is_some()) {
+        return forward::send(proxy, connection, &head.info, parts, forwarded, exchange).await;
+    }
+    let (authorization, trace_id) = (forwarded.authorization.clone(), exchange.trace_id);
+    let (sent, pre_image) = tokio::join!(
+        forward::send(proxy, connection, &head.info, parts, forwarded, exchange),
+        fetch_pre_image(proxy, outcome, authorization.as_ref(), trace_id),
+    );
+    apply_pre_image(pre_image, outcome, exchange);
+    sent
+}
+
+/// The request as received: its head's parts and a mutation's buffered body.
+struct Received {
+    parts: http::request::Parts,
+    /// `None` for a read or an upgrade (nothing buffered).
+    body: Option<Bytes>,
 }
 
 /// What the head of a request says, read once.
@@ -260,11 +284,11 @@ async fn read_body(
     mut request: Request<Incoming>,
     head: &Head,
     exchange: &mut Exchange,
-) -> Result<(http::request::Parts, Option<Bytes>, Option<OnUpgrade>), PathError> {
+) -> Result<(Received, Option<OnUpgrade>), PathError> {
     let client_upgrade = head.upgrade.then(|| hyper::upgrade::on(&mut request));
     let (parts, incoming) = request.into_parts();
     if !is_body_method(&parts.method) || head.upgrade {
-        return Ok((parts, None, client_upgrade));
+        return Ok((Received { parts, body: None }, client_upgrade));
     }
     let settings = &proxy.settings;
     let deadline = settings.connections.body_read_timeout;
@@ -281,7 +305,8 @@ async fn read_body(
         Ok(Ok(bytes)) => bytes,
     };
     exchange.bytes_in = body.len() as u64;
-    Ok((parts, Some(body), client_upgrade))
+    let body = Some(body);
+    Ok((Received { parts, body }, client_upgrade))
 }
 
 /// The gate's decision, recorded in the exchange, then the impersonation guard: whatever
@@ -290,12 +315,11 @@ async fn read_body(
 async fn gate(
     proxy: &Proxy,
     head: &Head,
-    parts: &http::request::Parts,
-    body: Option<&Bytes>,
+    received: &Received,
     authorization: &Option<HeaderValue>,
     exchange: &mut Exchange,
 ) -> Result<GateOutcome, PathError> {
-    let empty = Bytes::new();
+    let (parts, empty) = (&received.parts, Bytes::new());
     let mut outcome = proxy
         .gate
         .evaluate(GateRequest {
@@ -307,7 +331,7 @@ async fn gate(
             path: &head.path,
             query: head.query.as_deref(),
             headers: &parts.headers,
-            body: body.unwrap_or(&empty),
+            body: received.body.as_ref().unwrap_or(&empty),
             upstream_authorization: authorization.as_ref(),
         })
         .await;
@@ -351,7 +375,8 @@ async fn record_intent(
 }
 
 /// What must be done before forwarding and depends on nothing but the decision: the
-/// intent made durable and the pre-image fetched, at the same time.
+/// intent made durable and, unless the request is a dry run (whose pre-image is fetched
+/// while it is sent), the pre-image fetched, at the same time.
 async fn prepare(
     proxy: &Proxy,
     info: &RequestInfo,
@@ -361,16 +386,28 @@ async fn prepare(
     exchange: &mut Exchange,
 ) -> Result<(), PathError> {
     let trace_id = exchange.trace_id;
-    let (intent, pre_image) = tokio::join!(
-        record_intent(proxy, info, body, exchange),
-        fetch_pre_image(proxy, outcome, authorization.as_ref(), trace_id),
-    );
+    let fetch = async {
+        match outcome.dry_run {
+            true => None,
+            false => fetch_pre_image(proxy, outcome, authorization.as_ref(), trace_id).await,
+        }
+    };
+    let (intent, pre_image) = tokio::join!(record_intent(proxy, info, body, exchange), fetch);
     intent?;
+    apply_pre_image(pre_image, outcome, exchange);
+    Ok(())
+}
+
+/// A fetched pre-image becomes the effect basis, and the ledger's `target`.
+fn apply_pre_image(
+    pre_image: Option<(EffectBasis, Option<crate::ledger::TargetRecord>)>,
+    outcome: &mut GateOutcome,
+    exchange: &mut Exchange,
+) {
     if let Some((effect, target)) = pre_image {
         outcome.effect = effect;
         exchange.target = target;
     }
-    Ok(())
 }
 
 /// The pre-image of effect scope the gate left to fetch (no rule needed it to decide).
