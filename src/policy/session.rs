@@ -76,7 +76,8 @@ struct Session {
     /// Fingerprint -> when its last successful dry run was seen.
     dry_runs: HashMap<Fingerprint, Instant>,
     /// Fingerprint -> what its last successful dry run measured, and when; forgotten once
-    /// the request is forwarded for real (the object has changed, or may have).
+    /// the request, or any other mutation of the session, is forwarded for real (the
+    /// object has changed, or may have).
     rehearsals: HashMap<Fingerprint, (Instant, Arc<Rehearsal>)>,
     /// Fingerprint -> failure times, oldest first.
     failures: HashMap<Fingerprint, VecDeque<Instant>>,
@@ -242,8 +243,16 @@ impl SessionStore {
         inner.stats.evicted_entries += evicted;
     }
 
-    /// What the session's last successful dry run of `fingerprint` measured, unless the
-    /// request has been forwarded for real since.
+    /// Forgets every rehearsal of `session`: a mutation sent for real may have changed the
+    /// objects they measured.
+    pub fn forget_rehearsals(&self, session: &str) {
+        if let Some(entry) = self.lock().sessions.get_mut(session) {
+            entry.rehearsals.clear();
+        }
+    }
+
+    /// What the session's last successful dry run of `fingerprint` measured, unless a
+    /// mutation has been forwarded for real in the session since.
     pub fn rehearsal(&self, session: &str, fingerprint: &Fingerprint) -> Option<Arc<Rehearsal>> {
         let inner = self.lock();
         let (_, rehearsal) = inner.sessions.get(session)?.rehearsals.get(fingerprint)?;

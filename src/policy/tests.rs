@@ -2308,6 +2308,11 @@ fn a_dry_runs_rehearsal_lasts_until_the_request_is_sent_for_real() {
         "consumed by the real request"
     );
 
+    // Any mutation sent for real ends every rehearsal of the session.
+    store.record_rehearsal("r", &fp(6), rehearsal("/data/f"), now);
+    store.forget_rehearsals("r");
+    assert_eq!(store.rehearsal("r", &fp(6)), None);
+
     // Bounded per session: the oldest goes first.
     store.record_rehearsal("r", &fp(3), rehearsal("/data/c"), now);
     store.record_rehearsal(

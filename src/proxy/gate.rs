@@ -559,6 +559,9 @@ impl Gate for PolicyGate {
         };
         let policy = self.policy.current();
         let dry_run = dry_run_forwarded(Some(analysis), Some(decision));
+        if info.is_mutation() && !dry_run {
+            self.sessions.forget_rehearsals(&exchange.session);
+        }
         let failures = self.sessions.record_outcome(
             &exchange.session,
             &fingerprint,
