@@ -17,6 +17,7 @@
 //! | [`tls`] | rustls server/client configurations and `pathgate certs init` |
 //! | [`upstream`] | kubeconfig / in-cluster loading, credentials, the pooled upstream client |
 //! | [`proxy`] | the server loop, forwarding, streaming, upgrades, header hygiene, drain |
+//! | [`failure`] | the vocabulary of failures: which side failed and what kind of failure, shared by status, ledger and metrics |
 //! | [`ledger`] | the entry schema, the bounded queue, the spool and the sinks |
 //! | [`report`] | text, JSON (`pathgate.autopsy/v1`) and HTML renderings of autopsy verdicts |
 //! | [`run`] | `pathgate run`: a gateway, a session, an agent command, its final state and verdict |
@@ -36,6 +37,7 @@ pub mod autopsy;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod failure;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;

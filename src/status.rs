@@ -1,28 +1,16 @@
 //! Kubernetes `Status` bodies for every error and denial pathgate itself returns.
 //!
 //! Owns: the JSON shape kubectl and client-go decode (`kind: Status`, `reason`, `code`,
-//! `message`), the mapping from pathgate's own errors to HTTP codes, which side of the proxy
-//! failed, and each failure's kind as the ledger records it. Does not own: the errors'
-//! causes (each module has its own error enum).
+//! `message`), carrying which side of the proxy failed and the failure's kind as the ledger
+//! records them. Does not own: which error gets which code (the request path's one mapping,
+//! `proxy::PathError::status`) or the errors' causes (each module has its own error enum).
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use serde::Serialize;
 
-pub use crate::ledger::ErrorKind;
-
-/// Which side of the proxy a failure belongs to; recorded in the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    /// The request was malformed or not allowed.
-    Client,
-    /// The apiserver could not be reached or failed mid-response.
-    Upstream,
-    /// pathgate itself (its ledger, its configuration).
-    Pathgate,
-}
+pub use crate::failure::{ErrorKind, Side};
 
 /// A Kubernetes `metav1.Status` failure as pathgate sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,114 +48,6 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
 }
 
 impl Status {
-    fn new(code: StatusCode, reason: &'static str, side: Side, message: String) -> Self {
-        let kind = match (code, side) {
-            (StatusCode::PAYLOAD_TOO_LARGE, _) => ErrorKind::TooLarge,
-            (StatusCode::GATEWAY_TIMEOUT, _) => ErrorKind::Timeout,
-            (StatusCode::BAD_GATEWAY, _) => ErrorKind::Protocol,
-            (StatusCode::SERVICE_UNAVAILABLE, Side::Upstream) => ErrorKind::Connect,
-            _ => ErrorKind::Other,
-        };
-        Self {
-            code,
-            reason,
-            message,
-            side,
-            kind,
-        }
-    }
-
-    /// The same Status with a more precise failure kind (a TLS failure, a ledger failure).
-    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
-        self.kind = kind;
-        self
-    }
-
-    /// 400: a request pathgate cannot read exactly as the apiserver would.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            Side::Client,
-            message.into(),
-        )
-    }
-
-    /// 401: the client did not authenticate to pathgate as its auth mode requires.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            Side::Client,
-            message.into(),
-        )
-    }
-
-    /// 403: a denial by a rule or by the auth mode.
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            Side::Client,
-            message.into(),
-        )
-    }
-
-    /// 413: a mutation body larger than the configured limit.
-    pub fn too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            Side::Client,
-            format!(
-                "pathgate: request body is larger than the limit of {limit} bytes (server.max_body_bytes)"
-            ),
-        )
-    }
-
-    /// 502: the apiserver answered with something pathgate cannot relay (TLS failure,
-    /// protocol error).
-    pub fn bad_gateway(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_GATEWAY,
-            "InternalError",
-            Side::Upstream,
-            message.into(),
-        )
-    }
-
-    /// 503: the apiserver cannot be reached, or pathgate cannot record the request.
-    pub fn unavailable(side: Side, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            side,
-            message.into(),
-        )
-    }
-
-    /// 408: the client did not send its request body in time (`Timeout`, so client-go's
-    /// `IsTimeout` recognises it).
-    pub fn request_timeout(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "Timeout",
-            Side::Client,
-            message.into(),
-        )
-        .with_kind(ErrorKind::Timeout)
-    }
-
-    /// 504: the apiserver did not answer in time.
-    pub fn timeout(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "Timeout",
-            Side::Upstream,
-            message.into(),
-        )
-    }
-
     /// The JSON body, as the apiserver would write it.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&StatusBody {
@@ -199,28 +79,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_failure_carries_the_kind_the_ledger_records() {
-        assert_eq!(Status::too_large(10).kind, ErrorKind::TooLarge);
-        assert_eq!(Status::timeout("t").kind, ErrorKind::Timeout);
-        assert_eq!(Status::bad_gateway("b").kind, ErrorKind::Protocol);
-        assert_eq!(
-            Status::unavailable(Side::Upstream, "u").kind,
-            ErrorKind::Connect
-        );
-        assert_eq!(
-            Status::unavailable(Side::Pathgate, "draining").kind,
-            ErrorKind::Other
-        );
-        assert_eq!(Status::forbidden("f").kind, ErrorKind::Other);
-        assert_eq!(
-            Status::bad_gateway("b").with_kind(ErrorKind::Tls).kind,
-            ErrorKind::Tls
-        );
-    }
-
-    #[test]
     fn status_json_is_what_kubectl_decodes() {
-        let status = Status::forbidden("PG004: no");
+        let status = Status {
+            code: StatusCode::FORBIDDEN,
+            reason: "Forbidden",
+            message: "PG004: no".into(),
+            side: Side::Client,
+            kind: ErrorKind::Other,
+        };
+        let response = status.clone().into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
         let value: serde_json::Value = serde_json::from_slice(&status.to_json()).unwrap();
         assert_eq!(value["kind"], "Status");
         assert_eq!(value["apiVersion"], "v1");
@@ -228,17 +97,5 @@ mod tests {
         assert_eq!(value["reason"], "Forbidden");
         assert_eq!(value["code"], 403);
         assert_eq!(value["message"], "PG004: no");
-    }
-
-    #[test]
-    fn each_constructor_maps_to_its_code() {
-        assert_eq!(Status::bad_request("x").code, 400);
-        assert_eq!(Status::too_large(10).code, 413);
-        assert_eq!(Status::bad_gateway("x").code, 502);
-        assert_eq!(Status::unavailable(Side::Upstream, "x").code, 503);
-        assert_eq!(Status::timeout("x").code, 504);
-        assert!(Status::too_large(3 * 1024 * 1024)
-            .message
-            .contains("3145728"));
     }
 }

@@ -9,7 +9,9 @@
 //! 3. Loads each path in turn with `wrk` ([`wrk`]) for each case (a small GET and a 30 KB
 //!    LIST) and reports throughput and p99 latency as ratios to the direct path ([`report`]).
 //! 4. Starts the real control plane and measures watch-event latency directly and through
-//!    the pathgate binary ([`watch`]), then stops everything.
+//!    the pathgate binary ([`watch`]), and one-at-a-time GETs and merge PATCHes directly
+//!    and through the pathgate binary with its ledger on ([`mutation`]), then stops
+//!    everything. `--mutations-only` runs this last case alone (no wrk, no HAProxy).
 //!
 //! # Layout
 //!
@@ -21,6 +23,7 @@
 //! | [`client`] | the HTTPS client used for checks and watches |
 //! | [`cpu`] | CPU time per process from `/proc`, and the share of foreign processes |
 //! | [`watch`] | watch-event latency on the control plane |
+//! | [`mutation`] | mutation and read latency on the control plane, direct vs pathgate |
 //! | [`report`] | the Markdown tables and ratios |
 //!
 //! It is a `harness = false` bench target: `cargo test` never runs it (and when a
@@ -29,6 +32,7 @@
 mod children;
 mod client;
 mod cpu;
+mod mutation;
 mod report;
 mod upstream;
 mod watch;
@@ -58,6 +62,12 @@ struct Options {
     watch_events: usize,
     watch_warmup: usize,
     watch: bool,
+    /// Measure mutations and reads on the control plane ([`mutation`]).
+    mutations: bool,
+    /// Only that: no canned upstream, no watch.
+    mutations_only: bool,
+    /// Requests per operation and route in the mutation case.
+    mutation_requests: usize,
     /// How many times each case goes through every route, interleaved and alternating
     /// in order (A B C C B A...), so that ratios compare runs made under the same machine
     /// conditions.
@@ -80,6 +90,9 @@ impl Options {
             watch_events: 50,
             watch_warmup: 5,
             watch: true,
+            mutations: true,
+            mutations_only: false,
+            mutation_requests: 150,
             rounds: 3,
             routes: Route::ALL.to_vec(),
             baseline: None,
@@ -95,6 +108,9 @@ impl Options {
             };
             match arg.as_str() {
                 "--bench" => {}
+                "--no-mutations" => options.mutations = false,
+                "--mutations-only" => options.mutations_only = true,
+                "--mutation-requests" => options.mutation_requests = number(arg)? as usize,
                 "--seconds" => options.settings.duration = Duration::from_secs(number(arg)?),
                 "--warmup-seconds" => options.settings.warmup = Duration::from_secs(number(arg)?),
                 "--connections" => options.settings.connections = number(arg)? as u32,
@@ -122,7 +138,7 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --rounds N --routes haproxy,pathgate,allow-all,spool,ledger,baseline --baseline BINARY"
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --rounds N --routes haproxy,pathgate,allow-all,spool,ledger,baseline --baseline BINARY"
                 ),
             }
         }
@@ -188,6 +204,14 @@ fn run(options: &Options) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if options.mutations_only {
+        let (_, mutations) =
+            runtime.block_on(control_plane(&dir, &cluster_dir, &certs, options))?;
+        let markdown = mutations.map(|m| m.markdown()).unwrap_or_default();
+        std::fs::write(dir.join("results.md"), &markdown)?;
+        println!("{markdown}");
+        return Ok(());
+    }
 
     // The upstream.
     let me = std::env::current_exe()?;
@@ -400,11 +424,12 @@ fn run(options: &Options) -> anyhow::Result<()> {
     drop(baseline);
     drop(upstream_child);
 
-    let watch = if options.watch {
-        let delays = runtime.block_on(watch_latency(&dir, &cluster_dir, &certs, options))?;
-        Some((delays, options.watch_warmup))
+    let (watch, mutations) = if options.watch || options.mutations {
+        let (delays, mutations) =
+            runtime.block_on(control_plane(&dir, &cluster_dir, &certs, options))?;
+        (delays.map(|d| (d, options.watch_warmup)), mutations)
     } else {
-        None
+        (None, None)
     };
 
     let report = Report {
@@ -423,7 +448,11 @@ fn run(options: &Options) -> anyhow::Result<()> {
         measurements,
         watch,
     };
-    let markdown = report.markdown();
+    let mut markdown = report.markdown();
+    if let Some(mutations) = &mutations {
+        markdown.push('\n');
+        markdown.push_str(&mutations.markdown());
+    }
     std::fs::write(dir.join("results.md"), &markdown)?;
     println!("{markdown}");
     eprintln!(
@@ -433,13 +462,16 @@ fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The control plane, pathgate (binary) in front of it, and two watches.
-async fn watch_latency(
+/// The control plane, pathgate (binary) in front of it, the watches and the mutations.
+async fn control_plane(
     dir: &Path,
     cluster_dir: &Path,
     certs: &pathgate::tls::CertFiles,
     options: &Options,
-) -> anyhow::Result<watch::WatchDelays> {
+) -> anyhow::Result<(
+    Option<watch::WatchDelays>,
+    Option<mutation::MutationLatencies>,
+)> {
     eprintln!(
         "load benchmark: starting the control plane in {}",
         cluster_dir.display()
@@ -450,8 +482,32 @@ async fn watch_latency(
     let cluster = testcluster::Cluster::start(cluster_dir, &binaries, &source.versions)?;
     let running = cluster.info().clone();
     let token = running.admin_token()?;
+    let watch = if options.watch && !options.mutations_only {
+        Some(watch_latency(dir, &running, certs, &token, options).await?)
+    } else {
+        None
+    };
+    let mutations = if options.mutations || options.mutations_only {
+        Some(mutation_latency(dir, &running, certs, &token, options).await?)
+    } else {
+        None
+    };
+    cluster.stop()?;
+    Ok((watch, mutations))
+}
 
-    let mut command = Command::new(dir.join("pathgate"));
+/// `pathgate serve` (passthrough, observe mode, `policy`) in front of the control plane.
+fn control_plane_pathgate(
+    dir: &Path,
+    binary: &Path,
+    running: &testcluster::RunningCluster,
+    certs: &pathgate::tls::CertFiles,
+    name: &str,
+    policy: &str,
+) -> anyhow::Result<(ChildProcess, std::net::SocketAddr)> {
+    let config = dir.join(format!("policy-{name}.yaml"));
+    std::fs::write(&config, policy)?;
+    let mut command = Command::new(binary);
     command
         .arg("serve")
         .arg("--upstream-kubeconfig")
@@ -469,12 +525,27 @@ async fn watch_latency(
         .arg("--tls-key")
         .arg(&certs.server_key)
         .arg("--config")
-        .arg(dir.join("policy.yaml"))
+        .arg(&config)
         .args(["--mode", "observe"]);
-    let mut pathgate_child =
-        ChildProcess::spawn("pathgate (watch)", command, &dir.join("pathgate-watch.log"))?;
-    let pathgate_addr = pathgate_child.announced_address("pathgate listening on https://")?;
+    let mut child = ChildProcess::spawn(
+        &format!("pathgate ({name})"),
+        command,
+        &dir.join(format!("pathgate-{name}.log")),
+    )?;
+    let addr = child.announced_address("pathgate listening on https://")?;
+    Ok((child, addr))
+}
 
+/// Two watches, one direct and one through pathgate.
+async fn watch_latency(
+    dir: &Path,
+    running: &testcluster::RunningCluster,
+    certs: &pathgate::tls::CertFiles,
+    token: &str,
+    options: &Options,
+) -> anyhow::Result<watch::WatchDelays> {
+    let (pathgate_child, pathgate_addr) =
+        control_plane_pathgate(dir, &dir.join("pathgate"), running, certs, "watch", POLICY)?;
     let direct = watch::WatchTarget {
         base_url: running.apiserver.clone(),
         client: client::trusting(&running.dir.ca_cert())?,
@@ -490,14 +561,80 @@ async fn watch_latency(
     let delays = watch::measure(
         direct,
         through_pathgate,
-        &token,
+        token,
         options.watch_warmup,
         options.watch_events,
     )
     .await;
     drop(pathgate_child);
-    cluster.stop()?;
     delays
+}
+
+/// One-at-a-time GETs and merge PATCHes, direct and through pathgate with its ledger on.
+async fn mutation_latency(
+    dir: &Path,
+    running: &testcluster::RunningCluster,
+    certs: &pathgate::tls::CertFiles,
+    token: &str,
+    options: &Options,
+) -> anyhow::Result<mutation::MutationLatencies> {
+    let policy = format!(
+        "{POLICY}ledger:\n  dir: {}\n",
+        dir.join("ledger-mutations").display()
+    );
+    let (pathgate_child, pathgate_addr) = control_plane_pathgate(
+        dir,
+        &dir.join("pathgate"),
+        running,
+        certs,
+        "mutations",
+        &policy,
+    )?;
+    let baseline = match &options.baseline {
+        Some(binary) => {
+            let policy = format!(
+                "{POLICY}ledger:\n  dir: {}\n",
+                dir.join("ledger-mutations-baseline").display()
+            );
+            Some(control_plane_pathgate(
+                dir,
+                binary,
+                running,
+                certs,
+                "mutations-baseline",
+                &policy,
+            )?)
+        }
+        None => None,
+    };
+    let through = |addr: std::net::SocketAddr| -> anyhow::Result<mutation::Target> {
+        Ok(mutation::Target {
+            base_url: format!("https://localhost:{}", addr.port()),
+            client: client::trusting(&certs.ca_cert)?,
+        })
+    };
+    let mut routes = vec![
+        (
+            "direct",
+            mutation::Target {
+                base_url: running.apiserver.clone(),
+                client: client::trusting(&running.dir.ca_cert())?,
+            },
+        ),
+        ("pathgate", through(pathgate_addr)?),
+    ];
+    if let Some((_, addr)) = &baseline {
+        routes.push(("baseline", through(*addr)?));
+    }
+    eprintln!(
+        "load benchmark: mutations and reads, {} requests per operation and route",
+        options.mutation_requests
+    );
+    let rounds = options.rounds.max(2);
+    let latencies = mutation::measure(routes, token, rounds, options.mutation_requests, 10).await;
+    drop(baseline);
+    drop(pathgate_child);
+    latencies
 }
 
 /// Copies this checkout's `pathgate` binary into the run directory at once.

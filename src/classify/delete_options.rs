@@ -13,7 +13,7 @@
 //! `DeleteOptions`, or whose fields have the wrong types, is refused by the apiserver and
 //! reported here as undecodable (opaque), never as defaults.
 
-use super::analysis::DeleteOptions;
+use super::object::DeleteOptions;
 use super::query::{dry_run_values, go_bool, Query};
 use super::tree::Node;
 

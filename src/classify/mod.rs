@@ -18,6 +18,8 @@
 //! | `field_selector.rs` | `fieldSelector=metadata.name=<n>` naming a list's object |
 //! | `analysis.rs` | [`analyse`]: body -> [`Analysis`] (patch type, whole object, options) |
 //! | `paths.rs` | touched paths of JSON patch, merge patch, strategic merge patch, objects |
+//! | `media_type.rs` | [`PatchType`] and [`BodyFormat`] from a `Content-Type`, as the apiserver reads it |
+//! | `object.rs` | [`ObjectIdentity`] and [`DeleteOptions`]: what a body says, shared by the readers below |
 //! | `delete_options.rs` | DeleteOptions from the body *or* the query, as the apiserver reads them |
 //! | `tree.rs`, `tree/yaml.rs` | a borrowed JSON tree: JSON and YAML bodies read once, as the apiserver reads them, nested at most 127 levels; ambiguous YAML refused |
 //! | `protobuf.rs` | a bounded reader for the `k8s\0` protobuf envelope, ObjectMeta, DeleteOptions |
@@ -25,15 +27,16 @@
 mod analysis;
 mod delete_options;
 mod field_selector;
+mod media_type;
+mod object;
 mod paths;
 mod protobuf;
 mod query;
 mod request_info;
 mod tree;
 
-pub use analysis::{
-    analyse, Analysis, BodyFormat, DeleteOptions, ObjectIdentity, OwnerReference, PatchType,
-    WholeObject, SSA_WHOLE_OBJECT_MIN_LEAVES,
-};
+pub use analysis::{analyse, Analysis, WholeObject, SSA_WHOLE_OBJECT_MIN_LEAVES};
+pub use media_type::{BodyFormat, PatchType};
+pub use object::{DeleteOptions, ObjectIdentity, OwnerReference};
 pub use paths::MAX_TOUCHED_PATHS;
 pub use request_info::{request_info, ClassifyError, RequestInfo, Scope, Verb};

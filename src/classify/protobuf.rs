@@ -21,7 +21,7 @@
 //! UTF-8. Unknown fields are skipped, as protobuf requires. A body that breaks any rule is
 //! reported as opaque by the caller, never guessed at.
 
-use super::analysis::{DeleteOptions, ObjectIdentity, OwnerReference};
+use super::object::{DeleteOptions, ObjectIdentity, OwnerReference};
 
 /// The magic prefix of every Kubernetes protobuf body.
 pub(crate) const MAGIC: &[u8; 4] = b"k8s\0";

@@ -70,8 +70,22 @@ impl Verb {
         )
     }
 
+    /// Every verb, in the order the apiserver documents them.
+    pub const ALL: [Verb; 10] = [
+        Verb::Get,
+        Verb::List,
+        Verb::Watch,
+        Verb::Create,
+        Verb::Update,
+        Verb::Patch,
+        Verb::Delete,
+        Verb::DeleteCollection,
+        Verb::Connect,
+        Verb::NonResource,
+    ];
+
     /// The lowercase Kubernetes spelling (`deletecollection`, `nonresource`, ...).
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Verb::Get => "get",
             Verb::List => "list",

@@ -5,7 +5,7 @@
 //! [`safe_query`], [`token_fingerprint`]), the bounded queue, the spool (JSONL segments in
 //! `ledger.dir`, the source of truth and the JSONL ledger itself), the sinks, their
 //! cursors and retries, and the ledger's counters. Request metrics are derived here too,
-//! from the same entry ([`crate::metrics::Metrics::observe_entry`]), so the proxy calls one
+//! from the same entry ([`observe`]), so the proxy calls one
 //! thing per request.
 //!
 //! Does not own: deciding what goes into an entry (the proxy fills it), or refusing a
@@ -49,7 +49,7 @@
 //!      released to the client (for a denial pathgate answers itself: same rule);
 //!    - everything else: `ledger.record(entry)` (never blocks).
 //!
-//!    Both also update the request metrics ([`Metrics::observe_entry`]): the proxy does not
+//!    Both also update the request metrics ([`observe`]): the proxy does not
 //!    count requests itself. It holds [`Metrics::open_watch`] / [`Metrics::open_upgrade`]
 //!    guards while streams are open.
 //! 5. At shutdown, after the listener drained: `tasks.shutdown(grace).await`.
@@ -70,6 +70,7 @@ mod config;
 mod entry;
 pub mod examples;
 mod line;
+mod observe;
 mod redact;
 mod sink;
 mod spool;
@@ -97,6 +98,7 @@ pub use entry::{
     ResponseEnd, ResponseRecord, RewriteRecord, SentForwarded, Side, TargetRecord, SCHEMA,
 };
 pub use line::{write_line, LineError};
+pub use observe::observe;
 pub use redact::{
     capture_body, redact_body, safe_query, token_fingerprint, MAX_QUERY_CHARS, REDACTED,
 };
@@ -341,7 +343,7 @@ impl Ledger {
     /// blocks: when the queue is full the entry is dropped, counted
     /// (`pathgate_ledger_entries_total{sink="spool",outcome="dropped"}`) and logged.
     pub fn record(&self, mut entry: Entry) {
-        self.inner.metrics.observe_entry(&entry);
+        observe(&self.inner.metrics, &entry);
         entry.ledger_dropped = self.dropped_so_far();
         let written = {
             let mut reads = self.inner.reads.lock().expect("ledger reads lock");
@@ -382,7 +384,7 @@ impl Ledger {
     /// fsync. Fails after [`LedgerSettings::durable_timeout`] or on an I/O error.
     pub async fn record_durable(&self, entry: Entry) -> Result<(), LedgerError> {
         if entry.phase == Phase::Outcome {
-            self.inner.metrics.observe_entry(&entry);
+            observe(&self.inner.metrics, &entry);
         }
         self.send_durable(entry).await
     }

@@ -8,36 +8,37 @@
 //! "no data", and the dashboard test can see every name.
 //!
 //! Does not own: deciding what happened. Request metrics are derived from the ledger entry
-//! ([`Metrics::observe_entry`], called by the ledger on every outcome), so the ledger and the
-//! metrics can never disagree. Gauges of things in flight (watches, upgrades) are held by
-//! the proxy through [`GaugeGuard`]s.
+//! by the ledger on every outcome (`ledger::observe`, through the typed methods here:
+//! [`Metrics::request`], [`Metrics::finding`], ...), so the ledger and the metrics can never
+//! disagree; this module knows the vocabulary (verbs, actions, rules, failure kinds), not the
+//! entry. Gauges of things in flight (watches, upgrades) are held by the proxy through
+//! [`GaugeGuard`]s.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
-use crate::ledger::{Action, Entry, ErrorKind, Phase, ResponseEnd, Side};
+use crate::classify::Verb;
+use crate::failure::ErrorKind;
+use crate::policy::{Action, RuleId};
 
-/// Kubernetes verbs as the ledger writes them: the closed `verb` label set.
-pub const VERBS: [&str; 10] = [
-    "get",
-    "list",
-    "watch",
-    "create",
-    "update",
-    "patch",
-    "delete",
-    "deletecollection",
-    "connect",
-    "nonresource",
-];
+/// Kubernetes verbs as the ledger writes them ([`Verb::as_str`]): the closed `verb` label set.
+pub const VERBS: [&str; Verb::ALL.len()] = {
+    let mut names = [""; Verb::ALL.len()];
+    let mut index = 0;
+    while index < names.len() {
+        names[index] = Verb::ALL[index].as_str();
+        index += 1;
+    }
+    names
+};
 
 /// The `decision` label of a request that failed before policy decided anything.
 pub const NO_DECISION: &str = "none";
 
 /// Number of rules in the catalog, pre-created as label values: it follows the catalog.
-pub const RULE_COUNT: u16 = crate::policy::RuleId::ALL.len() as u16;
+pub const RULE_COUNT: u16 = RuleId::ALL.len() as u16;
 
 /// The ledger's sinks: the `sink` label set of `pathgate_ledger_entries_total`.
 pub const LEDGER_SINKS: [&str; 4] = ["spool", "stdout", "webhook", "otlp"];
@@ -150,6 +151,28 @@ impl ConnectionTimeout {
             ConnectionTimeout::Idle => "idle",
             ConnectionTimeout::Http2Keepalive => "http2_keepalive",
             ConnectionTimeout::BodyRead => "body_read",
+        }
+    }
+}
+
+/// How a response that did not end whole ended: the `end` label set of the cut-short
+/// counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutShort {
+    /// The client went away before the end.
+    ClientAborted,
+    /// The upstream broke the body off.
+    UpstreamError,
+}
+
+impl CutShort {
+    pub const ALL: [CutShort; 2] = [CutShort::ClientAborted, CutShort::UpstreamError];
+
+    /// The ledger's name for the same end (`response.end`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CutShort::ClientAborted => "client_aborted",
+            CutShort::UpstreamError => "upstream_error",
         }
     }
 }
@@ -316,13 +339,13 @@ impl Metrics {
                 self.request_duration.with_label_values(&[verb]);
             }
         }
-        for rule in known_rules().chain([OTHER_RULE.to_owned()]) {
-            self.unsafe_mutations.with_label_values(&[&rule]);
+        for rule in known_rules().chain([OTHER_RULE]) {
+            self.unsafe_mutations.with_label_values(&[rule]);
             for action in Action::ALL
                 .iter()
                 .filter(|action| **action != Action::Allow)
             {
-                self.decisions.with_label_values(&[action.as_str(), &rule]);
+                self.decisions.with_label_values(&[action.as_str(), rule]);
             }
         }
         for kind in ErrorKind::ALL {
@@ -343,7 +366,7 @@ impl Metrics {
         for kind in ConnectionTimeout::ALL {
             self.connection_timeouts.with_label_values(&[kind.as_str()]);
         }
-        for end in [ResponseEnd::ClientAborted, ResponseEnd::UpstreamError] {
+        for end in CutShort::ALL {
             for mutation in ["true", "false"] {
                 self.responses_cut_short
                     .with_label_values(&[end.as_str(), mutation]);
@@ -351,62 +374,54 @@ impl Metrics {
         }
     }
 
-    /// Derives the request metrics from one ledger entry. The ledger calls this for every
-    /// outcome entry it accepts; intents are not requests and are ignored.
-    pub fn observe_entry(&self, entry: &Entry) {
-        if entry.phase != Phase::Outcome {
+    /// Counts one request by its verb (`None`: unclassified, counted as `nonresource`) and
+    /// its decision's action (`None`: it failed before a decision).
+    pub fn request(&self, verb: Option<Verb>, decision: Option<Action>) {
+        let decision = decision.map_or(NO_DECISION, Action::as_str);
+        self.requests
+            .with_label_values(&[verb_label(verb), decision])
+            .inc();
+    }
+
+    /// Counts one finding by the action its rule took (`None`: a rule id outside the
+    /// catalog, counted as `other`); on a mutation, also as an unsafe mutation.
+    pub fn finding(&self, action: Action, rule: Option<RuleId>, mutation: bool) {
+        if action == Action::Allow {
             return;
         }
-        let verb = verb_label(&entry.request.verb);
-        let decision = entry
-            .decision
-            .as_ref()
-            .map(|decision| decision.action.as_str())
-            .unwrap_or(NO_DECISION);
-        self.requests.with_label_values(&[verb, decision]).inc();
-
-        if let Some(decision) = &entry.decision {
-            for finding in &decision.findings {
-                if finding.action == Action::Allow {
-                    continue;
-                }
-                let rule = rule_label(&finding.rule);
-                self.decisions
-                    .with_label_values(&[finding.action.as_str(), rule])
-                    .inc();
-                if entry.request.mutation {
-                    self.unsafe_mutations.with_label_values(&[rule]).inc();
-                }
-            }
+        let rule = rule.map_or(OTHER_RULE, RuleId::as_str);
+        self.decisions
+            .with_label_values(&[action.as_str(), rule])
+            .inc();
+        if mutation {
+            self.unsafe_mutations.with_label_values(&[rule]).inc();
         }
+    }
 
-        if verb != "watch" && verb != "connect" {
-            if let Some(duration_ms) = entry.duration_ms {
-                self.request_duration
-                    .with_label_values(&[verb])
-                    .observe(duration_ms / 1000.0);
-            }
+    /// Observes a request's duration; watches and connects (long-running) are left out, as
+    /// the apiserver does.
+    pub fn request_duration(&self, verb: Option<Verb>, seconds: f64) {
+        if matches!(verb, Some(Verb::Watch | Verb::Connect)) {
+            return;
         }
+        self.request_duration
+            .with_label_values(&[verb_label(verb)])
+            .observe(seconds);
+    }
 
-        if let Some(error) = &entry.error {
-            if error.side == Side::Upstream {
-                self.upstream_errors
-                    .with_label_values(&[error.kind.as_str()])
-                    .inc();
-            }
-        }
+    /// Counts a request the upstream side failed.
+    pub fn upstream_error(&self, kind: ErrorKind) {
+        self.upstream_errors
+            .with_label_values(&[kind.as_str()])
+            .inc();
+    }
 
-        let end = entry.response.as_ref().and_then(|response| response.end);
-        if let Some(end @ (ResponseEnd::ClientAborted | ResponseEnd::UpstreamError)) = end {
-            let mutation = if entry.request.mutation {
-                "true"
-            } else {
-                "false"
-            };
-            self.responses_cut_short
-                .with_label_values(&[end.as_str(), mutation])
-                .inc();
-        }
+    /// Counts a response that did not end whole.
+    pub fn response_cut_short(&self, end: CutShort, mutation: bool) {
+        let mutation = if mutation { "true" } else { "false" };
+        self.responses_cut_short
+            .with_label_values(&[end.as_str(), mutation])
+            .inc();
     }
 
     /// Counts ledger entries for one sink and outcome; both must be from the closed sets
@@ -499,32 +514,17 @@ impl Drop for GaugeGuard {
     }
 }
 
-/// The `rule` label of a finding whose id is not `PG` + three digits.
+/// The `rule` label of a finding whose id is not in the catalog.
 pub const OTHER_RULE: &str = "other";
 
-/// `PG001` ..= the catalog's last rule.
-fn known_rules() -> impl Iterator<Item = String> {
-    (1..=RULE_COUNT).map(|number| format!("PG{number:03}"))
+/// Every rule id of the catalog, in order.
+fn known_rules() -> impl Iterator<Item = &'static str> {
+    RuleId::ALL.into_iter().map(RuleId::as_str)
 }
 
-/// A rule id as a label: `PG` and three digits, else `other` (a label value never comes
-/// from free text).
-fn rule_label(rule: &str) -> &str {
-    let bytes = rule.as_bytes();
-    if bytes.len() == 5 && rule.starts_with("PG") && bytes[2..].iter().all(u8::is_ascii_digit) {
-        rule
-    } else {
-        OTHER_RULE
-    }
-}
-
-/// A verb as a label: one of [`VERBS`], else `nonresource` (an unclassified request).
-fn verb_label(verb: &str) -> &'static str {
-    VERBS
-        .iter()
-        .find(|known| **known == verb)
-        .copied()
-        .unwrap_or("nonresource")
+/// A verb as a label; an unclassified request is `nonresource`.
+fn verb_label(verb: Option<Verb>) -> &'static str {
+    verb.unwrap_or(Verb::NonResource).as_str()
 }
 
 #[cfg(test)]

@@ -95,6 +95,13 @@ impl RuleId {
     }
 }
 
+/// `finding.rule == "PG017"`: a rule id compares equal to its stable id.
+impl PartialEq<&str> for RuleId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

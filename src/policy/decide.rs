@@ -210,7 +210,7 @@ pub fn decide(
             decision.rewrites.extend(hit.rewrite);
         }
         decision.findings.push(Finding {
-            rule: rule.as_str(),
+            rule,
             action,
             message,
         });
@@ -1159,7 +1159,7 @@ pub fn findings_from_response(
     }
     let wanted = |rule: RuleId| {
         policy.rule_action(rule) != RuleAction::Off
-            && !decision.findings.iter().any(|f| f.rule == rule.as_str())
+            && !decision.findings.iter().any(|f| f.rule == rule)
     };
     if status == 409
         && info.verb == Verb::Create
@@ -1167,7 +1167,7 @@ pub fn findings_from_response(
         && wanted(RuleId::PG009)
     {
         findings.push(Finding {
-            rule: RuleId::PG009.as_str(),
+            rule: RuleId::PG009,
             action: Action::Flag,
             message: format!(
                 "PG009 redundant-create: {}",
@@ -1180,7 +1180,7 @@ pub fn findings_from_response(
         && wanted(RuleId::PG015)
     {
         findings.push(Finding {
-            rule: RuleId::PG015.as_str(),
+            rule: RuleId::PG015,
             action: Action::Flag,
             message: format!(
                 "PG015 retry-loop: {}",

@@ -1,7 +1,12 @@
 //! Effect scope: the leaf paths that actually differ between an object before and after a
-//! mutation (pre-image from a GET, post-image from a dry run or the response).
+//! mutation (pre-image from a GET, post-image from a dry run or the response), and what a
+//! session's dry run of a mutation teaches about the same request sent for real
+//! ([`Rehearsal`]).
+
+use std::sync::Arc;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Metadata the apiserver maintains itself or that restates the payload rather than the
 /// effect; a change there is not something the agent chose to change.
@@ -29,6 +34,88 @@ pub fn effect_paths(before: &Value, after: &Value) -> Vec<String> {
     let mut paths = Vec::new();
     diff(before, after, &mut String::new(), &mut paths);
     paths
+}
+
+/// What a session's successful server dry run of a patch or update measured: the effect
+/// the same request has when sent for real, as long as the object does not change first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rehearsal {
+    /// The dry run's effect: [`effect_paths`] of the pre-image and the dry run's answer.
+    pub effect_paths: Vec<String>,
+    /// [`effect_digest`] of the dry run's answer: the real answer has the same digest when
+    /// the object was unchanged in between, which confirms the effect.
+    pub post_image: [u8; 32],
+}
+
+/// What the effect of a forwarded patch or update is measured against, known before it
+/// is forwarded.
+#[derive(Debug, Clone, Default)]
+pub enum EffectBasis {
+    /// Nothing: not a patch or update of an object, or its target could not be fetched.
+    #[default]
+    Unmeasured,
+    /// The target as fetched before forwarding.
+    PreImage(Value),
+    /// The session's dry run of the same request (no fetch needed).
+    Rehearsed(Arc<Rehearsal>),
+}
+
+impl EffectBasis {
+    /// The effect of the mutation whose successful answer is `after`; `None` when it
+    /// cannot be known (a rehearsed request whose object changed since its dry run).
+    pub fn measure(&self, after: &Value) -> Option<Vec<String>> {
+        match self {
+            EffectBasis::Unmeasured => None,
+            EffectBasis::PreImage(before) => Some(effect_paths(before, after)),
+            EffectBasis::Rehearsed(rehearsal) => (effect_digest(after) == rehearsal.post_image)
+                .then(|| rehearsal.effect_paths.clone()),
+        }
+    }
+}
+
+/// A SHA-256 of `object` without the fields [`effect_paths`] ignores: two answers with the
+/// same digest differ in nothing an effect would report. Object keys are visited in
+/// sorted order (serde_json's map), so equal objects hash equal.
+pub fn effect_digest(object: &Value) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    digest(object, &mut String::new(), &mut hasher);
+    hasher.finalize().into()
+}
+
+fn digest(value: &Value, path: &mut String, hasher: &mut Sha256) {
+    if IGNORED.contains(&path.as_str()) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            hasher.update(b"{");
+            for (key, item) in map {
+                let len = path.len();
+                push_segment(path, key);
+                hasher.update((key.len() as u64).to_le_bytes());
+                hasher.update(key.as_bytes());
+                digest(item, path, hasher);
+                path.truncate(len);
+            }
+            hasher.update(b"}");
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            for (index, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&index.to_string());
+                digest(item, path, hasher);
+                path.truncate(len);
+            }
+            hasher.update(b"]");
+        }
+        scalar => {
+            let text = scalar.to_string();
+            hasher.update((text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+        }
+    }
 }
 
 fn diff(before: &Value, after: &Value, path: &mut String, out: &mut Vec<String>) {
@@ -117,6 +204,58 @@ fn push_segment(path: &mut String, key: &str) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_rehearsal_confirms_its_effect_only_on_the_answer_it_predicted() {
+        let dry_run_answer = json!({
+            "metadata": {"name": "app", "resourceVersion": "7", "managedFields": [{"time": "10:00"}]},
+            "data": {"mode": "fast", "level": "info"}
+        });
+        let rehearsal = Arc::new(Rehearsal {
+            effect_paths: vec!["/data/mode".into()],
+            post_image: effect_digest(&dry_run_answer),
+        });
+        let basis = EffectBasis::Rehearsed(rehearsal);
+        // The real answer differs only in what the apiserver maintains itself.
+        let real = json!({
+            "metadata": {"name": "app", "resourceVersion": "8", "managedFields": [{"time": "10:01"}]},
+            "data": {"level": "info", "mode": "fast"}
+        });
+        assert_eq!(basis.measure(&real), Some(vec!["/data/mode".to_string()]));
+        // Someone changed the object between the dry run and the request: unknown.
+        let changed = json!({
+            "metadata": {"name": "app", "resourceVersion": "9"},
+            "data": {"mode": "fast", "level": "debug"}
+        });
+        assert_eq!(basis.measure(&changed), None);
+        assert_eq!(EffectBasis::Unmeasured.measure(&real), None);
+        let before =
+            json!({"metadata": {"name": "app"}, "data": {"mode": "slow", "level": "info"}});
+        assert_eq!(
+            EffectBasis::PreImage(before).measure(&real),
+            Some(vec!["/data/mode".to_string()])
+        );
+    }
+
+    #[test]
+    fn digests_tell_values_and_shapes_apart() {
+        assert_ne!(
+            effect_digest(&json!({"a": "1"})),
+            effect_digest(&json!({"a": 1}))
+        );
+        assert_ne!(
+            effect_digest(&json!({"a": ["b"]})),
+            effect_digest(&json!({"a": "b"}))
+        );
+        assert_ne!(
+            effect_digest(&json!({"ab": ""})),
+            effect_digest(&json!({"a": "b"}))
+        );
+        assert_eq!(
+            effect_digest(&json!({"a": 1, "status": {"x": 1}})),
+            effect_digest(&json!({"a": 1, "status": {"x": 2}}))
+        );
+    }
 
     #[test]
     fn one_image_change_is_one_path_even_when_the_template_is_restated() {

@@ -47,7 +47,7 @@ pub use decide::{
     decide, findings_from_response, needs_target, target_path, CONFIRM_ANNOTATION,
     IMPERSONATION_REFUSAL,
 };
-pub use effect::effect_paths;
+pub use effect::{effect_digest, effect_paths, EffectBasis, Rehearsal};
 pub use fingerprint::Fingerprint;
 pub use objects::{Glob, ObjectPattern, ObjectPatternFile};
 pub use session::{SessionError, SessionLimits, SessionStats, SessionStore};
@@ -118,6 +118,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, weakest first: the closed `decision` and `action` label sets.
+    pub const ALL: [Action; 5] = [
+        Action::Allow,
+        Action::Flag,
+        Action::Rewrite,
+        Action::Confirm,
+        Action::Deny,
+    ];
+
     /// The lowercase name used in the ledger and in metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -152,8 +161,8 @@ pub enum Rewrite {
 /// One rule's verdict on a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Stable rule id, e.g. `PG004`.
-    pub rule: &'static str,
+    /// The rule, e.g. `PG004`.
+    pub rule: RuleId,
     /// What the rule does with the request in the current mode (see [`Decision`]).
     pub action: Action,
     /// `PGxxx name: what was seen. How to comply.` — shown to the agent in a Warning or a
@@ -218,9 +227,24 @@ impl Decision {
         }
     }
 
+    /// The impersonation guard's verdict, whatever the mode or the rule overrides said:
+    /// client-sent `Impersonate-*` headers under pathgate's own credentials would lend
+    /// pathgate's identity to whoever the client names (PG017).
+    pub fn deny_impersonation(&mut self) {
+        self.action = Action::Deny;
+        self.enforce_action = Action::Deny;
+        if !self.findings.iter().any(|f| f.rule == RuleId::PG017) {
+            self.findings.push(Finding {
+                rule: RuleId::PG017,
+                action: Action::Deny,
+                message: format!("PG017 impersonation: {IMPERSONATION_REFUSAL}"),
+            });
+        }
+    }
+
     /// The rule ids of all findings, in order.
     pub fn rule_ids(&self) -> Vec<&'static str> {
-        self.findings.iter().map(|f| f.rule).collect()
+        self.findings.iter().map(|f| f.rule.as_str()).collect()
     }
 
     /// `Warning` header values (RFC 7234 `warn-code warn-agent "warn-text"`, code 299) for
@@ -279,6 +303,25 @@ impl Decision {
             confirm.token = Some(token);
         }
     }
+}
+
+/// The `Warning` a successful dry run of a patch or update answers with: what the same
+/// request would change, measured on the object before and the dry run's answer
+/// (`299 pathgate "pathgate: this dry run would change 1 field: /data/mode"`).
+pub fn rehearsal_warning(effect_paths: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let count = effect_paths.len();
+    let text = if count == 0 {
+        "pathgate: this dry run would change no field".to_string()
+    } else {
+        let mut shown = effect_paths[..count.min(SHOWN)].join(", ");
+        if count > SHOWN {
+            shown.push_str(&format!(", and {} more", count - SHOWN));
+        }
+        let noun = if count == 1 { "field" } else { "fields" };
+        format!("pathgate: this dry run would change {count} {noun}: {shown}")
+    };
+    warning_header_value(&text)
 }
 
 /// Formats one `Warning` header value: ASCII, escaped, bounded.

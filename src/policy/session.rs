@@ -1,7 +1,9 @@
 //! Session memory: what each session has done that later decisions depend on.
 //!
 //! Remembers, per session and per request [`Fingerprint`]: successful server dry runs
-//! (PG010), recent failures (PG015) and pending confirmation tokens. In memory only, no
+//! (PG010) and what they measured ([`Rehearsal`]: the effect the same request will have,
+//! used until the request is sent for real), recent failures (PG015) and pending
+//! confirmation tokens. In memory only, no
 //! I/O; bounded in sessions (least recently used evicted), entries per session and time
 //! (idle sessions expire). A restart forgets everything, which only makes pathgate
 //! stricter (a dry run must be repeated, a token re-issued).
@@ -9,11 +11,11 @@
 //! Time is passed in (`now: Instant`) so that tests can move the clock.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::decide::{decide, is_failure};
-use super::{Decision, Facts, Fingerprint, Policy, RequestContext, SessionFacts};
+use super::{Decision, Facts, Fingerprint, Policy, Rehearsal, RequestContext, SessionFacts};
 use crate::classify::{Analysis, RequestInfo};
 
 /// The bounds of a [`SessionStore`].
@@ -73,6 +75,10 @@ struct Session {
     last_used: Instant,
     /// Fingerprint -> when its last successful dry run was seen.
     dry_runs: HashMap<Fingerprint, Instant>,
+    /// Fingerprint -> what its last successful dry run measured, and when; forgotten once
+    /// the request, or any other mutation of the session, is forwarded for real (the
+    /// object has changed, or may have).
+    rehearsals: HashMap<Fingerprint, (Instant, Arc<Rehearsal>)>,
     /// Fingerprint -> failure times, oldest first.
     failures: HashMap<Fingerprint, VecDeque<Instant>>,
     tokens: Vec<PendingToken>,
@@ -83,6 +89,7 @@ impl Session {
         Session {
             last_used: now,
             dry_runs: HashMap::new(),
+            rehearsals: HashMap::new(),
             failures: HashMap::new(),
             tokens: Vec::new(),
         }
@@ -170,6 +177,9 @@ impl SessionStore {
         self.sweep(&mut inner, now);
         let mut evicted = 0;
         let entry = self.session_mut(&mut inner, session, now);
+        if !dry_run {
+            entry.rehearsals.remove(fingerprint);
+        }
         let failures = if (200..300).contains(&status) {
             entry.failures.remove(fingerprint);
             if dry_run {
@@ -207,6 +217,46 @@ impl SessionStore {
         };
         inner.stats.evicted_entries += evicted;
         failures
+    }
+
+    /// Remembers what a successful dry run of `fingerprint` measured, for the same request
+    /// sent for real ([`SessionStore::rehearsal`]).
+    pub fn record_rehearsal(
+        &self,
+        session: &str,
+        fingerprint: &Fingerprint,
+        rehearsal: Rehearsal,
+        now: Instant,
+    ) {
+        let limits = self.limits;
+        let mut inner = self.lock();
+        let entry = self.session_mut(&mut inner, session, now);
+        let mut evicted = 0;
+        if !entry.rehearsals.contains_key(fingerprint)
+            && entry.rehearsals.len() >= limits.max_entries_per_session
+        {
+            evicted += evict_oldest(&mut entry.rehearsals, |(t, _)| *t);
+        }
+        entry
+            .rehearsals
+            .insert(*fingerprint, (now, Arc::new(rehearsal)));
+        inner.stats.evicted_entries += evicted;
+    }
+
+    /// Forgets every rehearsal of `session`: a mutation sent for real may have changed the
+    /// objects they measured.
+    pub fn forget_rehearsals(&self, session: &str) {
+        if let Some(entry) = self.lock().sessions.get_mut(session) {
+            entry.rehearsals.clear();
+        }
+    }
+
+    /// What the session's last successful dry run of `fingerprint` measured, unless a
+    /// mutation has been forwarded for real in the session since.
+    pub fn rehearsal(&self, session: &str, fingerprint: &Fingerprint) -> Option<Arc<Rehearsal>> {
+        let inner = self.lock();
+        let (_, rehearsal) = inner.sessions.get(session)?.rehearsals.get(fingerprint)?;
+        Some(Arc::clone(rehearsal))
     }
 
     /// Issues a one-time token for `fingerprint` in `session`, valid for `window`. A newer

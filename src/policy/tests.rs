@@ -1474,11 +1474,7 @@ fn decision_table() {
             }
         }
         for finding in &decision.findings {
-            let prefix = format!(
-                "{} {}:",
-                finding.rule,
-                finding.rule.parse::<RuleId>().unwrap().name()
-            );
+            let prefix = format!("{} {}:", finding.rule, finding.rule.name());
             if !finding.message.starts_with(&prefix) || !finding.message.is_ascii() {
                 problems.push(format!(
                     "message does not start with {prefix:?}: {}",
@@ -1642,12 +1638,12 @@ fn warnings_are_escaped_ascii_and_bounded() {
     let decision = Decision {
         findings: vec![
             Finding {
-                rule: "PG001",
+                rule: RuleId::PG001,
                 action: Action::Flag,
                 message: "PG001 broad-patch: say \"hi\" \\ caf\u{e9}\nnext".to_string(),
             },
             Finding {
-                rule: "PG002",
+                rule: RuleId::PG002,
                 action: Action::Flag,
                 message: "x".repeat(5000),
             },
@@ -2271,4 +2267,74 @@ fn the_token_is_not_serialised() {
     assert!(!json.contains("secret-token"), "{json}");
     assert!(json.contains("\"window_seconds\":300"), "{json}");
     assert!(decision.status_message().unwrap().contains("secret-token"));
+}
+
+#[test]
+fn a_dry_runs_rehearsal_lasts_until_the_request_is_sent_for_real() {
+    let store = SessionStore::new(SessionLimits {
+        max_entries_per_session: 2,
+        ..SessionLimits::default()
+    });
+    let now = Instant::now();
+    let rehearsal = |path: &str| Rehearsal {
+        effect_paths: vec![path.to_string()],
+        post_image: [1; 32],
+    };
+    assert_eq!(store.rehearsal("r", &fp(1)), None, "nothing rehearsed yet");
+    store.record_rehearsal("r", &fp(1), rehearsal("/data/a"), now);
+    assert_eq!(
+        store.rehearsal("r", &fp(1)).unwrap().effect_paths,
+        vec!["/data/a"]
+    );
+    assert_eq!(store.rehearsal("other", &fp(1)), None, "per session");
+    assert_eq!(store.rehearsal("r", &fp(2)), None, "per request");
+
+    // Another dry run of the same request keeps it; the request sent for real ends it.
+    store.record_outcome("r", &fp(1), 200, true, WINDOW, now);
+    assert!(store.rehearsal("r", &fp(1)).is_some());
+    store.record_outcome("r", &fp(1), 200, false, WINDOW, now);
+    assert_eq!(
+        store.rehearsal("r", &fp(1)),
+        None,
+        "consumed by the real request"
+    );
+
+    // Any mutation sent for real ends every rehearsal of the session.
+    store.record_rehearsal("r", &fp(6), rehearsal("/data/f"), now);
+    store.forget_rehearsals("r");
+    assert_eq!(store.rehearsal("r", &fp(6)), None);
+
+    // Bounded per session: the oldest goes first.
+    store.record_rehearsal("r", &fp(3), rehearsal("/data/c"), now);
+    store.record_rehearsal(
+        "r",
+        &fp(4),
+        rehearsal("/data/d"),
+        now + Duration::from_secs(1),
+    );
+    store.record_rehearsal(
+        "r",
+        &fp(5),
+        rehearsal("/data/e"),
+        now + Duration::from_secs(2),
+    );
+    assert_eq!(store.rehearsal("r", &fp(3)), None);
+    assert!(store.rehearsal("r", &fp(4)).is_some() && store.rehearsal("r", &fp(5)).is_some());
+    assert!(store.stats().evicted_entries >= 1);
+}
+
+#[test]
+fn a_dry_run_warning_names_what_it_would_change() {
+    assert_eq!(
+        crate::policy::rehearsal_warning(&["/spec/template/spec/containers/0/image".into()]),
+        "299 pathgate \"pathgate: this dry run would change 1 field: /spec/template/spec/containers/0/image\""
+    );
+    let many: Vec<String> = (0..10).map(|i| format!("/data/k{i}")).collect();
+    let warning = crate::policy::rehearsal_warning(&many);
+    assert!(
+        warning.contains("would change 10 fields: /data/k0, ")
+            && warning.ends_with(", and 2 more\""),
+        "{warning}"
+    );
+    assert!(crate::policy::rehearsal_warning(&[]).contains("would change no field"));
 }

@@ -1,5 +1,7 @@
-//! The gate between classification and forwarding: analysis, facts, the policy decision,
-//! and the rewrites a decision asks for, applied to the query and body.
+//! The gate between classification and forwarding: the [`Gate`] the request path asks,
+//! and its production implementation ([`PolicyGate`]): analysis, facts, the policy
+//! decision, the impersonation guard, and the rewrites a decision asks for, applied to the
+//! query and body.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,17 +11,98 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http_body_util::BodyExt;
 
-use super::handler::{Exchange, Gate, GateOutcome, GateRequest};
+use super::error::PathError;
+use super::exchange::Exchange;
+use super::identity::ClientIdentity;
 use super::AuthMode;
 use crate::classify::{self, Analysis, RequestInfo};
 use crate::config::PolicyHandle;
 use crate::ledger::TargetRecord;
 use crate::policy::{
-    self, Action, Facts, Fingerprint, RequestContext, Rewrite, SessionLimits, SessionStore,
-    TargetFact,
+    self, Action, EffectBasis, Facts, Fingerprint, Rehearsal, RequestContext, Rewrite,
+    SessionLimits, SessionStore, TargetFact,
 };
-use crate::status::{full_body, Status};
+use crate::status::full_body;
+use crate::trace::TraceId;
 use crate::upstream::Upstream;
+use http::{HeaderMap, Method};
+
+/// What the gate is asked about one request.
+pub struct GateRequest<'a> {
+    pub trace_id: TraceId,
+    pub session: &'a str,
+    pub identity: &'a ClientIdentity,
+    pub info: &'a RequestInfo,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+    /// The `Authorization` value the upstream will see (passthrough: the client's own),
+    /// used when the gate fetches facts.
+    pub upstream_authorization: Option<&'a HeaderValue>,
+}
+
+/// The gate's answer: deny, or forward (possibly rewritten) with warnings.
+#[derive(Debug, Default)]
+pub struct GateOutcome {
+    pub analysis: Option<Analysis>,
+    pub decision: Option<policy::Decision>,
+    /// `Some`: answer with this refusal instead of forwarding.
+    pub deny: Option<PathError>,
+    /// `Warning` header values (`299 pathgate "..."`).
+    pub warnings: Vec<String>,
+    /// A rewritten query string to forward instead of the client's.
+    pub query: Option<String>,
+    /// A rewritten body to forward instead of the client's.
+    pub body: Option<Bytes>,
+    /// The request's session-memory key, kept for [`Gate::observe_response`].
+    pub fingerprint: Option<crate::policy::Fingerprint>,
+    /// What the effect of a patch or update is measured against once it is answered.
+    pub effect: EffectBasis,
+    /// The target to fetch as the pre-image of effect scope before forwarding
+    /// ([`Gate::fetch_pre_image`]): no rule needed it to decide, so the fetch can overlap
+    /// the intent's fsync, or the request itself when it is a dry run.
+    pub pre_image_path: Option<String>,
+    /// The request is forwarded as a server dry run (the client's, or rehearse mode's): it
+    /// changes nothing, so its pre-image can be fetched while it is sent.
+    pub dry_run: bool,
+    /// What the gate's GET of the target showed, for the ledger's `target`.
+    pub target: Option<crate::ledger::TargetRecord>,
+}
+
+/// Classification and policy, as seen by the request path.
+pub trait Gate: Send + Sync {
+    /// Decides what to do with one request.
+    fn evaluate<'a>(
+        &'a self,
+        request: GateRequest<'a>,
+    ) -> Pin<Box<dyn std::future::Future<Output = GateOutcome> + Send + 'a>>;
+
+    /// Learns the apiserver's answer to a forwarded request (dry-run successes, failures
+    /// for retry loops, 409 on create); returns extra `Warning` values for the response.
+    fn observe_response(&self, _exchange: &mut Exchange) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Fetches [`GateOutcome::pre_image_path`] with the upstream `authorization`: the
+    /// effect basis and what the ledger keeps of the target.
+    fn fetch_pre_image<'a>(
+        &'a self,
+        _path: &'a str,
+        _authorization: Option<&'a HeaderValue>,
+        _trace_id: TraceId,
+    ) -> Pin<Box<dyn std::future::Future<Output = (EffectBasis, Option<TargetRecord>)> + Send + 'a>>
+    {
+        Box::pin(async { (EffectBasis::Unmeasured, None) })
+    }
+
+    /// Learns the measured effect of a successful patch or update (`exchange.effect_paths`,
+    /// `after` its answer); returns a `Warning` value for the response (a dry run's effect).
+    fn observe_effect(&self, _exchange: &Exchange, _after: &serde_json::Value) -> Option<String> {
+        None
+    }
+}
 
 /// The header a client that can add headers uses to present a confirmation token.
 pub const CONFIRM_HEADER: &str = "x-pathgate-confirm";
@@ -268,148 +351,201 @@ fn dry_run_forwarded(analysis: Option<&Analysis>, decision: Option<&policy::Deci
         || decision.is_some_and(|d| d.rewrites.contains(&Rewrite::AddDryRun))
 }
 
+impl PolicyGate {
+    /// The request's analysis, the facts its rules need, the decision, and the rewrites
+    /// applied to the query and body.
+    async fn decide(&self, request: GateRequest<'_>) -> GateOutcome {
+        let info: &RequestInfo = request.info;
+        let policy = self.policy.current();
+        let (analysis, fingerprint) =
+            analyse(info, request.query, request.headers, request.body).await;
+        if let Some(refusal) = &analysis.refusal {
+            // A body pathgate cannot read as the apiserver would is refused in every
+            // mode: forwarding it would pass what no rule could check.
+            return GateOutcome {
+                deny: Some(PathError::Unreadable(refusal.clone())),
+                fingerprint: Some(fingerprint),
+                analysis: Some(analysis),
+                ..GateOutcome::default()
+            };
+        }
+        let ctx = RequestContext {
+            session: request.session.to_string(),
+            fingerprint,
+            impersonation_headers: super::headers::has_impersonation(request.headers),
+            pathgate_credentials: self.auth != AuthMode::Passthrough,
+            confirm_token: request
+                .headers
+                .get(CONFIRM_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+        // The session's dry run of this same request measured its effect: rules judge on it,
+        // and the target need not be fetched again for effect scope.
+        let rehearsal = measures_effect(info)
+            .then(|| self.sessions.rehearsal(request.session, &fingerprint))
+            .flatten();
+        let (facts, pre_image_path) = self
+            .facts(&request, &analysis, &policy, rehearsal.as_deref())
+            .await;
+        let now = Instant::now();
+        let mut decision = self
+            .sessions
+            .decide(&policy, info, &analysis, &facts, &ctx, now);
+        let body_rewrite = body_rewrite(&request, &mut decision);
+        let mut outcome = GateOutcome {
+            warnings: decision.warnings(),
+            fingerprint: Some(fingerprint),
+            ..GateOutcome::default()
+        };
+        if decision.action.blocks() {
+            let message = decision
+                .status_message()
+                .unwrap_or_else(|| "pathgate denied this request".into());
+            // A refusal is an outcome of the request too (PG015 counts repeats).
+            self.sessions.record_outcome(
+                request.session,
+                &fingerprint,
+                403,
+                analysis.dry_run,
+                Duration::from_secs(policy.retry_loop.window_seconds),
+                now,
+            );
+            outcome.deny = Some(PathError::Denied(message));
+        } else if decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
+            outcome.query = Some(query_rewrite(&request, &decision.rewrites));
+            outcome.body = body_rewrite;
+        }
+        outcome.effect = match (rehearsal, &facts.target) {
+            (Some(rehearsal), _) => EffectBasis::Rehearsed(rehearsal),
+            (None, TargetFact::Present(object)) if measures_effect(info) => {
+                EffectBasis::PreImage(object.clone())
+            }
+            (None, _) => EffectBasis::Unmeasured,
+        };
+        outcome.target = target_record(&facts.target);
+        outcome.pre_image_path = pre_image_path;
+        outcome.dry_run = dry_run_forwarded(Some(&analysis), Some(&decision));
+        outcome.analysis = Some(analysis);
+        outcome.decision = Some(decision);
+        outcome
+    }
+
+    /// The facts the request's rules need: the effect its session's dry run measured, and
+    /// its target object when a rule needs it. Also the path of the pre-image of effect
+    /// scope still to fetch, when no rule needed the target and no dry run measured the
+    /// effect ([`GateOutcome::pre_image_path`]).
+    async fn facts(
+        &self,
+        request: &GateRequest<'_>,
+        analysis: &Analysis,
+        policy: &policy::Policy,
+        rehearsal: Option<&Rehearsal>,
+    ) -> (Facts, Option<String>) {
+        let info = request.info;
+        let mut facts = Facts {
+            effect_paths: rehearsal.map(|r| r.effect_paths.clone()),
+            ..Facts::default()
+        };
+        let pre_image = measures_effect(info) && rehearsal.is_none();
+        let Some(path) = policy::target_path(info, analysis) else {
+            return (facts, None);
+        };
+        if policy::needs_target(info, analysis, policy) {
+            let authorization = request.upstream_authorization;
+            let trace = request.trace_id.to_hex();
+            facts.target = self.fetch_target(&path, authorization, &trace).await;
+            return (facts, None);
+        }
+        // No rule reads the target: the pre-image is fetched later, beside the intent.
+        (facts, pre_image.then_some(path))
+    }
+}
+
+/// What the ledger keeps of a fetched target.
+fn target_record(target: &TargetFact) -> Option<TargetRecord> {
+    match target {
+        TargetFact::Present(object) => Some(TargetRecord::from_object(Some(object))),
+        TargetFact::Missing => Some(TargetRecord::from_object(None)),
+        TargetFact::Unknown => None,
+    }
+}
+
+/// Patches and updates of an object (not a subresource) have their effect measured: the
+/// object before (the pre-image) against the answer (see the ledger's
+/// `analysis.effect_paths`).
+fn measures_effect(info: &RequestInfo) -> bool {
+    matches!(info.verb, classify::Verb::Patch | classify::Verb::Update)
+        && info.subresource.is_empty()
+}
+
+/// The rewritten body of a DELETE or an eviction a rewrite concerns. The apiserver reads a
+/// DELETE's options from its body and ignores the query then: a rewrite pathgate cannot
+/// put into the body would not happen (a rehearsed delete would really delete), so the
+/// decision becomes a denial naming how to send the request instead.
+fn body_rewrite(request: &GateRequest<'_>, decision: &mut policy::Decision) -> Option<Bytes> {
+    let info = request.info;
+    let is_eviction = info.is_pod_eviction();
+    let is_delete = matches!(
+        info.verb,
+        classify::Verb::Delete | classify::Verb::DeleteCollection
+    );
+    if !(is_delete || is_eviction)
+        || decision.action != Action::Rewrite
+        || decision.rewrites.is_empty()
+    {
+        return None;
+    }
+    let rewritten = if is_eviction {
+        rewrite_eviction_body(request.body, &decision.rewrites)
+    } else {
+        rewrite_delete_body(request.body, &decision.rewrites)
+    };
+    let reason = match rewritten {
+        Ok(body) => return body,
+        Err(reason) => reason,
+    };
+    let (why, what) = if is_eviction {
+        (
+            "the apiserver reads the pod's grace period from the eviction body",
+            "the Eviction",
+        )
+    } else {
+        (
+            "the apiserver ignores the query's options when a body is present",
+            "DeleteOptions",
+        )
+    };
+    decision.notices.push(format!(
+        "pathgate must set {} before forwarding this request, but {reason} ({}), and {why}. \
+         Send {what} as JSON (Content-Type: application/json).",
+        rewrite_summary(&decision.rewrites),
+        content_type(request.headers).unwrap_or("no Content-Type"),
+    ));
+    decision.action = Action::Deny;
+    decision.rewrites.clear();
+    None
+}
+
+/// The query with the decision's rewrites. An eviction's grace period lives in its body
+/// only; the query of a POST takes CreateOptions, where a gracePeriodSeconds would mean
+/// nothing.
+fn query_rewrite(request: &GateRequest<'_>, rewrites: &[Rewrite]) -> String {
+    let is_eviction = request.info.is_pod_eviction();
+    let query_rewrites: Vec<Rewrite> = rewrites
+        .iter()
+        .filter(|r| !(is_eviction && matches!(r, Rewrite::SetGracePeriod { .. })))
+        .cloned()
+        .collect();
+    rewrite_query(request.query, &query_rewrites)
+}
+
 impl Gate for PolicyGate {
     fn evaluate<'a>(
         &'a self,
         request: GateRequest<'a>,
     ) -> Pin<Box<dyn std::future::Future<Output = GateOutcome> + Send + 'a>> {
-        Box::pin(async move {
-            let info: &RequestInfo = request.info;
-            let policy = self.policy.current();
-            let (analysis, fingerprint) =
-                analyse(info, request.query, request.headers, request.body).await;
-            if let Some(refusal) = &analysis.refusal {
-                // A body pathgate cannot read as the apiserver would is refused in every
-                // mode: forwarding it would pass what no rule could check.
-                return GateOutcome {
-                    deny: Some(Status::bad_request(refusal.clone())),
-                    fingerprint: Some(fingerprint),
-                    analysis: Some(analysis),
-                    ..GateOutcome::default()
-                };
-            }
-            let ctx = RequestContext {
-                session: request.session.to_string(),
-                fingerprint,
-                impersonation_headers: super::headers::has_impersonation(request.headers),
-                pathgate_credentials: self.auth != AuthMode::Passthrough,
-                confirm_token: request
-                    .headers
-                    .get(CONFIRM_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-            };
-            let mut facts = Facts::default();
-            // Patches and updates also fetch the object, as the pre-image of effect scope
-            // (what actually changed, measured against the response; see the ledger's
-            // `analysis.effect_paths`).
-            let measures_effect =
-                matches!(info.verb, classify::Verb::Patch | classify::Verb::Update)
-                    && info.subresource.is_empty();
-            if measures_effect || policy::needs_target(info, &analysis, &policy) {
-                if let Some(path) = policy::target_path(info, &analysis) {
-                    facts.target = self
-                        .fetch_target(
-                            &path,
-                            request.upstream_authorization,
-                            &request.trace_id.to_hex(),
-                        )
-                        .await;
-                }
-            }
-            let now = Instant::now();
-            let mut decision = self
-                .sessions
-                .decide(&policy, info, &analysis, &facts, &ctx, now);
-            let mut body_rewrite = None;
-            let is_delete = matches!(
-                info.verb,
-                classify::Verb::Delete | classify::Verb::DeleteCollection
-            );
-            let is_eviction = info.is_pod_eviction();
-            if (is_delete || is_eviction)
-                && decision.action == Action::Rewrite
-                && !decision.rewrites.is_empty()
-            {
-                let rewritten = if is_eviction {
-                    rewrite_eviction_body(request.body, &decision.rewrites)
-                } else {
-                    rewrite_delete_body(request.body, &decision.rewrites)
-                };
-                match rewritten {
-                    Ok(body) => body_rewrite = body,
-                    Err(reason) => {
-                        // The apiserver reads a DELETE's options from its body and ignores
-                        // the query then: a rewrite pathgate cannot put into the body would
-                        // not happen (a rehearsed delete would really delete).
-                        decision.notices.push(format!(
-                            "pathgate must set {} before forwarding this request, but {reason} \
-                             ({}), and {}. Send {} as JSON (Content-Type: application/json).",
-                            rewrite_summary(&decision.rewrites),
-                            content_type(request.headers).unwrap_or("no Content-Type"),
-                            if is_eviction {
-                                "the apiserver reads the pod's grace period from the eviction \
-                                 body"
-                            } else {
-                                "the apiserver ignores the query's options when a body is \
-                                 present"
-                            },
-                            if is_eviction {
-                                "the Eviction"
-                            } else {
-                                "DeleteOptions"
-                            },
-                        ));
-                        decision.action = Action::Deny;
-                        decision.rewrites.clear();
-                    }
-                }
-            }
-            let mut outcome = GateOutcome {
-                warnings: decision.warnings(),
-                fingerprint: Some(fingerprint),
-                ..GateOutcome::default()
-            };
-            if decision.action.blocks() {
-                let message = decision
-                    .status_message()
-                    .unwrap_or_else(|| "pathgate denied this request".into());
-                // A refusal is an outcome of the request too (PG015 counts repeats).
-                self.sessions.record_outcome(
-                    request.session,
-                    &fingerprint,
-                    403,
-                    analysis.dry_run,
-                    Duration::from_secs(policy.retry_loop.window_seconds),
-                    now,
-                );
-                outcome.deny = Some(Status::forbidden(message));
-            } else if decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
-                // An eviction's grace period lives in its body only; the query of a POST
-                // takes CreateOptions, where a gracePeriodSeconds would mean nothing.
-                let query_rewrites: Vec<Rewrite> = decision
-                    .rewrites
-                    .iter()
-                    .filter(|r| !(is_eviction && matches!(r, Rewrite::SetGracePeriod { .. })))
-                    .cloned()
-                    .collect();
-                outcome.query = Some(rewrite_query(request.query, &query_rewrites));
-                outcome.body = body_rewrite;
-            }
-            if measures_effect {
-                if let TargetFact::Present(object) = &facts.target {
-                    outcome.pre_image = Some(object.clone());
-                }
-            }
-            outcome.target = match &facts.target {
-                TargetFact::Present(object) => Some(TargetRecord::from_object(Some(object))),
-                TargetFact::Missing => Some(TargetRecord::from_object(None)),
-                TargetFact::Unknown => None,
-            };
-            outcome.analysis = Some(analysis);
-            outcome.decision = Some(decision);
-            outcome
-        })
+        Box::pin(self.decide(request))
     }
 
     fn observe_response(&self, exchange: &mut Exchange) -> Vec<String> {
@@ -423,6 +559,9 @@ impl Gate for PolicyGate {
         };
         let policy = self.policy.current();
         let dry_run = dry_run_forwarded(Some(analysis), Some(decision));
+        if info.is_mutation() && !dry_run {
+            self.sessions.forget_rehearsals(&exchange.session);
+        }
         let failures = self.sessions.record_outcome(
             &exchange.session,
             &fingerprint,
@@ -444,6 +583,44 @@ impl Gate for PolicyGate {
         let warnings = extra.warnings();
         decision.findings.extend(findings);
         warnings
+    }
+
+    fn fetch_pre_image<'a>(
+        &'a self,
+        path: &'a str,
+        authorization: Option<&'a HeaderValue>,
+        trace_id: TraceId,
+    ) -> Pin<Box<dyn std::future::Future<Output = (EffectBasis, Option<TargetRecord>)> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let target = self
+                .fetch_target(path, authorization, &trace_id.to_hex())
+                .await;
+            let record = target_record(&target);
+            match target {
+                TargetFact::Present(object) => (EffectBasis::PreImage(object), record),
+                _ => (EffectBasis::Unmeasured, record),
+            }
+        })
+    }
+
+    fn observe_effect(&self, exchange: &Exchange, after: &serde_json::Value) -> Option<String> {
+        let (Some(effect_paths), Some(fingerprint)) =
+            (&exchange.effect_paths, exchange.fingerprint)
+        else {
+            return None;
+        };
+        if !dry_run_forwarded(exchange.analysis.as_ref(), exchange.decision.as_ref()) {
+            return None;
+        }
+        let warning = policy::rehearsal_warning(effect_paths);
+        let rehearsal = Rehearsal {
+            effect_paths: effect_paths.clone(),
+            post_image: policy::effect_digest(after),
+        };
+        self.sessions
+            .record_rehearsal(&exchange.session, &fingerprint, rehearsal, Instant::now());
+        Some(warning)
     }
 }
 

@@ -1,18 +1,32 @@
 //! The proxy: accept TLS connections, gate each request, forward it, stream the answer.
 //!
 //! Owns: the server loop ([`serve`]) and graceful drain, client connections'
-//! admission, timeouts and limits (`connections`), the per-request pipeline in
-//! `handler` (session, classification, auth mode, bounded body, gate, stamping,
-//! forwarding, upgrades), header hygiene, and the admin listener. Does not own: what a
-//! request means (classify), what is allowed (policy), or how it is recorded (ledger).
+//! admission, timeouts and limits (`connections`), and the request path:
+//!
+//! - `handler`: the phases of one request, in order (its module docs are the table of
+//!   contents); `error`: every way it ends early, mapped once to a `Status`.
+//! - `identity`: who the client is; `exchange`: the record the phases fill in.
+//! - `gate`: the [`Gate`] the path asks, and [`PolicyGate`]; `record`: the [`Recorder`]
+//!   finished exchanges go to, and the ledger entry they become.
+//! - `forward`: the upstream request; `respond`: the answer (upgrade relay, buffered
+//!   mutation answer, stream); `body`, `headers`: their mechanics.
+//! - `admin`: the admin listener.
+//!
+//! Does not own: what a request means (classify), what is allowed (policy), or how it is
+//! stored (ledger).
 
 mod admin;
 mod body;
 mod connections;
+mod error;
+mod exchange;
+mod forward;
 mod gate;
 mod handler;
 mod headers;
+mod identity;
 mod record;
+mod respond;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,11 +40,14 @@ use tokio_util::task::TaskTracker;
 pub use admin::serve_admin;
 pub use body::{StreamEnd, StreamStats};
 use connections::{AcceptBackoff, Admission, ConnectionContext};
-pub use gate::{rewrite_delete_body, rewrite_query, AllowAll, PolicyGate, CONFIRM_HEADER};
-pub use handler::{
-    ClientIdentity, ConnectionInfo, Exchange, Gate, GateOutcome, GateRequest, Recorder,
+pub use error::PathError;
+pub use exchange::Exchange;
+pub use gate::{
+    rewrite_delete_body, rewrite_query, AllowAll, Gate, GateOutcome, GateRequest, PolicyGate,
+    CONFIRM_HEADER,
 };
-pub use record::{entry_of, LedgerRecorder, LogRecorder};
+pub use identity::{ClientIdentity, ConnectionInfo};
+pub use record::{entry_of, LedgerRecorder, LogRecorder, Recorder, Recording};
 
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
@@ -90,7 +107,7 @@ pub struct Proxy {
     pub settings: Arc<ProxySettings>,
     pub upstream: Arc<Upstream>,
     pub metrics: Metrics,
-    pub gate: Arc<dyn handler::Gate>,
+    pub gate: Arc<dyn Gate>,
     pub recorder: Arc<dyn Recorder>,
     /// Cancelled when pathgate drains: watches end cleanly, new requests are refused.
     pub draining: CancellationToken,
@@ -181,11 +198,11 @@ pub async fn serve(
 fn connection_identity(
     tls_stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     peer: SocketAddr,
-) -> handler::ConnectionInfo {
+) -> ConnectionInfo {
     let (_, session) = tls_stream.get_ref();
     let certificate = session
         .peer_certificates()
         .and_then(|certs| certs.first())
         .and_then(crate::tls::identity_of);
-    handler::ConnectionInfo::new(peer, certificate)
+    ConnectionInfo::new(peer, certificate)
 }

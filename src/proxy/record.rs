@@ -1,34 +1,58 @@
-//! From a finished [`Exchange`] to a ledger [`Entry`]: the one place the request path's
-//! record becomes the `pathgate.ledger/v1` schema, and the recorders that use it.
+//! Where finished exchanges go: the [`Recorder`] the request path hands them to, the one
+//! place an [`Exchange`] becomes a `pathgate.ledger/v1` [`Entry`] ([`entry_of`]), and the
+//! recorders that use it.
 
 use std::pin::Pin;
 
 use crate::classify::Verb;
 use crate::ledger::{
-    self, AnalysisRecord, Client, DecisionRecord, Entry, ErrorRecord, Ledger, ObjectRecord,
-    OnFailure, Origin, ResponseEnd, ResponseRecord, SentForwarded,
+    self, AnalysisRecord, Client, DecisionRecord, Entry, ErrorRecord, Ledger, LedgerError,
+    ObjectRecord, OnFailure, Origin, ResponseEnd, ResponseRecord, SentForwarded,
 };
 use crate::metrics::Metrics;
 use crate::policy::Rewrite;
-use crate::status::Side;
 
 use super::body::StreamEnd;
-use super::handler::{Exchange, Recorder};
+use super::exchange::Exchange;
 use super::AuthMode;
+
+/// A record being made durable; resolves once it is (or could not be).
+pub type Recording = Pin<Box<dyn std::future::Future<Output = Result<(), LedgerError>> + Send>>;
+
+/// Where finished exchanges go (the ledger, metrics).
+pub trait Recorder: Send + Sync {
+    /// Records without waiting (reads, watches).
+    fn record(&self, exchange: Exchange);
+
+    /// Records and resolves once the record is durable (mutations, before the client
+    /// receives the response). An error means the record could not be made durable.
+    fn record_durable(&self, exchange: Exchange) -> Recording {
+        self.record(exchange);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// With `on_failure: fail-closed-mutations`: makes the intent of a mutation durable
+    /// before it is forwarded; `None` when the recorder does not require it.
+    fn record_intent(&self, _exchange: &Exchange) -> Option<Recording> {
+        None
+    }
+
+    /// A redacted copy of a mutation body, when body capture is on.
+    fn capture_body(
+        &self,
+        _resource: &str,
+        _content_type: Option<&str>,
+        _body: &[u8],
+    ) -> Option<crate::ledger::CapturedBody> {
+        None
+    }
+}
 
 fn auth_mode(mode: AuthMode) -> ledger::AuthMode {
     match mode {
         AuthMode::Passthrough => ledger::AuthMode::Passthrough,
         AuthMode::Sidecar => ledger::AuthMode::Sidecar,
         AuthMode::Impersonate => ledger::AuthMode::Impersonate,
-    }
-}
-
-fn side(side: Side) -> ledger::Side {
-    match side {
-        Side::Client => ledger::Side::Client,
-        Side::Upstream => ledger::Side::Upstream,
-        Side::Pathgate => ledger::Side::Pathgate,
     }
 }
 
@@ -107,14 +131,7 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         ..
     } = exchange;
     let started_at = time::OffsetDateTime::from(started_at);
-    let identity = std::sync::Arc::unwrap_or_clone(identity);
-    let client = Client {
-        user: identity.user,
-        groups: identity.groups,
-        token_fingerprint: identity.token_fingerprint,
-        auth_mode: auth_mode(mode),
-        remote_addr: Some(address_text(peer)),
-    };
+    let client = client_of(identity, mode, peer);
     let verb = info.as_ref().map(|info| info.verb);
     // An eviction deletes its pod with the eviction's deleteOptions.
     let effect_verb = info.as_ref().map(|info| info.effect_verb());
@@ -145,7 +162,83 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         // it would say nothing but `"body_format":"none"`.
         entry.analysis = (!record.is_bodiless()).then_some(record);
     }
-    let sent_dry_run = analysis.as_ref().is_some_and(|a| a.dry_run);
+    sent_and_forwarded(&mut entry, verb, effect_verb, analysis.as_ref(), rewrites);
+    if let Some(decision) = &decision {
+        entry.decision = Some(DecisionRecord::new(
+            decision.mode,
+            decision,
+            decision.confirmed,
+        ));
+    }
+    if status_code != 0 {
+        let origin = if answered_by_pathgate {
+            Origin::Pathgate
+        } else {
+            Origin::Upstream
+        };
+        entry.response = Some(ResponseRecord {
+            status_code,
+            reason: status_reason,
+            audit_id,
+            origin,
+            end: stream_end.map(response_end),
+            body_inspected,
+        });
+    }
+    entry.object = object_record(object_uid, object_resource_version, object_generation);
+    entry.bytes_in = bytes_in;
+    entry.bytes_out = bytes_out;
+    entry.watch_events = watch_events;
+    if let Some((failed_side, kind, message)) = error {
+        entry.error = Some(ErrorRecord {
+            side: failed_side,
+            kind,
+            message,
+        });
+    }
+    entry.body = captured_body;
+    entry.finish(started_at + duration);
+    entry
+}
+
+/// The object the answer named, when it named one.
+fn object_record(
+    uid: Option<String>,
+    resource_version: Option<String>,
+    generation: Option<i64>,
+) -> Option<ObjectRecord> {
+    (uid.is_some() || resource_version.is_some()).then_some(ObjectRecord {
+        uid,
+        resource_version,
+        generation,
+    })
+}
+
+/// The client as the ledger names it.
+fn client_of(
+    identity: std::sync::Arc<super::ClientIdentity>,
+    mode: AuthMode,
+    peer: std::net::SocketAddr,
+) -> Client {
+    let identity = std::sync::Arc::unwrap_or_clone(identity);
+    Client {
+        user: identity.user,
+        groups: identity.groups,
+        token_fingerprint: identity.token_fingerprint,
+        auth_mode: auth_mode(mode),
+        remote_addr: Some(address_text(peer)),
+    }
+}
+
+/// The dryRun, grace period and limit the client sent and pathgate forwarded.
+fn sent_and_forwarded(
+    entry: &mut Entry,
+    verb: Option<Verb>,
+    effect_verb: Option<Verb>,
+    analysis: Option<&crate::classify::Analysis>,
+    rewrites: &[Rewrite],
+) {
+    let sent_dry_run = analysis.is_some_and(|a| a.dry_run);
     entry.dry_run = applicable(
         verb.is_some_and(Verb::takes_dry_run),
         SentForwarded {
@@ -171,7 +264,7 @@ pub fn entry_of(exchange: Exchange) -> Entry {
             forwarded: grace_forwarded,
         },
     );
-    let limit_sent = analysis.as_ref().and_then(|a| a.list_limit);
+    let limit_sent = analysis.and_then(|a| a.list_limit);
     let limit_forwarded = rewrites
         .iter()
         .find_map(|r| match r {
@@ -186,47 +279,6 @@ pub fn entry_of(exchange: Exchange) -> Entry {
             forwarded: limit_forwarded,
         },
     );
-    if let Some(decision) = &decision {
-        entry.decision = Some(DecisionRecord::new(
-            decision.mode,
-            decision,
-            decision.confirmed,
-        ));
-    }
-    if status_code != 0 {
-        entry.response = Some(ResponseRecord {
-            status_code,
-            reason: status_reason,
-            audit_id,
-            origin: if answered_by_pathgate {
-                Origin::Pathgate
-            } else {
-                Origin::Upstream
-            },
-            end: stream_end.map(response_end),
-            body_inspected,
-        });
-    }
-    if object_uid.is_some() || object_resource_version.is_some() {
-        entry.object = Some(ObjectRecord {
-            uid: object_uid,
-            resource_version: object_resource_version,
-            generation: object_generation,
-        });
-    }
-    entry.bytes_in = bytes_in;
-    entry.bytes_out = bytes_out;
-    entry.watch_events = watch_events;
-    if let Some((failed_side, kind, message)) = error {
-        entry.error = Some(ErrorRecord {
-            side: side(failed_side),
-            kind,
-            message,
-        });
-    }
-    entry.body = captured_body;
-    entry.finish(started_at + duration);
-    entry
 }
 
 /// Records exchanges in the ledger (which also counts them in the metrics).
@@ -239,32 +291,19 @@ impl Recorder for LedgerRecorder {
         self.ledger.record(entry_of(exchange));
     }
 
-    fn record_durable(
-        &self,
-        exchange: Exchange,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+    fn record_durable(&self, exchange: Exchange) -> Recording {
         let ledger = self.ledger.clone();
         let entry = entry_of(exchange);
-        Box::pin(async move {
-            ledger
-                .record_durable(entry)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        Box::pin(async move { ledger.record_durable(entry).await })
     }
 
-    fn record_intent(
-        &self,
-        exchange: &Exchange,
-    ) -> Option<Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>> {
+    fn record_intent(&self, exchange: &Exchange) -> Option<Recording> {
         if self.ledger.on_failure() != OnFailure::FailClosedMutations {
             return None;
         }
         let ledger = self.ledger.clone();
         let entry = entry_of(exchange.clone());
-        Some(Box::pin(async move {
-            ledger.record_intent(entry).await.map_err(|e| e.to_string())
-        }))
+        Some(Box::pin(async move { ledger.record_intent(entry).await }))
     }
 
     fn capture_body(
@@ -288,7 +327,7 @@ impl Recorder for LogRecorder {
     fn record(&self, exchange: Exchange) {
         let status = exchange.status_code;
         let entry = entry_of(exchange);
-        self.metrics.observe_entry(&entry);
+        ledger::observe(&self.metrics, &entry);
         tracing::debug!(
             trace_id = %entry.trace_id,
             session = %entry.session,

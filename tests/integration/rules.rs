@@ -353,6 +353,156 @@ async fn pg001_merge_patch_of_more_leaves_than_max_patch_keys_is_flagged_and_app
     rig.stop().await;
 }
 
+/// A merge patch restating four keys (above max_patch_keys 3) that changes one: judged on
+/// its payload until the session's dry run of the same patch measured its effect; the dry
+/// run tells kubectl that effect, and the real patch is then judged on it, without
+/// pathgate fetching the object again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg001_judges_a_patch_on_the_effect_its_dry_run_measured() {
+    let rig = Rig::start(ENFORCE, "pg001-effect").await;
+    ok(&rig
+        .admin(&[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+            "--from-literal=c=3",
+            "--from-literal=d=4",
+        ])
+        .await);
+    let patch = |d: &str| format!(r#"{{"data":{{"a":"1","b":"2","c":"3","d":"{d}"}}}}"#);
+
+    // No dry run: the effect is not known before the patch, so its payload is judged.
+    let body = patch("5");
+    let unrehearsed = rig
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            &body,
+        ])
+        .await;
+    ok(&unrehearsed);
+    assert!(
+        stderr_of(&unrehearsed).contains("PG001 broad-patch")
+            && stderr_of(&unrehearsed).contains("touches 4 leaf paths"),
+        "{}",
+        stderr_of(&unrehearsed)
+    );
+    let recorded = rig.last("PATCH", "/configmaps/settings").await;
+    assert_eq!(recorded.effect_paths, Some(vec!["/data/d".to_string()]));
+
+    // The dry run measures the effect and says so.
+    let body = patch("6");
+    let dry = rig
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            &body,
+            "--dry-run=server",
+        ])
+        .await;
+    ok(&dry);
+    assert!(
+        stderr_of(&dry).contains("Warning: pathgate: this dry run would change 1 field: /data/d"),
+        "{}",
+        stderr_of(&dry)
+    );
+
+    // The same patch for real: judged on that effect (one path), not flagged, applied.
+    let real = rig
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            &body,
+        ])
+        .await;
+    ok(&real);
+    assert!(!stderr_of(&real).contains("PG001"), "{}", stderr_of(&real));
+    let recorded = rig.last("PATCH", "/configmaps/settings").await;
+    assert!(recorded.analysis.as_ref().is_some_and(|a| !a.dry_run));
+    assert!(
+        !rule_ids(&recorded).contains(&"PG001"),
+        "{:?}",
+        rule_ids(&recorded)
+    );
+    assert_eq!(recorded.effect_paths, Some(vec!["/data/d".to_string()]));
+    assert_eq!(
+        recorded.target, None,
+        "the dry run's measurement was reused, no GET"
+    );
+    let data = rig.object("configmap", "settings").await.unwrap()["data"].clone();
+    assert_eq!(data["d"], "6");
+
+    // The rehearsal was consumed: sending it again is judged on its payload once more.
+    let again = rig
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            &body,
+        ])
+        .await;
+    ok(&again);
+    assert!(
+        stderr_of(&again).contains("PG001 broad-patch"),
+        "{}",
+        stderr_of(&again)
+    );
+    rig.stop().await;
+}
+
+/// A server-side apply of a whole Deployment manifest that changes one image: PG003 flags
+/// its payload either way, and once the session's dry run measured the effect the flag
+/// names it, as does the dry run's own warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg003_names_the_effect_its_dry_run_measured() {
+    let rig = Rig::start(ENFORCE, "pg003-effect").await;
+    rig.admin_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &deployment("web", "nginx:1.26", 1),
+    )
+    .await;
+    let manifest = deployment("web", "nginx:1.27", 1);
+    let apply = ["apply", "--server-side", "-f", "-"];
+
+    let dry = rig
+        .kubectl_stdin(&[&apply[..], &["--dry-run=server"]].concat(), &manifest)
+        .await;
+    ok(&dry);
+    let image = "/spec/template/spec/containers/0/image";
+    assert!(
+        stderr_of(&dry).contains(&format!("this dry run would change 1 field: {image}")),
+        "{}",
+        stderr_of(&dry)
+    );
+    let real = rig.kubectl_stdin(&apply, &manifest).await;
+    ok(&real);
+    assert!(
+        stderr_of(&real).contains("PG003 full-manifest-apply")
+            && stderr_of(&real).contains(&format!("although it changes 1 leaf path(s): {image}")),
+        "{}",
+        stderr_of(&real)
+    );
+    let patch = rig.last("PATCH", "/deployments/web").await;
+    assert_eq!(finding(&patch, "PG003").action, Action::Flag);
+    assert_eq!(patch.effect_paths, Some(vec![image.to_string()]));
+    let object = rig.object("deployment", "web").await.unwrap();
+    assert_eq!(deployment_image(&object), "nginx:1.27");
+    rig.stop().await;
+}
+
 // PG002 -----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
