@@ -270,6 +270,7 @@ fn make_run(
         .map(|r| {
             let mut r = r.clone();
             r.namespace = r.namespace.map(|ns| vars.render(&ns));
+            r.name = r.name.map(|name| vars.render(&name));
             r
         })
         .collect();
