@@ -13,6 +13,7 @@ mod ledger;
 mod proxy;
 mod recording;
 mod rules;
+mod scenarios;
 mod sidecar;
 mod sinks;
 mod support;
