@@ -71,8 +71,12 @@ pub struct Judgement {
 }
 
 impl RunResult {
-    /// Whether the verdict is the one the path was written for (`None`: no expectation).
+    /// Whether the verdict is the one the path was written for (`None`: no expectation,
+    /// or an enforce run: paths are written for what happens when nothing is blocked).
     pub fn as_expected(&self) -> Option<bool> {
+        if self.job.mode != Mode::Observe {
+            return None;
+        }
         let judged = self.outcome.as_ref().ok()?;
         let expect = self.job.expect()?;
         Some(judged.run.triage.as_str() == expect.as_str())
