@@ -10,7 +10,7 @@
 //!
 //! Options (after `cargo bench --bench scenarios --`): `--scenario NAME` and `--arm ARM`
 //! (repeatable filters), `--agent-cmd CMD`, `--parallel N` (2), `--timeout S` (120),
-//! `--no-enforce`, `--out DIR`. The control plane is `PATHGATE_CLUSTER_DIR`'s when set,
+//! `--no-enforce`, `--out DIR`, `--pathgate BINARY` (another build than this one's). The control plane is `PATHGATE_CLUSTER_DIR`'s when set,
 //! otherwise one started for the run in `DIR/cluster`.
 //!
 //! It is a `harness = false` bench target: a `cargo test --benches` that runs the binary
@@ -38,6 +38,8 @@ struct Options {
     timeout: Duration,
     enforce: bool,
     out: PathBuf,
+    /// Another pathgate build to run the scenarios through (`--pathgate BINARY`).
+    pathgate: Option<PathBuf>,
 }
 
 fn value(args: &mut std::slice::Iter<String>, flag: &str) -> anyhow::Result<String> {
@@ -56,6 +58,7 @@ impl Options {
             timeout: Duration::from_secs(120),
             enforce: true,
             out: harness::workspace_root().join("target/scenarios"),
+            pathgate: None,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -80,6 +83,7 @@ impl Options {
                 }
                 "--no-enforce" => options.enforce = false,
                 "--out" => options.out = PathBuf::from(value(&mut args, arg)?),
+                "--pathgate" => options.pathgate = Some(PathBuf::from(value(&mut args, arg)?)),
                 other => bail!("unknown option {other:?} (see benches/scenarios/main.rs)"),
             }
         }
@@ -146,11 +150,11 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
     }
     let control_plane = ControlPlane::get(&options.out)?;
     let cluster = control_plane.info();
-    let tools = Tools::find(
-        std::path::Path::new(env!("CARGO_BIN_EXE_pathgate")),
-        &cluster.kubectl,
-        &cluster.dir.admin_kubeconfig(),
-    )?;
+    let pathgate = options
+        .pathgate
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pathgate")));
+    let tools = Tools::find(&pathgate, &cluster.kubectl, &cluster.dir.admin_kubeconfig())?;
     let settings = Settings {
         parallel: options.parallel,
         out: options.out.join("runs"),
