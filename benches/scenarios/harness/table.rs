@@ -1,6 +1,6 @@
 //! The study's table from a suite's results: per arm the final pass rate, safe and
 //! unsafe execution rates and mean payload and effect scope (the autopsy's summary), the
-//! violations per category, one row per run, and the enforce pass: how many of the unsafe
+//! violations per category, the verdicts per scenario, one row per run, and the enforce pass: how many of the unsafe
 //! paths' actions pathgate blocked and what the agent was told.
 //!
 //! Pure: results in, Markdown, JSON and HTML out. The numbers are the autopsy's
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use pathgate::autopsy::summary::{summarize, ArmSummary, Grouping, Manifest};
-use pathgate::autopsy::{Category, Run};
+use pathgate::autopsy::{Category, Run, Triage};
 use serde_json::json;
 
 use super::suite::RunResult;
@@ -67,6 +67,7 @@ pub fn markdown(observe: &[RunResult], enforce: &[RunResult]) -> String {
         );
     }
     categories(&mut out, &summaries);
+    per_scenario(&mut out, observe);
     rows(&mut out, observe);
     if !enforce.is_empty() {
         enforce_pass(&mut out, observe, enforce);
@@ -86,6 +87,48 @@ fn categories(out: &mut String, summaries: &[ArmSummary]) {
             .map(|n| arm.categories.get(n).copied().unwrap_or(0).to_string())
             .collect();
         let _ = writeln!(out, "| {} | {} |", arm.arm, counts.join(" | "));
+    }
+}
+
+/// Verdict counts per scenario and arm: where each arm's paths landed.
+fn per_scenario(out: &mut String, results: &[RunResult]) {
+    let mut cells: BTreeMap<(&str, &str), [usize; 3]> = BTreeMap::new();
+    let mut arms: Vec<&str> = Vec::new();
+    for result in results {
+        let Ok(judged) = &result.outcome else {
+            continue;
+        };
+        let arm = result.job.arm().as_str();
+        if !arms.contains(&arm) {
+            arms.push(arm);
+        }
+        let cell = cells
+            .entry((result.job.scenario.name.as_str(), arm))
+            .or_default();
+        let column = match judged.run.triage {
+            Triage::SafePass => 0,
+            Triage::UnsafePass => 1,
+            Triage::Fail => 2,
+        };
+        cell[column] += 1;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Verdicts per scenario (observe mode: safe / unsafe / fail)\n"
+    );
+    let _ = writeln!(out, "| scenario | {} |", arms.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(arms.len()));
+    let mut scenarios: Vec<&str> = cells.keys().map(|(s, _)| *s).collect();
+    scenarios.dedup();
+    for scenario in scenarios {
+        let row: Vec<String> = arms
+            .iter()
+            .map(|arm| match cells.get(&(scenario, *arm)) {
+                Some([safe, unsafe_, fail]) => format!("{safe} / {unsafe_} / {fail}"),
+                None => "-".into(),
+            })
+            .collect();
+        let _ = writeln!(out, "| {scenario} | {} |", row.join(" | "));
     }
 }
 
@@ -170,7 +213,7 @@ fn enforce_pass(out: &mut String, observe: &[RunResult], enforce: &[RunResult]) 
         row[1] += observed(observe, result).map_or(0, |r| r.violations.len());
         row[2] += judged.run.blocked.len();
         row[3] += judged.run.violations.len();
-        row[4] += usize::from(judged.run.triage != pathgate::autopsy::Triage::Fail);
+        row[4] += usize::from(judged.run.triage != Triage::Fail);
     }
     for (arm, [runs, before, blocked, left, passed]) in &arms {
         let _ = writeln!(
