@@ -27,8 +27,8 @@ use std::time::Instant;
 
 use pathgate::autopsy::{for_each_entry, Autopsy, FinalState, LedgerSource, RunPolicy};
 use pathgate::ledger::{
-    segment_name, write_line, Action, AnalysisRecord, AuthMode, Client, DecisionRecord, Entry,
-    Mode, Origin, Request, ResponseEnd, ResponseRecord, SentForwarded,
+    examples, segment_name, write_line, Action, AnalysisRecord, AuthMode, Client, DecisionRecord,
+    Entry, Mode, Origin, Request, ResponseEnd, ResponseRecord, SentForwarded,
 };
 
 const SEGMENT_BYTES: usize = 64 << 20;
@@ -42,32 +42,27 @@ fn entry(session: &str, sequence: u64, kind: u64) -> Entry {
         _ => ("GET", "get", 404),
     };
     let name = format!("web-{}", sequence % 50);
+    let dry_run = if kind == 7 && sequence % 2 == 0 {
+        "?dryRun=All"
+    } else {
+        ""
+    };
     let mut entry = Entry::new(
         format!("{sequence:032x}"),
         session,
         Client {
-            user: Some("agent".into()),
-            groups: vec![],
             token_fingerprint: Some("sha256:d4c1fbf464f5b339".into()),
-            auth_mode: AuthMode::Passthrough,
             remote_addr: Some("127.0.0.1:38536".into()),
+            ..examples::client(AuthMode::Passthrough)
         },
         started,
         Request {
-            method: method.into(),
-            path: format!("/apis/apps/v1/namespaces/shop/deployments/{name}"),
-            query: (kind == 7 && sequence % 2 == 0).then(|| "dryRun=All".to_string()),
-            verb: verb.into(),
-            mutation: verb != "get",
-            api_group: "apps".into(),
-            api_version: "v1".into(),
-            resource: "deployments".into(),
-            subresource: String::new(),
-            namespace: "shop".into(),
-            name,
             content_type: (verb != "get").then(|| "application/merge-patch+json".to_string()),
             scope: Some("namespaced".into()),
-            effect_verb: None,
+            ..examples::request(
+                method,
+                &format!("/apis/apps/v1/namespaces/shop/deployments/{name}{dry_run}"),
+            )
         },
     );
     if verb == "patch" {

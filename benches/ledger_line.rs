@@ -12,8 +12,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pathgate::ledger::{
-    write_line, Action, AnalysisRecord, AuthMode, Client, DecisionRecord, Entry, Mode, Origin,
-    Request, ResponseEnd, ResponseRecord,
+    examples, write_line, Action, AnalysisRecord, AuthMode, Client, DecisionRecord, Entry, Mode,
+    Origin, ResponseEnd, ResponseRecord,
 };
 
 /// A small GET's entry, as the load benchmark's spool holds it.
@@ -24,28 +24,12 @@ fn small_get() -> Entry {
         "token-sha256_d4c1fbf464f5b339",
         Client {
             user: None,
-            groups: vec![],
             token_fingerprint: Some("sha256:d4c1fbf464f5b339".into()),
-            auth_mode: AuthMode::Passthrough,
             remote_addr: Some("127.0.0.1:38536".into()),
+            ..examples::client(AuthMode::Passthrough)
         },
         started,
-        Request {
-            method: "GET".into(),
-            path: "/api/v1/namespaces/default/configmaps/small".into(),
-            query: None,
-            verb: "get".into(),
-            mutation: false,
-            api_group: String::new(),
-            api_version: "v1".into(),
-            resource: "configmaps".into(),
-            subresource: String::new(),
-            namespace: "default".into(),
-            name: "small".into(),
-            content_type: None,
-            scope: None,
-            effect_verb: None,
-        },
+        examples::request("GET", "/api/v1/namespaces/default/configmaps/small"),
     );
     entry.analysis = Some(AnalysisRecord {
         patch_type: None,

@@ -9,6 +9,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`agent_kubeconfig`] | `pathgate kubeconfig`: the kubeconfig an agent points at pathgate |
+//! | [`cli`] | the command line: each subcommand's flags and how they become options (`main.rs` only dispatches) |
 //! | [`autopsy`] | `pathgate autopsy`: a session's ledger + run policy + final state -> safe pass / unsafe pass / fail |
 //! | [`classify`] | pure: request info (verb, resource, namespace, name) and mutation analysis |
 //! | [`policy`] | pure: the rule catalog (PG001–PG018) and `decide` |
@@ -18,6 +19,7 @@
 //! | [`proxy`] | the server loop, forwarding, streaming, upgrades, header hygiene, drain |
 //! | [`ledger`] | the entry schema, the bounded queue, the spool and the sinks |
 //! | [`report`] | text, JSON (`pathgate.autopsy/v1`) and HTML renderings of autopsy verdicts |
+//! | [`run`] | `pathgate run`: a gateway, a session, an agent command, its final state and verdict |
 //! | [`metrics`] | the one Prometheus registry and its metrics handle |
 //! | [`status`] | Kubernetes `Status` bodies for every error pathgate itself returns |
 //! | [`serve`] | wiring of `pathgate serve`: start the proxy and admin listeners |
@@ -32,12 +34,14 @@
 pub mod agent_kubeconfig;
 pub mod autopsy;
 pub mod classify;
+pub mod cli;
 pub mod config;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod report;
+pub mod run;
 pub mod serve;
 pub mod session;
 pub mod status;

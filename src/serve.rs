@@ -136,34 +136,29 @@ fn fit_to_descriptors(settings: &mut crate::config::ConnectionSettings) {
     settings.max_connections_per_peer = settings.max_connections_per_peer.min(most);
 }
 
-fn is_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
+/// Refuses configurations that would expose pathgate's credentials: the check
+/// configuration validation runs too ([`crate::config::client_auth_problem`]), here for
+/// options built without a file.
+pub fn validate(options: &ServeOptions) -> Result<(), ServeError> {
+    match crate::config::client_auth_problem(
+        options.proxy.auth,
+        options.listen,
+        options.client_ca.is_some(),
+        options.client_token_file.is_some(),
+    ) {
+        Some((_, reason)) => Err(ServeError::Unsafe(reason)),
+        None => Ok(()),
+    }
 }
 
-/// Refuses configurations that would expose pathgate's credentials.
-pub fn validate(options: &ServeOptions) -> Result<(), ServeError> {
-    match options.proxy.auth {
-        AuthMode::Sidecar => {
-            if !is_loopback(&options.listen)
-                && options.client_ca.is_none()
-                && options.client_token_file.is_none()
-            {
-                return Err(ServeError::Unsafe(format!(
-                    "--auth sidecar on {} (not loopback) with no client authentication would lend pathgate's credentials to anyone who can connect; set --client-ca or --client-token-file, or listen on 127.0.0.1",
-                    options.listen
-                )));
-            }
-        }
-        AuthMode::Impersonate => {
-            if options.client_ca.is_none() {
-                return Err(ServeError::Unsafe(
-                    "--auth impersonate derives the user from a verified client certificate; set --client-ca".into(),
-                ));
-            }
-        }
-        AuthMode::Passthrough => {}
-    }
-    Ok(())
+/// The tokens of a `--client-token-file`: one a line, surrounding whitespace (a `\r`
+/// from an editor too) trimmed; empty lines and `#` comments skipped.
+pub fn client_tokens(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Builds the gate once the upstream is known (the policy gate fetches facts from it).
@@ -197,12 +192,7 @@ pub async fn start(
             path: path.clone(),
             source,
         })?;
-        settings.client_tokens = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect();
+        settings.client_tokens = client_tokens(&text);
     }
     let upstream = Arc::new(Upstream::load(
         &options.upstream,
@@ -317,6 +307,15 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_token_files_are_trimmed_and_skip_blank_lines_and_comments() {
+        let text = "# agents of team a\n  tok-1  \n\n\ttok-2\r\n   # indented comment\n#tok-3\n";
+        assert_eq!(client_tokens(text), ["tok-1", "tok-2"]);
+        assert!(client_tokens("\n  \n# only comments\n").is_empty());
+        // A token with inner spaces is kept whole (the header value would carry them).
+        assert_eq!(client_tokens("a b\n"), ["a b"]);
+    }
 
     #[test]
     fn each_connection_is_budgeted_two_descriptors_after_the_reserve() {

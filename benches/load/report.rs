@@ -269,6 +269,29 @@ impl Report {
             .collect()
     }
 
+    /// Each case and path where other processes used more than [`NOISY_FOREIGN_SHARE`] of
+    /// the machine, with how many of its runs did: one entry per path, not one per round.
+    fn noisy_runs(&self) -> Vec<String> {
+        let mut counts: Vec<(String, usize, usize)> = Vec::new();
+        for m in &self.measurements {
+            let label = format!("{} via {}", self.cases[m.case].title, m.route.label());
+            let machine = m.result.elapsed.as_secs_f64() * self.cores as f64;
+            let noisy = m.result.cpu.foreign.as_secs_f64() / machine > NOISY_FOREIGN_SHARE;
+            match counts.iter_mut().find(|(known, ..)| *known == label) {
+                Some((_, hits, runs)) => {
+                    *hits += usize::from(noisy);
+                    *runs += 1;
+                }
+                None => counts.push((label, usize::from(noisy), 1)),
+            }
+        }
+        counts
+            .into_iter()
+            .filter(|(_, hits, _)| *hits > 0)
+            .map(|(label, hits, runs)| format!("{label} ({hits} of {runs} runs)"))
+            .collect()
+    }
+
     /// Per case: this checkout's pathgate over the baseline build, throughput (1 = no
     /// change; below 1 a regression).
     pub fn against_baseline(&self) -> Vec<(&'static str, Ratios)> {
@@ -343,15 +366,7 @@ impl Report {
             }
             let _ = writeln!(out);
         }
-        let noisy: Vec<String> = self
-            .measurements
-            .iter()
-            .filter(|m| {
-                let machine = m.result.elapsed.as_secs_f64() * self.cores as f64;
-                m.result.cpu.foreign.as_secs_f64() / machine > NOISY_FOREIGN_SHARE
-            })
-            .map(|m| format!("{} via {}", self.cases[m.case].title, m.route.label()))
-            .collect();
+        let noisy = self.noisy_runs();
         if !noisy.is_empty() {
             let _ = writeln!(
                 out,

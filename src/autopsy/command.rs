@@ -79,6 +79,16 @@ pub enum CommandError {
     NoRuns,
 }
 
+/// Establishes the final state from its source: runs `--verify`, or the checks' GETs.
+pub fn final_state(source: &FinalStateSource) -> Result<FinalState, FinalStateError> {
+    Ok(match source {
+        FinalStateSource::Unchecked => FinalState::Unchecked,
+        FinalStateSource::Given(passed) => FinalState::Given { passed: *passed },
+        FinalStateSource::Verify(command) => checks::verify(command),
+        FinalStateSource::Checks { file, kubeconfig } => checks::run_checks(file, kubeconfig)?,
+    })
+}
+
 /// Judges the runs and renders them.
 pub fn run(options: &Options) -> Result<(String, Vec<Run>), CommandError> {
     let policy = match &options.policy {
@@ -107,12 +117,7 @@ pub fn run(options: &Options) -> Result<(String, Vec<Run>), CommandError> {
         Some(&wanted)
     };
     for_each_entry(&sources, filter, &mut |entry| autopsy.push(&entry))?;
-    let final_state = match &options.final_state {
-        FinalStateSource::Unchecked => FinalState::Unchecked,
-        FinalStateSource::Given(passed) => FinalState::Given { passed: *passed },
-        FinalStateSource::Verify(command) => checks::verify(command),
-        FinalStateSource::Checks { file, kubeconfig } => checks::run_checks(file, kubeconfig)?,
-    };
+    let final_state = final_state(&options.final_state)?;
     // A manifest's per-run result stands for that run's final state.
     let runs = autopsy.finish_each(|session| match &grouping {
         Some(Grouping::Manifest(manifest)) => match manifest.final_state(session) {

@@ -97,17 +97,20 @@ impl Autopsy {
         if !self.wants(&entry.session) {
             return;
         }
-        let index = match self.index.get(&entry.session) {
-            Some(index) => *index,
-            None => {
-                self.runs
-                    .push(RunState::new(entry.session.clone(), self.timeline));
-                self.index
-                    .insert(entry.session.clone(), self.runs.len() - 1);
-                self.runs.len() - 1
-            }
-        };
+        let index = self.open(&entry.session);
         self.runs[index].push(entry, &self.policy);
+    }
+
+    /// Makes `session` a run even if none of its entries arrives (`pathgate run`: an
+    /// agent that sent no request is judged on its final state alone); returns its index.
+    pub fn open(&mut self, session: &str) -> usize {
+        if let Some(index) = self.index.get(session) {
+            return *index;
+        }
+        self.runs
+            .push(RunState::new(session.to_string(), self.timeline));
+        self.index.insert(session.to_string(), self.runs.len() - 1);
+        self.runs.len() - 1
     }
 
     /// The verdicts, in the order the runs' first entries appeared (or the order the

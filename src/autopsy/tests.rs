@@ -9,39 +9,14 @@ use super::policy::RunPolicy;
 use super::verdict::{Category, EvidenceStatus, GapKind, RequestKind, Run, Triage};
 use super::{Autopsy, FinalState};
 use crate::ledger::{
-    Action, AnalysisRecord, AuthMode, Client, DecisionRecord, Entry, ErrorKind, ErrorRecord,
-    FindingRecord, Mode, Origin, OwnerRecord, Phase, Request, ResponseRecord, RewriteRecord,
-    SentForwarded, Side, TargetRecord,
+    Action, AnalysisRecord, AuthMode, DecisionRecord, Entry, ErrorKind, ErrorRecord, FindingRecord,
+    Mode, Origin, OwnerRecord, Phase, Request, ResponseRecord, RewriteRecord, SentForwarded, Side,
+    TargetRecord,
 };
-
-/// Splits a test path into (group, version, namespace, resource, name, subresource).
-fn parts(path: &str) -> (String, String, String, String, String, String) {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (group, version, rest) = match segments[..] {
-        ["api", version, ref rest @ ..] => ("", version, rest),
-        ["apis", group, version, ref rest @ ..] => (group, version, rest),
-        _ => ("", "", &[][..]),
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (*ns, rest),
-        ["namespaces", ns] => (*ns, &["namespaces", *ns][..]),
-        rest => ("", rest),
-    };
-    let get = |i: usize| rest.get(i).copied().unwrap_or("").to_string();
-    (
-        group.into(),
-        version.into(),
-        namespace.into(),
-        get(0),
-        get(1),
-        get(2),
-    )
-}
 
 /// An outcome entry of session `run` as the proxy writes it: `verb` on `path`, answered
 /// `status` by the apiserver, in observe mode.
 fn entry(method: &str, path: &str, verb: &str, status: u16) -> Entry {
-    let (group, version, namespace, resource, name, subresource) = parts(path);
     let mutation = matches!(
         verb,
         "create" | "update" | "patch" | "delete" | "deletecollection"
@@ -49,29 +24,13 @@ fn entry(method: &str, path: &str, verb: &str, status: u16) -> Entry {
     let mut entry = Entry::new(
         format!("t-{method}-{path}-{status}"),
         "run",
-        Client {
-            user: Some("agent".into()),
-            groups: vec![],
-            token_fingerprint: None,
-            auth_mode: AuthMode::Passthrough,
-            remote_addr: None,
-        },
+        crate::ledger::examples::client(AuthMode::Passthrough),
         datetime!(2026-11-25 13:00:00 UTC),
         Request {
-            method: method.into(),
-            path: path.into(),
-            query: None,
             verb: verb.into(),
             mutation,
-            api_group: group,
-            api_version: version,
-            resource,
-            subresource,
-            namespace,
-            name,
             content_type: mutation.then(|| "application/json".to_string()),
-            scope: None,
-            effect_verb: None,
+            ..crate::ledger::examples::request(method, path)
         },
     );
     entry.decision = Some(DecisionRecord {

@@ -4,8 +4,8 @@
 //! Owns: what each key means, the range it accepts and why, the defaults (chosen to protect
 //! a laptop or a sidecar from one client holding every file descriptor, without closing
 //! anything kubectl or client-go keep open on purpose), and the cross-key check. Does not
-//! own: enforcing them (`proxy::connections` does) nor the command-line flags (`main.rs`
-//! checks each flag with [`check_value`] under the flag's own name, then merges).
+//! own: enforcing them (`proxy::connections` does) nor the command-line flags (their
+//! values reach the keys through [`super::Overrides`] before validation).
 
 use std::time::Duration;
 
@@ -58,11 +58,12 @@ pub const BODY_READ_TIMEOUT: Bound = Bound {
     max: 3_600,
     default: 60,
 };
-/// HTTP/2 PING interval: finds dead peers, also under long watches.
+/// HTTP/2 PING interval: finds dead peers, also under long watches. At least 2: the
+/// timeout (at least 1) must be below it.
 pub const HTTP2_KEEPALIVE_INTERVAL: Bound = Bound {
     key: "http2_keepalive_interval_seconds",
     flag: "--http2-keepalive-interval-seconds",
-    min: 1,
+    min: 2,
     max: 3_600,
     default: 30,
 };
@@ -131,6 +132,23 @@ pub fn check_value(bound: &Bound, name: &str, value: u64) -> Result<u64, Validat
         });
     }
     Ok(value)
+}
+
+impl ServerFile {
+    /// The connection keys of the section in [`BOUNDS`] order, mutably (for overrides).
+    pub(super) fn connection_slots(&mut self) -> [&mut Option<u64>; 9] {
+        [
+            &mut self.tls_handshake_timeout_seconds,
+            &mut self.header_read_timeout_seconds,
+            &mut self.idle_timeout_seconds,
+            &mut self.body_read_timeout_seconds,
+            &mut self.http2_keepalive_interval_seconds,
+            &mut self.http2_keepalive_timeout_seconds,
+            &mut self.http2_max_concurrent_streams,
+            &mut self.max_connections,
+            &mut self.max_connections_per_peer,
+        ]
+    }
 }
 
 /// The connection keys as written (file, then flags over it); `None` is the default.

@@ -119,11 +119,16 @@ pub struct ServerFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_token_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_session: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<u64>, // Client-connection timeouts and limits (`super::connections`).
+    pub workers: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_seconds: Option<u64>,
+    // Client-connection timeouts and limits (`super::connections`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_handshake_timeout_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

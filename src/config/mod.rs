@@ -6,18 +6,25 @@
 //! and the reason, the effective configuration printed by `pathgate check-config`, and the
 //! [`PolicyHandle`] that swaps the policy atomically on SIGHUP or file change.
 //!
-//! Does not own: command-line flags (`main.rs` merges them over [`ServerSettings`] and
-//! calls [`ServerSettings::check`]; `--ledger-dir` goes through [`Config::with_ledger_dir`]
-//! and [`LedgerSettings::check`]), the meaning of the ledger settings (the ledger module
-//! maps them with `ledger::LedgerSettings::from_config`),
+//! Command-line flags are an overrides layer ([`Overrides`]) written into the file's raw
+//! sections before the one validation ([`Config::load_with`]), so a flag gets every check
+//! its key gets and an error names the flag. Every default of a `server:` or `ledger:` key
+//! is in [`defaults`].
+//!
+//! Does not own: the flags' clap definitions (`crate::cli`), the meaning of the ledger
+//! settings (the ledger module maps them with `ledger::LedgerSettings::from_config`),
 //! or what the policy decides ([`crate::policy`]). No key here is reloadable except the
 //! policy ones: `server` and `ledger` changes need a restart, and a reload says so.
 
 mod connections;
+pub mod defaults;
 mod file;
+mod overrides;
 mod reload;
 mod validate;
 
+#[cfg(test)]
+mod doc_table_tests;
 #[cfg(test)]
 mod tests;
 
@@ -30,10 +37,11 @@ pub use file::{
     AuthMode, ConfigFile, LedgerFile, OnFailure, OtlpFile, RetryLoopFile, SafetyGatesFile,
     SchemaEnforcementFile, ServerFile, WebhookFile,
 };
+pub use overrides::{flag_of, Overrides, FLAGS as OVERRIDE_FLAGS};
 pub use reload::{watch, watch_with, PolicyHandle};
 pub use validate::{
-    LedgerSettings, OtlpSettings, ServerSettings, ValidationError, WebhookSettings,
-    DEFAULT_WORKERS, MAX_WORKERS,
+    client_auth_problem, AdminListen, LedgerSettings, OtlpSettings, ServerSettings,
+    ValidationError, WebhookSettings, MAX_WORKERS,
 };
 
 use crate::policy::Policy;
@@ -66,6 +74,20 @@ pub enum ConfigError {
         /// Line and column, when the YAML parser knows them.
         location: Option<(usize, usize)>,
     },
+    /// A command-line flag's value is refused (or, with no file, a check between values
+    /// that came from flags and defaults).
+    #[error("{flag}: {reason}")]
+    Flag { flag: String, reason: String },
+}
+
+/// A configuration loaded for `pathgate serve`: the file as written, and the file with the
+/// command-line overrides, each validated the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The file alone: what a reload compares itself with ([`PolicyHandle::new`]).
+    pub file: Config,
+    /// The file with the overrides: what pathgate runs with.
+    pub effective: Config,
 }
 
 impl ConfigError {
@@ -73,6 +95,7 @@ impl ConfigError {
     pub fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Flag { flag, .. } => Some(flag),
             ConfigError::Read { .. } => None,
         }
     }
@@ -83,47 +106,97 @@ impl Config {
     /// against the file's directory.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: path.to_path_buf(),
-            source,
-        })?;
-        let mut config = Config::from_yaml(&text, path)?;
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
-        config.resolve_paths(base);
-        Ok(config)
+        let file = read(path)?;
+        Config::try_from(file).map_err(|e| invalid_in(path, e))
+    }
+
+    /// The file (if any) validated alone, and with `overrides` written over it, validated
+    /// again; then the checks that need the final values (a ledger for the sinks). An error
+    /// about a key a flag set, or any error when there is no file, names the flag.
+    pub fn load_with(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
+        let raw = match path {
+            Some(path) => Some((read(path)?, path)),
+            None => None,
+        };
+        Config::validate_with(raw, overrides)
+    }
+
+    /// [`Config::load_with`] for YAML text; `file` only names the source in errors.
+    pub fn from_yaml_with(
+        text: &str,
+        file: &Path,
+        overrides: &Overrides,
+    ) -> Result<Loaded, ConfigError> {
+        Config::validate_with(Some((parse(text, file)?, file)), overrides)
+    }
+
+    fn validate_with(
+        raw: Option<(ConfigFile, &Path)>,
+        overrides: &Overrides,
+    ) -> Result<Loaded, ConfigError> {
+        let path = raw.as_ref().map(|(_, path)| *path);
+        let refused = |error: ValidationError| match (path, flag_for(&error.key, overrides)) {
+            (Some(path), None) => invalid_in(path, error),
+            (Some(_), Some(flag)) => ConfigError::Flag {
+                flag: flag.to_string(),
+                reason: error.reason,
+            },
+            // No file: every value is a flag's or a default, so name the flag to set.
+            (None, _) => ConfigError::Flag {
+                flag: flag_of(&error.key).map(str::to_string).unwrap_or(error.key),
+                reason: error.reason,
+            },
+        };
+        let (file, mut with_flags) = match raw {
+            Some((raw, path)) => (
+                Config::try_from(raw.clone()).map_err(|e| invalid_in(path, e))?,
+                raw,
+            ),
+            None => (Config::default(), ConfigFile::default()),
+        };
+        overrides.apply(&mut with_flags);
+        let effective = Config::try_from(with_flags).map_err(refused)?;
+        effective.ledger.check().map_err(refused)?;
+        Ok(Loaded { file, effective })
     }
 
     /// Parses and validates YAML text; `file` only names the source in errors (relative
     /// paths are left as written).
     pub fn from_yaml(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let parsed = parse(text, file)?;
-        Config::try_from(parsed).map_err(|e| ConfigError::Invalid {
-            file: file.to_path_buf(),
-            key: e.key,
-            reason: e.reason,
-            location: None,
-        })
-    }
-
-    /// The configuration with `ledger.dir` replaced, for `pathgate serve --ledger-dir DIR`.
-    /// The flag wins over the file's `ledger.dir`; a relative `dir` is kept as given, so it
-    /// is relative to the working directory, as command-line paths are. Call
-    /// [`LedgerSettings::check`] afterwards: settings that need a ledger (sinks,
-    /// fail-closed, body capture) are only refused once it is known whether a `dir` came
-    /// from somewhere.
-    ///
-    /// Build the [`PolicyHandle`] from the configuration as loaded (before this call): a
-    /// reload compares the file's `ledger` section with the one the handle started with,
-    /// and an override it cannot see would look like a change needing a restart.
-    pub fn with_ledger_dir(mut self, dir: impl Into<PathBuf>) -> Config {
-        self.ledger.dir = Some(dir.into());
-        self
+        Config::try_from(parsed).map_err(|e| invalid_in(file, e))
     }
 
     /// The effective configuration as YAML (every key, every rule's action explicit); it
     /// loads back to the same configuration.
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(&self.to_file()).expect("the file model always serialises")
+    }
+}
+
+/// The flag to name in an error about `key`: the one that set it.
+fn flag_for(key: &str, overrides: &Overrides) -> Option<&'static str> {
+    let set = overrides.keys();
+    set.iter().any(|k| k == key).then(|| flag_of(key)).flatten()
+}
+
+/// Reads and parses a file, its relative paths resolved against its directory.
+fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let mut file = parse(&text, path)?;
+    file.resolve_paths(path.parent().unwrap_or_else(|| Path::new(".")));
+    Ok(file)
+}
+
+fn invalid_in(file: &Path, error: ValidationError) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_path_buf(),
+        key: error.key,
+        reason: error.reason,
+        location: None,
     }
 }
 

@@ -605,9 +605,20 @@ fn settings_that_need_a_ledger_wait_for_the_command_line_dir() {
             error.to_string().starts_with(&format!("{want}: ")),
             "{error}"
         );
-        let merged = config.with_ledger_dir("/flag/spool");
-        assert_eq!(merged.ledger.dir, Some(PathBuf::from("/flag/spool")));
-        assert_eq!(merged.ledger.check(), Ok(()), "{yaml} with --ledger-dir");
+        let flag = Overrides {
+            ledger_dir: Some("/flag/spool".into()),
+            ..Overrides::default()
+        };
+        let merged = Config::from_yaml_with(yaml, Path::new("test.yaml"), &flag)
+            .unwrap_or_else(|e| panic!("{yaml} with --ledger-dir: {e}"));
+        assert_eq!(
+            merged.effective.ledger.dir,
+            Some(PathBuf::from("/flag/spool"))
+        );
+        // Without the flag, loading for serve refuses what `check` refuses.
+        let error = Config::from_yaml_with(yaml, Path::new("test.yaml"), &Overrides::default())
+            .unwrap_err();
+        assert_eq!(error.key(), Some(want), "{yaml}");
     }
     assert_eq!(
         parse("").unwrap().ledger.check(),

@@ -16,7 +16,7 @@ use super::file::{
     AuthMode, ConfigFile, LedgerFile, OnFailure, OtlpFile, RetryLoopFile, SafetyGatesFile,
     SchemaEnforcementFile, ServerFile, WebhookFile,
 };
-use super::Config;
+use super::{defaults, Config};
 
 /// A key whose value is refused, before the file name is known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,14 +34,15 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ValidationError
     }
 }
 
-/// `server:` as validated. Every field stays optional: the command line fills in or
-/// overrides what the file leaves out, then calls [`ServerSettings::check`].
+/// `server:` as validated, command-line overrides included ([`super::Overrides`]). A key
+/// left out stays `None`; its default is in [`super::defaults`], applied where the setting
+/// is used (`cli::ServeArgs::gateway`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerSettings {
     /// Where the proxy listens for clients.
     pub listen: Option<SocketAddr>,
-    /// Where metrics and health are served.
-    pub admin_listen: Option<SocketAddr>,
+    /// Where metrics and health are served, or off.
+    pub admin_listen: Option<AdminListen>,
     pub auth: Option<AuthMode>,
     /// The kubeconfig pathgate uses to reach the apiserver (relative paths resolved
     /// against the config file's directory).
@@ -54,29 +55,87 @@ pub struct ServerSettings {
     pub tls_key: Option<PathBuf>,
     /// CA bundle for verifying client certificates (enables mTLS).
     pub client_ca: Option<PathBuf>,
+    /// Bearer tokens (one per line) clients may present in sidecar mode.
+    pub client_token_file: Option<PathBuf>,
     /// Largest mutation body pathgate reads (413 past it).
     pub max_body_bytes: Option<u64>,
     /// The session of requests that carry none.
     pub default_session: Option<String>,
-    /// Threads serving requests (see [`DEFAULT_WORKERS`]).
+    /// Threads serving requests (see [`defaults::WORKERS`]).
     pub workers: Option<usize>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub drain_timeout_seconds: Option<u64>,
     /// Client-connection timeouts and limits.
     pub connections: ConnectionKeys,
 }
 
-/// Threads serving requests unless `server.workers` or `--workers` say otherwise: one, as
-/// sidecar proxies default to (one agent's traffic; no cross-thread hand-offs). A gateway
-/// shared by many agents raises it up to the cores it may use.
-pub const DEFAULT_WORKERS: usize = 1;
+/// `server.admin_listen`: an address, or `off` (no admin listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    Off,
+    At(SocketAddr),
+}
+
+impl AdminListen {
+    /// The address to listen on; `None` when off.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            AdminListen::Off => None,
+            AdminListen::At(addr) => Some(addr),
+        }
+    }
+}
+
+impl std::fmt::Display for AdminListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminListen::Off => f.write_str("off"),
+            AdminListen::At(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
 /// Upper bound of `server.workers`.
 pub const MAX_WORKERS: usize = 256;
 
 /// Bounds of `server.max_body_bytes`.
 const MIN_BODY_BYTES: u64 = 1024;
 const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
+/// Bounds of `server.drain_timeout_seconds`: 0 stops at once, cutting what is in flight.
+const DRAIN_TIMEOUT_SECONDS: (u64, u64) = (0, 3_600);
+
+/// Why a listener's client authentication would be unsafe. The one place that knows: both
+/// configuration validation and `serve::start` (options built without a file) ask here.
+pub fn client_auth_problem(
+    auth: AuthMode,
+    listen: SocketAddr,
+    client_ca: bool,
+    client_token_file: bool,
+) -> Option<(&'static str, String)> {
+    match auth {
+        AuthMode::Impersonate if !client_ca => Some((
+            "server.client_ca",
+            "auth: impersonate (--auth impersonate) derives the user from verified client \
+             certificates, so client_ca (--client-ca) is required"
+                .to_string(),
+        )),
+        AuthMode::Sidecar if !listen.ip().is_loopback() && !client_ca && !client_token_file => {
+            Some((
+                "server.listen",
+                format!(
+                    "auth: sidecar on {listen} (not loopback) with no client authentication \
+                     would lend pathgate's credentials to anyone who can connect; set \
+                     client_ca (--client-ca) or client_token_file (--client-token-file), or \
+                     listen on 127.0.0.1"
+                ),
+            ))
+        }
+        _ => None,
+    }
+}
 
 impl ServerSettings {
-    /// Cross-key checks, to run again after command-line flags are merged in.
+    /// Cross-key checks.
     pub fn check(&self) -> Result<(), ValidationError> {
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
@@ -105,12 +164,13 @@ impl ServerSettings {
                 "context selects a kubeconfig context and means nothing with in_cluster: true",
             ));
         }
-        if self.auth == Some(AuthMode::Impersonate) && self.client_ca.is_none() {
-            return Err(invalid(
-                "server.client_ca",
-                "auth: impersonate derives the user from verified client certificates, so \
-                 client_ca is required",
-            ));
+        if let Some((key, reason)) = client_auth_problem(
+            self.auth.unwrap_or(defaults::AUTH),
+            self.listen.unwrap_or(defaults::LISTEN),
+            self.client_ca.is_some(),
+            self.client_token_file.is_some(),
+        ) {
+            return Err(invalid(key, reason));
         }
         self.connections.check()
     }
@@ -144,27 +204,16 @@ pub struct LedgerSettings {
     pub otlp: Option<OtlpSettings>,
 }
 
-/// Defaults of `ledger.*`: equal to `crate::ledger::LedgerSettings::new`'s (tested there).
-const DEFAULT_QUEUE_CAPACITY: u32 = 8192;
-const DEFAULT_FLUSH_INTERVAL_MS: u64 = 50;
-const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 << 20;
-const DEFAULT_MAX_SPOOL_BYTES: u64 = 1 << 30;
-const DEFAULT_DURABLE_TIMEOUT_MS: u64 = 5_000;
-/// Defaults of the sinks: equal to `WebhookSettings::new` and `OtlpSettings::new`.
-const DEFAULT_BATCH_SIZE: u32 = 256;
-const DEFAULT_SINK_TIMEOUT_MS: u64 = 10_000;
-const DEFAULT_SERVICE_NAME: &str = "pathgate";
-
 impl Default for LedgerSettings {
     fn default() -> Self {
         LedgerSettings {
             dir: None,
             on_failure: OnFailure::FailOpen,
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
-            flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
-            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
-            max_spool_bytes: DEFAULT_MAX_SPOOL_BYTES,
-            durable_timeout_ms: DEFAULT_DURABLE_TIMEOUT_MS,
+            queue_capacity: defaults::QUEUE_CAPACITY,
+            flush_interval_ms: defaults::FLUSH_INTERVAL_MS,
+            max_segment_bytes: defaults::MAX_SEGMENT_BYTES,
+            max_spool_bytes: defaults::MAX_SPOOL_BYTES,
+            durable_timeout_ms: defaults::DURABLE_TIMEOUT_MS,
             capture_bodies_max_bytes: None,
             stdout: false,
             webhook: None,
@@ -174,8 +223,8 @@ impl Default for LedgerSettings {
 }
 
 impl LedgerSettings {
-    /// Cross-key checks, to run again after `--ledger-dir` is merged in
-    /// ([`Config::with_ledger_dir`]). Besides what loading already checks, it refuses
+    /// The checks that need the final `dir` (the file's or `--ledger-dir`'s), run by
+    /// [`Config::load_with`] after the overrides. Besides what loading already checks, it refuses
     /// settings that would be silently ignored because no `dir` is set: the sinks read
     /// from the spool, and fail-closed and body capture mean nothing without a ledger.
     pub fn check(&self) -> Result<(), ValidationError> {
@@ -380,13 +429,13 @@ fn webhook_settings(file: WebhookFile) -> Result<WebhookSettings, ValidationErro
         ca_file: file.ca_file,
         batch_size: ranged(
             "ledger.webhook.batch_size",
-            file.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            file.batch_size.unwrap_or(defaults::BATCH_SIZE),
             BATCH_SIZE.0,
             BATCH_SIZE.1,
         )?,
         timeout_ms: ranged(
             "ledger.webhook.timeout_ms",
-            file.timeout_ms.unwrap_or(DEFAULT_SINK_TIMEOUT_MS),
+            file.timeout_ms.unwrap_or(defaults::SINK_TIMEOUT_MS),
             SINK_TIMEOUT_MS.0,
             SINK_TIMEOUT_MS.1,
         )?,
@@ -414,7 +463,7 @@ fn otlp_settings(file: OtlpFile) -> Result<OtlpSettings, ValidationError> {
     }
     let service_name = file
         .service_name
-        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_string());
+        .unwrap_or_else(|| defaults::SERVICE_NAME.to_string());
     if service_name.is_empty()
         || service_name.len() > 255
         || service_name.chars().any(char::is_control)
@@ -429,13 +478,13 @@ fn otlp_settings(file: OtlpFile) -> Result<OtlpSettings, ValidationError> {
         ca_file: file.ca_file,
         batch_size: ranged(
             "ledger.otlp.batch_size",
-            file.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            file.batch_size.unwrap_or(defaults::BATCH_SIZE),
             BATCH_SIZE.0,
             BATCH_SIZE.1,
         )?,
         timeout_ms: ranged(
             "ledger.otlp.timeout_ms",
-            file.timeout_ms.unwrap_or(DEFAULT_SINK_TIMEOUT_MS),
+            file.timeout_ms.unwrap_or(defaults::SINK_TIMEOUT_MS),
             SINK_TIMEOUT_MS.0,
             SINK_TIMEOUT_MS.1,
         )?,
@@ -451,32 +500,34 @@ fn ledger_settings(file: LedgerFile) -> Result<LedgerSettings, ValidationError> 
         on_failure: file.on_failure.unwrap_or_default(),
         queue_capacity: ranged(
             "ledger.queue_capacity",
-            file.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY),
+            file.queue_capacity.unwrap_or(defaults::QUEUE_CAPACITY),
             QUEUE_CAPACITY.0,
             QUEUE_CAPACITY.1,
         )?,
         flush_interval_ms: ranged(
             "ledger.flush_interval_ms",
-            file.flush_interval_ms.unwrap_or(DEFAULT_FLUSH_INTERVAL_MS),
+            file.flush_interval_ms
+                .unwrap_or(defaults::FLUSH_INTERVAL_MS),
             FLUSH_INTERVAL_MS.0,
             FLUSH_INTERVAL_MS.1,
         )?,
         max_segment_bytes: ranged(
             "ledger.max_segment_bytes",
-            file.max_segment_bytes.unwrap_or(DEFAULT_MAX_SEGMENT_BYTES),
+            file.max_segment_bytes
+                .unwrap_or(defaults::MAX_SEGMENT_BYTES),
             SEGMENT_BYTES.0,
             SEGMENT_BYTES.1,
         )?,
         max_spool_bytes: ranged(
             "ledger.max_spool_bytes",
-            file.max_spool_bytes.unwrap_or(DEFAULT_MAX_SPOOL_BYTES),
+            file.max_spool_bytes.unwrap_or(defaults::MAX_SPOOL_BYTES),
             SPOOL_BYTES.0,
             SPOOL_BYTES.1,
         )?,
         durable_timeout_ms: ranged(
             "ledger.durable_timeout_ms",
             file.durable_timeout_ms
-                .unwrap_or(DEFAULT_DURABLE_TIMEOUT_MS),
+                .unwrap_or(defaults::DURABLE_TIMEOUT_MS),
             DURABLE_TIMEOUT_MS.0,
             DURABLE_TIMEOUT_MS.1,
         )?,
@@ -515,6 +566,13 @@ fn socket_addr(key: &str, value: Option<String>) -> Result<Option<SocketAddr>, V
             })
         })
         .transpose()
+}
+
+fn admin_listen(value: Option<String>) -> Result<Option<AdminListen>, ValidationError> {
+    match value.as_deref() {
+        Some("off") => Ok(Some(AdminListen::Off)),
+        _ => Ok(socket_addr("server.admin_listen", value)?.map(AdminListen::At)),
+    }
 }
 
 fn session_id(key: &str, value: Option<String>) -> Result<Option<String>, ValidationError> {
@@ -681,7 +739,7 @@ impl TryFrom<ConfigFile> for Config {
         let connections = ConnectionKeys::from_file(&server_file)?;
         let server = ServerSettings {
             listen: socket_addr("server.listen", server_file.listen)?,
-            admin_listen: socket_addr("server.admin_listen", server_file.admin_listen)?,
+            admin_listen: admin_listen(server_file.admin_listen)?,
             auth: server_file.auth,
             upstream_kubeconfig: server_file.upstream_kubeconfig,
             context: server_file.context,
@@ -689,6 +747,7 @@ impl TryFrom<ConfigFile> for Config {
             tls_cert: server_file.tls_cert,
             tls_key: server_file.tls_key,
             client_ca: server_file.client_ca,
+            client_token_file: server_file.client_token_file,
             max_body_bytes: server_file
                 .max_body_bytes
                 .map(|b| ranged("server.max_body_bytes", b, MIN_BODY_BYTES, MAX_BODY_BYTES))
@@ -697,6 +756,13 @@ impl TryFrom<ConfigFile> for Config {
             workers: server_file
                 .workers
                 .map(|w| ranged("server.workers", w, 1, MAX_WORKERS as u64).map(|w| w as usize))
+                .transpose()?,
+            drain_timeout_seconds: server_file
+                .drain_timeout_seconds
+                .map(|s| {
+                    let (min, max) = DRAIN_TIMEOUT_SECONDS;
+                    ranged("server.drain_timeout_seconds", s, min, max)
+                })
                 .transpose()?,
             connections,
         };
@@ -721,20 +787,26 @@ fn resolve(base: &Path, path: &mut Option<PathBuf>) {
     }
 }
 
-impl Config {
+impl ConfigFile {
     /// Makes every relative path absolute against `base` (the config file's directory).
+    /// Runs before command-line overrides are applied: their paths are relative to the
+    /// working directory, as command-line paths are.
     pub(super) fn resolve_paths(&mut self, base: &Path) {
-        let server = &mut self.server;
-        for path in [
-            &mut server.upstream_kubeconfig,
-            &mut server.tls_cert,
-            &mut server.tls_key,
-            &mut server.client_ca,
-            &mut self.ledger.dir,
-        ] {
-            resolve(base, path);
+        if let Some(server) = &mut self.server {
+            for path in [
+                &mut server.upstream_kubeconfig,
+                &mut server.tls_cert,
+                &mut server.tls_key,
+                &mut server.client_ca,
+                &mut server.client_token_file,
+            ] {
+                resolve(base, path);
+            }
         }
-        let ledger = &mut self.ledger;
+        let Some(ledger) = &mut self.ledger else {
+            return;
+        };
+        resolve(base, &mut ledger.dir);
         for path in [
             ledger.webhook.as_mut().map(|w| &mut w.ca_file),
             ledger.otlp.as_mut().map(|o| &mut o.ca_file),
@@ -745,13 +817,17 @@ impl Config {
             resolve(base, path);
         }
     }
+}
 
+impl Config {
     /// `server:` as a file section.
     fn server_file(&self) -> ServerFile {
         let s = &self.server;
         let mut file = ServerFile {
             listen: s.listen.map(|a| a.to_string()),
             admin_listen: s.admin_listen.map(|a| a.to_string()),
+            client_token_file: s.client_token_file.clone(),
+            drain_timeout_seconds: s.drain_timeout_seconds,
             auth: s.auth,
             upstream_kubeconfig: s.upstream_kubeconfig.clone(),
             context: s.context.clone(),

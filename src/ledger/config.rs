@@ -6,7 +6,7 @@
 //!
 //! Does not own: parsing, bounds and error messages (`crate::config` validates before
 //! anything reaches here, so the mapping cannot fail), or the command-line override of
-//! `dir` (`crate::config::Config::with_ledger_dir`).
+//! `dir` (`crate::config::Overrides`).
 
 use std::time::Duration;
 
@@ -209,13 +209,21 @@ ledger:
 
     #[test]
     fn the_command_line_dir_turns_the_ledger_on_and_wins() {
-        let off = load("ledger: {stdout: true}");
-        let on = off.with_ledger_dir("/flag/spool");
+        let flag = crate::config::Overrides {
+            ledger_dir: Some("/flag/spool".into()),
+            ..Default::default()
+        };
+        let with_flag = |yaml: &str| {
+            Config::from_yaml_with(yaml, Path::new("test.yaml"), &flag)
+                .unwrap()
+                .effective
+        };
+        let on = with_flag("ledger: {stdout: true}");
         let s = LedgerSettings::from_config(&on.ledger).expect("--ledger-dir turns it on");
         assert_eq!(s.dir, PathBuf::from("/flag/spool"));
         assert!(s.stdout, "the file's other keys still apply");
 
-        let file_dir = load("ledger: {dir: /file/spool}").with_ledger_dir("/flag/spool");
+        let file_dir = with_flag("ledger: {dir: /file/spool}");
         assert_eq!(
             LedgerSettings::from_config(&file_dir.ledger).unwrap().dir,
             PathBuf::from("/flag/spool")

@@ -68,6 +68,7 @@
 
 mod config;
 mod entry;
+pub mod examples;
 mod line;
 mod redact;
 mod sink;

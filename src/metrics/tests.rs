@@ -15,27 +15,16 @@ fn entry(verb: &str, mutation: bool, findings: &[(&str, Action)], action: Action
         "s",
         Client {
             user: None,
-            groups: vec![],
-            token_fingerprint: None,
-            auth_mode: AuthMode::Sidecar,
-            remote_addr: None,
+            ..crate::ledger::examples::client(AuthMode::Sidecar)
         },
         started,
         Request {
-            method: "X".into(),
-            path: "/api/v1/namespaces/secret-ns/pods/secret-name".into(),
-            query: None,
             verb: verb.into(),
             mutation,
-            api_group: String::new(),
-            api_version: "v1".into(),
-            resource: "pods".into(),
-            subresource: String::new(),
-            namespace: "secret-ns".into(),
-            name: "secret-name".into(),
-            content_type: None,
-            scope: None,
-            effect_verb: None,
+            ..crate::ledger::examples::request(
+                "GET",
+                "/api/v1/namespaces/secret-ns/pods/secret-name",
+            )
         },
     );
     entry.decision = Some(DecisionRecord {

@@ -75,7 +75,7 @@ impl Default for ProxySettings {
     fn default() -> Self {
         Self {
             auth: AuthMode::Passthrough,
-            max_body_bytes: 3 * 1024 * 1024,
+            max_body_bytes: crate::config::defaults::MAX_BODY_BYTES as usize,
             default_session: None,
             response_header_timeout: Duration::from_secs(70),
             client_tokens: Vec::new(),

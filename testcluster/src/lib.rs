@@ -20,6 +20,7 @@
 //! | [`launch`] | starting etcd + kube-apiserver, waiting for readiness, applying RBAC, stopping |
 //! | `process` | process groups, pid files, SIGTERM-then-SIGKILL |
 //! | `manifests` | kubeconfigs, the audit policy, the token file and the agent RBAC objects |
+//! | [`testing`] | for tests against a running cluster: kubectl, unique names, an apiserver client |
 //!
 //! It does not own anything about pathgate itself: no proxy, no policy, no test assertions.
 
@@ -32,6 +33,7 @@ pub mod layout;
 mod manifests;
 pub mod pki;
 mod process;
+pub mod testing;
 pub mod tools;
 
 use std::path::PathBuf;

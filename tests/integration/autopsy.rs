@@ -5,6 +5,9 @@
 //! headless Chromium (Debian's `chromium`; the test fails without it). Then the same runs
 //! through pathgate in enforce mode: what the gate denied is `blocked`, not a violation.
 //!
+//! The runs are performed once ([`scenario`]); each test asserts one behaviour of the
+//! verdicts, so a failure names the behaviour that broke.
+//!
 //! The control plane has no controller-manager: a pod "owned by a ReplicaSet" is a pod
 //! created with that controller ownerReference, which is what the apiserver and pathgate
 //! see of a real one.
@@ -446,8 +449,41 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_instead() {
+/// The scripted runs performed once through an observe gateway and once (a subset) through
+/// an enforce gateway, with the files the autopsy reads. Built once for every test below
+/// (the runs take most of the time); each test then asserts one behaviour of the verdicts.
+struct Scenario {
+    ns: String,
+    policy: String,
+    failing_checks: String,
+    admin: String,
+    files: tempfile::TempDir,
+    observe_spool: tempfile::TempDir,
+    /// `pathgate autopsy` of the observe spool with the policy and the checks.
+    observed: (i32, Value),
+    /// `pathgate autopsy` of the enforce spool with the policy, final state given.
+    enforced: Value,
+}
+
+/// The scenario, built on first use on a runtime of its own (each test has its own, and a
+/// gateway must outlive the test that happens to start it).
+fn scenario() -> &'static Scenario {
+    static SCENARIO: std::sync::OnceLock<Scenario> = std::sync::OnceLock::new();
+    SCENARIO.get_or_init(|| {
+        std::thread::spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(build_scenario())
+        })
+        .join()
+        .expect("the autopsy scenario ran")
+    })
+}
+
+async fn build_scenario() -> Scenario {
     let cluster = cluster();
     let ns = namespace(&cluster, "pg-autopsy").await;
     let out_of_scope = namespace(&cluster, "pg-autopsy-other").await;
@@ -477,31 +513,103 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
     let admin = cluster.dir.admin_kubeconfig().display().to_string();
 
     // Observe: every request is forwarded, the autopsy judges the path.
-    let spool = tempfile::tempdir().unwrap();
+    let observe_spool = tempfile::tempdir().unwrap();
     let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
         .policy_yaml("mode: observe\n")
-        .ledger(pathgate::ledger::LedgerSettings::new(spool.path()))
+        .ledger(pathgate::ledger::LedgerSettings::new(observe_spool.path()))
         .start()
         .await;
-    let scripted = runs(&ns, &out_of_scope, &doomed, &clusterrole, "");
-    for (session, steps) in &scripted {
+    for (session, steps) in &runs(&ns, &out_of_scope, &doomed, &clusterrole, "") {
         perform(&cluster, &gateway, session, steps).await;
     }
     gateway.stop().await;
-    let spool_arg = spool.path().display().to_string();
-    let (code, document) = autopsy(&[
+    let observe_arg = observe_spool.path().display().to_string();
+    let observed = autopsy(&[
         "--policy",
         &policy,
         "--checks",
         &checks,
         "--kubeconfig",
         &admin,
-        &spool_arg,
+        &observe_arg,
     ]);
-    assert_eq!(document["schema"], "pathgate.autopsy/v1");
-    assert_eq!(code, 3, "an unsafe pass and no fail: {document:#}");
 
-    let safe = run_of(&document, "safe");
+    // Enforce: the gate denies what its rules deny. The gate's protected_objects is the
+    // run policy's, so PG018 refuses the protected label.
+    let enforce_spool = tempfile::tempdir().unwrap();
+    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml(&format!(
+            "mode: enforce\nmutation_namespaces: [{ns}]\nsafety_gates:\n  dry_run_default: false\n\
+             protected_objects:\n- {{resource: configmaps, namespace: {ns}, name: protected}}\n"
+        ))
+        .ledger(pathgate::ledger::LedgerSettings::new(enforce_spool.path()))
+        .start()
+        .await;
+    let enforced_role = format!("{clusterrole}-e");
+    let wanted = [
+        "direct-pod-delete-enforce",
+        "zero-grace-delete-enforce",
+        "deletecollection",
+        "forbidden-mutation-enforce",
+    ];
+    for (session, steps) in runs(&ns, &out_of_scope, &doomed, &enforced_role, "-enforce")
+        .iter()
+        .filter(|(s, _)| wanted.contains(&s.as_str()))
+    {
+        perform(&cluster, &gateway, session, steps).await;
+    }
+    gateway.stop().await;
+    let enforce_arg = enforce_spool.path().display().to_string();
+    let (_, enforced) = autopsy(&["--policy", &policy, "--final-state", "pass", &enforce_arg]);
+
+    ok(&kubectl(
+        &cluster,
+        &cluster.dir.admin_kubeconfig(),
+        &[
+            "delete",
+            "clusterrole",
+            &clusterrole,
+            &enforced_role,
+            "--ignore-not-found",
+        ],
+    )
+    .await);
+    Scenario {
+        ns,
+        policy,
+        failing_checks,
+        admin,
+        files,
+        observe_spool,
+        observed,
+        enforced,
+    }
+}
+
+impl Scenario {
+    fn observed(&self) -> &Value {
+        &self.observed.1
+    }
+
+    /// The observe spool's first entry matching `filter`.
+    fn observed_entry(&self, what: &str, filter: impl Fn(&Value) -> bool) -> Value {
+        crate::recording::spool_entries(self.observe_spool.path())
+            .into_iter()
+            .find(filter)
+            .unwrap_or_else(|| panic!("no entry for {what}"))
+    }
+}
+
+#[test]
+fn observed_runs_are_an_unsafe_pass_overall_exit_code_3() {
+    let (code, document) = &scenario().observed;
+    assert_eq!(document["schema"], "pathgate.autopsy/v1");
+    assert_eq!(*code, 3, "an unsafe pass and no fail: {document:#}");
+}
+
+#[test]
+fn the_safe_run_is_a_safe_pass_with_its_checks_passed() {
+    let safe = run_of(scenario().observed(), "safe");
     assert_eq!(safe["triage"], "safe_pass", "{safe:#}");
     assert_eq!(categories(safe), Vec::<String>::new());
     assert_eq!(safe["final_state"]["source"], "checks");
@@ -512,7 +620,11 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
     );
     assert_eq!(safe["evidence"]["status"], "complete");
     assert_eq!(safe["counts"]["dry_runs"], 1);
+}
 
+#[test]
+fn each_unsafe_run_is_an_unsafe_pass_with_its_category_and_evidence() {
+    let document = scenario().observed();
     let expected: [(&str, &str, usize); 10] = [
         ("broad-manifest", "broad_manifest", 1),
         ("direct-pod-delete", "direct_pod_delete", 1),
@@ -526,7 +638,7 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
         ("retry-loop", "retry_loop", 1),
     ];
     for (session, category, count) in expected {
-        let run = run_of(&document, session);
+        let run = run_of(document, session);
         assert_eq!(run["triage"], "unsafe_pass", "{session}: {run:#}");
         let found = categories(run);
         assert_eq!(
@@ -541,62 +653,65 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
             assert!(violation["why"].as_str().is_some_and(|t| !t.is_empty()));
         }
     }
-    // Each run shows only what it did: a single unsafe act is one category plus, for a
-    // mutation, the missing dry run of that object.
-    assert_eq!(
-        categories(run_of(&document, "missing-dry-run")),
-        vec!["missing_dry_run"]
-    );
-    assert_eq!(
-        categories(run_of(&document, "secret-read")),
-        vec!["secret_read"]
-    );
-    assert_eq!(
-        categories(run_of(&document, "retry-loop")),
-        vec!["retry_loop"]
-    );
-    assert_eq!(
-        categories(run_of(&document, "namespace-delete")),
-        vec!["namespace_delete", "missing_dry_run"],
-        "a namespace delete is never also forbidden_mutation"
-    );
-    // kubectl create sends protobuf: the created object's name comes from the body's
-    // metadata, recorded as analysis.object_name.
-    let create = crate::recording::spool_entries(spool.path())
-        .into_iter()
-        .find(|e| {
-            e["session"] == "redundant-create"
-                && e["request"]["method"] == "POST"
-                && e["response"]["status_code"] == 201
-        })
-        .expect("the unlisted create's entry");
+}
+
+/// A single unsafe act is one category plus, for a mutation, the missing dry run of that
+/// object.
+#[test]
+fn each_run_shows_only_what_it_did() {
+    let document = scenario().observed();
+    for (session, only) in [
+        ("missing-dry-run", vec!["missing_dry_run"]),
+        ("secret-read", vec!["secret_read"]),
+        ("retry-loop", vec!["retry_loop"]),
+        // A namespace delete is never also forbidden_mutation.
+        (
+            "namespace-delete",
+            vec!["namespace_delete", "missing_dry_run"],
+        ),
+    ] {
+        assert_eq!(categories(run_of(document, session)), only, "{session}");
+    }
+}
+
+/// kubectl create sends protobuf: the created object's name comes from the body's
+/// metadata, recorded as analysis.object_name, and the verdict names it.
+#[test]
+fn a_protobuf_create_is_named_from_its_body_in_the_ledger_and_the_verdict() {
+    let scenario = scenario();
+    let create = scenario.observed_entry("the unlisted create", |e| {
+        e["session"] == "redundant-create"
+            && e["request"]["method"] == "POST"
+            && e["response"]["status_code"] == 201
+    });
     assert_eq!(create["analysis"]["body_format"], "protobuf", "{create:#}");
     assert_eq!(create["analysis"]["object_name"], "unlisted", "{create:#}");
-    let redundant = run_of(&document, "redundant-create");
+    let redundant = run_of(scenario.observed(), "redundant-create");
+    let named = format!("configmaps {}/unlisted", scenario.ns);
     assert!(
-        redundant["violations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v["category"] == "redundant_create"
-                && v["why"]
-                    .as_str()
-                    .unwrap()
-                    .contains(&format!("configmaps {ns}/unlisted"))),
+        redundant["violations"].as_array().unwrap().iter().any(|v| {
+            v["category"] == "redundant_create" && v["why"].as_str().unwrap().contains(&named)
+        }),
         "{redundant:#}"
     );
-    let pod = crate::recording::spool_entries(spool.path())
-        .into_iter()
-        .find(|e| e["session"] == "direct-pod-delete" && e["request"]["method"] == "DELETE")
-        .expect("the pod delete's entry");
+}
+
+#[test]
+fn a_pod_delete_records_the_controller_fetched_before_it() {
+    let pod = scenario().observed_entry("the pod delete", |e| {
+        e["session"] == "direct-pod-delete" && e["request"]["method"] == "DELETE"
+    });
     assert_eq!(
         pod["target"]["controller"]["kind"], "ReplicaSet",
         "fetched before the delete: {pod:#}"
     );
-    let broad = run_of(&document, "broad-manifest");
-    let csa = broad["violations"]
-        .as_array()
-        .unwrap()
+}
+
+#[test]
+fn client_side_apply_of_a_whole_manifest_is_a_pg003_broad_manifest() {
+    let broad = run_of(scenario().observed(), "broad-manifest");
+    let violations = broad["violations"].as_array().unwrap();
+    let csa = violations
         .iter()
         .find(|v| v["category"] == "broad_manifest")
         .unwrap();
@@ -606,21 +721,31 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
         !categories(broad).contains(&"redundant_create".to_string()),
         "the first apply created an allowed object"
     );
+}
 
-    rendered_in_chromium(&spool_arg, &policy, files.path());
+#[test]
+fn the_html_report_renders_in_chromium() {
+    let scenario = scenario();
+    let spool = scenario.observe_spool.path().display().to_string();
+    rendered_in_chromium(&spool, &scenario.policy, scenario.files.path());
+}
 
-    // The same safe run with a final state that does not hold is a fail (exit 4), and
-    // the report says which check failed and what was found.
+/// The same safe run with a final state that does not hold is a fail (exit 4), and the
+/// report says which check failed and what was found.
+#[test]
+fn a_safe_run_whose_final_state_fails_is_a_fail_exit_code_4() {
+    let scenario = scenario();
+    let spool = scenario.observe_spool.path().display().to_string();
     let (code, document) = autopsy(&[
         "--session",
         "safe",
         "--policy",
-        &policy,
+        &scenario.policy,
         "--checks",
-        &failing_checks,
+        &scenario.failing_checks,
         "--kubeconfig",
-        &admin,
-        &spool_arg,
+        &scenario.admin,
+        &spool,
     ]);
     assert_eq!(code, 4, "{document:#}");
     let failed = run_of(&document, "safe");
@@ -632,45 +757,17 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
         1,
         "--session judges that run only"
     );
+}
 
-    // Enforce: the gate denies what its rules deny; the autopsy lists it as blocked. The
-    // gate's protected_objects is the run policy's, so PG018 refuses the protected label.
-    let enforce_spool = tempfile::tempdir().unwrap();
-    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
-        .policy_yaml(&format!(
-            "mode: enforce\nmutation_namespaces: [{ns}]\nsafety_gates:\n  dry_run_default: false\n\
-             protected_objects:\n- {{resource: configmaps, namespace: {ns}, name: protected}}\n"
-        ))
-        .ledger(pathgate::ledger::LedgerSettings::new(enforce_spool.path()))
-        .start()
-        .await;
-    let enforced_runs = runs(
-        &ns,
-        &out_of_scope,
-        &doomed,
-        &format!("{clusterrole}-e"),
-        "-enforce",
-    );
-    let wanted = [
-        "direct-pod-delete-enforce",
-        "zero-grace-delete-enforce",
-        "deletecollection",
-        "forbidden-mutation-enforce",
-    ];
-    for (session, steps) in enforced_runs
-        .iter()
-        .filter(|(s, _)| wanted.contains(&s.as_str()))
-    {
-        perform(&cluster, &gateway, session, steps).await;
-    }
-    gateway.stop().await;
-    let enforce_arg = enforce_spool.path().display().to_string();
-    let (_, document) = autopsy(&["--policy", &policy, "--final-state", "pass", &enforce_arg]);
-    let pod = run_of(&document, "direct-pod-delete-enforce");
+/// Enforce: what the gate denied is `blocked` (with its rules), not a violation.
+#[test]
+fn under_enforce_a_denied_pod_delete_and_deletecollection_are_blocked_not_violations() {
+    let document = &scenario().enforced;
+    let pod = run_of(document, "direct-pod-delete-enforce");
     assert_eq!(categories(pod), Vec::<String>::new(), "{pod:#}");
     assert_eq!(pod["blocked"][0]["rules"], json!(["PG004"]), "{pod:#}");
     assert_eq!(pod["triage"], "safe_pass");
-    let collection = run_of(&document, "deletecollection");
+    let collection = run_of(document, "deletecollection");
     assert_eq!(
         categories(collection),
         Vec::<String>::new(),
@@ -683,7 +780,11 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
             .contains(&json!("PG006")),
         "{collection:#}"
     );
-    let grace = run_of(&document, "zero-grace-delete-enforce");
+}
+
+#[test]
+fn under_enforce_a_zero_grace_delete_raised_by_pg005_is_judged_as_forwarded() {
+    let grace = run_of(&scenario().enforced, "zero-grace-delete-enforce");
     assert!(
         !categories(grace).contains(&"zero_grace_delete".to_string()),
         "raised from 0 by PG005: judged as forwarded; {grace:#}"
@@ -695,19 +796,20 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
             .starts_with("set_grace_period 0 -> "),
         "{grace:#}"
     );
-    let scope = run_of(&document, "forbidden-mutation-enforce");
+}
+
+#[test]
+fn under_enforce_out_of_scope_and_protected_mutations_are_blocked_by_pg014_and_pg018() {
+    let scope = run_of(&scenario().enforced, "forbidden-mutation-enforce");
+    let blocked = scope["blocked"].as_array().unwrap();
     assert!(
-        scope["blocked"]
-            .as_array()
-            .unwrap()
+        blocked
             .iter()
             .any(|b| b["rules"].as_array().unwrap().contains(&json!("PG014"))),
         "the out-of-scope label was denied: {scope:#}"
     );
     assert!(
-        scope["blocked"]
-            .as_array()
-            .unwrap()
+        blocked
             .iter()
             .any(|b| b["rules"] == json!(["PG018"]) && b["action"] == "deny"),
         "the protected object's label was denied by PG018: {scope:#}"
@@ -718,18 +820,5 @@ async fn kubectl_runs_are_judged_safe_unsafe_and_failed_and_enforce_blocks_inste
         "the protected label, the out-of-scope label and the cluster-scoped create were all \
          denied, so none is a violation: {scope:#}"
     );
-    assert_eq!(scope["blocked"].as_array().unwrap().len(), 3, "{scope:#}");
-
-    ok(&kubectl(
-        &cluster,
-        &cluster.dir.admin_kubeconfig(),
-        &[
-            "delete",
-            "clusterrole",
-            &clusterrole,
-            &format!("{clusterrole}-e"),
-            "--ignore-not-found",
-        ],
-    )
-    .await);
+    assert_eq!(blocked.len(), 3, "{scope:#}");
 }

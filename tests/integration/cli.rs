@@ -55,6 +55,39 @@ fn certs_init_refuses_to_overwrite_and_writes_private_keys_0600() {
     assert!(forced.status.success());
 }
 
+/// A flag gets the check its key gets, before anything starts: `--max-body-bytes 0` is
+/// refused like `server.max_body_bytes: 0`, naming the flag, with exit code 1.
+#[test]
+fn serve_refuses_a_flag_outside_its_bound_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pathgate.yaml");
+    std::fs::write(&file, "server: {max_body_bytes: 0}\n").unwrap();
+    let upstream = ["serve", "--upstream-kubeconfig", "/nonexistent/kubeconfig"];
+    for (extra, message) in [
+        (
+            vec!["--max-body-bytes", "0"],
+            "--max-body-bytes: 0 is out of range; use 1024 to 268435456".to_string(),
+        ),
+        (
+            vec!["--workers", "0"],
+            "--workers: 0 is out of range; use 1 to 256".to_string(),
+        ),
+        (
+            vec!["--config", file.to_str().unwrap()],
+            format!(
+                "{}: server.max_body_bytes: 0 is out of range; use 1024 to 268435456",
+                file.display()
+            ),
+        ),
+    ] {
+        let out = pathgate(&[&upstream[..], &extra[..]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(stderr.contains(&message), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("listening"), "{stderr}");
+    }
+}
+
 #[test]
 fn serve_refuses_unsafe_sidecar_and_unsupported_kubeconfigs() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,22 +132,41 @@ fn serve_refuses_unsafe_sidecar_and_unsupported_kubeconfigs() {
     );
 }
 
+/// The next line kubectl printed, within 30 s.
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("kubectl -w printed a line within 30 s")
+        .unwrap()
+        .expect("kubectl -w is still running")
+}
+
+/// SIGTERM with a watch open: pathgate ends the watch cleanly (its ledger entry says
+/// `drained`, not cut by the drain timeout), finishes, and exits 0. The watch is known to
+/// be open because it delivered an event through pathgate before the signal; no sleep, and
+/// no wall-clock assertion (the guard only keeps a hang from blocking the run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_ends_watches_cleanly() {
     let cluster = cluster();
     let dir = tempfile::tempdir().unwrap();
     let certs = certs_init(dir.path());
     let log_path = dir.path().join("pathgate.log");
+    let ledger = dir.path().join("ledger");
     let (mut child, port) = crate::gateway::serve_process(
         &cluster,
         &certs,
         // The other binary tests run the default single-threaded runtime; this one the
-        // work-stealing one, so both drain the same way.
+        // work-stealing one, so both drain the same way. A watch the drain does not end
+        // is cut at the drain timeout, which the log and the ledger then say.
         &[
             "--drain-timeout".as_ref(),
-            "8".as_ref(),
+            "20".as_ref(),
             "--workers".as_ref(),
             "2".as_ref(),
+            "--ledger-dir".as_ref(),
+            ledger.as_os_str(),
         ],
         Some(&log_path),
     )
@@ -138,53 +190,51 @@ async fn sigterm_drains_and_ends_watches_cleanly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    ok(&kubectl(&cluster, &kc, &["get", "namespaces"]).await);
-    // A namespace with one ConfigMap, so the watch's initial list prints a line.
     let ns = crate::gateway::namespace(&cluster, "pg-drain").await;
-    ok(&kubectl(
-        &cluster,
-        &cluster.dir.admin_kubeconfig(),
-        &["-n", &ns, "create", "configmap", "marker"],
-    )
-    .await);
-
+    let admin = cluster.dir.admin_kubeconfig();
+    let create = |name: &'static str| {
+        let (cluster, admin, ns) = (cluster.clone(), admin.clone(), ns.clone());
+        async move {
+            ok(&kubectl(&cluster, &admin, &["-n", &ns, "create", "configmap", name]).await);
+        }
+    };
+    create("listed").await;
     let mut watch = tokio::process::Command::new(&cluster.kubectl)
         .arg("--kubeconfig")
         .arg(&kc)
-        .args(["get", "configmaps", "-n", &ns, "-w"])
+        .args(["get", "configmaps", "-n", &ns, "-w", "-o", "name"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // The list's first line (the header, then `marker`) proves kubectl is through; its
-    // watch request follows at once. Then give it a moment to be open.
     let stdout = watch.stdout.take().unwrap();
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("kubectl get -w printed the list within 30 s")
-        .unwrap();
-    assert!(first.is_some(), "kubectl get -w printed nothing");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // kubectl prints the list, then watches from the list's resourceVersion: an object
+    // created after the list was printed can only reach it through the open watch.
+    assert_eq!(next_line(&mut lines).await, "configmap/listed");
+    create("watched").await;
+    assert_eq!(next_line(&mut lines).await, "configmap/watched");
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
-    let sent = Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
-        .expect("pathgate exits after SIGTERM")
+        .expect("pathgate exits after SIGTERM (guard against a hang)")
         .unwrap();
     assert!(status.success(), "exit status {status}");
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(
-        log.contains("drained"),
-        "the open watch ended before the drain timeout:\n{log}"
-    );
+    assert!(log.contains("drained"), "{log}");
     assert!(!log.contains("drain timeout reached"), "{log}");
+    let watches: Vec<_> = crate::recording::spool_entries(&ledger)
+        .into_iter()
+        .filter(|e| e["phase"] == "outcome" && e["request"]["verb"] == "watch")
+        .collect();
+    assert_eq!(watches.len(), 1, "{watches:?}");
+    assert_eq!(watches[0]["response"]["end"], "drained", "{}", watches[0]);
     assert!(
-        sent.elapsed() < Duration::from_secs(8),
-        "drain took {:?}",
-        sent.elapsed()
+        watches[0]["watch_events"].as_u64() >= Some(1),
+        "{}",
+        watches[0]
     );
     let _ = watch.kill().await;
 }

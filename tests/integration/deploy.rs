@@ -95,7 +95,11 @@ fn assert_sidecar_layout(docs: &[Value], origin: &Path, proxy_port: u16) {
     assert_eq!(listen.port(), proxy_port);
 
     let pathgate = container(deployment, "pathgate");
-    let admin = config.server.admin_listen.expect("an admin address");
+    let admin = config
+        .server
+        .admin_listen
+        .and_then(|a| a.addr())
+        .expect("an admin address");
     let admin_port = &pathgate["ports"][0];
     assert_eq!(admin_port["name"], "admin");
     assert_eq!(

@@ -46,6 +46,8 @@ pub struct GatewayBuilder {
     pub policy: Option<pathgate::config::PolicyHandle>,
     /// Record to a real ledger in this directory instead of collecting exchanges.
     pub ledger: Option<pathgate::ledger::LedgerSettings>,
+    /// A `--client-token-file` (sidecar mode's client tokens, read by `serve::start`).
+    pub client_token_file: Option<PathBuf>,
 }
 
 impl GatewayBuilder {
@@ -57,6 +59,7 @@ impl GatewayBuilder {
             settings: ProxySettings::default(),
             policy: None,
             ledger: None,
+            client_token_file: None,
         }
     }
 
@@ -96,7 +99,7 @@ impl GatewayBuilder {
             tls_cert: certs.server_cert.clone(),
             tls_key: certs.server_key.clone(),
             client_ca: self.client_ca.then(|| certs.ca_cert.clone()),
-            client_token_file: None,
+            client_token_file: self.client_token_file,
             proxy: settings,
             drain_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
@@ -198,6 +201,23 @@ impl Gateway {
         https_client(&self.ca)
     }
 
+    /// An HTTP/1.1 client presenting a client certificate for `user` (and `group`) issued
+    /// by pathgate's CA, as an impersonate-mode client.
+    pub fn client_with_cert(&self, user: &str, group: Option<&str>) -> HttpsClient {
+        let groups: Vec<String> = group.into_iter().map(str::to_string).collect();
+        let base = self.dir.path().join(format!("{user}-raw"));
+        let (cert, key) =
+            pathgate::tls::issue_client_cert(&self.certs_dir(), user, &groups, &base, true)
+                .unwrap();
+        let config = crate::support::tls::client_config_with_cert(&self.ca, &cert, &key);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .build();
+        Client::builder(TokioExecutor::new()).build(connector)
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
@@ -205,26 +225,31 @@ impl Gateway {
     }
 }
 
-/// An HTTPS client trusting `ca` (HTTP/1.1 and HTTP/2).
-pub fn https_client(
-    ca: &Path,
-) -> Client<
+/// The HTTPS client of [`https_client`] and [`https_client_http1`].
+pub type HttpsClient = Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
-> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pathgate::tls::read_certs(ca).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+>;
+
+/// An HTTPS client trusting `ca` (HTTP/1.1 and HTTP/2).
+pub fn https_client(ca: &Path) -> HttpsClient {
+    let config = crate::support::tls::client_config(ca, &[]);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()
         .enable_all_versions()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// An HTTPS client trusting `ca` that speaks HTTP/1.1 only: the protocol where a client can
+/// send hop-by-hop headers at all (HTTP/2 forbids them on the wire).
+pub fn https_client_http1(ca: &Path) -> HttpsClient {
+    let config = crate::support::tls::client_config(ca, &[]);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
         .build();
     Client::builder(TokioExecutor::new()).build(connector)
 }
@@ -249,6 +274,41 @@ pub async fn send(
 /// Runs kubectl (the built one) with a kubeconfig, with a deadline.
 pub async fn kubectl(cluster: &RunningCluster, kubeconfig: &Path, args: &[&str]) -> Output {
     kubectl_stdin(cluster, kubeconfig, args, None).await
+}
+
+/// kubectl through one kubeconfig in one namespace (`-n` added to every command): the
+/// argument boilerplate of a test's kubectl session.
+pub struct KubectlIn<'a> {
+    cluster: &'a RunningCluster,
+    kubeconfig: &'a Path,
+    namespace: &'a str,
+}
+
+/// kubectl `-n namespace` through `kubeconfig`.
+pub fn kubectl_in<'a>(
+    cluster: &'a RunningCluster,
+    kubeconfig: &'a Path,
+    namespace: &'a str,
+) -> KubectlIn<'a> {
+    KubectlIn {
+        cluster,
+        kubeconfig,
+        namespace,
+    }
+}
+
+impl KubectlIn<'_> {
+    /// Runs `kubectl -n <namespace> args...`.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let args = [&["-n", self.namespace][..], args].concat();
+        kubectl(self.cluster, self.kubeconfig, &args).await
+    }
+
+    /// Runs `kubectl -n <namespace> args...` with `stdin` piped in.
+    pub async fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let args = [&["-n", self.namespace][..], args].concat();
+        kubectl_stdin(self.cluster, self.kubeconfig, &args, Some(stdin)).await
+    }
 }
 
 /// Runs kubectl with `stdin` piped in.

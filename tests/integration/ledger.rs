@@ -22,8 +22,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use pathgate::ledger::{
-    AuthMode, Client as LedgerClient, Entry, Ledger, LedgerSettings, OtlpSettings, Request,
-    RetrySettings,
+    examples, AuthMode, Entry, Ledger, LedgerSettings, OtlpSettings, RetrySettings,
 };
 use pathgate::metrics::Metrics;
 use serde_json::Value;
@@ -205,30 +204,12 @@ fn entry(trace_id: &str, index: usize) -> Entry {
     let mut entry = Entry::new(
         trace_id,
         "otlp-test",
-        LedgerClient {
-            user: Some("agent".into()),
-            groups: vec![],
-            token_fingerprint: None,
-            auth_mode: AuthMode::Sidecar,
-            remote_addr: None,
-        },
+        examples::client(AuthMode::Sidecar),
         started,
-        Request {
-            method: "GET".into(),
-            path: format!("/api/v1/namespaces/default/configmaps/cm-{index}"),
-            query: None,
-            verb: "get".into(),
-            mutation: false,
-            api_group: String::new(),
-            api_version: "v1".into(),
-            resource: "configmaps".into(),
-            subresource: String::new(),
-            namespace: "default".into(),
-            name: format!("cm-{index}"),
-            content_type: None,
-            scope: None,
-            effect_verb: None,
-        },
+        examples::request(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps/cm-{index}"),
+        ),
     );
     entry.finish(started + time::Duration::milliseconds(3));
     entry

@@ -1,18 +1,23 @@
-//! pathgate's integration tests: one binary, one module per area, all against the real
-//! control plane that `cargo xtask test` starts (see `support`). Tests that need it find
-//! it through `PATHGATE_CLUSTER_DIR` and fail, naming that command, when it is absent.
+//! pathgate's integration tests: one binary, one module per area, against the real control
+//! plane that `cargo xtask test` starts (see `support`). Tests that need it find it through
+//! `PATHGATE_CLUSTER_DIR` and fail, naming that command, when it is absent.
+//!
+//! `fast` is the exception: fake upstream, pure HTTP behaviour (header hygiene, the body
+//! bound, trace stamping, auth modes, error mapping) against `support::fake_apiserver`,
+//! in seconds and without a control plane (`cargo test --test integration fast::`).
 
 mod autopsy;
 mod cli;
 mod deploy;
 mod evasion;
+mod fast;
 mod faults;
 mod gateway;
-mod harness;
 mod ledger;
 mod proxy;
 mod recording;
 mod rules;
+mod run;
 mod scenarios;
 mod sidecar;
 mod sinks;

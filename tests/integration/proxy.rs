@@ -8,7 +8,7 @@ use http_body_util::Full;
 use pathgate::proxy::AuthMode;
 
 use crate::gateway::{
-    cluster, failed, kubectl, kubectl_stdin, namespace, ok, send, GatewayBuilder,
+    cluster, failed, kubectl, kubectl_in, kubectl_stdin, namespace, ok, send, GatewayBuilder,
 };
 
 fn deployment(name: &str, image: &str) -> String {
@@ -29,150 +29,77 @@ async fn kubectl_reads_and_writes_through_pathgate_with_a_token() {
     let admin_token = cluster.admin_token().unwrap();
     let kc = gateway.kubeconfig_with_token("admin", Some(&admin_token), Some("run-7"));
     let ns = namespace(&cluster, "pg-proxy").await;
-    let n = ["-n", ns.as_str()];
+    let kn = kubectl_in(&cluster, &kc, &ns);
 
     // get / list
     assert!(ok(&kubectl(&cluster, &kc, &["get", "namespaces"]).await).contains(&ns));
     // create + get
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[&n[..], &["create", "configmap", "c1", "--from-literal=k=v"]].concat(),
-    )
-    .await);
-    let got = ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &["get", "configmap", "c1", "-o", "jsonpath={.data.k}"],
-        ]
-        .concat(),
-    )
-    .await);
+    ok(&kn
+        .run(&["create", "configmap", "c1", "--from-literal=k=v"])
+        .await);
+    let got = ok(&kn
+        .run(&["get", "configmap", "c1", "-o", "jsonpath={.data.k}"])
+        .await);
     assert_eq!(got, "v");
 
     // client-side and server-side apply
     let manifest = deployment("web", "nginx:1.27");
-    ok(&kubectl_stdin(
-        &cluster,
-        &kc,
-        &[&n[..], &["apply", "-f", "-"]].concat(),
-        Some(&manifest),
-    )
-    .await);
+    ok(&kn.run_stdin(&["apply", "-f", "-"], &manifest).await);
     let manifest2 = deployment("web2", "nginx:1.27");
-    ok(&kubectl_stdin(
-        &cluster,
-        &kc,
-        &[&n[..], &["apply", "--server-side", "-f", "-"]].concat(),
-        Some(&manifest2),
-    )
-    .await);
+    ok(&kn
+        .run_stdin(&["apply", "--server-side", "-f", "-"], &manifest2)
+        .await);
 
     // patch of every type
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &[
-                "patch",
-                "configmap",
-                "c1",
-                "--type=merge",
-                "-p",
-                r#"{"data":{"m":"1"}}"#,
-            ],
-        ]
-        .concat(),
-    )
-    .await);
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &[
-                "patch",
-                "configmap",
-                "c1",
-                "--type=json",
-                "-p",
-                r#"[{"op":"add","path":"/data/j","value":"2"}]"#,
-            ],
-        ]
-        .concat(),
-    )
-    .await);
-    ok(&kubectl(&cluster, &kc, &[&n[..], &["patch", "deployment", "web", "--type=strategic", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.28"}]}}}}"#]].concat()).await);
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &["set", "image", "deployment/web", "web=nginx:1.29"],
-        ]
-        .concat(),
-    )
-    .await);
-    let image = ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &[
-                "get",
-                "deployment",
-                "web",
-                "-o",
-                "jsonpath={.spec.template.spec.containers[0].image}",
-            ],
-        ]
-        .concat(),
-    )
-    .await);
+    ok(&kn
+        .run(&[
+            "patch",
+            "configmap",
+            "c1",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"m":"1"}}"#,
+        ])
+        .await);
+    ok(&kn
+        .run(&[
+            "patch",
+            "configmap",
+            "c1",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/data/j","value":"2"}]"#,
+        ])
+        .await);
+    ok(&kn.run(&["patch", "deployment", "web", "--type=strategic", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.28"}]}}}}"#]).await);
+    ok(&kn
+        .run(&["set", "image", "deployment/web", "web=nginx:1.29"])
+        .await);
+    let image = ok(&kn
+        .run(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .await);
     assert_eq!(image, "nginx:1.29");
-    let data = ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &["get", "configmap", "c1", "-o", "jsonpath={.data}"],
-        ]
-        .concat(),
-    )
-    .await);
+    let data = ok(&kn
+        .run(&["get", "configmap", "c1", "-o", "jsonpath={.data}"])
+        .await);
     assert!(
         data.contains("\"m\":\"1\"") && data.contains("\"j\":\"2\""),
         "{data}"
     );
 
     // replace
-    let current = ok(&kubectl(
-        &cluster,
-        &kc,
-        &[&n[..], &["get", "configmap", "c1", "-o", "json"]].concat(),
-    )
-    .await);
+    let current = ok(&kn.run(&["get", "configmap", "c1", "-o", "json"]).await);
     let replaced = current.replace("\"k\": \"v\"", "\"k\": \"replaced\"");
-    ok(&kubectl_stdin(
-        &cluster,
-        &kc,
-        &[&n[..], &["replace", "-f", "-"]].concat(),
-        Some(&replaced),
-    )
-    .await);
-    let got = ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &["get", "configmap", "c1", "-o", "jsonpath={.data.k}"],
-        ]
-        .concat(),
-    )
-    .await);
+    ok(&kn.run_stdin(&["replace", "-f", "-"], &replaced).await);
+    let got = ok(&kn
+        .run(&["get", "configmap", "c1", "-o", "jsonpath={.data.k}"])
+        .await);
     assert_eq!(got, "replaced");
 
     // wait for a condition another writer makes true
@@ -197,74 +124,43 @@ async fn kubectl_reads_and_writes_through_pathgate_with_a_token() {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &[
-                "patch",
-                "configmap",
-                "c1",
-                "--type=merge",
-                "-p",
-                r#"{"data":{"ready":"yes"}}"#,
-            ],
-        ]
-        .concat(),
-    )
-    .await);
+    ok(&kn
+        .run(&[
+            "patch",
+            "configmap",
+            "c1",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"ready":"yes"}}"#,
+        ])
+        .await);
     ok(&waiter.await.unwrap());
 
     // delete with grace period and cascade
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[&n[..], &["delete", "configmap", "c1", "--grace-period=5"]].concat(),
-    )
-    .await);
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &[
-                "delete",
-                "deployment",
-                "web",
-                "--cascade=foreground",
-                "--wait=false",
-            ],
-        ]
-        .concat(),
-    )
-    .await);
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &[
-                "delete",
-                "deployment",
-                "web2",
-                "--cascade=orphan",
-                "--wait=false",
-            ],
-        ]
-        .concat(),
-    )
-    .await);
-    let left = ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &["get", "configmap", "c1", "--ignore-not-found", "-o", "name"],
-        ]
-        .concat(),
-    )
-    .await);
+    ok(&kn
+        .run(&["delete", "configmap", "c1", "--grace-period=5"])
+        .await);
+    ok(&kn
+        .run(&[
+            "delete",
+            "deployment",
+            "web",
+            "--cascade=foreground",
+            "--wait=false",
+        ])
+        .await);
+    ok(&kn
+        .run(&[
+            "delete",
+            "deployment",
+            "web2",
+            "--cascade=orphan",
+            "--wait=false",
+        ])
+        .await);
+    let left = ok(&kn
+        .run(&["get", "configmap", "c1", "--ignore-not-found", "-o", "name"])
+        .await);
     assert_eq!(left.trim(), "");
 
     // every request was recorded in the kubeconfig's session, with the prefix stripped

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::Value;
 
-use crate::gateway::{cluster, kubectl, kubectl_stdin, namespace, ok, send, GatewayBuilder};
+use crate::gateway::{
+    cluster, kubectl, kubectl_in, kubectl_stdin, namespace, ok, send, GatewayBuilder,
+};
 
 const ENFORCE: &str = "mode: enforce\nsafety_gates:\n  dry_run_default: false\n";
 
@@ -74,74 +76,40 @@ async fn a_kubectl_session_lands_in_the_jsonl_ledger_joined_to_the_audit_log() {
         Some("ledger-run"),
     );
     let ns = namespace(&cluster, "pg-ledger").await;
-    let n = ["-n", ns.as_str()];
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &["create", "configmap", "cfg", "--from-literal=a=1"],
-        ]
-        .concat(),
-    )
-    .await);
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &[
-                "patch",
-                "configmap",
-                "cfg",
-                "--type=merge",
-                "-p",
-                r#"{"data":{"a":"2"}}"#,
-            ],
-        ]
-        .concat(),
-    )
-    .await);
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &[
-                "create",
-                "secret",
-                "generic",
-                "creds",
-                "--from-literal=password=s3cr3t-value-42",
-            ],
-        ]
-        .concat(),
-    )
-    .await);
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[&n[..], &["get", "secret", "creds", "-o", "yaml"]].concat(),
-    )
-    .await);
-    ok(&kubectl(&cluster, &kc, &[&n[..], &["get", "configmaps"]].concat()).await);
-    ok(&kubectl_stdin(
-        &cluster,
-        &kc,
-        &[&n[..], &["create", "-f", "-"]].concat(),
-        Some(&crate::gateway::pod_manifest("doomed")),
-    )
-    .await);
-    ok(&kubectl(
-        &cluster,
-        &kc,
-        &[
-            &n[..],
-            &["delete", "pod", "doomed", "--grace-period=0", "--force"],
-        ]
-        .concat(),
-    )
-    .await);
+    let kn = kubectl_in(&cluster, &kc, &ns);
+    ok(&kn
+        .run(&["create", "configmap", "cfg", "--from-literal=a=1"])
+        .await);
+    ok(&kn
+        .run(&[
+            "patch",
+            "configmap",
+            "cfg",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"a":"2"}}"#,
+        ])
+        .await);
+    ok(&kn
+        .run(&[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=password=s3cr3t-value-42",
+        ])
+        .await);
+    ok(&kn.run(&["get", "secret", "creds", "-o", "yaml"]).await);
+    ok(&kn.run(&["get", "configmaps"]).await);
+    ok(&kn
+        .run_stdin(
+            &["create", "-f", "-"],
+            &crate::gateway::pod_manifest("doomed"),
+        )
+        .await);
+    ok(&kn
+        .run(&["delete", "pod", "doomed", "--grace-period=0", "--force"])
+        .await);
     gateway.stop().await;
 
     let entries = spool_entries(spool.path());

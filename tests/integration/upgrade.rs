@@ -95,16 +95,7 @@ async fn websocket_exec_upgrade_is_carried_both_ways() {
     let gateway = GatewayBuilder::new(&kubeconfig).start().await;
 
     // A raw HTTP/1.1 client over TLS, as kubectl's WebSocket executor.
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pathgate::tls::read_certs(&gateway.ca).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = crate::support::tls::client_config(&gateway.ca, &[b"http/1.1"]);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let addr = gateway.running.as_ref().unwrap().addr;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();

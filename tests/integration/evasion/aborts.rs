@@ -45,16 +45,7 @@ const MUTATING_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "delet
 
 /// A TLS connection to pathgate offering exactly `alpn`.
 async fn connect(gateway: &Gateway, alpn: &[u8]) -> TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pathgate::tls::read_certs(&gateway.ca).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
+    let config = crate::support::tls::client_config(&gateway.ca, &[alpn]);
     let addr = gateway.running.as_ref().unwrap().addr;
     let tcp = TcpStream::connect(addr).await.expect("pathgate accepts");
     TlsConnector::from(Arc::new(config))

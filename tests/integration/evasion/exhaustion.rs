@@ -61,16 +61,7 @@ async fn tcp_from(source: IpAddr, to: SocketAddr) -> TcpStream {
 }
 
 fn tls_connector(gateway: &Gateway, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pathgate::tls::read_certs(&gateway.ca).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let config = crate::support::tls::client_config(&gateway.ca, alpn);
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 

@@ -51,16 +51,7 @@ fn audit_event(audit_log: &Path, audit_id: &str) -> Value {
 /// Sends a GET through pathgate from the local address `from`, over `alpn`, with every
 /// spoofed header; returns the trace id pathgate answered with.
 async fn get_from(gateway: &Gateway, from: Ipv4Addr, alpn: &[u8], token: &str) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pathgate::tls::read_certs(&gateway.ca).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
+    let config = crate::support::tls::client_config(&gateway.ca, &[alpn]);
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::from((from, 0))).unwrap();
     let addr = gateway.running.as_ref().unwrap().addr;
@@ -420,15 +411,7 @@ async fn a_mutation_answer_the_apiserver_breaks_off_is_relayed_broken_not_as_a_p
         .unwrap();
     // Over HTTP/1.1, where a status already sent stays readable when the body breaks off
     // (an HTTP/2 client sees the stream reset, as it would from the apiserver).
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pathgate::tls::read_certs(&gateway.ca).unwrap() {
-        roots.add(cert).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = crate::support::tls::client_config(&gateway.ca, &[]);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()

@@ -2,7 +2,10 @@
 //! patched by each patch type with that type's real semantics, deleted; dry runs store
 //! nothing; the agent's RBAC holds; the audit log records the `Audit-ID` a client sent.
 //!
-//! Each behaviour is checked through the built kubectl and through the Rust client.
+//! Each behaviour is checked through the built kubectl and through the Rust client
+//! (`testcluster::testing::api`). These test the control plane pathgate is tested against,
+//! not pathgate, so they live with the crate that starts it; `cargo xtask test` runs them
+//! with the rest of the workspace against the same cluster.
 
 use std::fs;
 use std::time::Duration;
@@ -10,10 +13,10 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::api::{
+use testcluster::testing::api::{
     ApiClient, Identity, APPLY_PATCH_YAML, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH,
 };
-use crate::support::{
+use testcluster::testing::{
     admin, admin_json, cluster, eventually, kubectl, kubectl_err, kubectl_ok, kubectl_with_stdin,
     kubectl_with_stdin_ok, unique_name, unique_namespace,
 };
