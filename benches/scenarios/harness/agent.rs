@@ -103,6 +103,12 @@ pub fn command(
             ("KUBECTL".into(), tools.kubectl.clone().into()),
             ("NS".into(), vars.get("NS").into()),
             ("OTHER_NS".into(), vars.get("OTHER_NS").into()),
+            // kubectl's discovery cache in the run's directory, never in $HOME, where
+            // another run's would change which requests this one makes.
+            (
+                "KUBECACHEDIR".into(),
+                files.stdout.with_file_name("kube-cache").into(),
+            ),
         ],
     }
 }
