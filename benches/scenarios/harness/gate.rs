@@ -3,7 +3,8 @@
 //!
 //! `pathgate run` owns the gateway, the session's kubeconfig, the agent's environment
 //! (`KUBECONFIG`, `PATHGATE_SESSION`, `PATHGATE_TASK`, `PATHGATE_LEDGER`), the timeout and
-//! the verdict; the harness reads its `pathgate.run/v1` summary.
+//! the verdict; the harness reads its `pathgate.run/v1` summary. The gateway's config
+//! carries the run policy's protected objects, which it enforces live.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -59,9 +60,14 @@ pub struct RunSummary {
 pub fn pathgate_run(tools: &Tools, request: &RunRequest) -> Result<RunSummary, HarnessError> {
     let ledger = request.dir.join("ledger");
     let out_dir = request.dir.join("out");
+    let gate_config = request.dir.join("gate.yaml");
+    std::fs::write(&gate_config, gate_config_text(&request.policy)?)
+        .map_err(super::io_error(&gate_config))?;
     let started = Instant::now();
     let output = Command::new(&tools.pathgate)
         .arg("run")
+        .arg("--config")
+        .arg(&gate_config)
         .arg("--upstream-kubeconfig")
         .arg(&tools.admin)
         .arg("--policy")
@@ -117,4 +123,23 @@ pub fn pathgate_run(tools: &Tools, request: &RunRequest) -> Result<RunSummary, H
             .unwrap_or(ledger),
         duration: started.elapsed(),
     })
+}
+
+/// The started gateway's configuration: the run policy's protected objects, so that what
+/// the autopsy calls a `forbidden_mutation` of one is what the gate denies live (PG018).
+fn gate_config_text(policy: &std::path::Path) -> Result<String, HarnessError> {
+    let invalid = |reason: String| HarnessError::Scenario {
+        file: policy.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(policy).map_err(super::io_error(policy))?;
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let protected = value
+        .get("protected_objects")
+        .cloned()
+        .unwrap_or(serde_yaml::Value::Sequence(vec![]));
+    let mut config = serde_yaml::Mapping::new();
+    config.insert("protected_objects".into(), protected);
+    serde_yaml::to_string(&config).map_err(|e| invalid(e.to_string()))
 }
