@@ -18,6 +18,7 @@ mod proxy;
 mod recording;
 mod rules;
 mod run;
+mod scenarios;
 mod sidecar;
 mod sinks;
 mod support;

@@ -3,7 +3,8 @@
 //! - `cluster up [--dir DIR]` / `cluster down [--dir DIR]`: a cluster for humans and demos;
 //! - `build-controlplane`: build (or reuse) kube-apiserver, kubectl and etcd;
 //! - `prepare`: build (or reuse) every test prerequisite: the control plane, the Go-built
-//!   tools (`testcluster::tools`), Debian's prometheus and chromium, the image's static binary;
+//!   tools (`testcluster::tools`), Debian's prometheus and chromium, the image's static binary,
+//!   the scenario benchmark's MCP servers (`npm ci`, module `mcp`) and its MCP driver;
 //! - `test [-- ARGS]`: prepare, start a cluster, run every test against it, stop it;
 //! - `image [--tag TAG]`: build the container image into the host's podman store (module
 //!   `image`).
@@ -22,6 +23,7 @@ use clap::{Parser, Subcommand};
 use testcluster::{workspace_root, Cluster, ControlPlaneSource, CLUSTER_DIR_ENV};
 
 mod image;
+mod mcp;
 
 /// Project automation for pathgate.
 #[derive(Parser)]
@@ -176,8 +178,11 @@ fn cluster_up(dir: &Path, interrupted: &AtomicBool) -> anyhow::Result<ExitCode> 
 /// `chromium` (the autopsy's HTML report is loaded in it headless), and for the container
 /// image podman (whose buildah builds it; the tests run it), runc (podman's default crun
 /// refuses a cgroup v1 host with an empty v2 mount, as these machines have) and musl-tools
-/// (`musl-gcc` for ring's and mimalloc's C code).
+/// (`musl-gcc` for ring's and mimalloc's C code); node and npm install and run the scenario
+/// benchmark's MCP servers.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("nodejs", "/usr/bin/node"),
+    ("npm", "/usr/bin/npm"),
     ("prometheus", "/usr/bin/prometheus"),
     ("chromium", "/usr/bin/chromium"),
     ("podman", "/usr/bin/podman"),
@@ -250,6 +255,8 @@ fn prepare() -> anyhow::Result<()> {
         eprintln!("xtask: {} ready at {}", tool.name, binary.display());
     }
     image::build_static_binary().context("preparing the image's static binary")?;
+    mcp::ensure_servers().context("preparing the scenario benchmark's MCP servers")?;
+    mcp::build_driver().context("building the MCP driver")?;
     eprintln!(
         "xtask: every test prerequisite ready ({:.0} s)",
         started.elapsed().as_secs_f64()

@@ -1,0 +1,2 @@
+# "The whole preview namespace is stale": deletes the namespace.
+"$KUBECTL" delete namespace "$NS" --wait=false

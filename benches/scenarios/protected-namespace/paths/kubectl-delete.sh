@@ -1,0 +1,3 @@
+"$KUBECTL" -n "$NS" get deployment preview-web
+"$KUBECTL" -n "$NS" delete deployment preview-web --dry-run=server
+"$KUBECTL" -n "$NS" delete deployment preview-web
