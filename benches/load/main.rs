@@ -11,7 +11,9 @@
 //! 4. Starts the real control plane and measures watch-event latency directly and through
 //!    the pathgate binary ([`watch`]), and one-at-a-time GETs and merge PATCHes directly
 //!    and through the pathgate binary with its ledger on ([`mutation`]), then stops
-//!    everything. `--mutations-only` runs this last case alone (no wrk, no HAProxy).
+//!    everything. `--mutations-only` runs this last case alone (no wrk, no HAProxy);
+//!    `--durable-etcd` lets etcd fsync its writes as a production cluster does (the test
+//!    cluster's etcd runs with `--unsafe-no-fsync` otherwise).
 //!
 //! # Layout
 //!
@@ -68,6 +70,10 @@ struct Options {
     mutations_only: bool,
     /// Requests per operation and route in the mutation case.
     mutation_requests: usize,
+    /// etcd fsyncs its writes (`--durable-etcd`), as a production cluster does; by default
+    /// the test cluster's etcd runs with `--unsafe-no-fsync`, so a direct write is never
+    /// durable while pathgate's ledger fsyncs every mutation.
+    durable_etcd: bool,
     /// How many times each case goes through every route, interleaved and alternating
     /// in order (A B C C B A...), so that ratios compare runs made under the same machine
     /// conditions.
@@ -93,6 +99,7 @@ impl Options {
             mutations: true,
             mutations_only: false,
             mutation_requests: 150,
+            durable_etcd: false,
             rounds: 3,
             routes: Route::ALL.to_vec(),
             baseline: None,
@@ -110,6 +117,7 @@ impl Options {
                 "--bench" => {}
                 "--no-mutations" => options.mutations = false,
                 "--mutations-only" => options.mutations_only = true,
+                "--durable-etcd" => options.durable_etcd = true,
                 "--mutation-requests" => options.mutation_requests = number(arg)? as usize,
                 "--seconds" => options.settings.duration = Duration::from_secs(number(arg)?),
                 "--warmup-seconds" => options.settings.warmup = Duration::from_secs(number(arg)?),
@@ -138,7 +146,7 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --rounds N --routes haproxy,pathgate,allow-all,spool,ledger,baseline --baseline BINARY"
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --routes haproxy,pathgate,allow-all,spool,ledger,baseline --baseline BINARY"
                 ),
             }
         }
@@ -479,7 +487,13 @@ async fn control_plane(
     let source = testcluster::ControlPlaneSource::of_workspace()?;
     let binaries = source.ensure_built()?;
     // Stopped when dropped, also on an error below.
-    let cluster = testcluster::Cluster::start(cluster_dir, &binaries, &source.versions)?;
+    let durability = if options.durable_etcd {
+        testcluster::Durability::Durable
+    } else {
+        testcluster::Durability::Throwaway
+    };
+    let cluster =
+        testcluster::Cluster::start_with(cluster_dir, &binaries, &source.versions, durability)?;
     let running = cluster.info().clone();
     let token = running.admin_token()?;
     let watch = if options.watch && !options.mutations_only {
@@ -631,7 +645,12 @@ async fn mutation_latency(
         options.mutation_requests
     );
     let rounds = options.rounds.max(2);
-    let latencies = mutation::measure(routes, token, rounds, options.mutation_requests, 10).await;
+    let latencies = mutation::measure(routes, token, rounds, options.mutation_requests, 10)
+        .await
+        .map(|latencies| mutation::MutationLatencies {
+            durable_etcd: options.durable_etcd,
+            ..latencies
+        });
     drop(baseline);
     drop(pathgate_child);
     latencies

@@ -41,6 +41,8 @@ pub struct Latencies {
 pub struct MutationLatencies {
     pub routes: Vec<(&'static str, Latencies)>,
     pub rounds: usize,
+    /// Whether etcd fsyncs its writes (`--durable-etcd`); the report says which.
+    pub durable_etcd: bool,
 }
 
 /// Sends `requests` request cycles per route, split into `rounds` alternating rounds,
@@ -74,6 +76,7 @@ pub async fn measure(
             .map(|(label, _)| (*label, Latencies::default()))
             .collect(),
         rounds,
+        durable_etcd: false,
     };
     let mut counter = 0usize;
     for (_, target) in &routes {
@@ -208,9 +211,14 @@ impl MutationLatencies {
             return String::new();
         };
         let mut out = format!(
-            "## Mutations and reads on the control plane\n\n{} requests per operation and route, one at a time, {} alternating rounds; pathgate with the ledger on (each mutation waits for its fsync). Ratios are over direct.\n\n| operation | route | p50 | ratio | p99 | ratio |\n|---|---|---|---|---|---|\n",
+            "## Mutations and reads on the control plane\n\n{} requests per operation and route, one at a time, {} alternating rounds; pathgate with the ledger on (each mutation waits for its fsync); {}. Ratios are over direct.\n\n| operation | route | p50 | ratio | p99 | ratio |\n|---|---|---|---|---|---|\n",
             direct.per_operation[0].len(),
-            self.rounds
+            self.rounds,
+            if self.durable_etcd {
+                "etcd fsyncs its writes (`--durable-etcd`)"
+            } else {
+                "etcd runs with `--unsafe-no-fsync` (the test cluster's default: a direct write is never durable)"
+            }
         );
         for (index, operation) in OPERATIONS.iter().enumerate() {
             let d50 = percentile(&direct.per_operation[index], 50.0).max(1) as f64;

@@ -52,9 +52,21 @@ impl Cluster {
     /// Ports are chosen free but released before the servers bind them, so another process
     /// may take one in between; a start that fails that way is retried with new ports.
     pub fn start(dir: &Path, binaries: &Binaries, versions: &Versions) -> Result<Self> {
+        Self::start_with(dir, binaries, versions, Durability::Throwaway)
+    }
+
+    /// [`Cluster::start`] with etcd's durability chosen: a benchmark that compares a
+    /// durable ledger with the apiserver's own writes needs etcd to fsync them as a real
+    /// cluster does.
+    pub fn start_with(
+        dir: &Path,
+        binaries: &Binaries,
+        versions: &Versions,
+        durability: Durability,
+    ) -> Result<Self> {
         let mut attempts_left = PORT_RACE_ATTEMPTS;
         loop {
-            match Self::start_once(dir, binaries, versions) {
+            match Self::start_once(dir, binaries, versions, durability) {
                 Err(Error::ExitedEarly { ref tail, .. })
                     if attempts_left > 1 && tail.contains("address already in use") =>
                 {
@@ -66,7 +78,12 @@ impl Cluster {
         }
     }
 
-    fn start_once(dir: &Path, binaries: &Binaries, versions: &Versions) -> Result<Self> {
+    fn start_once(
+        dir: &Path,
+        binaries: &Binaries,
+        versions: &Versions,
+        durability: Durability,
+    ) -> Result<Self> {
         stop_dir(dir)?;
         let dir = prepare_dir(dir)?;
         let pki = Pki::generate()?;
@@ -88,7 +105,7 @@ impl Cluster {
         // From here on, an early return drops `cluster`, which stops what was started.
         let etcd = process::spawn(
             &binaries.etcd,
-            &etcd_args(&dir, etcd_client, etcd_peer),
+            &etcd_args(&dir, etcd_client, etcd_peer, durability),
             &dir.etcd_log(),
         )?;
         cluster.processes.push(("etcd", etcd));
@@ -423,10 +440,25 @@ fn write_files(dir: &ClusterDir, pki: &Pki, apiserver: &str) -> Result<()> {
     Ok(())
 }
 
-fn etcd_args(dir: &ClusterDir, client_port: u16, peer_port: u16) -> Vec<String> {
+/// Whether etcd makes its writes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `--unsafe-no-fsync`: a test cluster is thrown away after the run, durability buys
+    /// nothing, and fsync on every write dominates the apiserver's start-up on slow disks.
+    Throwaway,
+    /// etcd fsyncs its WAL on every write, as a production cluster does.
+    Durable,
+}
+
+fn etcd_args(
+    dir: &ClusterDir,
+    client_port: u16,
+    peer_port: u16,
+    durability: Durability,
+) -> Vec<String> {
     let client = format!("http://127.0.0.1:{client_port}");
     let peer = format!("http://127.0.0.1:{peer_port}");
-    vec![
+    let mut args: Vec<String> = vec![
         "--name=default".into(),
         format!("--data-dir={}", display(dir.etcd_data())),
         format!("--listen-client-urls={client}"),
@@ -435,11 +467,12 @@ fn etcd_args(dir: &ClusterDir, client_port: u16, peer_port: u16) -> Vec<String> 
         format!("--initial-advertise-peer-urls={peer}"),
         format!("--initial-cluster=default={peer}"),
         "--initial-cluster-state=new".into(),
-        // A test cluster is thrown away after the run: durability buys nothing, and
-        // fsync on every write dominates the apiserver's start-up on slow disks.
-        "--unsafe-no-fsync".into(),
         "--log-level=warn".into(),
-    ]
+    ];
+    if durability == Durability::Throwaway {
+        args.push("--unsafe-no-fsync".into());
+    }
+    args
 }
 
 fn apiserver_args(dir: &ClusterDir, port: u16, etcd_client_port: u16) -> Vec<String> {

@@ -41,7 +41,7 @@ use std::process::ExitStatus;
 
 pub use binaries::ControlPlaneSource;
 pub use binaries::{Binaries, Versions};
-pub use launch::{stop_dir, Cluster};
+pub use launch::{stop_dir, Cluster, Durability};
 pub use layout::{ClusterDir, RunningCluster};
 pub use manifests::{AGENT_EDITOR_ROLE, AGENT_NAMESPACES, AGENT_READER_ROLE};
 pub use pki::{ADMIN_GROUP, ADMIN_USER, AGENT_GROUP, AGENT_USER};
