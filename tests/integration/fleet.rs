@@ -246,6 +246,11 @@ async fn two_instances_through_one_collector_give_the_autopsy_the_verdicts_of_th
     a.stop().await;
     b.stop().await;
     delivered(&collector, [&spool_a, &spool_b]).await;
+    let file = std::fs::read_to_string(&collector.file).unwrap();
+    assert!(
+        file.lines().any(|l| l.starts_with(r#"{"resourceSpans""#)),
+        "the file holds the spans too, which the autopsy must skip"
+    );
 
     let policy = dir.path().join("policy.yaml");
     std::fs::write(
