@@ -22,11 +22,13 @@
 //! | `object.rs` | [`ObjectIdentity`] and [`DeleteOptions`]: what a body says, shared by the readers below |
 //! | `delete_options.rs` | DeleteOptions from the body *or* the query, as the apiserver reads them |
 //! | `tree.rs`, `tree/yaml.rs` | a borrowed JSON tree: JSON and YAML bodies read once, as the apiserver reads them, nested at most 127 levels; ambiguous YAML refused |
+//! | `fuzz.rs` | [`fuzz::Target`]: one entry point per parser a client reaches, for the fuzzer and its corpus replay |
 //! | `protobuf.rs` | a bounded reader for the `k8s\0` protobuf envelope, ObjectMeta, DeleteOptions |
 
 mod analysis;
 mod delete_options;
 mod field_selector;
+pub mod fuzz;
 mod media_type;
 mod object;
 mod paths;

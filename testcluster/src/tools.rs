@@ -1,5 +1,6 @@
 //! The Go-built tools the test suite runs besides the control plane (Jaeger as the OTLP
-//! receiver, ...), each pinned by a Go module under `controlplane/<name>/`.
+//! receiver, helm, a minimal OpenTelemetry Collector for the fleet test), each pinned by a
+//! Go module under `controlplane/<name>/`.
 //!
 //! `cargo xtask test` builds every one of them before any test starts ([`ALL`],
 //! [`GoTool::ensure_built`]); tests only look them up ([`GoTool::find`]) and fail with a
@@ -65,8 +66,23 @@ pub const HELM: GoTool = GoTool {
     env: &[],
 };
 
+/// The smallest OpenTelemetry Collector with the OTLP receiver and the file exporter (its
+/// `main.go` is what the collector's `builder` generates for those two components): the
+/// fleet test's two pathgate instances export their ledgers to it, and `pathgate autopsy`
+/// reads the file it writes.
+pub const OTELCOL: GoTool = GoTool {
+    name: "OpenTelemetry Collector",
+    module_dir: "otelcol",
+    version_module: "go.opentelemetry.io/collector/otelcol",
+    package: "pathgate.dev/controlplane/otelcol",
+    binary: "otelcol-pathgate",
+    expected: "about 3 minutes on two cores",
+    // go.sum is complete for this build: go may not change it.
+    env: &[],
+};
+
 /// Every tool `cargo xtask test` prepares before the tests run.
-pub const ALL: &[&GoTool] = &[&JAEGER, &HELM];
+pub const ALL: &[&GoTool] = &[&JAEGER, &HELM, &OTELCOL];
 
 /// A tool's pinned release and cache location, read from its module.
 #[derive(Debug, Clone)]

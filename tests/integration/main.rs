@@ -12,6 +12,7 @@ mod deploy;
 mod evasion;
 mod fast;
 mod faults;
+mod fleet;
 mod gateway;
 mod ledger;
 mod proxy;
