@@ -9,7 +9,7 @@
 //! them the tests fail naming that command.
 
 #[path = "../../benches/scenarios/harness/mod.rs"]
-mod harness;
+pub(crate) mod harness;
 
 use std::path::Path;
 use std::process::Command;
