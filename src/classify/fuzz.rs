@@ -14,7 +14,7 @@
 
 use http::{HeaderMap, HeaderValue, Method};
 
-use super::analysis::BodyFormat;
+use super::media_type::BodyFormat;
 use super::{analyse, protobuf, query, request_info, Analysis, RequestInfo, MAX_TOUCHED_PATHS};
 
 /// One fuzz target.
