@@ -19,6 +19,14 @@ fn get(gateway: &Gateway) -> http::request::Builder {
     http::Request::get(format!("{}{PATH}", gateway.url))
 }
 
+/// A body-less GET of [`PATH`] with the client's own token, as most cases send it.
+fn client_get(gateway: &Gateway) -> http::Request<Full<Bytes>> {
+    get(gateway)
+        .header("authorization", "Bearer client-token")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 /// The one request the fake received.
 fn only_request(fake: &FakeApiserver) -> crate::support::fake_apiserver::Received {
     let received = fake.received();
@@ -83,10 +91,7 @@ async fn hop_by_hop_headers_of_the_apiservers_answer_never_reach_the_client() {
     })
     .await;
     let gateway = GatewayBuilder::new(fake.kubeconfig()).start().await;
-    let request = get(&gateway)
-        .header("authorization", "Bearer client-token")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let request = client_get(&gateway);
     let (status, headers, _) = send(&https_client_http1(&gateway.ca), request).await;
     assert_eq!(status, 200);
     for gone in ["x-named-by-connection", "keep-alive", "proxy-authenticate"] {
@@ -189,10 +194,7 @@ async fn passthrough_forwards_the_clients_token_and_sidecar_replaces_it_with_its
             .auth(auth)
             .start()
             .await;
-        let request = get(&gateway)
-            .header("authorization", "Bearer client-token")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let request = client_get(&gateway);
         let (status, _, _) = send(&https_client_http1(&gateway.ca), request).await;
         assert_eq!(status, 200, "{auth:?}");
         assert_eq!(
@@ -213,12 +215,7 @@ async fn impersonate_sends_its_own_token_and_the_certificates_identity() {
         .auth(AuthMode::Impersonate)
         .start()
         .await;
-    let request = || {
-        get(&gateway)
-            .header("authorization", "Bearer client-token")
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    };
+    let request = || client_get(&gateway);
     let (status, _, body) = send(&https_client_http1(&gateway.ca), request()).await;
     assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
     assert!(
@@ -292,10 +289,7 @@ async fn an_apiserver_error_is_relayed_unchanged() {
     let answer = status_body.clone();
     let fake = FakeApiserver::answering(move |_| Canned::json(500, answer.clone())).await;
     let gateway = GatewayBuilder::new(fake.kubeconfig()).start().await;
-    let request = get(&gateway)
-        .header("authorization", "Bearer client-token")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let request = client_get(&gateway);
     let (status, _, body) = send(&https_client_http1(&gateway.ca), request).await;
     assert_eq!(status, 500);
     assert_eq!(
@@ -314,10 +308,7 @@ async fn an_apiserver_slower_than_the_response_header_timeout_is_a_504_status() 
     let mut builder = GatewayBuilder::new(fake.kubeconfig());
     builder.settings.response_header_timeout = Duration::from_millis(300);
     let gateway = builder.start().await;
-    let request = get(&gateway)
-        .header("authorization", "Bearer client-token")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let request = client_get(&gateway);
     let (status, _, body) = send(&https_client_http1(&gateway.ca), request).await;
     assert_eq!(status, 504);
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -337,10 +328,7 @@ async fn an_unreachable_apiserver_is_a_503_status() {
     let fake = FakeApiserver::start().await;
     fake.stop_listening().await;
     let gateway = GatewayBuilder::new(fake.kubeconfig()).start().await;
-    let request = get(&gateway)
-        .header("authorization", "Bearer client-token")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let request = client_get(&gateway);
     let (status, _, body) = send(&https_client_http1(&gateway.ca), request).await;
     assert_eq!(status, 503);
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
