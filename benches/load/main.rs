@@ -36,6 +36,7 @@ mod client;
 mod cpu;
 mod mutation;
 mod report;
+mod scale;
 mod upstream;
 mod watch;
 mod wrk;
@@ -82,6 +83,17 @@ struct Options {
     routes: Vec<Route>,
     /// Another pathgate binary to measure as [`Route::Baseline`] (`--baseline BINARY`).
     baseline: Option<PathBuf>,
+    /// The scale cases ([`scale`]), run alone when either is asked for.
+    scale: ScaleOptions,
+}
+
+/// `--watches N [--watch-connections N] [--scale-events N]` and `--soak-seconds N
+/// [--soak-window-seconds N] [--soak-readers N] [--soak-watches N]`.
+struct ScaleOptions {
+    watches: Option<usize>,
+    watch_connections: usize,
+    events: usize,
+    soak: Option<scale::SoakLoad>,
 }
 
 impl Options {
@@ -103,6 +115,18 @@ impl Options {
             rounds: 3,
             routes: Route::ALL.to_vec(),
             baseline: None,
+            scale: ScaleOptions {
+                watches: None,
+                watch_connections: 50,
+                events: 20,
+                soak: None,
+            },
+        };
+        let mut soak = scale::SoakLoad {
+            duration: Duration::ZERO,
+            window: Duration::from_secs(30),
+            readers: 4,
+            watches: 100,
         };
         let named_routes = args_named_routes(args);
         let mut args = args.iter();
@@ -126,6 +150,17 @@ impl Options {
                 "--watch-events" => options.watch_events = number(arg)? as usize,
                 "--no-watch" => options.watch = false,
                 "--rounds" => options.rounds = number(arg)?.max(1) as usize,
+                "--watches" => options.scale.watches = Some(number(arg)?.max(1) as usize),
+                "--watch-connections" => {
+                    options.scale.watch_connections = number(arg)?.max(1) as usize
+                }
+                "--scale-events" => options.scale.events = number(arg)?.max(1) as usize,
+                "--soak-seconds" => soak.duration = Duration::from_secs(number(arg)?.max(1)),
+                "--soak-window-seconds" => {
+                    soak.window = Duration::from_secs(number(arg)?.max(1))
+                }
+                "--soak-readers" => soak.readers = number(arg)? as usize,
+                "--soak-watches" => soak.watches = number(arg)? as usize,
                 "--baseline" => {
                     let binary = args.next().context("--baseline needs a pathgate binary")?;
                     options.baseline = Some(PathBuf::from(binary));
@@ -146,7 +181,7 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --routes haproxy,pathgate,allow-all,spool,ledger,baseline --baseline BINARY"
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --watches N --watch-connections N --scale-events N --soak-seconds N --soak-window-seconds N --soak-readers N --soak-watches N --routes haproxy,pathgate,allow-all,spool,ledger,baseline --baseline BINARY"
                 ),
             }
         }
@@ -158,6 +193,9 @@ impl Options {
             (None, _) => options.routes.retain(|route| *route != Route::Baseline),
             (Some(_), false) => options.routes.push(Route::Baseline),
             (Some(_), true) => {}
+        }
+        if !soak.duration.is_zero() {
+            options.scale.soak = Some(soak);
         }
         Ok(options)
     }
@@ -212,6 +250,12 @@ fn run(options: &Options) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if options.scale.watches.is_some() || options.scale.soak.is_some() {
+        let markdown = runtime.block_on(scale_cases(&dir, &cluster_dir, &certs, options))?;
+        std::fs::write(dir.join("results.md"), &markdown)?;
+        println!("{markdown}");
+        return Ok(());
+    }
     if options.mutations_only {
         let (_, mutations) =
             runtime.block_on(control_plane(&dir, &cluster_dir, &certs, options))?;
@@ -510,6 +554,81 @@ async fn control_plane(
     Ok((watch, mutations))
 }
 
+/// The scale cases alone ([`scale`]): the control plane, pathgate in front of it with room
+/// for the watches (`--max-connections`: each watch holds an upstream connection of its
+/// own), the watches direct then through pathgate, then the soak.
+async fn scale_cases(
+    dir: &Path,
+    cluster_dir: &Path,
+    certs: &pathgate::tls::CertFiles,
+    options: &Options,
+) -> anyhow::Result<String> {
+    let source = testcluster::ControlPlaneSource::of_workspace()?;
+    let binaries = source.ensure_built()?;
+    let cluster = testcluster::Cluster::start_with(
+        cluster_dir,
+        &binaries,
+        &source.versions,
+        testcluster::Durability::Throwaway,
+    )?;
+    let running = cluster.info().clone();
+    let token = running.admin_token()?;
+    let policy = format!(
+        "{POLICY}ledger:\n  dir: {}\n",
+        dir.join("ledger-scale").display()
+    );
+    let watches = options.scale.watches.unwrap_or(0);
+    let limit = (watches + options.scale.watch_connections + 256).to_string();
+    let extra = [
+        "--max-connections",
+        &limit,
+        "--max-connections-per-peer",
+        &limit,
+    ];
+    let binary = dir.join("pathgate");
+    let (pathgate_child, addr) =
+        control_plane_pathgate_extra(dir, &binary, &running, certs, "scale", &policy, &extra)?;
+    let direct_client = client::trusting(&running.dir.ca_cert())?;
+    let clients = |ca: &Path, count: usize| -> anyhow::Result<Vec<client::HttpsClient>> {
+        (0..count).map(|_| client::trusting(ca)).collect()
+    };
+    let connections = options.scale.watch_connections;
+    let direct = scale::Route {
+        name: "direct",
+        base_url: running.apiserver.clone(),
+        clients: clients(&running.dir.ca_cert(), connections)?,
+        pid: None,
+    };
+    let proxied = scale::Route {
+        name: "pathgate",
+        base_url: format!("https://localhost:{}", addr.port()),
+        clients: clients(&certs.ca_cert, connections)?,
+        pid: Some(pathgate_child.pid()),
+    };
+    let mut markdown = String::new();
+    if watches > 0 {
+        let mut results = Vec::new();
+        for route in [&direct, &proxied] {
+            eprintln!("load benchmark: {watches} watches, {}", route.name);
+            let events = options.scale.events;
+            let api = &running.apiserver;
+            results
+                .push(scale::watches(route, &direct_client, api, &token, watches, events).await?);
+        }
+        markdown.push_str(&scale::watches_markdown(&results, options.scale.events));
+    }
+    if let Some(load) = &options.scale.soak {
+        eprintln!("load benchmark: soak, {} s", load.duration.as_secs());
+        let samples =
+            scale::soak(&proxied, &direct_client, &running.apiserver, &token, load).await?;
+        markdown.push('\n');
+        markdown.push_str(&scale::soak_markdown(&samples, load));
+    }
+    drop(pathgate_child);
+    cluster.stop()?;
+    Ok(markdown)
+}
+
 /// `pathgate serve` (passthrough, observe mode, `policy`) in front of the control plane.
 fn control_plane_pathgate(
     dir: &Path,
@@ -518,6 +637,19 @@ fn control_plane_pathgate(
     certs: &pathgate::tls::CertFiles,
     name: &str,
     policy: &str,
+) -> anyhow::Result<(ChildProcess, std::net::SocketAddr)> {
+    control_plane_pathgate_extra(dir, binary, running, certs, name, policy, &[])
+}
+
+/// [`control_plane_pathgate`] with `extra` flags.
+fn control_plane_pathgate_extra(
+    dir: &Path,
+    binary: &Path,
+    running: &testcluster::RunningCluster,
+    certs: &pathgate::tls::CertFiles,
+    name: &str,
+    policy: &str,
+    extra: &[&str],
 ) -> anyhow::Result<(ChildProcess, std::net::SocketAddr)> {
     let config = dir.join(format!("policy-{name}.yaml"));
     std::fs::write(&config, policy)?;
@@ -540,7 +672,8 @@ fn control_plane_pathgate(
         .arg(&certs.server_key)
         .arg("--config")
         .arg(&config)
-        .args(["--mode", "observe"]);
+        .args(["--mode", "observe"])
+        .args(extra);
     let mut child = ChildProcess::spawn(
         &format!("pathgate ({name})"),
         command,
