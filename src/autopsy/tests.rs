@@ -40,6 +40,7 @@ fn entry(method: &str, path: &str, verb: &str, status: u16) -> Entry {
         findings: vec![],
         rewrites: vec![],
         confirmed: false,
+        budget: None,
     });
     if mutation {
         entry.dry_run = Some(SentForwarded::unchanged(false));

@@ -82,6 +82,7 @@ mod tests {
                 .collect(),
             rewrites: vec![],
             confirmed: false,
+            budget: None,
         });
         entry.finish(started + time::Duration::milliseconds(30));
         entry
