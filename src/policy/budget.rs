@@ -747,4 +747,38 @@ mod tests {
         assert_eq!(refused.budget.unwrap().used, 150);
         assert_eq!(refused.budget.unwrap().retry_after_seconds, None);
     }
+
+    #[test]
+    fn a_rule_that_is_off_counts_nothing() {
+        let store = SessionStore::default();
+        let mut off = Policy::default();
+        off.rules.insert(RuleId::PG010, RuleAction::Off);
+        off.budgets.mutations = Some(1);
+        let mut on = off.clone();
+        off.rules.insert(RuleId::PG019, RuleAction::Off);
+        let patch = req(Verb::Patch, "configmaps")
+            .ns("shop")
+            .name("c")
+            .paths(&["/data/a"]);
+        let now = Instant::now();
+        let decide = |policy: &Policy| {
+            store
+                .decide(
+                    policy,
+                    &patch.info,
+                    &patch.analysis,
+                    &Facts::default(),
+                    &ctx(),
+                    now,
+                )
+                .action
+        };
+        for _ in 0..3 {
+            assert_eq!(decide(&off), Action::Allow);
+        }
+        assert_eq!(decide(&on), Action::Allow, "nothing was counted while off");
+        assert_eq!(decide(&on), Action::Deny);
+        on.budgets.mutations = None;
+        assert_eq!(decide(&on), Action::Allow, "a budget unset is off");
+    }
 }

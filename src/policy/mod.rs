@@ -44,9 +44,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use budget::{
-    counts_read_bytes, Budget, BudgetBreach, Budgets, Spend, Usage, DEFAULT_WINDOW_SECONDS,
-};
+pub use budget::{counts_read_bytes, Budget, BudgetBreach, Budgets, DEFAULT_WINDOW_SECONDS};
 pub use catalog::{catalog, RuleAction, RuleId, RuleInfo, UnknownRule};
 pub use decide::{
     decide, findings_from_response, needs_target, target_path, CONFIRM_ANNOTATION,

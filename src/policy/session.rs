@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use super::budget::{Spend, Usage};
 use super::decide::{decide, is_failure};
 use super::{
-    Budgets, Decision, Facts, Fingerprint, Policy, Rehearsal, RequestContext, SessionFacts,
+    Budgets, Decision, Facts, Fingerprint, Policy, Rehearsal, RequestContext, RuleAction, RuleId,
+    SessionFacts,
 };
 use crate::classify::{Analysis, RequestInfo};
 
@@ -352,8 +353,13 @@ impl SessionStore {
             Duration::from_secs(policy.retry_loop.window_seconds),
             now,
         );
-        let spend = Spend::of(info, analysis, policy.mode);
-        if !policy.budgets.any() || spend == Spend::default() {
+        // `rules.PG019: off` means not evaluated at all: nothing is counted either.
+        let budgeted = policy.budgets.any() && policy.rule_action(RuleId::PG019) != RuleAction::Off;
+        let spend = match budgeted {
+            true => Spend::of(info, analysis, policy.mode),
+            false => Spend::default(),
+        };
+        if spend == Spend::default() {
             return self.decide_confirmed(policy, info, analysis, facts, ctx, session, now);
         }
         session.budget = self.budget_breach(&ctx.session, &policy.budgets, spend, now);

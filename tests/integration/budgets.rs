@@ -170,7 +170,7 @@ async fn the_third_kubectl_patch_past_two_mutations_is_refused_429_at_once() {
         "{stderr}"
     );
     // No Retry-After for a budget of the whole session: client-go does not retry.
-    assert!(elapsed < Duration::from_secs(5), "kubectl took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(8), "kubectl took {elapsed:?}");
     let suffix = format!("/namespaces/{}/configmaps/app", rig.ns);
     let patches = rig.recorded("PATCH", &suffix, 3).await;
     let refused: Vec<&Exchange> = patches.iter().filter(|e| e.status_code == 429).collect();
@@ -236,7 +236,7 @@ async fn a_read_bytes_budget_refuses_the_kubectl_get_after_the_one_that_crossed_
         )),
         "{stderr}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "no retries");
+    assert!(started.elapsed() < Duration::from_secs(8), "no retries");
     let refused = rig.recorded("GET", &format!("{suffix}/app"), 1).await;
     assert_eq!(refused.len(), 1, "{refused:#?}");
     assert_eq!(refused[0].status_code, 429);
@@ -262,14 +262,14 @@ async fn a_read_bytes_budget_refuses_the_kubectl_get_after_the_one_that_crossed_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_budget_answers_retry_after_and_kubectl_waits_and_succeeds() {
-    let rig = Rig::start(ENFORCE, "  requests_per_window: 1\n  window_seconds: 2\n").await;
+    let rig = Rig::start(ENFORCE, "  requests_per_window: 1\n  window_seconds: 5\n").await;
     // The raw client sees the header and the Status details.
     let (first, _, _) = rig.raw_get().await;
     assert_eq!(first, 200);
     let (status, headers, body) = rig.raw_get().await;
     assert_eq!(status, 429);
     let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    assert!((1..=5).contains(&retry_after), "Retry-After {retry_after}");
     let status_body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status_body["reason"], "TooManyRequests");
     assert_eq!(status_body["code"], 429);
