@@ -781,4 +781,32 @@ mod tests {
         on.budgets.mutations = None;
         assert_eq!(decide(&on), Action::Allow, "a budget unset is off");
     }
+
+    #[test]
+    fn concurrent_requests_of_a_session_never_overshoot_a_budget() {
+        let store = SessionStore::default();
+        let mut policy = budget_policy(Mode::Enforce);
+        policy.budgets.mutations = Some(5);
+        let patch = req(Verb::Patch, "configmaps")
+            .ns("shop")
+            .name("c")
+            .paths(&["/data/a"]);
+        // Many threads deciding at once keep the gap between the check and the count busy.
+        let barrier = std::sync::Barrier::new(32);
+        let allowed: usize = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..32)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        (0..50)
+                            .map(|_| store_decide(&store, &policy, &patch, Instant::now()))
+                            .filter(|d| d.action == Action::Allow)
+                            .count()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).sum()
+        });
+        assert_eq!(allowed, 5);
+    }
 }
