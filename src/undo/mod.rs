@@ -1,0 +1,24 @@
+//! `pathgate undo`: a verified revert plan for a run (a session's window of mutations),
+//! from the pre- and post-images the ledger references, then its dry run or application
+//! through pathgate as a session of its own (`undo.<ID>`), so the undo is gated, recorded
+//! and judged like any run. docs/undo.md is the user's manual.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`history`] | the model: a run's mutations, the objects they wrote, where their images are |
+//! | [`inverse`] | pure: the inverse JSON Patch of one object's net change, conflict diffs |
+//! | [`plan`] | pure: mutations + images -> steps (newest first) and what cannot be undone |
+//! | [`precondition`] | pure: a step's precondition against the object as it is now |
+//!
+//! The store of images is the ledger's ([`crate::ledger`]); undo only reads it.
+
+pub mod history;
+pub mod inverse;
+pub mod plan;
+pub mod precondition;
+
+pub use history::{After, Before, ImageRef, Kind, Mutation, ObjectRef, Outcome};
+pub use plan::{plan, Action, ImageProblem, Images, NotUndoable, Plan, Reason, Step};
+pub use precondition::{check, Check, Observed};
