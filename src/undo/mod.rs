@@ -10,10 +10,12 @@
 //! | [`history`] | the model: a run's mutations, the objects they wrote, where their images are |
 //! | [`inverse`] | pure: the inverse JSON Patch of one object's net change, conflict diffs |
 //! | [`plan`] | pure: mutations + images -> steps (newest first) and what cannot be undone |
+//! | [`execute`] | a plan's steps through the gateway: precondition GET, dry run, application |
 //! | [`precondition`] | pure: a step's precondition against the object as it is now |
 //!
 //! The store of images is the ledger's ([`crate::ledger`]); undo only reads it.
 
+pub mod execute;
 pub mod history;
 pub mod inverse;
 pub mod plan;
@@ -21,4 +23,4 @@ pub mod precondition;
 
 pub use history::{After, Before, ImageRef, Kind, Mutation, ObjectRef, Outcome};
 pub use plan::{plan, Action, ImageProblem, Images, NotUndoable, Plan, Reason, Step};
-pub use precondition::{check, Check, Observed};
+pub use precondition::{check, Check, ConflictKind, Observed};

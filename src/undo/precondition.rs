@@ -31,11 +31,25 @@ pub enum Check {
     AlreadyReverted { message: String },
     /// Someone changed the object since the run.
     Conflict {
+        kind: ConflictKind,
         message: String,
         /// The fields the step would write that differ from what the run left (for a
         /// delete, every changed field).
         fields: Vec<FieldDiff>,
     },
+}
+
+/// What someone did to the object since the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// Changed it (another resourceVersion): `--force-conflicts` may send the step anyway.
+    Changed,
+    /// Deleted it: there is nothing to patch.
+    Deleted,
+    /// Created it again (a re-create would fail), or replaced it with another object of
+    /// the same name (a delete would remove someone else's object).
+    Recreated,
 }
 
 /// `metadata.<key>` of an object, as text.
@@ -48,6 +62,7 @@ pub fn check(step: &Step, observed: &Observed) -> Check {
     match (&step.action, observed) {
         (Action::Create { .. }, Observed::Absent) => Check::Holds,
         (Action::Create { .. }, Observed::Present(current)) => Check::Conflict {
+            kind: ConflictKind::Recreated,
             message: format!(
                 "exists again (uid {}, created {}): someone re-created it since the run",
                 meta(current, "uid").unwrap_or("?"),
@@ -66,6 +81,7 @@ pub fn check(step: &Step, observed: &Observed) -> Check {
             Observed::Present(current),
         ) => delete_check(step, uid, resource_version, current),
         (Action::Patch { .. }, Observed::Absent) => Check::Conflict {
+            kind: ConflictKind::Deleted,
             message: "deleted since the run: nothing to restore into".into(),
             fields: Vec::new(),
         },
@@ -91,6 +107,7 @@ pub fn check(step: &Step, observed: &Observed) -> Check {
                 "changed since the run (resourceVersion {now}, the run left {left}), in fields this step restores"
             };
             Check::Conflict {
+                kind: ConflictKind::Changed,
                 message: message
                     .replace("{now}", meta(current, "resourceVersion").unwrap_or("?"))
                     .replace("{left}", resource_version),
@@ -104,6 +121,7 @@ pub fn check(step: &Step, observed: &Observed) -> Check {
 fn delete_check(step: &Step, uid: &str, resource_version: &str, current: &Value) -> Check {
     if meta(current, "uid") != Some(uid) {
         return Check::Conflict {
+            kind: ConflictKind::Recreated,
             message: format!(
                 "a different object of that name (uid {}; the run created uid {uid}): someone deleted and re-created it since",
                 meta(current, "uid").unwrap_or("?")
@@ -115,6 +133,7 @@ fn delete_check(step: &Step, uid: &str, resource_version: &str, current: &Value)
         return Check::Holds;
     }
     Check::Conflict {
+        kind: ConflictKind::Changed,
         message: format!(
             "changed since the run created it (resourceVersion {}, the run left {resource_version})",
             meta(current, "resourceVersion").unwrap_or("?")
@@ -181,7 +200,7 @@ mod tests {
             check(&patch, &Observed::Present(configmap("u-1", "20", "fast"))),
             Check::Holds
         );
-        let Check::Conflict { message, fields } =
+        let Check::Conflict { message, fields, .. } =
             check(&patch, &Observed::Present(configmap("u-1", "31", "turbo")))
         else {
             panic!("a later change is a conflict");
@@ -200,7 +219,7 @@ mod tests {
         );
         let mut relabelled = configmap("u-1", "32", "fast");
         relabelled["metadata"]["labels"] = json!({"x": "y"});
-        let Check::Conflict { message, fields } = check(&patch, &Observed::Present(relabelled))
+        let Check::Conflict { message, fields, .. } = check(&patch, &Observed::Present(relabelled))
         else {
             panic!("any later change is a conflict");
         };
