@@ -69,6 +69,7 @@
 mod config;
 mod entry;
 pub mod examples;
+pub mod images;
 mod line;
 mod observe;
 mod redact;
