@@ -126,7 +126,11 @@ fn request_of(step: &Step, forced: bool) -> Option<Request> {
             let options = json!({"apiVersion": "v1", "kind": "DeleteOptions",
                                  "preconditions": preconditions,
                                  "propagationPolicy": "Background"});
-            (Method::DELETE, "application/json", serde_json::to_vec(&options))
+            (
+                Method::DELETE,
+                "application/json",
+                serde_json::to_vec(&options),
+            )
         }
         Action::Create { body } => (Method::POST, "application/json", serde_json::to_vec(body)),
         Action::LeftToController { .. } | Action::NoNetChange => return None,
@@ -151,7 +155,9 @@ impl Answer {
         serde_json::from_slice::<Value>(&self.body)
             .ok()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&self.body[..self.body.len().min(300)]).into_owned())
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&self.body[..self.body.len().min(300)]).into_owned()
+            })
     }
 }
 
@@ -173,9 +179,7 @@ async fn send(
     if let Some(token) = upstream.own_token().await.map_err(|e| e.to_string())? {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    let request = request
-        .body(full_body(body))
-        .map_err(|e| e.to_string())?;
+    let request = request.body(full_body(body)).map_err(|e| e.to_string())?;
     let exchange = async {
         let response = upstream
             .client()
@@ -232,7 +236,10 @@ pub async fn execute(plan: &Plan, upstream: &Upstream, mode: Mode, force: bool) 
         };
         if let StepResult::Applied { .. } = report.result {
             if let Ok(Observed::Present(now)) = observe(upstream, &report.step.object).await {
-                if let Some(rv) = now.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                if let Some(rv) = now
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                {
                     ours.insert(report.step.object.clone(), rv.to_string());
                 }
             }
@@ -343,7 +350,11 @@ async fn send_step(upstream: &Upstream, request: &Request, mode: Mode) -> StepRe
     }
 }
 
-async fn send_request(upstream: &Upstream, request: &Request, path: &str) -> Result<Answer, String> {
+async fn send_request(
+    upstream: &Upstream,
+    request: &Request,
+    path: &str,
+) -> Result<Answer, String> {
     send(
         upstream,
         request.method.clone(),
@@ -421,7 +432,8 @@ mod tests {
             json!({"uid": "u-1", "resourceVersion": "9"})
         );
         assert_eq!(request.path, "/api/v1/namespaces/shop/services/api");
-        let forced: Value = serde_json::from_slice(&request_of(&delete, true).unwrap().body).unwrap();
+        let forced: Value =
+            serde_json::from_slice(&request_of(&delete, true).unwrap().body).unwrap();
         assert_eq!(forced["preconditions"], json!({"uid": "u-1"}));
         let create = request_of(
             &step(Action::Create {

@@ -200,12 +200,15 @@ pub fn plan(mutations: &[Mutation], images: &dyn Images) -> Plan {
     let mut plan = Plan::default();
     let mut events = Vec::new();
     for mutation in mutations {
+        // What it may have done is seen in the images of the mutations around it (the
+        // next one's pre-image, or the precondition's GET), not in its own.
+        if mutation.outcome == Outcome::Unknown {
+            plan.refuse(mutation, Reason::OutcomeUnknown);
+            continue;
+        }
         match events_of(mutation, images) {
             Ok(mut more) => events.append(&mut more),
             Err(reason) => plan.refuse(mutation, reason),
-        }
-        if mutation.outcome == Outcome::Unknown {
-            plan.refuse(mutation, Reason::OutcomeUnknown);
         }
     }
     // Each object view's events, and the position of its newest one.

@@ -200,8 +200,9 @@ mod tests {
             check(&patch, &Observed::Present(configmap("u-1", "20", "fast"))),
             Check::Holds
         );
-        let Check::Conflict { message, fields, .. } =
-            check(&patch, &Observed::Present(configmap("u-1", "31", "turbo")))
+        let Check::Conflict {
+            message, fields, ..
+        } = check(&patch, &Observed::Present(configmap("u-1", "31", "turbo")))
         else {
             panic!("a later change is a conflict");
         };
@@ -219,7 +220,9 @@ mod tests {
         );
         let mut relabelled = configmap("u-1", "32", "fast");
         relabelled["metadata"]["labels"] = json!({"x": "y"});
-        let Check::Conflict { message, fields, .. } = check(&patch, &Observed::Present(relabelled))
+        let Check::Conflict {
+            message, fields, ..
+        } = check(&patch, &Observed::Present(relabelled))
         else {
             panic!("any later change is a conflict");
         };

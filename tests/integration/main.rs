@@ -24,4 +24,5 @@ mod sidecar;
 mod sinks;
 mod support;
 mod tail;
+mod undo;
 mod upgrade;

@@ -216,3 +216,39 @@ fn pointer_tokens_are_escaped() {
     let ops = inverse(View::Object, &pre, &post);
     assert_eq!(apply(&post, &ops), pre);
 }
+
+#[test]
+fn the_inverse_writes_exactly_where_the_ledger_s_effect_paths_point() {
+    let pairs = [
+        (
+            deployment("nginx:1.25", 2, "1"),
+            deployment("nginx:1.27", 5, "2"),
+        ),
+        (
+            json!({"spec": {"ports": [{"port": 80}], "args": ["--a", "--b"]}}),
+            json!({"spec": {"ports": [{"port": 80}, {"port": 443}], "args": ["--a", "--c"]}}),
+        ),
+        (
+            json!({"metadata": {"labels": {"a": "1"}, "annotations": {"x/y": "1"}}, "data": {"k": "v"}}),
+            json!({"metadata": {"labels": {"a": "2", "b": "3"}}, "data": {}}),
+        ),
+    ];
+    for (pre, post) in pairs {
+        let ops = inverse(View::Object, &pre, &post);
+        let effect = crate::policy::effect_paths(&pre, &post);
+        let under = |leaf: &str, op: &str| leaf == op || leaf.starts_with(&format!("{op}/"));
+        for leaf in &effect {
+            assert!(
+                ops.iter().any(|op| under(leaf, op.path())),
+                "{leaf} changed but no op restores it: {ops:?}"
+            );
+        }
+        for op in &ops {
+            assert!(
+                effect.iter().any(|leaf| under(leaf, op.path())),
+                "{} is written but nothing changed there: {effect:?}",
+                op.path()
+            );
+        }
+    }
+}

@@ -336,12 +336,22 @@ fn what_cannot_be_undone_is_listed_with_its_reason() {
     assert!(Reason::ImageWithheld("secret".into())
         .message()
         .contains("secret_key_file"));
-    // An intent without an outcome is listed, and what is known still plans.
+    // An intent without an outcome is listed once, and what is known still plans.
     let mut unknown = mutation("t-9", "create", Kind::Create, object("", "configmaps", "c"));
     unknown.outcome = Outcome::Unknown;
-    let plan = plan(&[unknown], &store);
+    let mut known = mutation(
+        "t-10",
+        "create",
+        Kind::Create,
+        object("", "configmaps", "d"),
+    );
+    known.after = after(None, "u-d", "4");
+    let plan = plan(&[unknown, known], &store);
+    assert_eq!(plan.not_undoable.len(), 1);
     assert_eq!(plan.not_undoable[0].reason, Reason::OutcomeUnknown);
     assert_eq!(plan.not_undoable[0].traces, ["t-9"]);
+    assert_eq!(plan.steps.len(), 1);
+    assert_eq!(plan.steps[0].object.name, "d");
 }
 
 #[test]

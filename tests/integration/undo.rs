@@ -1,0 +1,319 @@
+//! `pathgate undo` end to end on the real control plane: scripted runs of real kubectl
+//! through `pathgate run` (observe mode, so a replace goes through and is recorded with
+//! its images), then the real binary undoes them through a gateway it starts in front of
+//! the cluster, in the session `undo.<ID>`. Objects are compared field by field (spec,
+//! data, labels, annotations) with what they were before the run, as admin reads them.
+//!
+//! The control plane has no kubelet and no scheduler: a bare pod is an object, deleted
+//! at once, which is all the apiserver and pathgate see of a real one.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::support::{
+    admin, admin_json, cluster, kubectl_ok, kubectl_with_stdin_ok, unique_name, unique_namespace,
+};
+
+/// The parts of an object an undo must restore.
+fn restorable(object: &Value) -> Value {
+    let metadata = &object["metadata"];
+    json!({
+        "labels": metadata["labels"],
+        "annotations": metadata["annotations"],
+        "spec": object["spec"],
+        "data": object["data"],
+    })
+}
+
+/// `restorable` of `kind/name` in `ns`, or `None` when it does not exist.
+fn snapshot(ns: &str, object: &str) -> Option<Value> {
+    let output = crate::support::kubectl(&admin(), &["-n", ns, "get", object, "-o", "json"]);
+    output
+        .status
+        .success()
+        .then(|| restorable(&serde_json::from_slice(&output.stdout).unwrap()))
+}
+
+fn snapshots(ns: &str, objects: &[&str]) -> Vec<Option<Value>> {
+    objects.iter().map(|o| snapshot(ns, o)).collect()
+}
+
+/// Runs `script` (kubectl is "$0") as the agent of `pathgate run` in session `session`,
+/// recording into `out/ledger` with pre-images; returns the spool directory.
+fn scripted_run(out: &Path, session: &str, script: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .args([
+            "run",
+            "--format",
+            "json",
+            "--quiet",
+            "--mode",
+            "observe",
+            "--final-state",
+            "pass",
+        ])
+        .args(["--upstream-kubeconfig", &admin().display().to_string()])
+        .args([
+            "--out-dir",
+            &out.display().to_string(),
+            "--session",
+            session,
+        ])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            script,
+            &cluster().kubectl.display().to_string(),
+        ])
+        .output()
+        .expect("pathgate run runs");
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "pathgate run printed no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let agent = &summary["agent"];
+    assert_eq!(
+        agent["exit_code"],
+        0,
+        "the scripted run itself failed: {summary:#}\n{}",
+        std::fs::read_to_string(out.join("agent.stderr")).unwrap_or_default()
+    );
+    out.join("ledger").display().to_string()
+}
+
+/// `pathgate undo --format json ARGS` with a gateway it starts in front of the cluster,
+/// recording into `undo_ledger`: its exit code and report.
+fn undo(session: &str, undo_ledger: &Path, args: &[&str], ledger: &str) -> (i32, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .args(["undo", "--format", "json", "--session", session])
+        .args(["--upstream-kubeconfig", &admin().display().to_string()])
+        .args(["--ledger-dir", &undo_ledger.display().to_string()])
+        .args(args)
+        .arg(ledger)
+        .output()
+        .expect("pathgate undo runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("pathgate undo printed no JSON ({e}); stderr:\n{stderr}"));
+    (output.status.code().expect("pathgate undo exits"), report)
+}
+
+fn results(report: &Value) -> Vec<String> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}: {}",
+                s["action"].as_str().unwrap(),
+                s["object"]["name"].as_str().unwrap(),
+                s["result"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+const SETUP: &str = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web, labels: {app: web}}
+  spec:
+    replicas: 2
+    selector: {matchLabels: {app: web}}
+    template:
+      metadata: {labels: {app: web}}
+      spec: {containers: [{name: web, image: "nginx:1.25"}]}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: api, annotations: {team: shop}}
+  spec: {selector: {app: api}, ports: [{port: 80, targetPort: 8080}]}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: settings, labels: {app: shop}}
+  data: {mode: safe}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: features}
+  data: {a: "1"}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: debug, labels: {purpose: debug}}
+  spec: {containers: [{name: c, image: "busybox:1.36", command: [sleep, "3600"]}]}
+"#;
+
+#[test]
+fn undo_restores_what_a_run_patched_replaced_deleted_created_and_applied() {
+    let ns = unique_namespace("pg-undo");
+    kubectl_with_stdin_ok(&admin(), &["-n", &ns, "create", "-f", "-"], SETUP);
+    let objects = [
+        "deployment/web",
+        "service/api",
+        "configmap/settings",
+        "configmap/features",
+        "pod/debug",
+        "service/extra",
+    ];
+    let before = snapshots(&ns, &objects);
+    assert!(before[5].is_none(), "the run creates service/extra");
+    let dir = tempfile::tempdir().unwrap();
+    let session = unique_name("run-undo");
+    let script = format!(
+        r#"set -e
+"$0" -n {ns} patch deployment web -p '{{"spec":{{"replicas":5,"template":{{"spec":{{"containers":[{{"name":"web","image":"nginx:1.27"}}]}}}}}}}}'
+"$0" -n {ns} get service api -o json | sed 's/"app": "api"/"app": "api-v2"/' | "$0" replace -f -
+"$0" -n {ns} delete configmap settings
+"$0" -n {ns} delete pod debug
+printf '%s' '{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"extra"}},"spec":{{"ports":[{{"port":81}}]}}}}' | "$0" -n {ns} create -f -
+printf '%s' '{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"features","labels":{{"by":"agent"}}}},"data":{{"b":"2"}}}}' | "$0" -n {ns} apply --server-side -f -
+"#
+    );
+    let ledger = scripted_run(&dir.path().join("run"), &session, &script);
+    let after_run = snapshots(&ns, &objects);
+    for (index, object) in objects.iter().enumerate() {
+        assert_ne!(after_run[index], before[index], "the run changed {object}");
+    }
+
+    // The dry run verifies every step and changes nothing.
+    let undo_ledger = dir.path().join("undo-ledger");
+    let (code, report) = undo(&session, &undo_ledger, &[], &ledger);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["outcome"], "verified", "{report:#}");
+    assert_eq!(report["not_undoable"], json!([]), "{report:#}");
+    assert_eq!(
+        snapshots(&ns, &objects),
+        after_run,
+        "a dry run changes nothing"
+    );
+    let mut steps = results(&report);
+    steps.sort();
+    assert_eq!(
+        steps,
+        [
+            "create debug: verified",
+            "create settings: verified",
+            "delete extra: verified",
+            "patch api: verified",
+            "patch features: verified",
+            "patch web: verified",
+        ],
+        "{report:#}"
+    );
+
+    let (code, report) = undo(&session, &undo_ledger, &["--apply"], &ledger);
+    assert_eq!(
+        (code, &report["outcome"]),
+        (0, &json!("applied")),
+        "{report:#}"
+    );
+    let restored = snapshots(&ns, &objects);
+    for (index, object) in objects.iter().enumerate() {
+        assert_eq!(
+            restored[index], before[index],
+            "{object} is as it was before the run"
+        );
+    }
+
+    // The undo is a run of its own in the ledger.
+    let output = Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .args([
+            "autopsy",
+            "--format",
+            "json",
+            "--session",
+            &format!("undo.{session}"),
+        ])
+        .arg(&undo_ledger)
+        .output()
+        .unwrap();
+    let autopsy: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no autopsy JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let runs = autopsy["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{autopsy:#}");
+    assert_eq!(runs[0]["session"], format!("undo.{session}"));
+    let counts = &runs[0]["counts"];
+    assert!(
+        counts["dry_runs"].as_u64().unwrap() >= 6 && counts["mutations"].as_u64().unwrap() >= 6,
+        "the dry runs and the steps are in it: {autopsy:#}"
+    );
+}
+
+#[test]
+fn a_later_change_by_another_client_is_a_conflict_not_an_overwrite() {
+    let ns = unique_namespace("pg-undo-conflict");
+    kubectl_ok(
+        &admin(),
+        &[
+            "-n",
+            &ns,
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=mode=safe",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let session = unique_name("run-conflict");
+    let ledger = scripted_run(
+        &dir.path().join("run"),
+        &session,
+        &format!(
+            r#""$0" -n {ns} patch configmap settings --type=merge -p '{{"data":{{"mode":"fast"}}}}'"#
+        ),
+    );
+    // Another client, after the run, in a field the run did not touch.
+    kubectl_ok(
+        &admin(),
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"owner":"ops"}}"#,
+        ],
+    );
+    let data = || admin_json(&["-n", &ns, "get", "configmap", "settings"])["data"].clone();
+    let undo_ledger = dir.path().join("undo-ledger");
+    let (code, report) = undo(&session, &undo_ledger, &["--apply"], &ledger);
+    assert_eq!(code, 3, "{report:#}");
+    let step = &report["steps"][0];
+    assert_eq!(
+        (&step["result"], &step["kind"]),
+        (&json!("conflict"), &json!("changed")),
+        "{report:#}"
+    );
+    assert_eq!(
+        data(),
+        json!({"mode": "fast", "owner": "ops"}),
+        "nothing was overwritten"
+    );
+
+    let (code, report) = undo(
+        &session,
+        &undo_ledger,
+        &["--apply", "--force-conflicts"],
+        &ledger,
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["steps"][0]["forced"], true);
+    assert_eq!(
+        data(),
+        json!({"mode": "safe", "owner": "ops"}),
+        "the run's field is restored and the other client's survives"
+    );
+}
