@@ -75,6 +75,8 @@ pub enum StepResult {
 pub struct StepReport {
     #[serde(flatten)]
     pub step: Step,
+    /// The path the step is (or would be) sent to.
+    pub path: String,
     /// The step went without its resourceVersion guard (`--force-conflicts` on a conflict).
     pub forced: bool,
     #[serde(flatten)]
@@ -226,6 +228,7 @@ pub async fn execute(plan: &Plan, upstream: &Upstream, mode: Mode, force: bool) 
         }
         let report = if stopped {
             StepReport {
+                path: step.path(),
                 step,
                 forced: false,
                 result: StepResult::NotSent,
@@ -269,6 +272,7 @@ fn retarget(step: &mut Step, rv: &str) {
 /// The precondition, the dry run, and (applying) the step.
 async fn run_step(step: Step, upstream: &Upstream, mode: Mode, force: bool) -> StepReport {
     let mut report = StepReport {
+        path: step.path(),
         step,
         forced: false,
         result: StepResult::NothingToSend,

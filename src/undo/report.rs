@@ -302,13 +302,15 @@ mod tests {
     }
 
     fn report_of(action: Action, result: StepResult, forced: bool) -> StepReport {
+        let step = Step {
+            object: object("deployments", "web"),
+            traces: vec!["t-1".into(), "t-2".into()],
+            action,
+            left: None,
+        };
         StepReport {
-            step: Step {
-                object: object("deployments", "web"),
-                traces: vec!["t-1".into(), "t-2".into()],
-                action,
-                left: None,
-            },
+            path: step.path(),
+            step,
             forced,
             result,
             overridden: forced.then(|| Check::Conflict {

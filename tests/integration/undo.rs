@@ -317,3 +317,31 @@ fn a_later_change_by_another_client_is_a_conflict_not_an_overwrite() {
         "the run's field is restored and the other client's survives"
     );
 }
+
+#[test]
+fn a_pre_image_evicted_from_the_store_is_stated_in_the_plan_not_skipped() {
+    let ns = unique_namespace("pg-undo-evicted");
+    kubectl_ok(&admin(), &["-n", &ns, "create", "configmap", "gone", "--from-literal=a=1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let session = unique_name("run-evicted");
+    let ledger = scripted_run(
+        &dir.path().join("run"),
+        &session,
+        &format!(r#""$0" -n {ns} delete configmap gone"#),
+    );
+    // What the store's bounds do to an old image: it is gone.
+    let images = Path::new(&ledger).join("images");
+    let mut removed = 0;
+    for file in std::fs::read_dir(&images).expect("the run kept images") {
+        std::fs::remove_file(file.unwrap().path()).unwrap();
+        removed += 1;
+    }
+    assert!(removed > 0, "the delete's pre-image was stored");
+    let (code, report) = undo(&session, &dir.path().join("undo-ledger"), &[], &ledger);
+    assert_eq!(code, 5, "{report:#}");
+    assert_eq!(report["steps"], json!([]), "{report:#}");
+    let item = &report["not_undoable"][0];
+    assert_eq!((&item["reason"], &item["verb"]), (&json!("image_missing"), &json!("delete")));
+    assert_eq!(item["object"]["name"], "gone");
+    assert!(snapshot(&ns, "configmap/gone").is_none(), "nothing was re-created");
+}
