@@ -379,6 +379,8 @@ fn inspect_object(
     exchange.object_uid = metadata["uid"].as_str().map(str::to_string);
     exchange.object_resource_version = metadata["resourceVersion"].as_str().map(str::to_string);
     exchange.object_generation = metadata["generation"].as_i64();
+    exchange.object_name = metadata["name"].as_str().map(str::to_string);
+    exchange.object_namespace = metadata["namespace"].as_str().map(str::to_string);
     Some(value)
 }
 

@@ -172,6 +172,22 @@ impl Default for ImageLimits {
     }
 }
 
+/// `ledger.pre_images` as the ledger uses it (when enabled).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageSettings {
+    pub limits: ImageLimits,
+    /// The key file Secret images are sealed with (validated when the config loaded).
+    pub secret_key_file: Option<PathBuf>,
+}
+
+impl ImageSettings {
+    /// Opens the store of the spool in `ledger_dir` (its key read from the key file).
+    pub fn open(&self, ledger_dir: &Path, metrics: Metrics) -> Result<ImageStore, ImageError> {
+        let key = self.secret_key_file.as_deref().map(load_key).transpose()?;
+        ImageStore::open(&images_dir(ledger_dir), self.limits, key, metrics)
+    }
+}
+
 /// What is known of the files on disk: sizes and the order eviction takes them in.
 #[derive(Default)]
 struct Index {
