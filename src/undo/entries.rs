@@ -96,7 +96,12 @@ pub fn mutations(entries: &[Entry]) -> Vec<Mutation> {
 fn happened(outcome: &Entry) -> Option<Outcome> {
     match &outcome.response {
         Some(response) if response.origin == crate::ledger::Origin::Pathgate => None,
-        Some(response) if (200..300).contains(&response.status_code) => Some(Outcome::Succeeded),
+        // 101: an exec, attach or port-forward stream was opened.
+        Some(response)
+            if response.status_code == 101 || (200..300).contains(&response.status_code) =>
+        {
+            Some(Outcome::Succeeded)
+        }
         Some(_) => None,
         None if outcome.decision.is_none() => None,
         // Forwarded, but no answer reached the client: it may have happened.
@@ -151,7 +156,7 @@ fn object_of(entry: &Entry) -> ObjectRef {
             given.to_string()
         }
     };
-    let name = or_answer(&request.name, answered.and(None::<&String>));
+    let name = or_answer(&request.name, answered.and_then(|o| o.name.as_ref()));
     let name = if name.is_empty() {
         entry
             .analysis
@@ -165,7 +170,10 @@ fn object_of(entry: &Entry) -> ObjectRef {
         api_group: request.api_group.clone(),
         api_version: request.api_version.clone(),
         resource: request.resource.clone(),
-        namespace: or_answer(&request.namespace, answered.and(None::<&String>)),
+        namespace: or_answer(
+            &request.namespace,
+            answered.and_then(|o| o.namespace.as_ref()),
+        ),
         name,
     }
 }
@@ -175,7 +183,7 @@ fn before_of(entry: &Entry) -> Before {
         None => Before::Unknown,
         Some(target) if !target.found => Before::Absent,
         Some(target) => Before::Present {
-            image: image_ref(None),
+            image: image_ref(target.pre_image.as_ref()),
             controller: target
                 .controller
                 .as_ref()
@@ -187,7 +195,7 @@ fn before_of(entry: &Entry) -> Before {
 fn after_of(entry: &Entry) -> After {
     let object = entry.object.as_ref();
     After {
-        image: None,
+        image: entry.post_image.as_ref().map(|r| image_ref(Some(r))),
         uid: object.and_then(|o| o.uid.clone()),
         resource_version: object.and_then(|o| o.resource_version.clone()),
     }
@@ -203,5 +211,185 @@ fn image_ref(record: Option<&crate::ledger::images::ImageRecord>) -> ImageRef {
         Some(ImageRecord::Withheld { reason }) => ImageRef::Withheld {
             reason: reason.as_str().to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::images::{ImageRecord, Withheld};
+    use crate::ledger::{
+        testing, Action, ObjectRecord, Origin, ResponseRecord, SentForwarded, TargetRecord,
+    };
+
+    fn stored(digest: &str) -> ImageRecord {
+        ImageRecord::Stored {
+            digest: digest.into(),
+            bytes: 10,
+            encrypted: false,
+        }
+    }
+
+    /// A forwarded mutation the apiserver answered with `status`.
+    fn forwarded(trace: &str, method: &str, verb: &str, status: u16) -> Entry {
+        let mut entry = testing::mutation(trace);
+        entry.request.method = method.into();
+        entry.request.verb = verb.into();
+        let decision = entry.decision.as_mut().unwrap();
+        decision.action = Action::Allow;
+        decision.findings.clear();
+        entry.response = Some(ResponseRecord {
+            status_code: status,
+            reason: None,
+            audit_id: None,
+            origin: Origin::Upstream,
+            end: None,
+            body_inspected: Some(true),
+        });
+        entry
+    }
+
+    #[test]
+    fn only_what_happened_counts_and_an_intent_without_outcome_is_unknown() {
+        let mut patch = forwarded("t-1", "PATCH", "patch", 200);
+        patch.target = Some(TargetRecord {
+            found: true,
+            pre_image: Some(stored("sha256:pre")),
+            ..TargetRecord::default()
+        });
+        patch.post_image = Some(stored("sha256:post"));
+        patch.object = Some(ObjectRecord {
+            uid: Some("u-1".into()),
+            resource_version: Some("9".into()),
+            ..ObjectRecord::default()
+        });
+        let mut intent = patch.clone();
+        intent.phase = Phase::Intent;
+        intent.response = None;
+        let denied = testing::mutation("t-2");
+        let refused = forwarded("t-3", "PATCH", "patch", 409);
+        let mut dry = forwarded("t-4", "PATCH", "patch", 200);
+        dry.dry_run = Some(SentForwarded::unchanged(true));
+        let read = testing::read("t-5");
+        let mut lost = forwarded("t-6", "DELETE", "delete", 200);
+        lost.phase = Phase::Intent;
+        lost.response = None;
+        let entries = [intent, patch, denied, refused, dry, read, lost];
+        let mutations = mutations(&entries);
+        let traces: Vec<_> = mutations
+            .iter()
+            .map(|m| (m.trace_id.as_str(), m.outcome))
+            .collect();
+        assert_eq!(
+            traces,
+            [("t-1", Outcome::Succeeded), ("t-6", Outcome::Unknown)]
+        );
+        let patch = &mutations[0];
+        assert_eq!(patch.kind, Kind::Change(View::Object));
+        assert_eq!(
+            patch.before,
+            Before::Present {
+                image: ImageRef::Stored {
+                    digest: "sha256:pre".into()
+                },
+                controller: None
+            }
+        );
+        assert_eq!(
+            patch.after,
+            After {
+                image: Some(ImageRef::Stored {
+                    digest: "sha256:post".into()
+                }),
+                uid: Some("u-1".into()),
+                resource_version: Some("9".into()),
+            }
+        );
+        assert_eq!(mutations[1].before, Before::Unknown, "no target recorded");
+    }
+
+    #[test]
+    fn creates_evictions_exec_and_subresources_are_told_apart() {
+        let mut create = forwarded("t-1", "POST", "create", 201);
+        create.request.name = String::new();
+        create.request.path = "/api/v1/namespaces/shop/pods".into();
+        create.object = Some(ObjectRecord {
+            uid: Some("u-1".into()),
+            resource_version: Some("3".into()),
+            name: Some("web-x7k2p".into()),
+            namespace: Some("shop".into()),
+            ..ObjectRecord::default()
+        });
+        let mut evict = forwarded("t-2", "POST", "create", 201);
+        evict.request.subresource = "eviction".into();
+        evict.request.effect_verb = Some("delete".into());
+        evict.target = Some(TargetRecord {
+            found: true,
+            pre_image: Some(ImageRecord::Withheld {
+                reason: Withheld::StoreFull,
+            }),
+            ..TargetRecord::default()
+        });
+        let mut exec = forwarded("t-3", "POST", "connect", 101);
+        exec.request.subresource = "exec".into();
+        let mut token = forwarded("t-4", "POST", "create", 201);
+        token.request.subresource = "token".into();
+        let mut apply = forwarded("t-5", "PATCH", "patch", 201);
+        apply.target = Some(TargetRecord::default());
+        let mut scale = forwarded("t-6", "PATCH", "patch", 200);
+        scale.request.subresource = "scale".into();
+        let mutations = mutations(&[create, evict, exec, token, apply, scale]);
+        let kinds: Vec<_> = mutations.iter().map(|m| m.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            [
+                Kind::Create,
+                Kind::Delete,
+                Kind::Connect,
+                Kind::OtherSubresource("token".into()),
+                Kind::Change(View::Object),
+                Kind::Change(View::Scale),
+            ]
+        );
+        assert_eq!(mutations[0].object.name, "web-x7k2p", "named by the answer");
+        assert_eq!(mutations[0].before, Before::Absent);
+        assert_eq!(
+            mutations[1].object.name, "web-5d9c7-abcde",
+            "the pod, not its eviction"
+        );
+        assert_eq!(mutations[1].verb, "delete");
+        assert!(matches!(
+            &mutations[1].before,
+            Before::Present { image: ImageRef::Withheld { reason }, .. } if reason == "store-full"
+        ));
+        assert_eq!(
+            mutations[4].before,
+            Before::Absent,
+            "an apply that created its object"
+        );
+    }
+
+    #[test]
+    fn the_window_runs_from_the_first_entry_of_since_to_the_last_of_until() {
+        let entries: Vec<_> = ["t-1", "t-2", "t-2", "t-3", "t-4"]
+            .iter()
+            .map(|t| testing::read(t))
+            .collect();
+        let ids = |w: &[Entry]| w.iter().map(|e| e.trace_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(window(&entries, "s", None, None).unwrap()).len(), 5);
+        assert_eq!(
+            ids(window(&entries, "s", Some("t-2"), Some("t-3")).unwrap()),
+            ["t-2", "t-2", "t-3"]
+        );
+        assert_eq!(
+            window(&entries, "s", Some("t-9"), None)
+                .unwrap_err()
+                .to_string(),
+            "--since t-9: no entry of session s has that trace id"
+        );
+        assert!(matches!(
+            window(&entries, "s", Some("t-4"), Some("t-1")),
+            Err(WindowError::Reversed { .. })
+        ));
     }
 }

@@ -321,7 +321,17 @@ fn a_later_change_by_another_client_is_a_conflict_not_an_overwrite() {
 #[test]
 fn a_pre_image_evicted_from_the_store_is_stated_in_the_plan_not_skipped() {
     let ns = unique_namespace("pg-undo-evicted");
-    kubectl_ok(&admin(), &["-n", &ns, "create", "configmap", "gone", "--from-literal=a=1"]);
+    kubectl_ok(
+        &admin(),
+        &[
+            "-n",
+            &ns,
+            "create",
+            "configmap",
+            "gone",
+            "--from-literal=a=1",
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let session = unique_name("run-evicted");
     let ledger = scripted_run(
@@ -341,7 +351,13 @@ fn a_pre_image_evicted_from_the_store_is_stated_in_the_plan_not_skipped() {
     assert_eq!(code, 5, "{report:#}");
     assert_eq!(report["steps"], json!([]), "{report:#}");
     let item = &report["not_undoable"][0];
-    assert_eq!((&item["reason"], &item["verb"]), (&json!("image_missing"), &json!("delete")));
+    assert_eq!(
+        (&item["reason"], &item["verb"]),
+        (&json!("image_missing"), &json!("delete"))
+    );
     assert_eq!(item["object"]["name"], "gone");
-    assert!(snapshot(&ns, "configmap/gone").is_none(), "nothing was re-created");
+    assert!(
+        snapshot(&ns, "configmap/gone").is_none(),
+        "nothing was re-created"
+    );
 }
