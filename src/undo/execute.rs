@@ -94,9 +94,14 @@ struct Request {
     body: Vec<u8>,
 }
 
-/// The request `step` becomes; `forced` drops the resourceVersion guard.
-fn request_of(step: &Step, forced: bool) -> Option<Request> {
-    let path = step.path();
+/// The request `step` becomes, as a dry run or for real; `forced` drops the
+/// resourceVersion guard. A delete's dry run says so in its DeleteOptions: the apiserver
+/// (and pathgate's gate) read a delete's options from its body, ignoring the query's.
+fn request_of(step: &Step, forced: bool, dry_run: bool) -> Option<Request> {
+    let mut path = step.path();
+    if dry_run && !matches!(step.action, Action::Delete { .. }) {
+        path.push_str("?dryRun=All");
+    }
     let (method, content_type, body) = match &step.action {
         Action::Patch {
             resource_version,
@@ -125,9 +130,12 @@ fn request_of(step: &Step, forced: bool) -> Option<Request> {
             if !forced {
                 preconditions["resourceVersion"] = resource_version.clone().into();
             }
-            let options = json!({"apiVersion": "v1", "kind": "DeleteOptions",
+            let mut options = json!({"apiVersion": "v1", "kind": "DeleteOptions",
                                  "preconditions": preconditions,
                                  "propagationPolicy": "Background"});
+            if dry_run {
+                options["dryRun"] = json!(["All"]);
+            }
             (
                 Method::DELETE,
                 "application/json",
@@ -311,8 +319,7 @@ async fn run_step(step: Step, upstream: &Upstream, mode: Mode, force: bool) -> S
             return report;
         }
     }
-    let request = request_of(&report.step, report.forced).expect("the step sends");
-    report.result = send_step(upstream, &request, mode).await;
+    report.result = send_step(upstream, &report.step, report.forced, mode).await;
     report
 }
 
@@ -331,9 +338,9 @@ fn forceable(conflict: &Check) -> bool {
 }
 
 /// The dry run, then under `--apply` the step itself.
-async fn send_step(upstream: &Upstream, request: &Request, mode: Mode) -> StepResult {
-    let dry_path = format!("{}?dryRun=All", request.path);
-    let dry = match send_request(upstream, request, &dry_path).await {
+async fn send_step(upstream: &Upstream, step: &Step, forced: bool, mode: Mode) -> StepResult {
+    let dry = request_of(step, forced, true).expect("the step sends");
+    let dry = match send_request(upstream, &dry).await {
         Ok(answer) => answer,
         Err(message) => return failed(Phase::DryRun, None, message),
     };
@@ -345,7 +352,8 @@ async fn send_step(upstream: &Upstream, request: &Request, mode: Mode) -> StepRe
             status_code: dry.status.as_u16(),
         };
     }
-    match send_request(upstream, request, &request.path).await {
+    let request = request_of(step, forced, false).expect("the step sends");
+    match send_request(upstream, &request).await {
         Ok(answer) if answer.status.is_success() => StepResult::Applied {
             status_code: answer.status.as_u16(),
         },
@@ -354,15 +362,11 @@ async fn send_step(upstream: &Upstream, request: &Request, mode: Mode) -> StepRe
     }
 }
 
-async fn send_request(
-    upstream: &Upstream,
-    request: &Request,
-    path: &str,
-) -> Result<Answer, String> {
+async fn send_request(upstream: &Upstream, request: &Request) -> Result<Answer, String> {
     send(
         upstream,
         request.method.clone(),
-        path,
+        &request.path,
         Some(request.content_type),
         request.body.clone(),
     )
@@ -408,7 +412,7 @@ mod tests {
                 path: "/metadata/labels/agent".into(),
             }],
         });
-        let guarded = request_of(&patch, false).unwrap();
+        let guarded = request_of(&patch, false, false).unwrap();
         assert_eq!(guarded.method, Method::PATCH);
         assert_eq!(guarded.content_type, "application/json-patch+json");
         assert_eq!(
@@ -416,7 +420,11 @@ mod tests {
             json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
                    {"op": "remove", "path": "/metadata/labels/agent"}])
         );
-        let forced = request_of(&patch, true).unwrap();
+        let forced = request_of(&patch, true, false).unwrap();
+        assert_eq!(
+            request_of(&patch, false, true).unwrap().path,
+            "/api/v1/namespaces/shop/services/api?dryRun=All"
+        );
         assert_eq!(
             serde_json::from_slice::<Value>(&forced.body).unwrap(),
             json!([{"op": "remove", "path": "/metadata/labels/agent"}])
@@ -429,20 +437,29 @@ mod tests {
             uid: "u-1".into(),
             resource_version: "9".into(),
         });
-        let request = request_of(&delete, false).unwrap();
+        let request = request_of(&delete, false, false).unwrap();
         let options: Value = serde_json::from_slice(&request.body).unwrap();
         assert_eq!(
             options["preconditions"],
             json!({"uid": "u-1", "resourceVersion": "9"})
         );
         assert_eq!(request.path, "/api/v1/namespaces/shop/services/api");
+        assert!(options.get("dryRun").is_none());
+        let dry = request_of(&delete, false, true).unwrap();
+        let dry_options: Value = serde_json::from_slice(&dry.body).unwrap();
+        assert_eq!(
+            (dry.path.as_str(), &dry_options["dryRun"]),
+            ("/api/v1/namespaces/shop/services/api", &json!(["All"])),
+            "a delete's dry run is in its body, where the apiserver reads it"
+        );
         let forced: Value =
-            serde_json::from_slice(&request_of(&delete, true).unwrap().body).unwrap();
+            serde_json::from_slice(&request_of(&delete, true, false).unwrap().body).unwrap();
         assert_eq!(forced["preconditions"], json!({"uid": "u-1"}));
         let create = request_of(
             &step(Action::Create {
                 body: json!({"metadata": {"name": "api"}}),
             }),
+            false,
             false,
         )
         .unwrap();
@@ -450,7 +467,7 @@ mod tests {
             (create.method, create.path.as_str()),
             (Method::POST, "/api/v1/namespaces/shop/services")
         );
-        assert!(request_of(&step(Action::NoNetChange), false).is_none());
+        assert!(request_of(&step(Action::NoNetChange), false, true).is_none());
     }
 
     #[test]

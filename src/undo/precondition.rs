@@ -71,7 +71,8 @@ pub fn check(step: &Step, observed: &Observed) -> Check {
             fields: Vec::new(),
         },
         (Action::Delete { .. }, Observed::Absent) => Check::AlreadyReverted {
-            message: "already absent: someone deleted it since the run".into(),
+            message: "already absent: deleted since the run (by an earlier undo, or someone else)"
+                .into(),
         },
         (
             Action::Delete {
