@@ -14,6 +14,7 @@ mod fast;
 mod faults;
 mod fleet;
 mod gateway;
+mod images;
 mod ledger;
 mod proxy;
 mod recording;

@@ -28,6 +28,7 @@ mod key;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
@@ -318,7 +319,20 @@ impl ImageStore {
     /// returns what the entry records. Never fails: what could not be stored is withheld,
     /// with the reason.
     pub fn put(&self, json: &[u8], secret: bool) -> ImageRecord {
-        let record = self.try_put(json, secret);
+        self.put_announcing(json, secret, |_| {})
+    }
+
+    /// [`ImageStore::put`], calling `announce` with the record as soon as it is known,
+    /// before the file is written: a caller can record the entry that names the image
+    /// while the image's own fsync runs. If the write then fails, the returned record is
+    /// `withheld: unavailable` and a reader of the announced one finds the image missing.
+    pub fn put_announcing(
+        &self,
+        json: &[u8],
+        secret: bool,
+        announce: impl FnOnce(&ImageRecord),
+    ) -> ImageRecord {
+        let record = self.try_put(json, secret, announce);
         if let Some(metrics) = &self.metrics {
             let outcome = match record {
                 ImageRecord::Stored { .. } => ImageOutcome::Stored,
@@ -329,52 +343,65 @@ impl ImageStore {
         record
     }
 
-    fn try_put(&self, json: &[u8], secret: bool) -> ImageRecord {
-        let withheld = |reason| ImageRecord::Withheld { reason };
-        let Some(limits) = self.limits else {
-            return withheld(Withheld::Unavailable);
-        };
-        if json.len() as u64 > limits.max_object_bytes {
-            return withheld(Withheld::TooLarge);
-        }
-        let sealed;
-        let bytes = match (secret, &self.key) {
-            (false, _) => json,
-            (true, None) => return withheld(Withheld::Secret),
-            (true, Some(key)) => match key.seal(json) {
-                Ok(bytes) => {
-                    sealed = bytes;
-                    &sealed[..]
-                }
-                Err(error) => {
-                    tracing::error!(%error, "a Secret image could not be sealed");
-                    return withheld(Withheld::Unavailable);
-                }
-            },
+    fn try_put(
+        &self,
+        json: &[u8],
+        secret: bool,
+        announce: impl FnOnce(&ImageRecord),
+    ) -> ImageRecord {
+        let staged = self.stage(json, secret);
+        let (bytes, size) = match &staged {
+            Ok(bytes) => (&bytes[..], bytes.len() as u64),
+            Err(reason) => {
+                let record = ImageRecord::Withheld { reason: *reason };
+                announce(&record);
+                return record;
+            }
         };
         let digest = hex_digest(bytes);
-        let size = bytes.len() as u64;
         let stored = ImageRecord::Stored {
             digest: format!("{DIGEST_PREFIX}{digest}"),
             bytes: size,
             encrypted: secret,
         };
         if self.refresh(&digest) {
+            announce(&stored);
             return stored;
         }
         if let Err(reason) = self.reserve(size) {
-            return withheld(reason);
+            let record = ImageRecord::Withheld { reason };
+            announce(&record);
+            return record;
         }
+        announce(&stored);
         match self.write(&digest, bytes) {
             Ok(()) => {
                 self.commit(digest, size);
                 stored
             }
             Err(error) => {
-                tracing::error!(%error, dir = %self.dir.display(), "an image could not be written");
+                tracing::error!(%error, %digest, "an image could not be written");
                 self.release(size);
-                withheld(Withheld::Unavailable)
+                ImageRecord::Withheld {
+                    reason: Withheld::Unavailable,
+                }
             }
+        }
+    }
+
+    /// The bytes to store: the JSON, or a Secret's sealed; why not, when they cannot be.
+    fn stage<'a>(&self, json: &'a [u8], secret: bool) -> Result<Cow<'a, [u8]>, Withheld> {
+        let limits = self.limits.ok_or(Withheld::Unavailable)?;
+        if json.len() as u64 > limits.max_object_bytes {
+            return Err(Withheld::TooLarge);
+        }
+        match (secret, &self.key) {
+            (false, _) => Ok(Cow::Borrowed(json)),
+            (true, None) => Err(Withheld::Secret),
+            (true, Some(key)) => key.seal(json).map(Cow::Owned).map_err(|error| {
+                tracing::error!(%error, "a Secret image could not be sealed");
+                Withheld::Unavailable
+            }),
         }
     }
 

@@ -396,3 +396,27 @@ fn records_are_written_as_the_schema_says() {
         assert_eq!(serde_json::from_str::<ImageRecord>(&text).unwrap(), record);
     }
 }
+
+#[test]
+fn the_record_is_announced_before_the_write_and_matches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store(dir.path(), ImageLimits::default(), None);
+    let mut announced = None;
+    let record = store.put_announcing(&config_map("web", 10), false, |record| {
+        let hex = record.digest().unwrap().strip_prefix("sha256:").unwrap();
+        assert!(!dir.path().join(hex).exists(), "announced before the write");
+        announced = Some(record.clone());
+    });
+    assert_eq!(announced, Some(record.clone()));
+    assert!(store.get(record.digest().unwrap()).is_ok());
+    let mut withheld = None;
+    store.put_announcing(&secret_json(), true, |record| {
+        withheld = Some(record.clone())
+    });
+    assert_eq!(
+        withheld,
+        Some(ImageRecord::Withheld {
+            reason: Withheld::Secret
+        })
+    );
+}
