@@ -194,10 +194,19 @@ fn before_of(entry: &Entry) -> Before {
 
 fn after_of(entry: &Entry) -> After {
     let object = entry.object.as_ref();
+    let rfc3339 = |at: time::OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    let between = match (rfc3339(entry.started_at), entry.ended_at.and_then(rfc3339)) {
+        (Some(from), Some(to)) => Some((from, to)),
+        _ => None,
+    };
     After {
         image: entry.post_image.as_ref().map(|r| image_ref(Some(r))),
         uid: object.and_then(|o| o.uid.clone()),
         resource_version: object.and_then(|o| o.resource_version.clone()),
+        between,
     }
 }
 
@@ -303,6 +312,10 @@ mod tests {
                 }),
                 uid: Some("u-1".into()),
                 resource_version: Some("9".into()),
+                between: Some((
+                    "2026-11-25T13:00:00.25Z".into(),
+                    "2026-11-25T13:00:00.2512Z".into()
+                )),
             }
         );
         assert_eq!(mutations[1].before, Before::Unknown, "no target recorded");

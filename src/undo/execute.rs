@@ -143,7 +143,10 @@ fn request_of(step: &Step, forced: bool, dry_run: bool) -> Option<Request> {
             )
         }
         Action::Create { body } => (Method::POST, "application/json", serde_json::to_vec(body)),
-        Action::LeftToController { .. } | Action::NoNetChange => return None,
+        // Pinned to a uid by the precondition first (`pin_created`).
+        Action::DeleteCreatedBetween { .. }
+        | Action::LeftToController { .. }
+        | Action::NoNetChange => return None,
     };
     Some(Request {
         method,
@@ -297,7 +300,7 @@ async fn run_step(step: Step, upstream: &Upstream, mode: Mode, force: bool) -> S
         }
     };
     match check(&report.step, &observed) {
-        Check::Holds => {}
+        Check::Holds => pin_created(&mut report.step, &observed),
         Check::AlreadyReverted { message } => {
             report.result = StepResult::AlreadyReverted { message };
             return report;
@@ -321,6 +324,26 @@ async fn run_step(step: Step, upstream: &Upstream, mode: Mode, force: bool) -> S
     }
     report.result = send_step(upstream, &report.step, report.forced, mode).await;
     report
+}
+
+/// A delete of an object the run created, recognised by its creation time, is sent
+/// guarded by the uid and resourceVersion it has now.
+fn pin_created(step: &mut Step, observed: &Observed) {
+    if let (Action::DeleteCreatedBetween { .. }, Observed::Present(current)) =
+        (&step.action, observed)
+    {
+        let text = |key: &str| {
+            current
+                .pointer(&format!("/metadata/{key}"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        step.action = Action::Delete {
+            uid: text("uid"),
+            resource_version: text("resourceVersion"),
+        };
+    }
 }
 
 /// Whether `--force-conflicts` may send a step through its conflict: only through a

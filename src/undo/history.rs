@@ -97,6 +97,11 @@ pub struct After {
     pub image: Option<ImageRef>,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    /// When the request arrived and when its answer ended (RFC 3339): the object a create
+    /// made has its `creationTimestamp` in between, which is what guards the delete of an
+    /// object whose answer the ledger could not read (a protobuf answer carries no uid
+    /// the ledger decodes).
+    pub between: Option<(String, String)>,
 }
 
 /// What a mutation did, as far as undo distinguishes.

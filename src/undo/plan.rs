@@ -91,6 +91,10 @@ pub enum Action {
         resource_version: String,
         ops: Vec<Op>,
     },
+    /// Delete an object the run created whose answer the ledger could not read: the
+    /// object of that name whose `creationTimestamp` falls within the create's request
+    /// is the run's (guarded, once found, by its uid and resourceVersion).
+    DeleteCreatedBetween { from: String, to: String },
     /// Re-create a deleted object (POST to its collection).
     Create { body: Value },
     /// Nothing is sent: the object's controller re-creates it.
@@ -126,7 +130,10 @@ impl Step {
     pub fn sends(&self) -> bool {
         matches!(
             self.action,
-            Action::Delete { .. } | Action::Patch { .. } | Action::Create { .. }
+            Action::Delete { .. }
+                | Action::DeleteCreatedBetween { .. }
+                | Action::Patch { .. }
+                | Action::Create { .. }
         )
     }
 }
@@ -324,13 +331,17 @@ fn step_of(events: &[Event], images: &dyn Images) -> Result<Step, Reason> {
     let action = match (&first.before, last.deletes) {
         (State::Unknown, _) => return Err(Reason::NoPreImage),
         (State::Absent, true) => Action::NoNetChange,
-        (State::Absent, false) => {
-            let (uid, resource_version) = guard_of(last)?;
-            Action::Delete {
+        (State::Absent, false) => match (guard_of(last), &last.after.between) {
+            (Ok((uid, resource_version)), _) => Action::Delete {
                 uid,
                 resource_version,
-            }
-        }
+            },
+            (Err(_), Some((from, to))) if events.len() == 1 => Action::DeleteCreatedBetween {
+                from: from.clone(),
+                to: to.clone(),
+            },
+            (Err(reason), _) => return Err(reason),
+        },
         (State::Present(image), true) => {
             let pre = image.load(images)?;
             match controller_of(&pre).or_else(|| first.controller.clone()) {

@@ -115,7 +115,36 @@ pub fn check(step: &Step, observed: &Observed) -> Check {
                 fields,
             }
         }
+        (Action::DeleteCreatedBetween { .. }, Observed::Absent) => Check::AlreadyReverted {
+            message: "already absent: deleted since the run (by an earlier undo, or someone else)"
+                .into(),
+        },
+        (Action::DeleteCreatedBetween { from, to }, Observed::Present(current)) => {
+            created_between(current, from, to)
+        }
         (Action::LeftToController { .. } | Action::NoNetChange, _) => Check::Holds,
+    }
+}
+
+/// Whether `current` is the object the run's create made: created within the request
+/// (`creationTimestamp` has whole seconds, so from the second the request arrived).
+fn created_between(current: &Value, from: &str, to: &str) -> Check {
+    use time::format_description::well_known::Rfc3339;
+    let parse = |text: &str| time::OffsetDateTime::parse(text, &Rfc3339).ok();
+    let created = meta(current, "creationTimestamp").and_then(parse);
+    let window = parse(from)
+        .and_then(|from| from.replace_nanosecond(0).ok())
+        .zip(parse(to));
+    match (created, window) {
+        (Some(created), Some((from, to))) if from <= created && created <= to => Check::Holds,
+        _ => Check::Conflict {
+            kind: ConflictKind::Recreated,
+            message: format!(
+                "created {}, not by the run's create ({from} to {to}): someone deleted and re-created it since",
+                meta(current, "creationTimestamp").unwrap_or("?")
+            ),
+            fields: Vec::new(),
+        },
     }
 }
 
@@ -264,6 +293,35 @@ mod tests {
         };
         assert_eq!(fields.len(), 1);
         assert_eq!(fields[0].path, "/data/mode");
+        assert!(matches!(
+            check(&delete, &Observed::Absent),
+            Check::AlreadyReverted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_create_the_ledger_could_not_read_is_recognised_by_its_creation_time() {
+        let delete = step(
+            Action::DeleteCreatedBetween {
+                from: "2026-12-02T01:00:00.800Z".into(),
+                to: "2026-12-02T01:00:00.950Z".into(),
+            },
+            None,
+        );
+        assert_eq!(
+            check(&delete, &Observed::Present(configmap("u-1", "5", "x"))),
+            Check::Holds,
+            "created in the request's second"
+        );
+        let mut later = configmap("u-2", "9", "x");
+        later["metadata"]["creationTimestamp"] = json!("2026-12-02T01:00:07Z");
+        assert!(matches!(
+            check(&delete, &Observed::Present(later)),
+            Check::Conflict {
+                kind: ConflictKind::Recreated,
+                ..
+            }
+        ));
         assert!(matches!(
             check(&delete, &Observed::Absent),
             Check::AlreadyReverted { .. }

@@ -200,6 +200,10 @@ fn step_text(number: usize, report: &StepReport) -> String {
             lines.extend(ops.iter().map(op_text));
             (format!("patch {target} ({traces})"), lines)
         }
+        Action::DeleteCreatedBetween { from, to } => (
+            format!("delete {object} ({traces}) if created between {from} and {to}"),
+            Vec::new(),
+        ),
         Action::Create { .. } => (
             format!("re-create {object} ({traces}) if absent"),
             Vec::new(),
@@ -366,6 +370,14 @@ mod tests {
                 false,
             ),
             report_of(
+                Action::DeleteCreatedBetween {
+                    from: "2026-12-02T02:15:31.2Z".into(),
+                    to: "2026-12-02T02:15:31.3Z".into(),
+                },
+                StepResult::NotSent,
+                false,
+            ),
+            report_of(
                 Action::LeftToController {
                     controller: "ReplicaSet web-1".into(),
                 },
@@ -493,7 +505,7 @@ mod tests {
     fn the_text_plan_shows_each_step_its_guard_its_answer_and_what_cannot_be_undone() {
         let text = report().text();
         for line in [
-            "pathgate undo run-1 (apply through https://127.0.0.1:40000 as session undo.run-1): 7 step(s), 2 beyond undo",
+            "pathgate undo run-1 (apply through https://127.0.0.1:40000 as session undo.run-1): 8 step(s), 2 beyond undo",
             "  1. patch deployments.apps shop/web (t-1, t-2): applied (200) (forced through a conflict)",
             "       test /metadata/resourceVersion == \"12\"",
             "       replace /spec/replicas: 2",
@@ -501,11 +513,12 @@ mod tests {
             "       /spec/replicas: the run left 5, now 7",
             "  3. delete deployments.apps shop/web (t-1, t-2) if uid u-1 at resourceVersion 40: FAILED at dry_run 409: Precondition failed",
             "  4. re-create deployments.apps shop/web (t-1, t-2) if absent: not sent (an earlier step failed)",
-            "  5. deployments.apps shop/web (t-1, t-2): not re-created, its controller ReplicaSet web-1 re-creates it: nothing sent",
+            "  5. delete deployments.apps shop/web (t-1, t-2) if created between 2026-12-02T02:15:31.2Z and 2026-12-02T02:15:31.3Z: not sent (an earlier step failed)",
+            "  6. deployments.apps shop/web (t-1, t-2): not re-created, its controller ReplicaSet web-1 re-creates it: nothing sent",
             "  - connect pods shop/web-1 (t-9): what ran inside the container",
             "  - delete secrets shop/token (t-10): the image of a Secret was not kept",
             "the undo's ledger: /tmp/undo-ledger",
-            "result: failed (exit 4): 1 step(s) failed; 1 applied, 1 not sent, 1 skipped for a conflict",
+            "result: failed (exit 4): 1 step(s) failed; 1 applied, 2 not sent, 1 skipped for a conflict",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }

@@ -161,9 +161,13 @@ fn undo_restores_what_a_run_patched_replaced_deleted_created_and_applied() {
         "configmap/features",
         "pod/debug",
         "service/extra",
+        "service/typed",
     ];
     let before = snapshots(&ns, &objects);
-    assert!(before[5].is_none(), "the run creates service/extra");
+    assert!(
+        before[5].is_none() && before[6].is_none(),
+        "the run creates both Services"
+    );
     let dir = tempfile::tempdir().unwrap();
     let session = unique_name("run-undo");
     let script = format!(
@@ -174,6 +178,7 @@ fn undo_restores_what_a_run_patched_replaced_deleted_created_and_applied() {
 "$0" -n {ns} delete pod debug
 printf '%s' '{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"extra"}},"spec":{{"ports":[{{"port":81}}]}}}}' | "$0" -n {ns} create -f -
 printf '%s' '{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"features","labels":{{"by":"agent"}}}},"data":{{"b":"2"}}}}' | "$0" -n {ns} apply --server-side -f -
+"$0" -n {ns} create service clusterip typed --tcp=82:82
 "#
     );
     let ledger = scripted_run(&dir.path().join("run"), &session, &script);
@@ -187,6 +192,17 @@ printf '%s' '{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"feature
     let (code, report) = undo(&session, &undo_ledger, &[], &ledger);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["outcome"], "verified", "{report:#}");
+    // `kubectl create service` asked for a protobuf answer: found by its creation time.
+    let typed = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["object"]["name"] == "typed")
+        .unwrap();
+    assert!(
+        typed["uid"].as_str().is_some_and(|uid| !uid.is_empty()),
+        "{typed:#}"
+    );
     assert_eq!(report["not_undoable"], json!([]), "{report:#}");
     assert_eq!(
         snapshots(&ns, &objects),
@@ -201,6 +217,7 @@ printf '%s' '{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"feature
             "create debug: verified",
             "create settings: verified",
             "delete extra: verified",
+            "delete typed: verified",
             "patch api: verified",
             "patch features: verified",
             "patch web: verified",
@@ -245,7 +262,7 @@ printf '%s' '{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"feature
     assert_eq!(runs[0]["session"], format!("undo.{session}"));
     let counts = &runs[0]["counts"];
     assert!(
-        counts["dry_runs"].as_u64().unwrap() >= 6 && counts["mutations"].as_u64().unwrap() >= 6,
+        counts["dry_runs"].as_u64().unwrap() >= 7 && counts["mutations"].as_u64().unwrap() >= 7,
         "the dry runs and the steps are in it: {autopsy:#}"
     );
 }

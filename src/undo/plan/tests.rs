@@ -67,6 +67,7 @@ fn after(image: Option<ImageRef>, uid: &str, rv: &str) -> After {
         image,
         uid: Some(uid.into()),
         resource_version: Some(rv.into()),
+        between: None,
     }
 }
 
@@ -140,6 +141,32 @@ fn what_the_run_created_is_deleted_under_the_uid_and_resource_version_it_left() 
         plan.steps[0].path(),
         "/api/v1/namespaces/shop/services/api-x7k2p"
     );
+}
+
+#[test]
+fn a_create_whose_answer_was_not_read_is_deleted_by_its_creation_time() {
+    // `kubectl create service` asks for a protobuf answer: the ledger has no uid.
+    let mut create = mutation(
+        "t-1",
+        "create",
+        Kind::Create,
+        object("", "services", "extra"),
+    );
+    create.after.between = Some((
+        "2026-12-02T02:15:31.2Z".into(),
+        "2026-12-02T02:15:31.3Z".into(),
+    ));
+    let guarded = plan(&[create.clone()], &Store::default());
+    assert_eq!(
+        guarded.steps[0].action,
+        Action::DeleteCreatedBetween {
+            from: "2026-12-02T02:15:31.2Z".into(),
+            to: "2026-12-02T02:15:31.3Z".into()
+        }
+    );
+    create.after.between = None;
+    let unguarded = plan(&[create], &Store::default());
+    assert_eq!(unguarded.not_undoable[0].reason, Reason::NoPostImage);
 }
 
 #[test]
@@ -372,6 +399,7 @@ fn a_scale_change_is_undone_on_the_scale_subresource() {
         image: Some(store.put("s2", scale(4, "9"))),
         uid: None,
         resource_version: None,
+        between: None,
     };
     let plan = plan(&[m], &store);
     let step = &plan.steps[0];
