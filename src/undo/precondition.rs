@@ -97,6 +97,11 @@ pub fn check(step: &Step, observed: &Observed) -> Check {
             if meta(current, "resourceVersion") == Some(resource_version) {
                 return Check::Holds;
             }
+            if already_restored(*view, ops, current) {
+                return Check::AlreadyReverted {
+                    message: "the fields this step restores are already as before the run".into(),
+                };
+            }
             let fields = step
                 .left
                 .as_ref()
@@ -124,6 +129,19 @@ pub fn check(step: &Step, observed: &Observed) -> Check {
         }
         (Action::LeftToController { .. } | Action::NoNetChange, _) => Check::Holds,
     }
+}
+
+/// Whether applying `ops` to `current` would change nothing (an earlier undo, or someone
+/// else, already put the run's fields back).
+fn already_restored(view: View, ops: &[inverse::Op], current: &Value) -> bool {
+    let current = view.comparable(current);
+    ops.iter().all(|op| match op {
+        inverse::Op::Add { path, value } | inverse::Op::Replace { path, value } => {
+            current.pointer(path) == Some(value)
+        }
+        inverse::Op::Remove { path } => current.pointer(path).is_none(),
+        inverse::Op::Test { .. } => true,
+    })
 }
 
 /// Whether `current` is the object the run's create made: created within the request
@@ -264,6 +282,13 @@ mod tests {
             check(&patch, &Observed::Absent),
             Check::Conflict { .. }
         ));
+        assert!(
+            matches!(
+                check(&patch, &Observed::Present(configmap("u-1", "33", "safe"))),
+                Check::AlreadyReverted { .. }
+            ),
+            "an undo run twice finds its work done"
+        );
     }
 
     #[test]

@@ -378,3 +378,165 @@ fn a_pre_image_evicted_from_the_store_is_stated_in_the_plan_not_skipped() {
         "nothing was re-created"
     );
 }
+
+/// A Secret's image is sealed with the gateway's key: an undo without the key says so and
+/// restores the rest; with `--secret-key-file` it re-creates the Secret. Both through a
+/// running `pathgate serve` (`--kubeconfig`), whose spool then holds the undo session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_running_gateway_a_sealed_secret_is_restored_only_with_its_key() {
+    let cluster = crate::gateway::cluster();
+    let ns = unique_namespace("pg-undo-secret");
+    kubectl_ok(
+        &admin(),
+        &[
+            "-n",
+            &ns,
+            "create",
+            "secret",
+            "generic",
+            "token",
+            "--from-literal=password=hunter2",
+        ],
+    );
+    kubectl_ok(
+        &admin(),
+        &[
+            "-n",
+            &ns,
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=mode=safe",
+        ],
+    );
+    let before = snapshots(&ns, &["secret/token", "configmap/settings"]);
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    pathgate::tls::init_certs(&certs, &[], false).unwrap();
+    let key = dir.path().join("images.key");
+    std::fs::write(&key, "7f".repeat(32)).unwrap();
+    let config = dir.path().join("pathgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "ledger:\n  pre_images:\n    secret_key_file: {}\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let spool = dir.path().join("spool");
+    let (mut serve, port) = crate::gateway::serve_process(
+        &cluster,
+        &certs,
+        &[
+            "--auth",
+            "sidecar",
+            "--mode",
+            "observe",
+            "--config",
+            config.to_str().unwrap(),
+            "--ledger-dir",
+            spool.to_str().unwrap(),
+        ]
+        .map(std::ffi::OsStr::new),
+        None,
+    )
+    .await;
+    let session = unique_name("run-secret");
+    let kubeconfig = dir.path().join("kubeconfig");
+    pathgate::agent_kubeconfig::AgentKubeconfig {
+        server: format!("https://127.0.0.1:{port}"),
+        session: Some(session.clone()),
+        ca: certs.join("ca.crt"),
+        ..Default::default()
+    }
+    .write(&kubeconfig)
+    .unwrap();
+    let agent = kubeconfig.clone();
+    let ns_agent = ns.clone();
+    tokio::task::spawn_blocking(move || {
+        kubectl_ok(&agent, &["-n", &ns_agent, "delete", "secret", "token"]);
+        kubectl_ok(
+            &agent,
+            &[
+                "-n",
+                &ns_agent,
+                "patch",
+                "configmap",
+                "settings",
+                "--type=merge",
+                "-p",
+                r#"{"data":{"mode":"fast"}}"#,
+            ],
+        );
+    })
+    .await
+    .unwrap();
+    let images = spool.join("images");
+    let stored = std::fs::read_dir(&images).unwrap().count();
+    assert!(stored >= 3, "the secret's and the configmap's images");
+    for file in std::fs::read_dir(&images).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("aHVudGVyMg=="),
+            "the secret's value is never stored in clear"
+        );
+    }
+    let spool_arg = spool.display().to_string();
+    let undo = move |extra: Vec<String>| {
+        let kubeconfig = kubeconfig.clone();
+        let spool = spool_arg.clone();
+        let session = session.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let output = Command::new(env!("CARGO_BIN_EXE_pathgate"))
+                    .args(["undo", "--format", "json", "--session", &session, "--apply"])
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(&extra)
+                    .arg(&spool)
+                    .output()
+                    .unwrap();
+                let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+                    panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr))
+                });
+                (output.status.code().unwrap(), report)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // Without the key: the ConfigMap is restored, the Secret is stated, not skipped.
+    let (code, report) = undo(vec![]).await;
+    assert_eq!(code, 5, "{report:#}");
+    assert_eq!(
+        report["not_undoable"][0]["reason"], "image_encrypted",
+        "{report:#}"
+    );
+    assert_eq!(report["gateway"], format!("https://127.0.0.1:{port}"));
+    assert!(
+        report.get("ledger").is_none(),
+        "the running gateway records it"
+    );
+    assert_eq!(snapshot(&ns, "configmap/settings"), before[1]);
+    assert!(snapshot(&ns, "secret/token").is_none());
+    // With it: the Secret is re-created as it was; the ConfigMap's step is already done.
+    let (code, report) = undo(vec!["--secret-key-file".into(), key.display().to_string()]).await;
+    assert_eq!(code, 0, "{report:#}");
+    let secret = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["object"]["resource"] == "secrets")
+        .unwrap();
+    assert_eq!(secret["result"], "applied", "{report:#}");
+    let configmap = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["object"]["resource"] == "configmaps")
+        .unwrap();
+    assert_eq!(configmap["result"], "already_reverted", "{report:#}");
+    assert_eq!(snapshot(&ns, "secret/token"), before[0]);
+    let _ = serve.kill().await;
+}
