@@ -540,3 +540,69 @@ async fn through_a_running_gateway_a_sealed_secret_is_restored_only_with_its_key
     assert_eq!(snapshot(&ns, "secret/token"), before[0]);
     let _ = serve.kill().await;
 }
+
+#[test]
+fn a_collection_delete_is_undone_item_by_item_from_its_list_image() {
+    let ns = unique_namespace("pg-undo-collection");
+    for name in ["batch-a", "batch-b"] {
+        kubectl_ok(
+            &admin(),
+            &[
+                "-n",
+                &ns,
+                "create",
+                "configmap",
+                name,
+                &format!("--from-literal=n={name}"),
+            ],
+        );
+        kubectl_ok(
+            &admin(),
+            &["-n", &ns, "label", "configmap", name, "batch=1"],
+        );
+    }
+    kubectl_ok(
+        &admin(),
+        &[
+            "-n",
+            &ns,
+            "create",
+            "configmap",
+            "keep",
+            "--from-literal=n=keep",
+        ],
+    );
+    let objects = ["configmap/batch-a", "configmap/batch-b", "configmap/keep"];
+    let before = snapshots(&ns, &objects);
+    let dir = tempfile::tempdir().unwrap();
+    let session = unique_name("run-collection");
+    // `delete --raw` drops the session prefix: the request lands in the run's session,
+    // the gateway's default.
+    let ledger = scripted_run(
+        &dir.path().join("run"),
+        &session,
+        &format!(
+            r#""$0" delete --raw '/api/v1/namespaces/{ns}/configmaps?labelSelector=batch%3D1'"#
+        ),
+    );
+    assert_eq!(
+        snapshots(&ns, &objects),
+        [None, None, before[2].clone()],
+        "the run deleted the collection"
+    );
+    let (code, report) = undo(
+        &session,
+        &dir.path().join("undo-ledger"),
+        &["--apply"],
+        &ledger,
+    );
+    assert_eq!(code, 0, "{report:#}");
+    let mut steps = results(&report);
+    steps.sort();
+    assert_eq!(
+        steps,
+        ["create batch-a: applied", "create batch-b: applied"],
+        "{report:#}"
+    );
+    assert_eq!(snapshots(&ns, &objects), before);
+}
