@@ -606,3 +606,42 @@ fn a_collection_delete_is_undone_item_by_item_from_its_list_image() {
     );
     assert_eq!(snapshots(&ns, &objects), before);
 }
+
+#[test]
+fn an_evicted_bare_pod_is_re_created_as_a_pod_delete() {
+    let ns = unique_namespace("pg-undo-evict");
+    kubectl_with_stdin_ok(
+        &admin(),
+        &["-n", &ns, "create", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"debug","labels":{"purpose":"debug"}},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}"#,
+    );
+    let before = snapshot(&ns, "pod/debug");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("eviction.json"),
+        format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"debug","namespace":"{ns}"}}}}"#),
+    )
+    .unwrap();
+    let session = unique_name("run-evict");
+    let ledger = scripted_run(
+        &dir.path().join("run"),
+        &session,
+        &format!(
+            r#""$0" create --raw /api/v1/namespaces/{ns}/pods/debug/eviction -f {}"#,
+            dir.path().join("eviction.json").display()
+        ),
+    );
+    assert!(
+        snapshot(&ns, "pod/debug").is_none(),
+        "the eviction deleted the pod"
+    );
+    let (code, report) = undo(
+        &session,
+        &dir.path().join("undo-ledger"),
+        &["--apply"],
+        &ledger,
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(results(&report), ["create debug: applied"], "{report:#}");
+    assert_eq!(snapshot(&ns, "pod/debug"), before);
+}
