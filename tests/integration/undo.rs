@@ -645,3 +645,41 @@ fn an_evicted_bare_pod_is_re_created_as_a_pod_delete() {
     assert_eq!(results(&report), ["create debug: applied"], "{report:#}");
     assert_eq!(snapshot(&ns, "pod/debug"), before);
 }
+
+#[test]
+fn a_deleted_pod_a_controller_owns_is_left_to_its_controller() {
+    let ns = unique_namespace("pg-undo-owned");
+    kubectl_with_stdin_ok(
+        &admin(),
+        &["-n", &ns, "create", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-5d9c7","uid":"6c1f7b9e-0000-4000-8000-000000000001","controller":true}]},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let session = unique_name("run-owned");
+    let ledger = scripted_run(
+        &dir.path().join("run"),
+        &session,
+        &format!(r#""$0" -n {ns} delete pod web-1"#),
+    );
+    let (code, report) = undo(
+        &session,
+        &dir.path().join("undo-ledger"),
+        &["--apply"],
+        &ledger,
+    );
+    assert_eq!(code, 0, "{report:#}");
+    let step = &report["steps"][0];
+    assert_eq!(
+        (&step["action"], &step["controller"], &step["result"]),
+        (
+            &json!("left_to_controller"),
+            &json!("ReplicaSet web-5d9c7"),
+            &json!("nothing_to_send")
+        ),
+        "{report:#}"
+    );
+    assert!(
+        snapshot(&ns, "pod/web-1").is_none(),
+        "no orphan copy was made"
+    );
+}
