@@ -683,3 +683,74 @@ fn a_deleted_pod_a_controller_owns_is_left_to_its_controller() {
         "no orphan copy was made"
     );
 }
+
+#[test]
+fn since_and_until_undo_only_the_window_of_the_run() {
+    let ns = unique_namespace("pg-undo-window");
+    for name in ["first", "second"] {
+        kubectl_ok(
+            &admin(),
+            &["-n", &ns, "create", "configmap", name, "--from-literal=v=0"],
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let session = unique_name("run-window");
+    let ledger = scripted_run(
+        &dir.path().join("run"),
+        &session,
+        &format!(
+            r#""$0" -n {ns} patch configmap first --type=merge -p '{{"data":{{"v":"1"}}}}' &&
+"$0" -n {ns} patch configmap second --type=merge -p '{{"data":{{"v":"1"}}}}'"#
+        ),
+    );
+    // The trace ids of the two patches, from the spool.
+    let mut patches = Vec::new();
+    for segment in std::fs::read_dir(&ledger).unwrap() {
+        let path = segment.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                let entry: Value = serde_json::from_str(line).unwrap();
+                if entry["request"]["verb"] == "patch" && entry["phase"] == "outcome" {
+                    patches.push(entry["trace_id"].as_str().unwrap().to_string());
+                }
+            }
+        }
+    }
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    let value =
+        |name: &str| admin_json(&["-n", &ns, "get", "configmap", name])["data"]["v"].clone();
+    let (code, report) = undo(
+        &session,
+        &dir.path().join("undo-ledger"),
+        &["--apply", "--since", &patches[1]],
+        &ledger,
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["window"]["since"], json!(patches[1]));
+    assert_eq!((value("first"), value("second")), (json!("1"), json!("0")));
+    let (code, report) = undo(
+        &session,
+        &dir.path().join("undo-ledger"),
+        &["--apply", "--until", &patches[0]],
+        &ledger,
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(results(&report), ["patch first: applied"], "{report:#}");
+    assert_eq!((value("first"), value("second")), (json!("0"), json!("0")));
+    let output = Command::new(env!("CARGO_BIN_EXE_pathgate"))
+        .args(["undo", "--session", &session, "--since", "no-such-trace"])
+        .args([
+            "--upstream-kubeconfig",
+            &admin().display().to_string(),
+            &ledger,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("--since no-such-trace: no entry of session"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
