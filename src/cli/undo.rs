@@ -111,7 +111,22 @@ pub enum UndoArgsError {
 /// there is no plan).
 pub fn run(args: UndoArgs) -> u8 {
     let format = args.format;
-    match args.into_options().and_then(|o| Ok(command::run(o)?)) {
+    let given_ledger = args.serve.ledger_dir.is_some();
+    let outcome = args.into_options().and_then(|options| {
+        // A spool made for this undo and left empty (no plan, so no gateway ran) is
+        // removed again; `remove_dir` leaves a directory that holds anything.
+        let fresh = match &options.target {
+            Target::Start { ledger_dir, .. } if !given_ledger => Some(ledger_dir.clone()),
+            _ => None,
+        };
+        command::run(options).map_err(|error| {
+            if let Some(dir) = fresh {
+                let _ = std::fs::remove_dir(dir);
+            }
+            UndoArgsError::from(error)
+        })
+    });
+    match outcome {
         Ok(report) => {
             match format {
                 UndoFormat::Text => print!("{}", report.text()),
