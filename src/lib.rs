@@ -26,6 +26,7 @@
 //! | [`serve`] | wiring of `pathgate serve`: start the proxy and admin listeners |
 //! | [`session`] | session ids: the `/s/<id>` prefix, the header and the default |
 //! | [`tail`] | `pathgate tail`: a session's path, live, one line per request |
+//! | [`undo`] | `pathgate undo`: the inverse of a run's mutations from the images the ledger references, verified, then applied as a session |
 //! | [`trace`] | execution trace ids (also sent as `Audit-ID`) and W3C `traceparent` |
 //!
 //! The pure stages (`classify`, `policy`) take values and return values: no I/O, no tokio.
@@ -50,4 +51,5 @@ pub mod status;
 pub mod tail;
 pub mod tls;
 pub mod trace;
+pub mod undo;
 pub mod upstream;

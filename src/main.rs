@@ -43,6 +43,8 @@ enum Command {
     Autopsy(cli::AutopsyArgs),
     /// Run an agent command through pathgate and judge its run (exit 0 safe pass, 1 unsafe pass, 2 fail, 3 no verdict).
     Run(Box<pathgate::run::RunArgs>),
+    /// Undo a run: its mutations' inverses from the ledger's pre-images, verified with dry runs, applied with --apply through pathgate as session undo.<ID>.
+    Undo(Box<cli::UndoArgs>),
 }
 
 /// mimalloc: the request path allocates many small, short-lived buffers across worker
@@ -62,6 +64,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Tail(args) => cli::tail::run(args)?,
         Command::Autopsy(args) => return Ok(ExitCode::from(cli::autopsy::run(args)?)),
         Command::Run(args) => return Ok(pathgate::run::main(*args)),
+        Command::Undo(args) => return Ok(ExitCode::from(cli::undo::run(*args))),
     }
     Ok(ExitCode::SUCCESS)
 }

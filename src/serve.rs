@@ -50,6 +50,8 @@ pub enum ServeError {
     Unsafe(String),
     #[error("ledger: {0}")]
     Ledger(#[from] crate::ledger::LedgerError),
+    #[error("pre-image store: {0}")]
+    Images(#[from] crate::ledger::images::ImageError),
     #[error("{path}: {source}")]
     ClientTokens {
         path: PathBuf,
@@ -178,6 +180,19 @@ pub fn allow_all() -> GateFactory {
     Box::new(|_, _| Arc::new(crate::proxy::AllowAll) as Arc<dyn Gate>)
 }
 
+/// The pre-image store of the ledger, when the ledger keeps one.
+fn pre_images(
+    ledger: Option<&crate::ledger::LedgerSettings>,
+    metrics: &Metrics,
+) -> Result<Option<Arc<crate::ledger::images::ImageStore>>, ServeError> {
+    let Some((ledger, images)) = ledger.and_then(|l| Some((l, l.pre_images.as_ref()?))) else {
+        return Ok(None);
+    };
+    let store = images.open(&ledger.dir, metrics.clone())?;
+    tracing::info!(dir = %crate::ledger::images::images_dir(&ledger.dir).display(), "pre-images kept");
+    Ok(Some(Arc::new(store)))
+}
+
 /// Starts the proxy (and the admin listener) and returns once both listen.
 pub async fn start(
     options: ServeOptions,
@@ -271,6 +286,7 @@ pub async fn start(
             None,
         ),
     };
+    let images = pre_images(options.ledger.as_ref(), &metrics)?;
     let gate = gate(upstream.clone(), settings.auth);
     let proxy = Proxy {
         settings: Arc::new(settings),
@@ -280,6 +296,7 @@ pub async fn start(
         recorder,
         draining: CancellationToken::new(),
         in_flight: tokio_util::task::TaskTracker::new(),
+        images,
     };
     tracing::info!(%addr, upstream = %proxy.upstream.description, auth = ?proxy.settings.auth, "pathgate listening");
     let drain_timeout = options.drain_timeout;

@@ -150,6 +150,7 @@ fn owned_by(mut e: Entry, kind: &str, controller: bool) -> Entry {
             kind: kind.into(),
             name: "web-5d9c7".into(),
         }),
+        ..TargetRecord::default()
     });
     e
 }
@@ -295,7 +296,7 @@ fn direct_pod_delete() {
                     let mut e = delete(POD, 200);
                     e.target = Some(TargetRecord {
                         found: true,
-                        controller: None,
+                        ..TargetRecord::default()
                     });
                     e
                 }],

@@ -12,12 +12,14 @@ pub mod certs;
 pub mod kubeconfig;
 pub mod serve;
 pub mod tail;
+pub mod undo;
 
 pub use autopsy::AutopsyArgs;
 pub use certs::CertsCommand;
 pub use kubeconfig::KubeconfigArgs;
 pub use serve::{ConnectionArgs, Gateway, GatewayError, ServeArgs};
 pub use tail::TailArgs;
+pub use undo::UndoArgs;
 
 /// Logs go to stderr through a background writer: a slow terminal or pipe never blocks
 /// a request (lines beyond its buffer are dropped, not waited for). Keep the guard alive:

@@ -42,3 +42,8 @@ pub const DURABLE_TIMEOUT_MS: u64 = 5_000;
 pub const BATCH_SIZE: u32 = 256;
 pub const SINK_TIMEOUT_MS: u64 = 10_000;
 pub const SERVICE_NAME: &str = "pathgate";
+/// `ledger.pre_images.*`: equal to `crate::ledger::images::ImageLimits::default`'s
+/// (tested there).
+pub const PRE_IMAGES_MAX_BYTES: u64 = 256 << 20;
+pub const PRE_IMAGES_MAX_OBJECT_BYTES: u64 = 1 << 20;
+pub const PRE_IMAGES_MAX_LIST_ITEMS: u32 = 500;

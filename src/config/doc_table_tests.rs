@@ -47,7 +47,11 @@ fn range(kind: &str) -> Option<(u64, u64)> {
 }
 
 /// Keys that other keys constrain, with the values that leave their whole range valid.
-const COMPANIONS: [(&str, &str); 6] = [
+const COMPANIONS: [(&str, &str); 7] = [
+    (
+        "ledger.pre_images.max_object_bytes",
+        "ledger: {pre_images: {max_bytes: 17592186044416}}",
+    ),
     (
         "ledger.max_spool_bytes",
         "ledger: {max_segment_bytes: 65536}",

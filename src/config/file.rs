@@ -241,4 +241,22 @@ pub struct LedgerFile {
     pub webhook: Option<WebhookFile>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp: Option<OtlpFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_images: Option<PreImagesFile>,
+}
+
+/// `ledger.pre_images:` the store of objects as they were before each mutation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreImagesFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_object_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_list_items: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<PathBuf>,
 }

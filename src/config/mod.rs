@@ -34,14 +34,14 @@ pub use connections::{
     check_value, Bound, ConnectionKeys, ConnectionSettings, BOUNDS as CONNECTION_BOUNDS,
 };
 pub use file::{
-    AuthMode, ConfigFile, LedgerFile, OnFailure, OtlpFile, RetryLoopFile, SafetyGatesFile,
-    SchemaEnforcementFile, ServerFile, WebhookFile,
+    AuthMode, ConfigFile, LedgerFile, OnFailure, OtlpFile, PreImagesFile, RetryLoopFile,
+    SafetyGatesFile, SchemaEnforcementFile, ServerFile, WebhookFile,
 };
 pub use overrides::{flag_of, Overrides, FLAGS as OVERRIDE_FLAGS};
 pub use reload::{watch, watch_with, PolicyHandle};
 pub use validate::{
-    client_auth_problem, AdminListen, LedgerSettings, OtlpSettings, ServerSettings,
-    ValidationError, WebhookSettings, MAX_WORKERS,
+    client_auth_problem, AdminListen, LedgerSettings, OtlpSettings, PreImageSettings,
+    ServerSettings, ValidationError, WebhookSettings, MAX_WORKERS,
 };
 
 use crate::policy::Policy;

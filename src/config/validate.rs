@@ -13,8 +13,8 @@ use crate::policy::{
 
 use super::connections::ConnectionKeys;
 use super::file::{
-    AuthMode, BudgetsFile, ConfigFile, LedgerFile, OnFailure, OtlpFile, RetryLoopFile,
-    SafetyGatesFile, SchemaEnforcementFile, ServerFile, WebhookFile,
+    AuthMode, BudgetsFile, ConfigFile, LedgerFile, OnFailure, OtlpFile, PreImagesFile,
+    RetryLoopFile, SafetyGatesFile, SchemaEnforcementFile, ServerFile, WebhookFile,
 };
 use super::{defaults, Config};
 
@@ -202,6 +202,34 @@ pub struct LedgerSettings {
     pub stdout: bool,
     pub webhook: Option<WebhookSettings>,
     pub otlp: Option<OtlpSettings>,
+    pub pre_images: PreImageSettings,
+}
+
+/// `ledger.pre_images`: the images of mutated objects kept beside the spool, for undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreImageSettings {
+    /// Keep images (only with a `ledger.dir`: the store is `<dir>/images`).
+    pub enabled: bool,
+    /// Total size of the store; the oldest images are evicted past it.
+    pub max_bytes: u64,
+    /// Largest image kept; a larger object is recorded as withheld (`too-large`).
+    pub max_object_bytes: u64,
+    /// Most items of a deletecollection's image; a longer list is withheld (`too-large`).
+    pub max_list_items: u32,
+    /// The key Secret images are sealed with; without one they are withheld (`secret`).
+    pub secret_key_file: Option<PathBuf>,
+}
+
+impl Default for PreImageSettings {
+    fn default() -> Self {
+        PreImageSettings {
+            enabled: true,
+            max_bytes: defaults::PRE_IMAGES_MAX_BYTES,
+            max_object_bytes: defaults::PRE_IMAGES_MAX_OBJECT_BYTES,
+            max_list_items: defaults::PRE_IMAGES_MAX_LIST_ITEMS,
+            secret_key_file: None,
+        }
+    }
 }
 
 impl Default for LedgerSettings {
@@ -218,6 +246,7 @@ impl Default for LedgerSettings {
             stdout: false,
             webhook: None,
             otlp: None,
+            pre_images: PreImageSettings::default(),
         }
     }
 }
@@ -230,7 +259,7 @@ impl LedgerSettings {
     pub fn check(&self) -> Result<(), ValidationError> {
         self.check_sizes()?;
         if self.dir.is_some() {
-            return Ok(());
+            return self.check_secret_key();
         }
         let needs_dir = [
             ("ledger.stdout", self.stdout),
@@ -244,6 +273,10 @@ impl LedgerSettings {
                 "ledger.capture_bodies_max_bytes",
                 self.capture_bodies_max_bytes.is_some(),
             ),
+            (
+                "ledger.pre_images.secret_key_file",
+                self.pre_images.secret_key_file.is_some(),
+            ),
         ];
         match needs_dir.iter().find(|(_, set)| *set) {
             Some((key, _)) => Err(invalid(
@@ -255,8 +288,30 @@ impl LedgerSettings {
         }
     }
 
+    /// The Secret key file is read once at start, so a missing or malformed key stops
+    /// pathgate there instead of withholding every Secret image later.
+    fn check_secret_key(&self) -> Result<(), ValidationError> {
+        let images = &self.pre_images;
+        let Some(path) = images.secret_key_file.as_deref().filter(|_| images.enabled) else {
+            return Ok(());
+        };
+        crate::ledger::images::load_key(path)
+            .map(drop)
+            .map_err(|error| invalid("ledger.pre_images.secret_key_file", error.to_string()))
+    }
+
     /// Checks between keys that hold whatever `dir` is (run at load).
     fn check_sizes(&self) -> Result<(), ValidationError> {
+        let images = &self.pre_images;
+        if images.max_object_bytes > images.max_bytes {
+            return Err(invalid(
+                "ledger.pre_images.max_object_bytes",
+                format!(
+                    "{} is larger than the whole store (max_bytes {}); set it to at most {}",
+                    images.max_object_bytes, images.max_bytes, images.max_bytes
+                ),
+            ));
+        }
         // Retention deletes whole closed segments and never the one being written: with
         // room for fewer than two, a closed segment would be deleted as soon as it closed,
         // before a sink that lags a little could read it.
@@ -317,6 +372,9 @@ const SPOOL_BYTES: (u64, u64) = (1 << 20, 16 << 40);
 const DURABLE_TIMEOUT_MS: (u64, u64) = (100, 300_000);
 const CAPTURE_BYTES: (u64, u64) = (64, 16 << 20);
 const BATCH_SIZE: (u32, u32) = (1, 10_000);
+const IMAGES_BYTES: (u64, u64) = (1 << 20, 16 << 40);
+const IMAGE_OBJECT_BYTES: (u64, u64) = (1 << 10, 64 << 20);
+const IMAGE_LIST_ITEMS: (u32, u32) = (1, 100_000);
 const SINK_TIMEOUT_MS: (u64, u64) = (100, 300_000);
 
 fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
@@ -533,6 +591,33 @@ fn otlp_settings(file: OtlpFile) -> Result<OtlpSettings, ValidationError> {
     })
 }
 
+fn pre_image_settings(file: PreImagesFile) -> Result<PreImageSettings, ValidationError> {
+    Ok(PreImageSettings {
+        enabled: file.enabled.unwrap_or(true),
+        max_bytes: ranged(
+            "ledger.pre_images.max_bytes",
+            file.max_bytes.unwrap_or(defaults::PRE_IMAGES_MAX_BYTES),
+            IMAGES_BYTES.0,
+            IMAGES_BYTES.1,
+        )?,
+        max_object_bytes: ranged(
+            "ledger.pre_images.max_object_bytes",
+            file.max_object_bytes
+                .unwrap_or(defaults::PRE_IMAGES_MAX_OBJECT_BYTES),
+            IMAGE_OBJECT_BYTES.0,
+            IMAGE_OBJECT_BYTES.1,
+        )?,
+        max_list_items: ranged(
+            "ledger.pre_images.max_list_items",
+            file.max_list_items
+                .unwrap_or(defaults::PRE_IMAGES_MAX_LIST_ITEMS),
+            IMAGE_LIST_ITEMS.0,
+            IMAGE_LIST_ITEMS.1,
+        )?,
+        secret_key_file: file.secret_key_file,
+    })
+}
+
 fn ledger_settings(file: LedgerFile) -> Result<LedgerSettings, ValidationError> {
     let ledger = LedgerSettings {
         dir: file.dir,
@@ -589,6 +674,7 @@ fn ledger_settings(file: LedgerFile) -> Result<LedgerSettings, ValidationError> 
         stdout: file.stdout.unwrap_or(false),
         webhook: file.webhook.map(webhook_settings).transpose()?,
         otlp: file.otlp.map(otlp_settings).transpose()?,
+        pre_images: pre_image_settings(file.pre_images.unwrap_or_default())?,
     };
     ledger.check_sizes()?;
     Ok(ledger)
@@ -850,6 +936,7 @@ impl ConfigFile {
         for path in [
             ledger.webhook.as_mut().map(|w| &mut w.ca_file),
             ledger.otlp.as_mut().map(|o| &mut o.ca_file),
+            ledger.pre_images.as_mut().map(|p| &mut p.secret_key_file),
         ]
         .into_iter()
         .flatten()
@@ -960,6 +1047,13 @@ impl Config {
                     spans: Some(o.spans),
                     logs: Some(o.logs),
                     service_name: Some(o.service_name.clone()),
+                }),
+                pre_images: Some(PreImagesFile {
+                    enabled: Some(l.pre_images.enabled),
+                    max_bytes: Some(l.pre_images.max_bytes),
+                    max_object_bytes: Some(l.pre_images.max_object_bytes),
+                    max_list_items: Some(l.pre_images.max_list_items),
+                    secret_key_file: l.pre_images.secret_key_file.clone(),
                 }),
             }),
         }

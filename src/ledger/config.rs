@@ -66,6 +66,14 @@ impl LedgerSettings {
                 timeout: Duration::from_millis(o.timeout_ms),
                 retry: RetrySettings::default(),
             }),
+            pre_images: c.pre_images.enabled.then(|| super::images::ImageSettings {
+                limits: super::images::ImageLimits {
+                    max_bytes: c.pre_images.max_bytes,
+                    max_object_bytes: c.pre_images.max_object_bytes,
+                    max_list_items: c.pre_images.max_list_items as usize,
+                },
+                secret_key_file: c.pre_images.secret_key_file.clone(),
+            }),
         })
     }
 }
@@ -106,6 +114,37 @@ mod tests {
         assert_eq!(mapped.stdout, own.stdout);
         assert!(mapped.webhook.is_none() && own.webhook.is_none());
         assert!(mapped.otlp.is_none() && own.otlp.is_none());
+        assert_eq!(mapped.pre_images, own.pre_images);
+        assert_eq!(
+            mapped.pre_images.map(|p| p.limits),
+            Some(super::super::images::ImageLimits::default()),
+            "config::defaults and the store's own defaults agree"
+        );
+    }
+
+    #[test]
+    fn pre_images_are_kept_unless_disabled_and_their_keys_are_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("images.key");
+        std::fs::write(&key, "0f".repeat(32)).unwrap();
+        let yaml = format!(
+            "ledger:\n  dir: /spool\n  pre_images:\n    max_bytes: 2097152\n    \
+             max_object_bytes: 4096\n    max_list_items: 7\n    secret_key_file: {}\n",
+            key.display()
+        );
+        let images = LedgerSettings::from_config(&load(&yaml).ledger)
+            .unwrap()
+            .pre_images
+            .expect("on by default");
+        assert_eq!(images.limits.max_bytes, 2 << 20);
+        assert_eq!(images.limits.max_object_bytes, 4096);
+        assert_eq!(images.limits.max_list_items, 7);
+        assert_eq!(images.secret_key_file, Some(key));
+        let off = load("ledger: {dir: /spool, pre_images: {enabled: false}}");
+        assert!(LedgerSettings::from_config(&off.ledger)
+            .unwrap()
+            .pre_images
+            .is_none());
     }
 
     #[test]
@@ -231,6 +270,67 @@ ledger:
     }
 
     #[test]
+    fn the_secret_key_file_is_checked_at_start_with_file_key_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("images.key");
+        let start = |yaml: &str| {
+            Config::from_yaml_with(yaml, Path::new("pathgate.yaml"), &Default::default())
+        };
+        let yaml = format!(
+            "ledger: {{dir: /spool, pre_images: {{secret_key_file: {}}}}}",
+            key.display()
+        );
+        for (contents, expected) in [
+            (None, "cannot be read"),
+            (Some("not a key"), "holds 9 characters"),
+            (Some(&*"g".repeat(64)), "not hexadecimal"),
+        ] {
+            if let Some(contents) = contents {
+                std::fs::write(&key, contents).unwrap();
+            }
+            let error = start(&yaml).unwrap_err();
+            let ConfigError::Invalid {
+                file,
+                key: name,
+                reason,
+                ..
+            } = &error
+            else {
+                panic!("{error}");
+            };
+            assert_eq!(file, Path::new("pathgate.yaml"));
+            assert_eq!(name, "ledger.pre_images.secret_key_file");
+            assert!(reason.contains(expected), "{reason}");
+            assert!(reason.contains(&key.display().to_string()), "{reason}");
+        }
+        std::fs::write(&key, format!("{}\n", "a0".repeat(32))).unwrap();
+        start(&yaml).expect("a good key loads");
+        let disabled = format!(
+            "ledger: {{dir: /spool, pre_images: {{enabled: false, secret_key_file: {}}}}}",
+            dir.path().join("absent").display()
+        );
+        start(&disabled).expect("no store, no key read");
+        let no_dir = format!(
+            "ledger: {{pre_images: {{secret_key_file: {}}}}}",
+            key.display()
+        );
+        let error = start(&no_dir).unwrap_err();
+        assert_eq!(error.key(), Some("ledger.pre_images.secret_key_file"));
+        assert!(error.to_string().contains("needs a ledger"), "{error}");
+    }
+
+    #[test]
+    fn an_object_bound_past_the_store_bound_is_refused() {
+        let error = Config::from_yaml(
+            "ledger: {pre_images: {max_bytes: 1048576, max_object_bytes: 2097152}}",
+            Path::new("test.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!(error.key(), Some("ledger.pre_images.max_object_bytes"));
+        assert!(error.to_string().contains("larger than the whole store"));
+    }
+
+    #[test]
     fn removed_keys_are_refused_with_the_valid_ones() {
         for removed in ["fsync: true", "jsonl: /var/log/ledger.jsonl"] {
             let yaml = format!("ledger:\n  dir: /d\n  {removed}\n");
@@ -244,7 +344,7 @@ ledger:
                 reason.contains(
                     "valid keys are: dir, on_failure, queue_capacity, flush_interval_ms, \
                      max_segment_bytes, max_spool_bytes, durable_timeout_ms, \
-                     capture_bodies_max_bytes, stdout, webhook, otlp"
+                     capture_bodies_max_bytes, stdout, webhook, otlp, pre_images"
                 ),
                 "{reason}"
             );

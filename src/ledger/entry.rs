@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::images::ImageRecord;
 use crate::classify::{Analysis, RequestInfo};
 use crate::policy;
 
@@ -78,6 +79,11 @@ pub struct Entry {
     /// The object named by the response, where it carried metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<ObjectRecord>,
+    /// The image of the apiserver's answer (the object after the mutation), for a
+    /// forwarded non-dry-run mutation answered with an object; absent otherwise, and when
+    /// the pre-image store is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_image: Option<ImageRecord>,
     /// Request body bytes received from the client.
     pub bytes_in: u64,
     /// Response body bytes sent to the client.
@@ -319,13 +325,23 @@ impl From<&Analysis> for AnalysisRecord {
 }
 
 /// The request's target object as pathgate fetched it before forwarding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TargetRecord {
     /// `true`: the object existed (200); `false`: it did not (404).
     pub found: bool,
     /// The object's `ownerReference` with `controller: true`, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<OwnerRecord>,
+    /// The object's `metadata.resourceVersion` as fetched, when it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// The object's `metadata.uid` as fetched, when it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The image of the object as fetched just before a forwarded non-dry-run mutation
+    /// (docs/ledger.md, "Pre-images").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_image: Option<ImageRecord>,
 }
 
 /// An owner reference of the target object.
@@ -337,14 +353,18 @@ pub struct OwnerRecord {
 }
 
 impl TargetRecord {
-    /// The record of a fetched object: whether it existed, and its controller owner read
-    /// from `metadata.ownerReferences` (the first entry with `controller: true`).
+    /// The record of a fetched object: whether it existed, its `resourceVersion` and
+    /// `uid`, and its controller owner read from `metadata.ownerReferences` (the first
+    /// entry with `controller: true`).
     pub fn from_object(object: Option<&serde_json::Value>) -> Self {
         let Some(object) = object else {
-            return TargetRecord {
-                found: false,
-                controller: None,
-            };
+            return TargetRecord::default();
+        };
+        let metadata_text = |key: &str| {
+            object
+                .pointer(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
         };
         let controller = object
             .pointer("/metadata/ownerReferences")
@@ -369,6 +389,9 @@ impl TargetRecord {
         TargetRecord {
             found: true,
             controller,
+            resource_version: metadata_text("/metadata/resourceVersion"),
+            uid: metadata_text("/metadata/uid"),
+            pre_image: None,
         }
     }
 }
@@ -652,6 +675,12 @@ impl ResponseEnd {
 /// The object named by the response.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ObjectRecord {
+    /// `metadata.name` of the answer: the only place a `generateName` create is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `metadata.namespace` of the answer; absent for cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -673,6 +702,8 @@ impl ObjectRecord {
                 .map(str::to_owned)
         };
         let record = ObjectRecord {
+            name: text("name"),
+            namespace: text("namespace"),
             uid: text("uid"),
             resource_version: text("resourceVersion"),
             generation: metadata
@@ -746,6 +777,7 @@ impl Entry {
             limit: None,
             response: None,
             object: None,
+            post_image: None,
             bytes_in: 0,
             bytes_out: 0,
             watch_events: None,
@@ -843,16 +875,22 @@ mod tests {
             Some(ObjectRecord {
                 uid: Some("u-1".into()),
                 resource_version: Some("42".into()),
-                generation: Some(3)
+                generation: Some(3),
+                ..ObjectRecord::default()
             })
         );
+        let generated =
+            json!({"metadata": {"name": "web-x7k2p", "namespace": "shop", "uid": "u-2"}});
+        let record = ObjectRecord::from_object(&generated).unwrap();
+        assert_eq!(record.name.as_deref(), Some("web-x7k2p"));
+        assert_eq!(record.namespace.as_deref(), Some("shop"));
         assert_eq!(ObjectRecord::from_object(&json!({"kind": "Status"})), None);
         assert_eq!(ObjectRecord::from_object(&json!({"metadata": {}})), None);
     }
 
     #[test]
     fn target_records_keep_only_the_controller_owner() {
-        let pod = json!({"metadata": {"ownerReferences": [
+        let pod = json!({"metadata": {"resourceVersion": "7", "uid": "u-7", "ownerReferences": [
             {"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"},
             {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d9c7", "controller": true}
         ]}});
@@ -864,7 +902,10 @@ mod tests {
                     api_version: "apps/v1".into(),
                     kind: "ReplicaSet".into(),
                     name: "web-5d9c7".into()
-                })
+                }),
+                resource_version: Some("7".into()),
+                uid: Some("u-7".into()),
+                pre_image: None,
             }
         );
         let owned_not_controlled = json!({"metadata": {"ownerReferences": [
@@ -878,7 +919,7 @@ mod tests {
             TargetRecord::from_object(None),
             TargetRecord {
                 found: false,
-                controller: None
+                ..TargetRecord::default()
             }
         );
     }

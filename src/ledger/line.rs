@@ -17,6 +17,7 @@ use super::entry::{
     AnalysisRecord, CapturedBody, Client, DecisionRecord, Entry, ErrorRecord, FindingRecord,
     ObjectRecord, OwnerRecord, Request, ResponseRecord, RewriteRecord, SentForwarded, TargetRecord,
 };
+use super::images::ImageRecord;
 
 /// Why an entry could not be written (its partial bytes are removed from the buffer).
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,7 @@ fn write_entry(out: &mut Vec<u8>, entry: &Entry) -> Result<(), LineError> {
         limit,
         response,
         object,
+        post_image,
         bytes_in,
         bytes_out,
         watch_events,
@@ -127,6 +129,10 @@ fn write_entry(out: &mut Vec<u8>, entry: &Entry) -> Result<(), LineError> {
     if let Some(object) = object {
         out.extend_from_slice(b",\"object\":");
         write_object(out, object);
+    }
+    if let Some(post_image) = post_image {
+        out.extend_from_slice(b",\"post_image\":");
+        write_image(out, post_image);
     }
     out.extend_from_slice(b",\"bytes_in\":");
     integer(out, *bytes_in);
@@ -277,7 +283,13 @@ fn write_analysis(out: &mut Vec<u8>, analysis: &AnalysisRecord) {
 }
 
 fn write_target(out: &mut Vec<u8>, target: &TargetRecord) {
-    let TargetRecord { found, controller } = target;
+    let TargetRecord {
+        found,
+        controller,
+        resource_version,
+        uid,
+        pre_image,
+    } = target;
     out.extend_from_slice(b"{\"found\":");
     boolean(out, *found);
     if let Some(OwnerRecord {
@@ -293,6 +305,41 @@ fn write_target(out: &mut Vec<u8>, target: &TargetRecord) {
         out.extend_from_slice(b",\"name\":");
         string(out, name);
         out.push(b'}');
+    }
+    if let Some(resource_version) = resource_version {
+        out.extend_from_slice(b",\"resource_version\":");
+        string(out, resource_version);
+    }
+    if let Some(uid) = uid {
+        out.extend_from_slice(b",\"uid\":");
+        string(out, uid);
+    }
+    if let Some(pre_image) = pre_image {
+        out.extend_from_slice(b",\"pre_image\":");
+        write_image(out, pre_image);
+    }
+    out.push(b'}');
+}
+
+fn write_image(out: &mut Vec<u8>, image: &ImageRecord) {
+    match image {
+        ImageRecord::Stored {
+            digest,
+            bytes,
+            encrypted,
+        } => {
+            out.extend_from_slice(b"{\"digest\":");
+            string(out, digest);
+            out.extend_from_slice(b",\"bytes\":");
+            integer(out, *bytes);
+            if *encrypted {
+                out.extend_from_slice(b",\"encrypted\":true");
+            }
+        }
+        ImageRecord::Withheld { reason } => {
+            out.extend_from_slice(b"{\"withheld\":");
+            string(out, reason.as_str());
+        }
     }
     out.push(b'}');
 }
@@ -400,11 +447,21 @@ fn write_response(out: &mut Vec<u8>, response: &ResponseRecord) {
 
 fn write_object(out: &mut Vec<u8>, object_record: &ObjectRecord) {
     let ObjectRecord {
+        name,
+        namespace,
         uid,
         resource_version,
         generation,
     } = object_record;
     let mut object = Object::new(out);
+    if let Some(name) = name {
+        object.key(b"name");
+        string(object.out, name);
+    }
+    if let Some(namespace) = namespace {
+        object.key(b"namespace");
+        string(object.out, namespace);
+    }
     if let Some(uid) = uid {
         object.key(b"uid");
         string(object.out, uid);
@@ -650,6 +707,13 @@ mod tests {
                 kind: "ReplicaSet".into(),
                 name: awkward.into(),
             }),
+            resource_version: Some(awkward.into()),
+            uid: Some(awkward.into()),
+            pre_image: Some(ImageRecord::Stored {
+                digest: format!("sha256:{}", "0a".repeat(32)),
+                bytes: u64::MAX,
+                encrypted: true,
+            }),
         });
         entry.decision = Some(DecisionRecord {
             mode: Mode::Rehearse,
@@ -704,9 +768,16 @@ mod tests {
             body_inspected: Some(false),
         });
         entry.object = Some(ObjectRecord {
+            name: Some(awkward.into()),
+            namespace: Some(awkward.into()),
             uid: Some("u-1".into()),
             resource_version: Some("42".into()),
             generation: Some(-3),
+        });
+        entry.post_image = Some(ImageRecord::Stored {
+            digest: format!("sha256:{}", "0b".repeat(32)),
+            bytes: 0,
+            encrypted: false,
         });
         entry.watch_events = Some(17);
         entry.ledger_dropped = Some(u64::MAX);
@@ -791,10 +862,7 @@ mod tests {
             opaque_reason: None,
             object_name: None,
         });
-        entry.target = Some(TargetRecord {
-            found: false,
-            controller: None,
-        });
+        entry.target = Some(TargetRecord::default());
         entry.object = Some(ObjectRecord::default());
         entry.body = Some(CapturedBody {
             json: None,
@@ -834,6 +902,11 @@ mod tests {
         }
         entry.response.as_mut().unwrap().end = None;
         assert_same_as_serde(&entry);
+        for reason in crate::ledger::images::Withheld::ALL {
+            entry.post_image = Some(ImageRecord::Withheld { reason });
+            entry.target.as_mut().unwrap().pre_image = Some(ImageRecord::Withheld { reason });
+            assert_same_as_serde(&entry);
+        }
     }
 
     #[test]

@@ -69,6 +69,7 @@
 mod config;
 mod entry;
 pub mod examples;
+pub mod images;
 mod line;
 mod observe;
 mod redact;
@@ -142,11 +143,14 @@ pub struct LedgerSettings {
     pub webhook: Option<WebhookSettings>,
     /// OTLP sink.
     pub otlp: Option<OtlpSettings>,
+    /// The pre-image store in `dir/images`; `None` keeps no images.
+    pub pre_images: Option<images::ImageSettings>,
 }
 
 impl LedgerSettings {
     /// Defaults: queue 8192 entries, flush interval 50 ms, segments of 64 MiB, spool of
-    /// 1 GiB, durable timeout 5 s, fail-open, no body capture, no sinks.
+    /// 1 GiB, durable timeout 5 s, fail-open, no body capture, no sinks, pre-images kept
+    /// with [`images::ImageLimits::default`] and no Secret key.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         LedgerSettings {
             dir: dir.into(),
@@ -160,6 +164,7 @@ impl LedgerSettings {
             stdout: false,
             webhook: None,
             otlp: None,
+            pre_images: Some(images::ImageSettings::default()),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::images::ImageRecord;
 use super::testing;
 use super::*;
 
@@ -209,13 +210,25 @@ fn entries_built_in_code_validate() {
             kind: "ReplicaSet".into(),
             name: "web-5d9c7".into(),
         }),
+        resource_version: Some("41".into()),
+        uid: Some("u-0".into()),
+        pre_image: Some(ImageRecord::Stored {
+            digest: format!("sha256:{}", "c3".repeat(32)),
+            bytes: 812,
+            encrypted: false,
+        }),
     });
     entry.decision.as_mut().unwrap().rewrites = vec![
         RewriteRecord::AddDryRun,
         RewriteRecord::SetGracePeriod { from: None, to: 1 },
         RewriteRecord::AddLimit { limit: 500 },
     ];
+    entry.post_image = Some(ImageRecord::Withheld {
+        reason: crate::ledger::images::Withheld::Secret,
+    });
     entry.object = Some(ObjectRecord {
+        name: Some("web".into()),
+        namespace: Some("shop".into()),
         uid: Some("u".into()),
         resource_version: Some("1".into()),
         generation: Some(2),

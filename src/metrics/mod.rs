@@ -97,6 +97,11 @@ pub struct Metrics {
     /// `upstream_error`) and whether the request was a mutation: a mutation its client
     /// abandoned still happened.
     pub responses_cut_short: IntCounterVec,
+    /// Pre-images (and post-images) by outcome: stored, withheld (not stored, with a reason
+    /// in the ledger), evicted by `ledger.pre_images.max_bytes`.
+    pub pre_images: IntCounterVec,
+    /// Bytes of image files in the pre-image store.
+    pub pre_image_bytes: IntGauge,
 }
 
 /// Which connection limit refused a client: the `limit` label set.
@@ -173,6 +178,34 @@ impl CutShort {
         match self {
             CutShort::ClientAborted => "client_aborted",
             CutShort::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// What happened to an image in the pre-image store: the `outcome` label set of
+/// `pathgate_pre_images_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageOutcome {
+    /// Written (or an identical image refreshed).
+    Stored,
+    /// Not stored: a Secret without a key, too large, no room, or a failed read or write.
+    Withheld,
+    /// Removed to make room within `ledger.pre_images.max_bytes`.
+    Evicted,
+}
+
+impl ImageOutcome {
+    pub const ALL: [ImageOutcome; 3] = [
+        ImageOutcome::Stored,
+        ImageOutcome::Withheld,
+        ImageOutcome::Evicted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageOutcome::Stored => "stored",
+            ImageOutcome::Withheld => "withheld",
+            ImageOutcome::Evicted => "evicted",
         }
     }
 }
@@ -299,6 +332,15 @@ impl Metrics {
             "Responses that did not end whole, by end (client_aborted, upstream_error) and mutation (true, false).",
             &["end", "mutation"],
         );
+        let pre_images = counter(
+            "pathgate_pre_images_total",
+            "Images of mutated objects by outcome (stored, withheld, evicted).",
+            &["outcome"],
+        );
+        let pre_image_bytes = gauge(
+            "pathgate_pre_image_bytes",
+            "Bytes of image files in the pre-image store.",
+        );
 
         let metrics = Metrics {
             registry,
@@ -320,6 +362,8 @@ impl Metrics {
             connection_timeouts,
             accept_errors,
             responses_cut_short,
+            pre_images,
+            pre_image_bytes,
         };
         metrics.create_label_combinations();
         metrics
@@ -371,6 +415,9 @@ impl Metrics {
                 self.responses_cut_short
                     .with_label_values(&[end.as_str(), mutation]);
             }
+        }
+        for outcome in ImageOutcome::ALL {
+            self.pre_images.with_label_values(&[outcome.as_str()]);
         }
     }
 
@@ -431,6 +478,13 @@ impl Metrics {
         self.ledger_entries
             .with_label_values(&[sink, outcome])
             .inc_by(entries);
+    }
+
+    /// Counts `images` images with one outcome.
+    pub fn pre_image(&self, outcome: ImageOutcome, images: u64) {
+        self.pre_images
+            .with_label_values(&[outcome.as_str()])
+            .inc_by(images);
     }
 
     /// Counts one policy reload.

@@ -38,6 +38,8 @@ fn every_required_family_is_exported_with_its_labels() {
         ("pathgate_connection_timeouts_total", "counter"),
         ("pathgate_accept_errors_total", "counter"),
         ("pathgate_responses_cut_short_total", "counter"),
+        ("pathgate_pre_images_total", "counter"),
+        ("pathgate_pre_image_bytes", "gauge"),
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} {kind}\n")),
@@ -51,6 +53,7 @@ fn every_required_family_is_exported_with_its_labels() {
     assert!(text.contains("pathgate_request_duration_seconds_bucket{verb=\"get\",le=\"60\"} 0"));
     assert!(text.contains("pathgate_connections_refused_total{limit=\"per_peer\"} 0"));
     assert!(text.contains("pathgate_connection_timeouts_total{kind=\"body_read\"} 0"));
+    assert!(text.contains("pathgate_pre_images_total{outcome=\"evicted\"} 0"));
 }
 
 /// Every `pathgate_*` metric an expression uses, with the `label="value"` matchers it

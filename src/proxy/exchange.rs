@@ -45,6 +45,14 @@ pub struct Exchange {
     pub object_uid: Option<String>,
     pub object_resource_version: Option<String>,
     pub object_generation: Option<i64>,
+    /// `metadata.name` and `metadata.namespace` of the answer (a `generateName` create is
+    /// named only there).
+    pub object_name: Option<String>,
+    pub object_namespace: Option<String>,
+    /// The image of the target as fetched before forwarding (`target.pre_image`).
+    pub pre_image: Option<crate::ledger::images::ImageRecord>,
+    /// The image of the apiserver's answer (`post_image`).
+    pub post_image: Option<crate::ledger::images::ImageRecord>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub watch_events: Option<u64>,
@@ -105,6 +113,10 @@ impl Exchange {
             object_uid: None,
             object_resource_version: None,
             object_generation: None,
+            object_name: None,
+            object_namespace: None,
+            pre_image: None,
+            post_image: None,
             bytes_in: 0,
             bytes_out: 0,
             watch_events: None,

@@ -69,6 +69,18 @@ pub struct GateOutcome {
     pub dry_run: bool,
     /// What the gate's GET of the target showed, for the ledger's `target`.
     pub target: Option<crate::ledger::TargetRecord>,
+    /// The body of that GET (the object at [`policy::target_path`]), kept for the
+    /// pre-image store so the object is not fetched twice.
+    pub target_body: Option<Bytes>,
+}
+
+/// What [`Gate::fetch_pre_image`] learned: the effect basis, the ledger's `target`, and
+/// the object's body as the apiserver sent it (for the pre-image store).
+#[derive(Debug, Default)]
+pub struct PreImage {
+    pub effect: EffectBasis,
+    pub target: Option<TargetRecord>,
+    pub body: Option<Bytes>,
 }
 
 /// Classification and policy, as seen by the request path.
@@ -96,9 +108,8 @@ pub trait Gate: Send + Sync {
         _path: &'a str,
         _authorization: Option<&'a HeaderValue>,
         _trace_id: TraceId,
-    ) -> Pin<Box<dyn std::future::Future<Output = (EffectBasis, Option<TargetRecord>)> + Send + 'a>>
-    {
-        Box::pin(async { (EffectBasis::Unmeasured, None) })
+    ) -> Pin<Box<dyn std::future::Future<Output = PreImage> + Send + 'a>> {
+        Box::pin(async { PreImage::default() })
     }
 
     /// Learns the measured effect of a successful patch or update (`exchange.effect_paths`,
@@ -142,52 +153,72 @@ impl PolicyGate {
         }
     }
 
-    /// GETs the request's target object: with the client's credentials in passthrough
-    /// mode (pathgate must not reveal what the client could not read), pathgate's own
-    /// otherwise. A failed fetch is `Unknown`, never a guess.
+    /// GETs the request's target object ([`get`]): the fact, and the body it was read
+    /// from. A failed fetch is `Unknown`, never a guess.
     async fn fetch_target(
         &self,
         path: &str,
         authorization: Option<&HeaderValue>,
-        trace_id: &str,
-    ) -> TargetFact {
-        let mut request = http::Request::get(self.upstream.uri_for(path))
-            .header(header::ACCEPT, "application/json")
-            .body(full_body(Bytes::new()))
-            .expect("a GET of a path built from request info");
-        if let Some(value) = authorization {
-            request
-                .headers_mut()
-                .insert(header::AUTHORIZATION, value.clone());
+        trace_id: TraceId,
+    ) -> (TargetFact, Option<Bytes>) {
+        match get(&self.upstream, path, authorization, trace_id).await {
+            Fetched::Absent => (TargetFact::Missing, None),
+            Fetched::Failed => (TargetFact::Unknown, None),
+            Fetched::Found(body) => match serde_json::from_slice(&body) {
+                Ok(object) => (TargetFact::Present(object), Some(body)),
+                Err(_) => (TargetFact::Unknown, None),
+            },
         }
-        // The fact-finding GET is findable in the audit log as `<trace id>-facts`; the
-        // trace id itself stays unique to the request it names.
-        if let Ok(value) = HeaderValue::from_str(&format!("{trace_id}-facts")) {
-            request
-                .headers_mut()
-                .insert(crate::trace::AUDIT_ID_HEADER, value);
-        }
-        let response = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.upstream.client().request(request),
-        )
-        .await;
-        let Ok(Ok(response)) = response else {
-            return TargetFact::Unknown;
-        };
-        match response.status().as_u16() {
-            404 => TargetFact::Missing,
-            200 => {
-                let body = tokio::time::timeout(Duration::from_secs(10), response.collect()).await;
-                match body {
-                    Ok(Ok(collected)) => serde_json::from_slice(&collected.to_bytes())
-                        .map(TargetFact::Present)
-                        .unwrap_or(TargetFact::Unknown),
-                    _ => TargetFact::Unknown,
-                }
-            }
-            _ => TargetFact::Unknown,
-        }
+    }
+}
+
+/// What a fact-finding GET returned.
+#[derive(Debug, Clone)]
+pub(super) enum Fetched {
+    /// 200, with its body.
+    Found(Bytes),
+    /// 404.
+    Absent,
+    /// Anything else: another status, a timeout, a broken connection.
+    Failed,
+}
+
+/// GETs `path_and_query` as JSON: with the client's credentials in passthrough mode
+/// (pathgate must not reveal what the client could not read), pathgate's own otherwise.
+pub(super) async fn get(
+    upstream: &Upstream,
+    path_and_query: &str,
+    authorization: Option<&HeaderValue>,
+    trace_id: TraceId,
+) -> Fetched {
+    let mut request = http::Request::get(upstream.uri_for(path_and_query))
+        .header(header::ACCEPT, "application/json")
+        .body(full_body(Bytes::new()))
+        .expect("a GET of a path built from request info");
+    if let Some(value) = authorization {
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, value.clone());
+    }
+    // The fact-finding GET is findable in the audit log as `<trace id>-facts`; the
+    // trace id itself stays unique to the request it names.
+    if let Ok(value) = HeaderValue::from_str(&format!("{}-facts", trace_id.to_hex())) {
+        request
+            .headers_mut()
+            .insert(crate::trace::AUDIT_ID_HEADER, value);
+    }
+    let response =
+        tokio::time::timeout(Duration::from_secs(10), upstream.client().request(request)).await;
+    let Ok(Ok(response)) = response else {
+        return Fetched::Failed;
+    };
+    match response.status().as_u16() {
+        404 => Fetched::Absent,
+        200 => match tokio::time::timeout(Duration::from_secs(10), response.collect()).await {
+            Ok(Ok(collected)) => Fetched::Found(collected.to_bytes()),
+            _ => Fetched::Failed,
+        },
+        _ => Fetched::Failed,
     }
 }
 
@@ -389,7 +420,7 @@ impl PolicyGate {
         let rehearsal = measures_effect(info)
             .then(|| self.sessions.rehearsal(request.session, &fingerprint))
             .flatten();
-        let (facts, pre_image_path) = self
+        let (facts, pre_image_path, target_body) = self
             .facts(&request, &analysis, &policy, rehearsal.as_deref())
             .await;
         let now = Instant::now();
@@ -429,6 +460,7 @@ impl PolicyGate {
             (None, _) => EffectBasis::Unmeasured,
         };
         outcome.target = target_record(&facts.target);
+        outcome.target_body = target_body;
         outcome.pre_image_path = pre_image_path;
         outcome.dry_run = dry_run_forwarded(Some(&analysis), Some(&decision));
         outcome.analysis = Some(analysis);
@@ -439,14 +471,14 @@ impl PolicyGate {
     /// The facts the request's rules need: the effect its session's dry run measured, and
     /// its target object when a rule needs it. Also the path of the pre-image of effect
     /// scope still to fetch, when no rule needed the target and no dry run measured the
-    /// effect ([`GateOutcome::pre_image_path`]).
+    /// effect ([`GateOutcome::pre_image_path`]), and the body of a target it fetched.
     async fn facts(
         &self,
         request: &GateRequest<'_>,
         analysis: &Analysis,
         policy: &policy::Policy,
         rehearsal: Option<&Rehearsal>,
-    ) -> (Facts, Option<String>) {
+    ) -> (Facts, Option<String>, Option<Bytes>) {
         let info = request.info;
         let mut facts = Facts {
             effect_paths: rehearsal.map(|r| r.effect_paths.clone()),
@@ -454,16 +486,18 @@ impl PolicyGate {
         };
         let pre_image = measures_effect(info) && rehearsal.is_none();
         let Some(path) = policy::target_path(info, analysis) else {
-            return (facts, None);
+            return (facts, None, None);
         };
         if policy::needs_target(info, analysis, policy) {
             let authorization = request.upstream_authorization;
-            let trace = request.trace_id.to_hex();
-            facts.target = self.fetch_target(&path, authorization, &trace).await;
-            return (facts, None);
+            let (target, body) = self
+                .fetch_target(&path, authorization, request.trace_id)
+                .await;
+            facts.target = target;
+            return (facts, None, body);
         }
         // No rule reads the target: the pre-image is fetched later, beside the intent.
-        (facts, pre_image.then_some(path))
+        (facts, pre_image.then_some(path), None)
     }
 }
 
@@ -622,16 +656,18 @@ impl Gate for PolicyGate {
         path: &'a str,
         authorization: Option<&'a HeaderValue>,
         trace_id: TraceId,
-    ) -> Pin<Box<dyn std::future::Future<Output = (EffectBasis, Option<TargetRecord>)> + Send + 'a>>
-    {
+    ) -> Pin<Box<dyn std::future::Future<Output = PreImage> + Send + 'a>> {
         Box::pin(async move {
-            let target = self
-                .fetch_target(path, authorization, &trace_id.to_hex())
-                .await;
+            let (target, body) = self.fetch_target(path, authorization, trace_id).await;
             let record = target_record(&target);
-            match target {
-                TargetFact::Present(object) => (EffectBasis::PreImage(object), record),
-                _ => (EffectBasis::Unmeasured, record),
+            let effect = match target {
+                TargetFact::Present(object) => EffectBasis::PreImage(object),
+                _ => EffectBasis::Unmeasured,
+            };
+            PreImage {
+                effect,
+                target: record,
+                body,
             }
         })
     }

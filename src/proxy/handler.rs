@@ -8,14 +8,17 @@
 //! 5. [`gate`]: the policy's decision, and the impersonation guard.
 //! 6. [`prepare`]: [`record_intent`], a mutation's intent, durable before it is forwarded
 //!    when the ledger requires it; beside it, [`fetch_pre_image`], the target of a patch or
-//!    update as the pre-image of its effect, when no rule needed it to decide.
+//!    update as the pre-image of its effect, when no rule needed it to decide, and the
+//!    target of an imaged mutation ([`images::source`]).
 //! 7. [`forward::send`]: the upstream request (header hygiene, credentials, trace stamps),
-//!    sent within the response-header timeout.
+//!    sent within the response-header timeout, while the pre-image is written
+//!    ([`images::start`]).
 //! 8. [`respond::answer`]: the upgrade relay, a buffered mutation answer, or a stream.
 //!
 //! Each phase fills in the request's [`Exchange`]; a phase that fails returns a
 //! [`PathError`], which [`respond::refuse`] turns into the client's `Status` and the record.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,12 +32,11 @@ use tokio::sync::oneshot;
 use super::body::{read_bounded, BodyError, StreamEnd};
 use super::error::PathError;
 use super::exchange::Exchange;
-use super::gate::{GateOutcome, GateRequest};
+use super::gate::{GateOutcome, GateRequest, PreImage};
 use super::identity::{bearer_token, token_accepted, ConnectionInfo, Resolved};
 use super::respond::{self, ClientLink};
-use super::{forward, headers, AuthMode, Proxy};
+use super::{forward, headers, images, AuthMode, Proxy};
 use crate::classify::{self, RequestInfo};
-use crate::policy::EffectBasis;
 use crate::status::Body;
 use crate::trace::{self, TraceId};
 
@@ -118,26 +120,28 @@ async fn process(
     let (received, client_upgrade) = read_body(proxy, request, &head, exchange).await?;
     let mut outcome = gate(proxy, &head, &received, &authorization, exchange).await?;
     let body = received.body.as_ref();
-    prepare(
-        proxy,
-        &head.info,
-        body,
-        &authorization,
-        &mut outcome,
-        exchange,
-    )
-    .await?;
+    let request = (&*head.info, head.query.as_deref(), body);
+    let source = prepare(proxy, request, &authorization, &mut outcome, exchange).await?;
     if client.end() == StreamEnd::ClientGone {
         return Ok(respond::not_forwarded(proxy, exchange, clock).await);
     }
+    let images = images::start(proxy, source, &head.info);
     let upstream = (received, authorization);
-    let response = forward(proxy, connection, head, upstream, &mut outcome, exchange).await?;
+    let response = match forward(proxy, connection, head, upstream, &mut outcome, exchange).await {
+        Ok(response) => response,
+        Err(error) => {
+            // The request may have reached the apiserver: its record names the pre-image.
+            images::settle(images, exchange, None).await;
+            return Err(error);
+        }
+    };
     let effect = std::mem::take(&mut outcome.effect);
+    let before = respond::Before { effect, images };
     respond::answer(
         proxy,
         response,
         client_upgrade,
-        effect,
+        before,
         exchange,
         clock,
         client,
@@ -376,35 +380,68 @@ async fn record_intent(
 
 /// What must be done before forwarding and depends on nothing but the decision: the
 /// intent made durable and, unless the request is a dry run (whose pre-image is fetched
-/// while it is sent), the pre-image fetched, at the same time.
+/// while it is sent, and which is not imaged), the pre-image fetched, at the same time.
+/// Returns what the stored pre-image is made from.
 async fn prepare(
     proxy: &Proxy,
-    info: &RequestInfo,
-    body: Option<&Bytes>,
+    (info, query, body): (&RequestInfo, Option<&str>, Option<&Bytes>),
     authorization: &Option<HeaderValue>,
     outcome: &mut GateOutcome,
     exchange: &mut Exchange,
-) -> Result<(), PathError> {
+) -> Result<Option<images::Source>, PathError> {
     let trace_id = exchange.trace_id;
-    let fetch = async {
-        match outcome.dry_run {
-            true => None,
-            false => fetch_pre_image(proxy, outcome, authorization.as_ref(), trace_id).await,
+    let plan = match (&proxy.images, outcome.dry_run) {
+        (Some(store), false) => {
+            let max_list_items = store.limits().map_or(0, |l| l.max_list_items);
+            images::plan(info, query, max_list_items)
         }
+        _ => None,
     };
-    let (intent, pre_image) = tokio::join!(record_intent(proxy, info, body, exchange), fetch);
+    let fetch = async {
+        if outcome.dry_run {
+            return (None, None);
+        }
+        let authorization = authorization.as_ref();
+        let pre_image = fetch_pre_image(proxy, outcome, authorization, trace_id).await;
+        let Some(plan) = plan else {
+            return (pre_image, None);
+        };
+        let known = known_body(info, outcome, pre_image.as_ref());
+        let known = known.as_ref().map(|(path, body)| (&**path, *body));
+        let source = images::source(proxy, plan, known, authorization, trace_id).await;
+        (pre_image, Some(source))
+    };
+    let (intent, (pre_image, source)) =
+        tokio::join!(record_intent(proxy, info, body, exchange), fetch);
     intent?;
     apply_pre_image(pre_image, outcome, exchange);
-    Ok(())
+    Ok(source)
+}
+
+/// The target's body a GET before forwarding already returned, and its path: the effect
+/// fetch's, or the gate's (of the object the request names).
+fn known_body<'a>(
+    info: &RequestInfo,
+    outcome: &'a GateOutcome,
+    pre_image: Option<&'a PreImage>,
+) -> Option<(Cow<'a, str>, &'a Bytes)> {
+    if let (Some(path), Some(body)) = (
+        outcome.pre_image_path.as_deref(),
+        pre_image.and_then(|p| p.body.as_ref()),
+    ) {
+        return Some((Cow::Borrowed(path), body));
+    }
+    let body = outcome.target_body.as_ref()?;
+    Some((Cow::Owned(images::object_path(info)?), body))
 }
 
 /// A fetched pre-image becomes the effect basis, and the ledger's `target`.
 fn apply_pre_image(
-    pre_image: Option<(EffectBasis, Option<crate::ledger::TargetRecord>)>,
+    pre_image: Option<PreImage>,
     outcome: &mut GateOutcome,
     exchange: &mut Exchange,
 ) {
-    if let Some((effect, target)) = pre_image {
+    if let Some(PreImage { effect, target, .. }) = pre_image {
         outcome.effect = effect;
         exchange.target = target;
     }
@@ -416,7 +453,7 @@ async fn fetch_pre_image(
     outcome: &GateOutcome,
     authorization: Option<&HeaderValue>,
     trace_id: TraceId,
-) -> Option<(EffectBasis, Option<crate::ledger::TargetRecord>)> {
+) -> Option<PreImage> {
     let path = outcome.pre_image_path.as_deref()?;
     Some(
         proxy

@@ -10,6 +10,8 @@
 //!   finished exchanges go to, and the ledger entry they become.
 //! - `forward`: the upstream request; `respond`: the answer (upgrade relay, buffered
 //!   mutation answer, stream); `body`, `headers`: their mechanics.
+//! - `images`: the pre- and post-images of forwarded mutations, written beside the
+//!   upstream request and the outcome's fsync.
 //! - `admin`: the admin listener.
 //!
 //! Does not own: what a request means (classify), what is allowed (policy), or how it is
@@ -25,6 +27,7 @@ mod gate;
 mod handler;
 mod headers;
 mod identity;
+mod images;
 mod record;
 mod respond;
 
@@ -44,7 +47,7 @@ pub use error::PathError;
 pub use exchange::Exchange;
 pub use gate::{
     rewrite_delete_body, rewrite_query, AllowAll, Gate, GateOutcome, GateRequest, PolicyGate,
-    CONFIRM_HEADER,
+    PreImage, CONFIRM_HEADER,
 };
 pub use identity::{ClientIdentity, ConnectionInfo};
 pub use record::{entry_of, LedgerRecorder, LogRecorder, Recorder, Recording};
@@ -114,6 +117,8 @@ pub struct Proxy {
     /// Requests being served, each in a task of its own: they outlive a client that went
     /// away (its mutation is still answered and recorded), and a drain waits for them.
     pub in_flight: TaskTracker,
+    /// The pre-image store (`<ledger.dir>/images`); `None` keeps no images.
+    pub images: Option<Arc<crate::ledger::images::ImageStore>>,
 }
 
 /// Serves TLS connections from `listener` until `shutdown` resolves, then drains:

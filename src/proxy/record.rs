@@ -116,6 +116,10 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         object_uid,
         object_resource_version,
         object_generation,
+        object_name,
+        object_namespace,
+        pre_image,
+        post_image,
         bytes_in,
         bytes_out,
         watch_events,
@@ -150,7 +154,10 @@ pub fn entry_of(exchange: Exchange) -> Entry {
     if entry.request.mutation || status_code >= 400 {
         entry.fingerprint = fingerprint.map(|f| f.to_hex());
     }
-    entry.target = target;
+    entry.target = target.map(|mut target| {
+        target.pre_image = pre_image;
+        target
+    });
     let rewrites: &[Rewrite] = decision
         .as_ref()
         .map(|d| d.rewrites.as_slice())
@@ -185,7 +192,13 @@ pub fn entry_of(exchange: Exchange) -> Entry {
             body_inspected,
         });
     }
-    entry.object = object_record(object_uid, object_resource_version, object_generation);
+    entry.object = object_record(
+        (object_name, object_namespace),
+        object_uid,
+        object_resource_version,
+        object_generation,
+    );
+    entry.post_image = post_image;
     entry.bytes_in = bytes_in;
     entry.bytes_out = bytes_out;
     entry.watch_events = watch_events;
@@ -203,11 +216,14 @@ pub fn entry_of(exchange: Exchange) -> Entry {
 
 /// The object the answer named, when it named one.
 fn object_record(
+    (name, namespace): (Option<String>, Option<String>),
     uid: Option<String>,
     resource_version: Option<String>,
     generation: Option<i64>,
 ) -> Option<ObjectRecord> {
     (uid.is_some() || resource_version.is_some()).then_some(ObjectRecord {
+        name,
+        namespace,
         uid,
         resource_version,
         generation,

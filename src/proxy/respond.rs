@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use super::body::{read_answer, Answer, OnEnd, Prefixed, Relay, StreamEnd, StreamStats, Tail};
 use super::error::PathError;
 use super::exchange::Exchange;
-use super::{headers, Proxy};
+use super::{headers, images, Proxy};
 use crate::classify::Verb;
 use crate::policy::EffectBasis;
 use crate::status::{full_body, Body, ErrorKind, Side};
@@ -103,12 +103,20 @@ pub(super) async fn not_forwarded(
     Response::new(full_body(Bytes::new()))
 }
 
+/// What a mutation's answer is measured and imaged against, known before it arrived.
+pub(super) struct Before {
+    /// What a patch's or update's effect is measured against.
+    pub effect: EffectBasis,
+    /// The pre-image being written, and the store the post-image goes to.
+    pub images: Option<images::Pending>,
+}
+
 /// The apiserver's answer, as the gate learns it and the client receives it.
 pub(super) async fn answer(
     proxy: &Proxy,
     mut upstream: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
-    effect: EffectBasis,
+    before: Before,
     exchange: &mut Exchange,
     clock: Instant,
     client: ClientLink<'_>,
@@ -139,7 +147,7 @@ pub(super) async fn answer(
     if is_mutation || parts.status.is_client_error() && !is_watch {
         let read = Read {
             is_mutation,
-            effect,
+            before,
             clock,
             client,
         };
@@ -208,8 +216,7 @@ fn relay_upgrade(
 /// What reading an answer whole needs to know besides the answer.
 struct Read<'a> {
     is_mutation: bool,
-    /// What a patch's or update's effect is measured against.
-    effect: EffectBasis,
+    before: Before,
     clock: Instant,
     client: ClientLink<'a>,
 }
@@ -229,8 +236,9 @@ async fn buffered(
     match read_answer(body, bound).await {
         Answer::Whole(bytes) => {
             let post_image = inspect_object(&bytes, &parts.headers, exchange);
+            let answered_object = post_image.is_some() && parts.status.is_success();
             if let Some(after) = post_image.filter(|_| parts.status.is_success()) {
-                exchange.effect_paths = read.effect.measure(&after);
+                exchange.effect_paths = read.before.effect.measure(&after);
                 if let Some(warning) = proxy.gate.observe_effect(exchange, &after) {
                     append_warnings(&mut parts.headers, &[warning]);
                 }
@@ -244,7 +252,10 @@ async fn buffered(
                 _ => bytes.len() as u64,
             };
             exchange.duration = read.clock.elapsed();
-            record_answer(proxy, exchange, read.is_mutation, &mut parts.headers).await;
+            let answer = answered_object.then(|| bytes.clone());
+            let write = images::settle(read.before.images, exchange, answer).await;
+            let recording = record_answer(proxy, exchange, read.is_mutation, &mut parts.headers);
+            images::beside(recording, write).await;
             let mut response = Response::from_parts(parts, full_body(bytes));
             response.headers_mut().remove(header::CONTENT_LENGTH);
             response
@@ -259,12 +270,14 @@ async fn buffered(
             );
             exchange.error = Some((Side::Upstream, ErrorKind::Reset, message));
             exchange.duration = read.clock.elapsed();
+            images::settle(read.before.images, exchange, None).await;
             record_answer(proxy, exchange, read.is_mutation, &mut parts.headers).await;
             let body = Prefixed::new(got, Tail::<Incoming>::Broken(Some(error)));
             Response::from_parts(parts, body.boxed())
         }
         Answer::Over { read: got, rest } => {
             exchange.body_inspected = Some(false);
+            images::settle(read.before.images, exchange, None).await;
             let body = Prefixed::new(got, Tail::Rest(rest));
             stream_answer(
                 proxy,
@@ -382,6 +395,8 @@ fn inspect_object(
     exchange.object_uid = metadata["uid"].as_str().map(str::to_string);
     exchange.object_resource_version = metadata["resourceVersion"].as_str().map(str::to_string);
     exchange.object_generation = metadata["generation"].as_i64();
+    exchange.object_name = metadata["name"].as_str().map(str::to_string);
+    exchange.object_namespace = metadata["namespace"].as_str().map(str::to_string);
     Some(value)
 }
 

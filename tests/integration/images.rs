@@ -1,0 +1,454 @@
+//! Pre- and post-images of real kubectl mutations through pathgate on the real apiserver:
+//! each outcome names the object as it was just before (its resourceVersion the one before
+//! the change) and as the apiserver answered; a Secret's image is never on disk in clear,
+//! withheld without a key and sealed with one; dry runs and refused requests leave none.
+
+use std::path::Path;
+
+use pathgate::ledger::images::{images_dir, ImageSettings, ImageStore, SecretKey};
+use pathgate::ledger::LedgerSettings;
+use serde_json::Value;
+
+use crate::gateway::{cluster, failed, kubectl, kubectl_in, namespace, ok, GatewayBuilder};
+use crate::recording::spool_entries;
+
+/// Observe mode: everything is forwarded (a deletecollection too), so every kind of
+/// mutation reaches the apiserver and gets its images.
+const OBSERVE: &str = "mode: observe\n";
+
+/// The one outcome entry of a mutation for which `pick` holds.
+fn outcome_where(spool: &Path, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    let matching: Vec<Value> = spool_entries(spool)
+        .into_iter()
+        .filter(|e| e["phase"] == "outcome" && e["request"]["mutation"] == true && pick(e))
+        .collect();
+    assert_eq!(matching.len(), 1, "one {what}: {matching:#?}");
+    matching.into_iter().next().unwrap()
+}
+
+/// The one outcome entry of a `verb` of `resource` named `name` (no subresource).
+fn outcome(spool: &Path, verb: &str, resource: &str, name: &str) -> Value {
+    outcome_where(spool, &format!("{verb} {resource} {name:?}"), |e| {
+        let r = &e["request"];
+        r["verb"] == verb
+            && r["resource"] == resource
+            && r["subresource"] == ""
+            && r["name"] == name
+    })
+}
+
+/// A ConfigMap manifest (JSON: kubectl sends it, and reads the answer, as JSON).
+fn config_map(name: &str, labels: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","labels":{{{labels}}}}},"data":{{"k":"v"}}}}"#
+    )
+}
+
+/// The image an entry's record names, read back from the store (verified by digest).
+fn image(store: &ImageStore, record: &Value) -> Value {
+    let digest = record["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a stored image: {record}"));
+    store.get(digest).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn get_json(output: &std::process::Output) -> Value {
+    serde_json::from_str(&ok(output)).unwrap()
+}
+
+fn rv(object: &Value) -> &str {
+    object["metadata"]["resourceVersion"].as_str().unwrap()
+}
+
+/// The pre-image is the object as GET before the change; the post-image is the answer.
+fn assert_images(store: &ImageStore, entry: &Value, before: &Value) -> (Value, Value) {
+    let target = &entry["target"];
+    let pre = image(store, &target["pre_image"]);
+    assert_eq!(&pre, before, "the pre-image is the object as it was");
+    assert_eq!(target["resource_version"], rv(before));
+    assert_eq!(target["uid"], before["metadata"]["uid"]);
+    let post = image(store, &entry["post_image"]);
+    assert_eq!(
+        post["metadata"]["resourceVersion"],
+        entry["object"]["resource_version"]
+    );
+    assert_ne!(rv(&post), rv(before), "the answer is the object after");
+    (pre, post)
+}
+
+fn deployment(name: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"{name}"}},
+"spec":{{"replicas":1,"selector":{{"matchLabels":{{"app":"{name}"}}}},
+"template":{{"metadata":{{"labels":{{"app":"{name}"}}}},
+"spec":{{"containers":[{{"name":"web","image":"nginx:1.27"}}]}}}}}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mutation_names_the_object_before_it_and_the_answer_after_it() {
+    let cluster = cluster();
+    let spool = tempfile::tempdir().unwrap();
+    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml(OBSERVE)
+        .ledger(LedgerSettings::new(spool.path()))
+        .start()
+        .await;
+    let token = cluster.admin_token().unwrap();
+    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-run"));
+    let ns = namespace(&cluster, "pg-images").await;
+    let kn = kubectl_in(&cluster, &kc, &ns);
+    let store = ImageStore::open_read_only(&images_dir(spool.path()), None).unwrap();
+
+    // A create: nothing before, the created object after.
+    ok(&kn
+        .run_stdin(&["create", "-f", "-"], &config_map("c1", ""))
+        .await);
+    let created = outcome(spool.path(), "create", "configmaps", "");
+    assert!(created["target"]["pre_image"].is_null(), "{created}");
+    let before = get_json(
+        &kn.run(&[
+            "get",
+            "configmap",
+            "c1",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await,
+    );
+    assert_eq!(image(&store, &created["post_image"]), before);
+    assert_eq!(created["object"]["name"], "c1");
+    assert_eq!(created["object"]["namespace"], ns.as_str());
+
+    // A merge patch (its pre-image is the effect fetch's GET).
+    ok(&kn
+        .run(&[
+            "patch",
+            "configmap",
+            "c1",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"m":"1"}}"#,
+        ])
+        .await);
+    let patched = outcome(spool.path(), "patch", "configmaps", "c1");
+    let (_, post) = assert_images(&store, &patched, &before);
+    let after = get_json(
+        &kn.run(&[
+            "get",
+            "configmap",
+            "c1",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await,
+    );
+    assert_eq!(post, after, "the post-image is the apiserver's answer");
+
+    // A server-side apply of a partial manifest (the gate's PG003 GET is reused).
+    let partial =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c1"},"data":{"k":"applied"}}"#;
+    ok(&kn
+        .run_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=agent",
+                "-f",
+                "-",
+            ],
+            partial,
+        )
+        .await);
+    let applied = outcome_where(spool.path(), "server-side apply", |e| {
+        e["analysis"]["patch_type"] == "apply-patch-yaml"
+    });
+    let (_, post) = assert_images(&store, &applied, &after);
+    assert_eq!(post["data"]["k"], "applied");
+
+    // A bare pod's delete (the gate's PG004 GET is reused).
+    ok(&kn
+        .run_stdin(&["create", "-f", "-"], &crate::gateway::pod_manifest("p1"))
+        .await);
+    let pod = get_json(
+        &kn.run(&["get", "pod", "p1", "-o", "json", "--show-managed-fields"])
+            .await,
+    );
+    ok(&kn.run(&["delete", "pod", "p1", "--wait=false"]).await);
+    let deleted = outcome(spool.path(), "delete", "pods", "p1");
+    assert_eq!(image(&store, &deleted["target"]["pre_image"]), pod);
+    assert_eq!(deleted["target"]["resource_version"], rv(&pod));
+
+    // A scale through the scale subresource: the Scale object before.
+    ok(&kn
+        .run_stdin(&["apply", "--server-side", "-f", "-"], &deployment("web"))
+        .await);
+    let scale_before = get_json(
+        &kubectl(
+            &cluster,
+            &kc,
+            &[
+                "get",
+                "--raw",
+                &format!("/apis/apps/v1/namespaces/{ns}/deployments/web/scale"),
+            ],
+        )
+        .await,
+    );
+    ok(&kn
+        .run(&["scale", "deployment", "web", "--replicas=3"])
+        .await);
+    let scaled = outcome_where(spool.path(), "scale", |e| {
+        e["request"]["subresource"] == "scale"
+    });
+    let (pre, post) = assert_images(&store, &scaled, &scale_before);
+    assert_eq!(
+        (pre["kind"].as_str(), pre["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(1))
+    );
+    assert_eq!(post["spec"]["replicas"], 3);
+
+    // A deletecollection by label: the list of what it deleted, each item with its kind.
+    for name in ["b1", "b2"] {
+        ok(&kn
+            .run_stdin(
+                &["create", "-f", "-"],
+                &config_map(name, r#""batch":"yes""#),
+            )
+            .await);
+    }
+    ok(&kn
+        .run_stdin(&["create", "-f", "-"], &config_map("keep", ""))
+        .await);
+    let listed = get_json(
+        &kn.run(&[
+            "get",
+            "configmaps",
+            "-l",
+            "batch=yes",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await,
+    );
+    ok(&kubectl(
+        &cluster,
+        &kc,
+        &[
+            "delete",
+            "--raw",
+            &format!("/api/v1/namespaces/{ns}/configmaps?labelSelector=batch%3Dyes"),
+        ],
+    )
+    .await);
+    let collection = outcome_where(spool.path(), "deletecollection", |e| {
+        e["request"]["verb"] == "deletecollection"
+    });
+    let list = image(&store, &collection["target"]["pre_image"]);
+    assert_eq!(list["kind"], "List");
+    let items = list["items"].as_array().unwrap();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["b1", "b2"], "the labelled ones, not `keep`");
+    for (item, listed) in items.iter().zip(listed["items"].as_array().unwrap()) {
+        assert_eq!(
+            (item["kind"].as_str(), item["apiVersion"].as_str()),
+            (Some("ConfigMap"), Some("v1"))
+        );
+        assert_eq!(item["metadata"], listed["metadata"], "as they were");
+        assert_eq!(item["data"], listed["data"]);
+    }
+    ok(&kn.run(&["get", "configmap", "keep"]).await);
+
+    let metrics = &gateway.running.as_ref().unwrap().metrics;
+    let stored = metrics.pre_images.with_label_values(&["stored"]).get();
+    assert!(stored >= 10, "pre- and post-images counted: {stored}");
+    assert!(metrics.pre_image_bytes.get() > 0);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_and_refused_requests_leave_no_image() {
+    let cluster = cluster();
+    let spool = tempfile::tempdir().unwrap();
+    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml("mode: enforce\nsafety_gates:\n  dry_run_default: false\n")
+        .ledger(LedgerSettings::new(spool.path()))
+        .start()
+        .await;
+    let token = cluster.admin_token().unwrap();
+    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-dry"));
+    let ns = namespace(&cluster, "pg-images-dry").await;
+    let kn = kubectl_in(&cluster, &kc, &ns);
+    ok(&kn
+        .run_stdin(
+            &["create", "--dry-run=server", "-f", "-"],
+            &config_map("c1", ""),
+        )
+        .await);
+    ok(&kubectl(
+        &cluster,
+        &cluster.dir.admin_kubeconfig(),
+        &["-n", &ns, "create", "configmap", "c1"],
+    )
+    .await);
+    ok(&kn
+        .run(&[
+            "patch",
+            "configmap",
+            "c1",
+            "--dry-run=server",
+            "-p",
+            r#"{"data":{"a":"1"}}"#,
+        ])
+        .await);
+    // PG006 denies a deletecollection in enforce mode: refused, so never imaged.
+    failed(
+        &kubectl(
+            &cluster,
+            &kc,
+            &[
+                "delete",
+                "--raw",
+                &format!("/api/v1/namespaces/{ns}/configmaps"),
+            ],
+        )
+        .await,
+    );
+    let mutations: Vec<Value> = spool_entries(spool.path())
+        .into_iter()
+        .filter(|e| e["phase"] == "outcome" && e["request"]["mutation"] == true)
+        .collect();
+    assert_eq!(mutations.len(), 3, "{mutations:#?}");
+    for entry in &mutations {
+        assert!(entry["post_image"].is_null(), "{entry}");
+        assert!(entry["target"]["pre_image"].is_null(), "{entry}");
+    }
+    let files = std::fs::read_dir(images_dir(spool.path())).unwrap().count();
+    assert_eq!(files, 0, "nothing was stored");
+    gateway.stop().await;
+}
+
+/// Every file under `dir`, as bytes.
+fn every_file(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for item in std::fs::read_dir(dir).unwrap() {
+        let path = item.unwrap().path();
+        if path.is_dir() {
+            files.extend(every_file(&path));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            files.push((path, bytes));
+        }
+    }
+    files
+}
+
+fn assert_nowhere(dir: &Path, needles: &[&str]) {
+    for (path, bytes) in every_file(dir) {
+        for needle in needles {
+            let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+            assert!(!found, "{needle:?} is in {}", path.display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_withheld_without_a_key_and_sealed_with_one() {
+    use base64::Engine;
+    let cluster = cluster();
+    let token = cluster.admin_token().unwrap();
+    let ns = namespace(&cluster, "pg-images-secret").await;
+    let value = format!("s3cr3t-{}", crate::gateway::unique("v"));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&value);
+    let new_value = format!("n3w-{value}");
+    let new_encoded = base64::engine::general_purpose::STANDARD.encode(&new_value);
+    let patch = format!(r#"{{"stringData":{{"password":"{new_value}"}}}}"#);
+    ok(&kubectl(
+        &cluster,
+        &cluster.dir.admin_kubeconfig(),
+        &[
+            "-n",
+            &ns,
+            "create",
+            "secret",
+            "generic",
+            "db",
+            &format!("--from-literal=password={value}"),
+        ],
+    )
+    .await);
+
+    // Without a key: withheld, and the value is in no file under the ledger dir.
+    let spool = tempfile::tempdir().unwrap();
+    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml(OBSERVE)
+        .ledger(LedgerSettings::new(spool.path()))
+        .start()
+        .await;
+    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-secret"));
+    let kn = kubectl_in(&cluster, &kc, &ns);
+    ok(&kn
+        .run(&["patch", "secret", "db", "--type=merge", "-p", &patch])
+        .await);
+    let entry = outcome(spool.path(), "patch", "secrets", "db");
+    assert_eq!(
+        entry["target"]["pre_image"]["withheld"], "secret",
+        "{entry}"
+    );
+    assert_eq!(entry["post_image"]["withheld"], "secret", "{entry}");
+    gateway.stop().await;
+    assert_nowhere(spool.path(), &[&value, &encoded, &new_value, &new_encoded]);
+
+    // With a key: sealed; it opens with the key to the Secret as it was.
+    let spool = tempfile::tempdir().unwrap();
+    let key_file = spool.path().join("images.key");
+    std::fs::write(&key_file, "5a".repeat(32)).unwrap();
+    let mut settings = LedgerSettings::new(spool.path().join("ledger"));
+    settings.pre_images = Some(ImageSettings {
+        secret_key_file: Some(key_file),
+        ..ImageSettings::default()
+    });
+    let ledger_dir = settings.dir.clone();
+    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml(OBSERVE)
+        .ledger(settings)
+        .start()
+        .await;
+    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-sealed"));
+    let kn = kubectl_in(&cluster, &kc, &ns);
+    let before = get_json(
+        &kn.run(&["get", "secret", "db", "-o", "json", "--show-managed-fields"])
+            .await,
+    );
+    let newer = format!(r#"{{"stringData":{{"password":"{value}"}}}}"#);
+    ok(&kn
+        .run(&["patch", "secret", "db", "--type=merge", "-p", &newer])
+        .await);
+    let entry = outcome(&ledger_dir, "patch", "secrets", "db");
+    assert_eq!(entry["target"]["pre_image"]["encrypted"], true, "{entry}");
+    assert_eq!(entry["post_image"]["encrypted"], true, "{entry}");
+    gateway.stop().await;
+    assert_nowhere(
+        spool.path().join("ledger").as_path(),
+        &[&value, &encoded, &new_value, &new_encoded],
+    );
+
+    let images = images_dir(&ledger_dir);
+    let sealed = ImageStore::open_read_only(&images, None).unwrap();
+    let digest = entry["target"]["pre_image"]["digest"].as_str().unwrap();
+    assert!(sealed.get(digest).is_err(), "no key, no Secret");
+    let key = SecretKey::from_hex(&"5a".repeat(32)).unwrap();
+    let store = ImageStore::open_read_only(&images, Some(key)).unwrap();
+    let pre = store.get(digest).unwrap();
+    assert_eq!(pre, before, "the Secret as it was");
+    assert_eq!(pre["data"]["password"], new_encoded.as_str());
+    let post = image(&store, &entry["post_image"]);
+    assert_eq!(post["data"]["password"], encoded.as_str());
+}
