@@ -91,12 +91,12 @@ pub(super) struct Source {
     fetched: Option<Fetched>,
 }
 
-/// Reads the plan's target unless a GET of the same path already returned it
-/// (`known`: the gate's, or the effect fetch's body).
+/// Reads the plan's target unless a GET of the same path already read it (`known`: the
+/// gate's, or the effect fetch's answer).
 pub(super) async fn source(
     proxy: &Proxy,
     plan: Plan,
-    known: Option<(&str, &Bytes)>,
+    known: Option<(String, Fetched)>,
     authorization: Option<&HeaderValue>,
     trace_id: TraceId,
 ) -> Source {
@@ -108,9 +108,11 @@ pub(super) async fn source(
             }
         }
         Plan::Object { path } => match known {
-            Some((known_path, body)) if known_path == path => {
-                let fetched = Some(Fetched::Found(body.clone()));
-                return Source { plan, fetched };
+            Some((known_path, fetched)) if known_path == *path => {
+                return Source {
+                    plan,
+                    fetched: Some(fetched),
+                };
             }
             _ => path.clone(),
         },
