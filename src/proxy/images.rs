@@ -139,6 +139,14 @@ struct PreImaged {
     image: Option<ImageRecord>,
 }
 
+impl PreImaged {
+    /// Nothing known of the target (its read failed): no `target`, no image.
+    const UNKNOWN: PreImaged = PreImaged {
+        target: None,
+        image: None,
+    };
+}
+
 /// Starts writing the pre-image, on the blocking pool, as the request is forwarded.
 pub(super) fn start(proxy: &Proxy, source: Option<Source>, info: &RequestInfo) -> Option<Pending> {
     let store = proxy.images.clone()?;
@@ -167,18 +175,10 @@ fn pre_image(store: &ImageStore, fetched: Fetched, collection: bool, secret: boo
                 image: None,
             }
         }
-        Fetched::Failed => {
-            return PreImaged {
-                target: None,
-                image: None,
-            }
-        }
+        Fetched::Failed => return PreImaged::UNKNOWN,
     };
     let Ok(object) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return PreImaged {
-            target: None,
-            image: None,
-        };
+        return PreImaged::UNKNOWN;
     };
     let target = Some(TargetRecord::from_object(Some(&object)));
     let image = if collection {
@@ -194,7 +194,7 @@ fn pre_image(store: &ImageStore, fetched: Fetched, collection: bool, secret: boo
 
 /// A LIST answer as a `List` whose items name their own `apiVersion` and `kind` (a LIST
 /// leaves them out of its items), bounded by `max_list_items`.
-fn collection_image(store: &ImageStore, list: serde_json::Value, secret: bool) -> ImageRecord {
+fn collection_image(store: &ImageStore, mut list: serde_json::Value, secret: bool) -> ImageRecord {
     let max = store.limits().map_or(0, |l| l.max_list_items);
     let api_version = list["apiVersion"].clone();
     let kind = list["kind"]
@@ -204,7 +204,7 @@ fn collection_image(store: &ImageStore, list: serde_json::Value, secret: bool) -
     let more = list["metadata"]["continue"]
         .as_str()
         .is_some_and(|c| !c.is_empty());
-    let serde_json::Value::Array(mut items) = list["items"].clone() else {
+    let serde_json::Value::Array(mut items) = list["items"].take() else {
         return ImageRecord::Withheld {
             reason: Withheld::Unavailable,
         };
