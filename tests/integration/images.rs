@@ -182,6 +182,34 @@ async fn each_mutation_names_the_object_before_it_and_the_answer_after_it() {
     assert_eq!(image(&store, &deleted["target"]["pre_image"]), pod);
     assert_eq!(deleted["target"]["resource_version"], rv(&pod));
 
+    // An eviction deletes its pod: the pod before.
+    ok(&kn
+        .run_stdin(&["create", "-f", "-"], &crate::gateway::pod_manifest("p2"))
+        .await);
+    let pod = get_json(
+        &kn.run(&["get", "pod", "p2", "-o", "json", "--show-managed-fields"])
+            .await,
+    );
+    let eviction = format!(
+        r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"p2","namespace":"{ns}"}}}}"#
+    );
+    let evict = format!("/api/v1/namespaces/{ns}/pods/p2/eviction");
+    ok(&crate::gateway::kubectl_stdin(
+        &cluster,
+        &kc,
+        &["create", "--raw", &evict, "-f", "-"],
+        Some(&eviction),
+    )
+    .await);
+    let evicted = outcome_where(spool.path(), "eviction", |e| {
+        e["request"]["subresource"] == "eviction"
+    });
+    assert_eq!(image(&store, &evicted["target"]["pre_image"]), pod);
+    assert!(
+        evicted["post_image"].is_null(),
+        "the answer is a Status: {evicted}"
+    );
+
     // A scale through the scale subresource: the Scale object before.
     ok(&kn
         .run_stdin(&["apply", "--server-side", "-f", "-"], &deployment("web"))
