@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use super::body::{read_bounded, BodyError, StreamEnd};
 use super::error::PathError;
 use super::exchange::Exchange;
-use super::gate::{GateOutcome, GateRequest, PreImage};
+use super::gate::{Fetched, GateOutcome, GateRequest, PreImage};
 use super::identity::{bearer_token, token_accepted, ConnectionInfo, Resolved};
 use super::respond::{self, ClientLink};
 use super::{forward, headers, images, AuthMode, Proxy};
@@ -406,8 +406,8 @@ async fn prepare(
         let Some(plan) = plan else {
             return (pre_image, None);
         };
-        let known = known_body(info, outcome, pre_image.as_ref());
-        let known = known.as_ref().map(|(path, body)| (&**path, *body));
+        let known = known_fetch(info, outcome, pre_image.as_ref());
+        let known = known.map(|(path, fetched)| (path.into_owned(), fetched));
         let source = images::source(proxy, plan, known, authorization, trace_id).await;
         (pre_image, Some(source))
     };
@@ -418,21 +418,24 @@ async fn prepare(
     Ok(source)
 }
 
-/// The target's body a GET before forwarding already returned, and its path: the effect
-/// fetch's, or the gate's (of the object the request names).
-fn known_body<'a>(
+/// What a GET before forwarding already read of a target, and its path: the effect
+/// fetch's answer (whatever it was), or the object the gate read for a rule.
+fn known_fetch<'a>(
     info: &RequestInfo,
     outcome: &'a GateOutcome,
-    pre_image: Option<&'a PreImage>,
-) -> Option<(Cow<'a, str>, &'a Bytes)> {
-    if let (Some(path), Some(body)) = (
-        outcome.pre_image_path.as_deref(),
-        pre_image.and_then(|p| p.body.as_ref()),
-    ) {
-        return Some((Cow::Borrowed(path), body));
+    pre_image: Option<&PreImage>,
+) -> Option<(Cow<'a, str>, Fetched)> {
+    if let (Some(path), Some(pre_image)) = (outcome.pre_image_path.as_deref(), pre_image) {
+        let fetched = match (&pre_image.body, &pre_image.target) {
+            (Some(body), _) => Fetched::Found(body.clone()),
+            (None, Some(target)) if !target.found => Fetched::Absent,
+            (None, _) => Fetched::Failed,
+        };
+        return Some((Cow::Borrowed(path), fetched));
     }
     let body = outcome.target_body.as_ref()?;
-    Some((Cow::Owned(images::object_path(info)?), body))
+    let path = images::object_path(info)?;
+    Some((Cow::Owned(path), Fetched::Found(body.clone())))
 }
 
 /// A fetched pre-image becomes the effect basis, and the ledger's `target`.

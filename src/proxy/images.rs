@@ -91,12 +91,12 @@ pub(super) struct Source {
     fetched: Option<Fetched>,
 }
 
-/// Reads the plan's target unless a GET of the same path already returned it
-/// (`known`: the gate's, or the effect fetch's body).
+/// Reads the plan's target unless a GET of the same path already read it (`known`: the
+/// gate's, or the effect fetch's answer).
 pub(super) async fn source(
     proxy: &Proxy,
     plan: Plan,
-    known: Option<(&str, &Bytes)>,
+    known: Option<(String, Fetched)>,
     authorization: Option<&HeaderValue>,
     trace_id: TraceId,
 ) -> Source {
@@ -108,9 +108,11 @@ pub(super) async fn source(
             }
         }
         Plan::Object { path } => match known {
-            Some((known_path, body)) if known_path == path => {
-                let fetched = Some(Fetched::Found(body.clone()));
-                return Source { plan, fetched };
+            Some((known_path, fetched)) if known_path == *path => {
+                return Source {
+                    plan,
+                    fetched: Some(fetched),
+                };
             }
             _ => path.clone(),
         },
@@ -135,6 +137,14 @@ pub(super) struct Pending {
 struct PreImaged {
     target: Option<TargetRecord>,
     image: Option<ImageRecord>,
+}
+
+impl PreImaged {
+    /// Nothing known of the target (its read failed): no `target`, no image.
+    const UNKNOWN: PreImaged = PreImaged {
+        target: None,
+        image: None,
+    };
 }
 
 /// Starts writing the pre-image, on the blocking pool, as the request is forwarded.
@@ -165,18 +175,10 @@ fn pre_image(store: &ImageStore, fetched: Fetched, collection: bool, secret: boo
                 image: None,
             }
         }
-        Fetched::Failed => {
-            return PreImaged {
-                target: None,
-                image: None,
-            }
-        }
+        Fetched::Failed => return PreImaged::UNKNOWN,
     };
     let Ok(object) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return PreImaged {
-            target: None,
-            image: None,
-        };
+        return PreImaged::UNKNOWN;
     };
     let target = Some(TargetRecord::from_object(Some(&object)));
     let image = if collection {
@@ -192,7 +194,7 @@ fn pre_image(store: &ImageStore, fetched: Fetched, collection: bool, secret: boo
 
 /// A LIST answer as a `List` whose items name their own `apiVersion` and `kind` (a LIST
 /// leaves them out of its items), bounded by `max_list_items`.
-fn collection_image(store: &ImageStore, list: serde_json::Value, secret: bool) -> ImageRecord {
+fn collection_image(store: &ImageStore, mut list: serde_json::Value, secret: bool) -> ImageRecord {
     let max = store.limits().map_or(0, |l| l.max_list_items);
     let api_version = list["apiVersion"].clone();
     let kind = list["kind"]
@@ -202,7 +204,7 @@ fn collection_image(store: &ImageStore, list: serde_json::Value, secret: bool) -
     let more = list["metadata"]["continue"]
         .as_str()
         .is_some_and(|c| !c.is_empty());
-    let serde_json::Value::Array(mut items) = list["items"].clone() else {
+    let serde_json::Value::Array(mut items) = list["items"].take() else {
         return ImageRecord::Withheld {
             reason: Withheld::Unavailable,
         };

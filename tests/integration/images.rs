@@ -182,6 +182,34 @@ async fn each_mutation_names_the_object_before_it_and_the_answer_after_it() {
     assert_eq!(image(&store, &deleted["target"]["pre_image"]), pod);
     assert_eq!(deleted["target"]["resource_version"], rv(&pod));
 
+    // An eviction deletes its pod: the pod before.
+    ok(&kn
+        .run_stdin(&["create", "-f", "-"], &crate::gateway::pod_manifest("p2"))
+        .await);
+    let pod = get_json(
+        &kn.run(&["get", "pod", "p2", "-o", "json", "--show-managed-fields"])
+            .await,
+    );
+    let eviction = format!(
+        r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"p2","namespace":"{ns}"}}}}"#
+    );
+    let evict = format!("/api/v1/namespaces/{ns}/pods/p2/eviction");
+    ok(&crate::gateway::kubectl_stdin(
+        &cluster,
+        &kc,
+        &["create", "--raw", &evict, "-f", "-"],
+        Some(&eviction),
+    )
+    .await);
+    let evicted = outcome_where(spool.path(), "eviction", |e| {
+        e["request"]["subresource"] == "eviction"
+    });
+    assert_eq!(image(&store, &evicted["target"]["pre_image"]), pod);
+    assert!(
+        evicted["post_image"].is_null(),
+        "the answer is a Status: {evicted}"
+    );
+
     // A scale through the scale subresource: the Scale object before.
     ok(&kn
         .run_stdin(&["apply", "--server-side", "-f", "-"], &deployment("web"))
@@ -451,4 +479,91 @@ async fn a_secret_is_withheld_without_a_key_and_sealed_with_one() {
     assert_eq!(pre["data"]["password"], new_encoded.as_str());
     let post = image(&store, &entry["post_image"]);
     assert_eq!(post["data"]["password"], encoded.as_str());
+}
+
+/// Fault injection against the fake upstream (the real apiserver cannot be made to fail
+/// one GET): a target that cannot be read has no `target` and so no pre-image, and a
+/// store that cannot be written says so in the entry.
+#[tokio::test]
+async fn a_failed_read_leaves_no_pre_image_and_a_failed_write_says_unavailable() {
+    use crate::support::fake_apiserver::{Canned, FakeApiserver};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let get_fails = std::sync::Arc::new(AtomicBool::new(true));
+    let fails = get_fails.clone();
+    let object = |rv: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "default", "uid": "u-1", "resourceVersion": rv},
+            "data": {"k": rv}})
+    };
+    let fake = FakeApiserver::answering(move |request| match request.method.as_str() {
+        "GET" if fails.load(Ordering::SeqCst) => Canned::json(500, serde_json::json!({})),
+        "GET" => Canned::json(200, object("1")),
+        _ => Canned::json(200, object("2")),
+    })
+    .await;
+    let spool = tempfile::tempdir().unwrap();
+    let gateway = GatewayBuilder::new(fake.kubeconfig())
+        .policy_yaml(OBSERVE)
+        .ledger(LedgerSettings::new(spool.path()))
+        .start()
+        .await;
+    let client = crate::gateway::https_client_http1(&gateway.ca);
+    let patch = |n: usize| {
+        http::Request::patch(format!(
+            "{}/s/faults-{n}/api/v1/namespaces/default/configmaps/c",
+            gateway.url
+        ))
+        .header("authorization", "Bearer client-token")
+        .header("content-type", "application/merge-patch+json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"data":{"k":"2"}}"#,
+        )))
+        .unwrap()
+    };
+    let session = |n: usize| {
+        let name = format!("faults-{n}");
+        outcome_where(spool.path(), &name, |e| e["session"] == name.as_str())
+    };
+
+    let (status, _, _) = crate::gateway::send(&client, patch(1)).await;
+    assert_eq!(status, 200);
+    let entry = session(1);
+    assert!(
+        entry["target"].is_null(),
+        "the GET failed: no guess: {entry}"
+    );
+    let gets = fake
+        .received()
+        .iter()
+        .filter(|r| r.method == http::Method::GET)
+        .count();
+    assert_eq!(
+        gets, 1,
+        "the image uses the effect fetch's answer, not a GET of its own"
+    );
+    let store = ImageStore::open_read_only(&images_dir(spool.path()), None).unwrap();
+    assert_eq!(image(&store, &entry["post_image"]), object("2"));
+
+    // The store's directory replaced by a file: nothing can be written in it.
+    get_fails.store(false, Ordering::SeqCst);
+    let dir = images_dir(spool.path());
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let (status, _, _) = crate::gateway::send(&client, patch(2)).await;
+    assert_eq!(
+        status, 200,
+        "the mutation is answered whatever the store does"
+    );
+    let entry = session(2);
+    assert_eq!(entry["target"]["found"], true);
+    assert_eq!(
+        entry["target"]["pre_image"]["withheld"], "unavailable",
+        "{entry}"
+    );
+    // The post-image's record was made beside its write: it names an image that is not
+    // there, which a reader sees as missing.
+    assert!(entry["post_image"]["digest"].is_string(), "{entry}");
+    let metrics = &gateway.running.as_ref().unwrap().metrics;
+    assert!(metrics.pre_images.with_label_values(&["withheld"]).get() >= 2);
+    gateway.stop().await;
 }

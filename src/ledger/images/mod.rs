@@ -18,9 +18,12 @@
 //!   ciphertext. The digest is over the ciphertext: a digest of the plaintext would let
 //!   anyone holding the ledger test guesses of a secret value. Without a key they are not
 //!   stored at all (`withheld: secret`).
-//! - A write is a temporary file, `fdatasync`, a rename and an fsync of the directory: an
-//!   outcome that names a digest is recorded after the write returned, so after a crash
-//!   the image it names is there.
+//! - A write is a temporary file, `fdatasync` and a rename: the file's bytes are durable
+//!   before its name appears. The name (the rename) is made durable by the next fsync of
+//!   the outcome that names it: on ext4 and XFS, whose metadata journal commits in order,
+//!   that fsync commits every earlier rename too. A directory fsync per image would be a
+//!   second journal commit on every mutation, for filesystems (btrfs) without that order;
+//!   there a crash can lose a name, which a reader sees as a missing image.
 //! - Eviction removes the least recently written images first (by modification time,
 //!   which a rewrite of the same digest refreshes) until the new one fits.
 
@@ -492,7 +495,8 @@ impl ImageStore {
         self.index.lock().expect("image index lock").total -= size;
     }
 
-    /// Temporary file, `fdatasync`, rename, directory fsync.
+    /// Temporary file, `fdatasync`, rename (see the module docs for the rename's
+    /// durability).
     fn write(&self, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
@@ -506,13 +510,10 @@ impl ImageStore {
             file.sync_data()
         });
         let renamed = written.and_then(|()| fs::rename(&temp, self.dir.join(digest)));
-        if let Err(source) = renamed {
+        renamed.map_err(|source| {
             let _ = fs::remove_file(&temp);
-            return Err(io_error(&temp)(source));
-        }
-        fs::File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error(&self.dir))
+            io_error(&temp)(source)
+        })
     }
 
     /// Reads the image stored under `digest` (`sha256:<hex>` or the bare hex), verified
