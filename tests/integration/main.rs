@@ -8,6 +8,7 @@
 
 mod autopsy;
 mod cli;
+mod completeness;
 mod deploy;
 mod evasion;
 mod fast;
