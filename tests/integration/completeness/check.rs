@@ -78,6 +78,8 @@ pub struct Completeness {
     pub with_outcome: usize,
     /// Of those, with only an intent: `(trace id, the intent's started_at)`.
     pub intent_only: Vec<(String, String)>,
+    /// The intent-only ones per verb and status class, as the audit log has them.
+    pub intent_only_by_verb: BTreeMap<String, usize>,
     /// Of those, with no entry at all: lost.
     pub missing: Vec<String>,
     /// Mutation answers the clients received from the apiserver through pathgate.
@@ -124,15 +126,18 @@ pub fn check(
     };
     for event in audited {
         let class = format!("{} {}xx", event.verb, event.code / 100);
-        *report.audited_by_verb.entry(class).or_default() += 1;
+        *report.audited_by_verb.entry(class.clone()).or_default() += 1;
         match phases.get(&event.audit_id) {
             Some(Phases { outcome: true, .. }) => report.with_outcome += 1,
             Some(Phases {
                 intent_started_at: Some(started),
                 ..
-            }) => report
-                .intent_only
-                .push((event.audit_id.clone(), started.clone())),
+            }) => {
+                report
+                    .intent_only
+                    .push((event.audit_id.clone(), started.clone()));
+                *report.intent_only_by_verb.entry(class).or_default() += 1;
+            }
             _ => report.missing.push(event.audit_id.clone()),
         }
     }

@@ -98,8 +98,10 @@ pub struct FaultRun {
     pub sent: usize,
     pub aborted: usize,
     pub failed: usize,
-    /// When each kill and the fill happened: an intent without an outcome started before one.
-    pub fault_instants: Vec<OffsetDateTime>,
+    /// When outcomes could be lost: each kill (an instant) and the full disk (from the
+    /// start of the fill until the filler is removed: the spool's last partly written
+    /// page still takes a few small writes once the filesystem is full).
+    pub fault_windows: Vec<(OffsetDateTime, OffsetDateTime)>,
     /// Spool entries the webhook had not received when it recovered.
     pub undelivered_at_recovery: usize,
     /// From the sink's recovery (or the load's end) until it held every entry.
@@ -171,14 +173,16 @@ pub async fn run(plan: FaultPlan, work: &Path) -> FaultRun {
     let clients: Vec<_> = (0..plan.clients)
         .map(|index| tokio::spawn(load::client(index, target.clone(), deadline, tally.clone())))
         .collect();
-    let mut fault_instants = Vec::new();
+    let mut fault_windows = Vec::new();
+    let mut fill_started = None;
     let mut catching_up = None;
     for (at, event) in plan.schedule() {
         tokio::time::sleep_until((started + Duration::from_secs(at)).into()).await;
         eprintln!("fault run: {at} s: {event:?}");
         match event {
             Event::Kill => {
-                fault_instants.push(OffsetDateTime::now_utc());
+                let now = OffsetDateTime::now_utc();
+                fault_windows.push((now, now));
                 pathgate.kill_and_restart().await;
             }
             Event::Sink(mode) => {
@@ -189,11 +193,14 @@ pub async fn run(plan: FaultPlan, work: &Path) -> FaultRun {
                 }
             }
             Event::Fill => {
-                // Writes succeed until the last byte is taken: the fault starts then.
+                fill_started = Some(OffsetDateTime::now_utc());
                 disk.fill();
-                fault_instants.push(OffsetDateTime::now_utc());
             }
-            Event::Free => disk.free(),
+            Event::Free => {
+                disk.free();
+                let freed = OffsetDateTime::now_utc();
+                fault_windows.push((fill_started.take().unwrap_or(freed), freed));
+            }
         }
     }
     for client in clients {
@@ -220,7 +227,7 @@ pub async fn run(plan: FaultPlan, work: &Path) -> FaultRun {
         sent: tally.sent.load(Ordering::Relaxed),
         aborted: tally.aborted.load(Ordering::Relaxed),
         failed: tally.failed.load(Ordering::Relaxed),
-        fault_instants,
+        fault_windows,
         undelivered_at_recovery,
         catch_up,
         spool_dir,
@@ -279,8 +286,8 @@ impl FaultRun {
         check::check(&self.audited, &self.spool, &self.answers, &self.delivered)
     }
 
-    /// Intents without an outcome that started longer than [`IN_FLIGHT_BOUND`] before any
-    /// kill or fill: not explained by a fault.
+    /// Intents without an outcome that started neither within a fault window nor up to
+    /// [`IN_FLIGHT_BOUND`] before one: not explained by a fault.
     pub fn unexplained_intents(&self, report: &Completeness) -> Vec<String> {
         let format = time::format_description::well_known::Rfc3339;
         report
@@ -290,9 +297,10 @@ impl FaultRun {
                 let Ok(started) = OffsetDateTime::parse(started, &format) else {
                     return true;
                 };
-                !self.fault_instants.iter().any(|fault| {
-                    *fault >= started && (*fault - started).unsigned_abs() <= IN_FLIGHT_BOUND
-                })
+                !self
+                    .fault_windows
+                    .iter()
+                    .any(|(from, until)| started <= *until && *from - started <= IN_FLIGHT_BOUND)
             })
             .map(|(trace_id, _)| trace_id.clone())
             .collect()
@@ -308,6 +316,12 @@ impl FaultRun {
             .map(|(class, count)| format!("{class}: {count}"))
             .collect();
         let by_verb = by_verb.join(", ");
+        let intent_only: Vec<String> = report
+            .intent_only_by_verb
+            .iter()
+            .map(|(class, count)| format!("{class}: {count}"))
+            .collect();
+        let intent_only = format!("{} ({})", report.intent_only.len(), intent_only.join(", "));
         let rows = [
             (
                 "load",
@@ -344,7 +358,7 @@ impl FaultRun {
             ("with an outcome entry", report.with_outcome.to_string()),
             (
                 "with an intent only (in flight at a kill or the fill)",
-                report.intent_only.len().to_string(),
+                intent_only,
             ),
             (
                 "**missing from the ledger**",
@@ -396,7 +410,7 @@ impl FaultRun {
             unexplained.is_empty(),
             "intents without an outcome and without a fault: {unexplained:?} (intents: {:?}, faults: {:?})\n{figures}",
             report.intent_only,
-            self.fault_instants,
+            self.fault_windows,
         );
     }
 }
