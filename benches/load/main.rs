@@ -5,7 +5,9 @@
 //! 1. Starts a fixed TLS upstream serving canned Kubernetes API answers ([`upstream`]).
 //! 2. Starts, in front of that same upstream, the release `pathgate serve` binary (policy
 //!    gate, `--mode observe`), an in-process pathgate with the `allow_all` gate, and
-//!    Debian's HAProxy terminating and re-encrypting TLS ([`children`]).
+//!    Debian's HAProxy terminating and re-encrypting TLS ([`children`]); with
+//!    `--routes ...,kubectl-proxy,kube-rbac-proxy`, also the Kubernetes-native peers
+//!    ([`peers`]).
 //! 3. Loads each path in turn with `wrk` ([`wrk`]) for each case (a small GET and a 30 KB
 //!    LIST) and reports throughput and p99 latency as ratios to the direct path ([`report`]).
 //! 4. Starts the real control plane and measures watch-event latency directly and through
@@ -14,6 +16,9 @@
 //!    everything. `--mutations-only` runs this last case alone (no wrk, no HAProxy);
 //!    `--durable-etcd` lets etcd fsync its writes as a production cluster does (the test
 //!    cluster's etcd runs with `--unsafe-no-fsync` otherwise).
+//! 5. `--watches N` runs one case alone instead: N concurrent watches straight to the
+//!    control plane, then N through one pathgate binary, with pathgate's resident memory
+//!    per watch and every watch's event latency ([`scale`]).
 //!
 //! # Layout
 //!
@@ -26,6 +31,8 @@
 //! | [`cpu`] | CPU time per process from `/proc`, and the share of foreign processes |
 //! | [`watch`] | watch-event latency on the control plane |
 //! | [`mutation`] | mutation and read latency on the control plane, direct vs pathgate |
+//! | [`peers`] | the Kubernetes-native peers: `kubectl proxy`, kube-rbac-proxy |
+//! | [`scale`] | many concurrent watches: memory per watch, event latency, direct vs pathgate |
 //! | [`report`] | the Markdown tables and ratios |
 //!
 //! It is a `harness = false` bench target: `cargo test` never runs it (and when a
@@ -35,7 +42,9 @@ mod children;
 mod client;
 mod cpu;
 mod mutation;
+mod peers;
 mod report;
+mod scale;
 mod upstream;
 mod watch;
 mod wrk;
@@ -82,6 +91,11 @@ struct Options {
     routes: Vec<Route>,
     /// Another pathgate binary to measure as [`Route::Baseline`] (`--baseline BINARY`).
     baseline: Option<PathBuf>,
+    /// Concurrent watches of the scale case (`--watches N`; 0: not run). When set, it is
+    /// the only case run.
+    watches: usize,
+    /// ConfigMaps created (events every watch receives) in each phase of the scale case.
+    scale_events: usize,
 }
 
 impl Options {
@@ -101,8 +115,13 @@ impl Options {
             mutation_requests: 150,
             durable_etcd: false,
             rounds: 3,
-            routes: Route::ALL.to_vec(),
+            routes: Route::ALL
+                .into_iter()
+                .filter(|route| !Route::PEERS.contains(route))
+                .collect(),
             baseline: None,
+            watches: 0,
+            scale_events: 20,
         };
         let named_routes = args_named_routes(args);
         let mut args = args.iter();
@@ -126,6 +145,8 @@ impl Options {
                 "--watch-events" => options.watch_events = number(arg)? as usize,
                 "--no-watch" => options.watch = false,
                 "--rounds" => options.rounds = number(arg)?.max(1) as usize,
+                "--watches" => options.watches = number(arg)? as usize,
+                "--scale-events" => options.scale_events = number(arg)?.max(1) as usize,
                 "--baseline" => {
                     let binary = args.next().context("--baseline needs a pathgate binary")?;
                     options.baseline = Some(PathBuf::from(binary));
@@ -138,7 +159,7 @@ impl Options {
                             .into_iter()
                             .find(|route| route.name() == name)
                             .with_context(|| {
-                                format!("unknown route {name:?}: haproxy, pathgate, allow-all, spool, ledger, baseline")
+                                format!("unknown route {name:?}: {}", Route::names())
                             })?;
                         if route != Route::Direct {
                             options.routes.push(route);
@@ -146,7 +167,8 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --routes haproxy,pathgate,allow-all,spool,ledger,baseline --baseline BINARY"
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --routes {} --baseline BINARY --watches N --scale-events N",
+                    Route::names()
                 ),
             }
         }
@@ -212,6 +234,12 @@ fn run(options: &Options) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if options.watches > 0 {
+        let markdown = runtime.block_on(watch_scale(&dir, &cluster_dir, &certs, options))?;
+        std::fs::write(dir.join("results.md"), &markdown)?;
+        println!("{markdown}");
+        return Ok(());
+    }
     if options.mutations_only {
         let (_, mutations) =
             runtime.block_on(control_plane(&dir, &cluster_dir, &certs, options))?;
@@ -301,6 +329,17 @@ fn run(options: &Options) -> anyhow::Result<()> {
     // HAProxy.
     let (haproxy_child, haproxy_addr) = start_haproxy(&dir, &certs, upstream_addr)?;
 
+    // The Kubernetes-native peers, when asked for.
+    let mut peers = Vec::new();
+    if options.routes.contains(&Route::KubectlProxy) {
+        let (child, addr) = peers::kubectl_proxy(&dir, &kubeconfig)?;
+        peers.push((Route::KubectlProxy, child, addr));
+    }
+    if options.routes.contains(&Route::KubeRbacProxy) {
+        let (child, addr) = peers::kube_rbac_proxy(&dir, &certs, upstream_addr, &kubeconfig)?;
+        peers.push((Route::KubeRbacProxy, child, addr));
+    }
+
     let cases = vec![
         Case {
             title: "small GET",
@@ -347,12 +386,20 @@ fn run(options: &Options) -> anyhow::Result<()> {
     if let Some((child, addr)) = &baseline {
         routes.push((Route::Baseline, *addr, vec![upstream_pid, child.pid()]));
     }
+    for (route, child, addr) in &peers {
+        routes.push((*route, *addr, vec![upstream_pid, child.pid()]));
+    }
 
     // Every path answers every case with the canned body before anything is measured.
     let checker = client::trusting(&certs.ca_cert)?;
     for (route, addr, _) in &routes {
         for (case, body) in cases.iter().zip(&expected) {
-            let url = format!("https://localhost:{}{}", addr.port(), case.path_and_query);
+            let url = format!(
+                "{}://localhost:{}{}",
+                route.scheme(),
+                addr.port(),
+                case.path_and_query
+            );
             let (status, answer) = runtime.block_on(client::get(&checker, &url, TOKEN))?;
             if status != http::StatusCode::OK || answer != *body {
                 bail!(
@@ -381,7 +428,12 @@ fn run(options: &Options) -> anyhow::Result<()> {
                 routes.iter().rev().collect()
             };
             for (route, addr, watched) in order {
-                let url = format!("https://127.0.0.1:{}{}", addr.port(), case.path_and_query);
+                let url = format!(
+                    "{}://127.0.0.1:{}{}",
+                    route.scheme(),
+                    addr.port(),
+                    case.path_and_query
+                );
                 eprintln!(
                     "load benchmark: {} via {}, round {}/{}",
                     case.title,
@@ -416,6 +468,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
         if let Some((child, _)) = &mut baseline {
             child.fail_if_exited()?;
         }
+        for (_, child, _) in &mut peers {
+            child.fail_if_exited()?;
+        }
     }
     if routes
         .iter()
@@ -430,6 +485,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
     drop(ledger_child);
     drop(pathgate_child);
     drop(baseline);
+    drop(peers);
     drop(upstream_child);
 
     let (watch, mutations) = if options.watch || options.mutations {
@@ -447,8 +503,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
             .unwrap_or(1),
         machine,
         tools: format!(
-            "{}; {haproxy_version}; pathgate release build (debug=1)",
-            wrk.version
+            "{}; {haproxy_version}{}; pathgate release build (debug=1)",
+            wrk.version,
+            peers::versions(&options.routes)?
         ),
         settings: options.settings.clone(),
         rounds: options.rounds,
@@ -508,6 +565,92 @@ async fn control_plane(
     };
     cluster.stop()?;
     Ok((watch, mutations))
+}
+
+/// The scale case: `options.watches` watches straight to a fresh control plane, then as
+/// many through one pathgate binary (observe mode, no ledger, its connection limits raised
+/// to carry them), each phase in a namespace of its own.
+async fn watch_scale(
+    dir: &Path,
+    cluster_dir: &Path,
+    certs: &pathgate::tls::CertFiles,
+    options: &Options,
+) -> anyhow::Result<String> {
+    let watches = options.watches;
+    // pathgate needs two descriptors per watch (client side shared, upstream its own) and
+    // the apiserver one; the children inherit this limit.
+    let open_files = scale::raise_open_files((2 * watches + 4096) as u64);
+    eprintln!("load benchmark: {watches} watches; open files limit {open_files}");
+    let source = testcluster::ControlPlaneSource::of_workspace()?;
+    let binaries = source.ensure_built()?;
+    let cluster = testcluster::Cluster::start(cluster_dir, &binaries, &source.versions)?;
+    let running = cluster.info().clone();
+    let token = running.admin_token()?;
+    let apiserver_pid = apiserver_pid(&running)?;
+    let limit = watches + 1024;
+    let policy = format!(
+        "{POLICY}server:\n  max_connections: {limit}\n  max_connections_per_peer: {limit}\n"
+    );
+    let (pathgate_child, pathgate_addr) = control_plane_pathgate(
+        dir,
+        &dir.join("pathgate"),
+        &running,
+        certs,
+        "watches",
+        &policy,
+    )?;
+    let direct = watch::WatchTarget {
+        base_url: running.apiserver.clone(),
+        client: client::trusting(&running.dir.ca_cert())?,
+    };
+    let targets = [
+        scale::Target {
+            label: "direct",
+            addr: ([127, 0, 0, 1], running.port).into(),
+            ca: running.dir.ca_cert(),
+            measured_pid: None,
+            apiserver_pid,
+        },
+        scale::Target {
+            label: "through pathgate",
+            addr: pathgate_addr,
+            ca: certs.ca_cert.clone(),
+            measured_pid: Some(pathgate_child.pid()),
+            apiserver_pid,
+        },
+    ];
+    let mut phases = Vec::new();
+    for target in &targets {
+        let namespace = format!("bench-scale-{}", target.label.replace(' ', "-"));
+        let (collection, resource_version) =
+            watch::fresh_namespace(&direct, &token, &namespace).await?;
+        let create = async |index: usize| {
+            watch::create_configmap(&direct, &token, &collection, &format!("event-{index}")).await
+        };
+        phases.push(
+            scale::phase(
+                target,
+                &token,
+                &collection,
+                &resource_version,
+                watches,
+                options.scale_events,
+                create,
+            )
+            .await?,
+        );
+    }
+    drop(pathgate_child);
+    cluster.stop()?;
+    Ok(scale::markdown(&phases, options.scale_events))
+}
+
+/// The kube-apiserver's pid, from the cluster directory's pid file.
+fn apiserver_pid(running: &testcluster::RunningCluster) -> anyhow::Result<u32> {
+    let pids = std::fs::read_to_string(running.dir.pid_file())?;
+    pids.lines()
+        .find_map(|line| line.strip_prefix("kube-apiserver ")?.trim().parse().ok())
+        .context("no kube-apiserver in the cluster's pid file")
 }
 
 /// `pathgate serve` (passthrough, observe mode, `policy`) in front of the control plane.
