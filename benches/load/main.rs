@@ -18,7 +18,9 @@
 //!    cluster's etcd runs with `--unsafe-no-fsync` otherwise).
 //! 5. `--watches N` runs one case alone instead: N concurrent watches straight to the
 //!    control plane, then N through one pathgate binary, with pathgate's resident memory
-//!    per watch and every watch's event latency ([`scale`]).
+//!    per watch and every watch's event latency ([`scale`]). `--soak-seconds N` runs
+//!    reads, writes and watches through pathgate (ledger on) for N seconds, sampling its
+//!    memory and latencies per window ([`soak`]); with `--watches`, after it.
 //!
 //! # Layout
 //!
@@ -33,6 +35,7 @@
 //! | [`mutation`] | mutation and read latency on the control plane, direct vs pathgate |
 //! | [`peers`] | the Kubernetes-native peers: `kubectl proxy`, kube-rbac-proxy |
 //! | [`scale`] | many concurrent watches: memory per watch, event latency, direct vs pathgate |
+//! | [`soak`] | the mixed-load soak: memory and latency per window over a long run |
 //! | [`report`] | the Markdown tables and ratios |
 //!
 //! It is a `harness = false` bench target: `cargo test` never runs it (and when a
@@ -45,6 +48,7 @@ mod mutation;
 mod peers;
 mod report;
 mod scale;
+mod soak;
 mod upstream;
 mod watch;
 mod wrk;
@@ -96,6 +100,11 @@ struct Options {
     watches: usize,
     /// ConfigMaps created (events every watch receives) in each phase of the scale case.
     scale_events: usize,
+    /// Length of the mixed-load soak (`--soak-seconds N`; 0: not run). When set, only the
+    /// soak (and the scale case, if asked) runs.
+    soak_seconds: u64,
+    /// Its sampling window.
+    soak_window_seconds: u64,
 }
 
 impl Options {
@@ -122,6 +131,8 @@ impl Options {
             baseline: None,
             watches: 0,
             scale_events: 20,
+            soak_seconds: 0,
+            soak_window_seconds: 30,
         };
         let named_routes = args_named_routes(args);
         let mut args = args.iter();
@@ -147,6 +158,8 @@ impl Options {
                 "--rounds" => options.rounds = number(arg)?.max(1) as usize,
                 "--watches" => options.watches = number(arg)? as usize,
                 "--scale-events" => options.scale_events = number(arg)?.max(1) as usize,
+                "--soak-seconds" => options.soak_seconds = number(arg)?,
+                "--soak-window-seconds" => options.soak_window_seconds = number(arg)?.max(1),
                 "--baseline" => {
                     let binary = args.next().context("--baseline needs a pathgate binary")?;
                     options.baseline = Some(PathBuf::from(binary));
@@ -167,7 +180,7 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --routes {} --baseline BINARY --watches N --scale-events N",
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --routes {} --baseline BINARY --watches N --scale-events N --soak-seconds N --soak-window-seconds N",
                     Route::names()
                 ),
             }
@@ -234,8 +247,14 @@ fn run(options: &Options) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if options.watches > 0 {
-        let markdown = runtime.block_on(watch_scale(&dir, &cluster_dir, &certs, options))?;
+    if options.watches > 0 || options.soak_seconds > 0 {
+        let mut markdown = String::new();
+        if options.watches > 0 {
+            markdown += &runtime.block_on(watch_scale(&dir, &cluster_dir, &certs, options))?;
+        }
+        if options.soak_seconds > 0 {
+            markdown += &runtime.block_on(soak_case(&dir, &cluster_dir, &certs, options))?;
+        }
         std::fs::write(dir.join("results.md"), &markdown)?;
         println!("{markdown}");
         return Ok(());
@@ -643,6 +662,50 @@ async fn watch_scale(
     drop(pathgate_child);
     cluster.stop()?;
     Ok(scale::markdown(&phases, options.scale_events))
+}
+
+/// The soak: a fresh control plane, one pathgate binary with its ledger on in front of it,
+/// and the mixed load of [`soak`] through it.
+async fn soak_case(
+    dir: &Path,
+    cluster_dir: &Path,
+    certs: &pathgate::tls::CertFiles,
+    options: &Options,
+) -> anyhow::Result<String> {
+    let source = testcluster::ControlPlaneSource::of_workspace()?;
+    let binaries = source.ensure_built()?;
+    let cluster = testcluster::Cluster::start(cluster_dir, &binaries, &source.versions)?;
+    let running = cluster.info().clone();
+    let token = running.admin_token()?;
+    let policy = format!(
+        "{POLICY}ledger:\n  dir: {}\n",
+        dir.join("ledger-soak").display()
+    );
+    let (pathgate_child, pathgate_addr) =
+        control_plane_pathgate(dir, &dir.join("pathgate"), &running, certs, "soak", &policy)?;
+    let direct = watch::WatchTarget {
+        base_url: running.apiserver.clone(),
+        client: client::trusting(&running.dir.ca_cert())?,
+    };
+    let (collection, _) = watch::fresh_namespace(&direct, &token, "bench-soak").await?;
+    let settings = soak::SoakSettings {
+        duration: Duration::from_secs(options.soak_seconds),
+        window: Duration::from_secs(options.soak_window_seconds),
+        readers: 4,
+        writers: 2,
+        watches: 50,
+    };
+    let target = soak::SoakTarget {
+        base_url: format!("https://localhost:{}", pathgate_addr.port()),
+        client: client::trusting(&certs.ca_cert)?,
+        token,
+        collection,
+        pathgate_pid: pathgate_child.pid(),
+    };
+    let windows = soak::run(target, &settings).await?;
+    drop(pathgate_child);
+    cluster.stop()?;
+    Ok(soak::markdown(&windows, &settings))
 }
 
 /// The kube-apiserver's pid, from the cluster directory's pid file.
