@@ -147,10 +147,10 @@ pub async fn phase(
             .await
             .with_context(|| format!("connecting to {} ({})", target.addr, target.label))?;
         for _ in first..(first + STREAMS_PER_CONNECTION).min(watches) {
-            let request = Request::get(format!("https://{}{path}", target.addr))
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(header::ACCEPT, "application/json")
-                .body(Full::new(Bytes::new()))?;
+            let request = WatchRequest {
+                uri: format!("https://{}{path}", target.addr),
+                authorization: format!("Bearer {token}"),
+            };
             tasks.push(tokio::spawn(watch(
                 sender.clone(),
                 request,
@@ -211,23 +211,46 @@ pub async fn phase(
     })
 }
 
+/// One watch request, rebuilt for each attempt.
+struct WatchRequest {
+    uri: String,
+    authorization: String,
+}
+
+/// Attempts at opening one watch: the apiserver's priority and fairness may answer 429
+/// while thousands of watches start at once.
+const OPEN_ATTEMPTS: usize = 30;
+
+/// Opens the watch, retrying a 429 after a second.
+async fn open(
+    sender: &mut SendRequest<Full<Bytes>>,
+    watch: &WatchRequest,
+) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+    for _ in 0..OPEN_ATTEMPTS {
+        let request = Request::get(&watch.uri)
+            .header(header::AUTHORIZATION, &watch.authorization)
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))?;
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        match response.status() {
+            StatusCode::OK => return Ok(response),
+            StatusCode::TOO_MANY_REQUESTS => tokio::time::sleep(Duration::from_secs(1)).await,
+            status => bail!("answered {status}"),
+        }
+    }
+    bail!("answered 429 {OPEN_ATTEMPTS} times")
+}
+
 /// Streams one watch; reports its opening, then its arrivals once it saw `events` events.
 async fn watch(
     mut sender: SendRequest<Full<Bytes>>,
-    request: Request<Full<Bytes>>,
+    request: WatchRequest,
     events: usize,
     opened: mpsc::UnboundedSender<anyhow::Result<()>>,
     done: mpsc::UnboundedSender<Arrivals>,
 ) {
-    let response = async {
-        sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        if response.status() != StatusCode::OK {
-            bail!("answered {}", response.status());
-        }
-        Ok(response)
-    }
-    .await;
+    let response = open(&mut sender, &request).await;
     let response = match response {
         Ok(response) => response,
         Err(error) => {
