@@ -65,13 +65,16 @@ pub struct Phase {
     pub missed: usize,
 }
 
-/// Raises this process's open-files limit (inherited by the control plane and pathgate):
-/// to `wanted` when allowed (root), else the soft limit to the hard one. Returns the limit.
+/// Raises this process's open-files limit (inherited by the control plane and pathgate) to
+/// at least `wanted` when allowed (root), else the soft limit to the hard one. Returns the
+/// limit.
 pub fn raise_open_files(wanted: u64) -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return 0;
     };
+    // Never lowered: the limit only has to carry at least `wanted`.
+    let wanted = wanted.max(soft);
     if setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted.max(hard)).is_ok() {
         return wanted;
     }
@@ -174,12 +177,14 @@ pub async fn phase(
     let rss_open = target.measured_pid.map(rss_kib);
     let apiserver_rss_kib = rss_kib(target.apiserver_pid);
     eprintln!(
-        "load benchmark: {watches} watches open through {} in {:.1} s",
+        "load benchmark: {watches} watches open ({}) after {:.1} s",
         target.label,
         open_time.as_secs_f64()
     );
-    let mut sent = Vec::with_capacity(events);
-    for index in 0..events {
+    // Event 0 warms the path up (the first fan-out allocates buffers on both sides) and
+    // is not counted.
+    let mut sent = Vec::with_capacity(events + 1);
+    for index in 0..=events {
         sent.push(Instant::now());
         create(index).await?;
         tokio::time::sleep(CREATE_INTERVAL).await;
@@ -193,7 +198,7 @@ pub async fn phase(
             break;
         };
         reported += 1;
-        for (index, at) in arrivals {
+        for (index, at) in arrivals.into_iter().filter(|(index, _)| *index > 0) {
             delays.push(at.duration_since(sent[index]).as_micros() as i64);
         }
     }
@@ -242,7 +247,8 @@ async fn open(
     bail!("answered 429 {OPEN_ATTEMPTS} times")
 }
 
-/// Streams one watch; reports its opening, then its arrivals once it saw `events` events.
+/// Streams one watch; reports its opening, then its arrivals once it saw the warm-up
+/// event and `events` more.
 async fn watch(
     mut sender: SendRequest<Full<Bytes>>,
     request: WatchRequest,
@@ -274,7 +280,7 @@ async fn watch(
                 arrivals.push((index, at));
             }
         }
-        if arrivals.len() == events {
+        if arrivals.len() == events + 1 {
             let _ = done.send(std::mem::take(&mut arrivals));
         }
     }
@@ -320,7 +326,7 @@ impl Phase {
 /// The phases as Markdown, with pathgate's latency over the direct path's.
 pub fn markdown(phases: &[Phase], events: usize) -> String {
     let mut out = format!(
-        "#### {} concurrent watches (real kube-apiserver; {events} ConfigMaps created {} ms apart, every watch gets every event)\n\n",
+        "#### {} concurrent watches (real kube-apiserver; {events} ConfigMaps created {} ms apart after one warm-up, every watch gets every event)\n\n",
         phases.first().map_or(0, |p| p.watches),
         CREATE_INTERVAL.as_millis()
     );
