@@ -173,40 +173,11 @@ pub async fn run(plan: FaultPlan, work: &Path) -> FaultRun {
     let clients: Vec<_> = (0..plan.clients)
         .map(|index| tokio::spawn(load::client(index, target.clone(), deadline, tally.clone())))
         .collect();
-    let mut fault_windows = Vec::new();
-    let mut fill_started = None;
-    let mut catching_up = None;
-    for (at, event) in plan.schedule() {
-        tokio::time::sleep_until((started + Duration::from_secs(at)).into()).await;
-        eprintln!("fault run: {at} s: {event:?}");
-        match event {
-            Event::Kill => {
-                let now = OffsetDateTime::now_utc();
-                fault_windows.push((now, now));
-                pathgate.kill_and_restart().await;
-            }
-            Event::Sink(mode) => {
-                sink.set(mode);
-                if mode == SinkMode::Accept {
-                    let lacking = undelivered(&spool_dir, &sink);
-                    catching_up = Some(tokio::spawn(catch_up(sink.received.clone(), lacking)));
-                }
-            }
-            Event::Fill => {
-                fill_started = Some(OffsetDateTime::now_utc());
-                disk.fill();
-            }
-            Event::Free => {
-                disk.free();
-                let freed = OffsetDateTime::now_utc();
-                fault_windows.push((fill_started.take().unwrap_or(freed), freed));
-            }
-        }
-    }
+    let driven = drive(&plan, started, &mut pathgate, &sink, &disk, &spool_dir).await;
     for client in clients {
         client.await.unwrap();
     }
-    let (undelivered_at_recovery, catch_up) = match catching_up {
+    let (undelivered_at_recovery, catch_up) = match driven.catching_up {
         Some(task) => task.await.unwrap(),
         None => (0, Duration::ZERO),
     };
@@ -227,11 +198,63 @@ pub async fn run(plan: FaultPlan, work: &Path) -> FaultRun {
         sent: tally.sent.load(Ordering::Relaxed),
         aborted: tally.aborted.load(Ordering::Relaxed),
         failed: tally.failed.load(Ordering::Relaxed),
-        fault_windows,
+        fault_windows: driven.fault_windows,
         undelivered_at_recovery,
         catch_up,
         spool_dir,
         _disk: disk,
+    }
+}
+
+/// What carrying out the schedule left behind.
+struct Driven {
+    fault_windows: Vec<(OffsetDateTime, OffsetDateTime)>,
+    /// Counts what the sink lacked when it recovered and times its catching up.
+    catching_up: Option<tokio::task::JoinHandle<(usize, Duration)>>,
+}
+
+/// Carries out the plan's faults at their times from `started`.
+async fn drive(
+    plan: &FaultPlan,
+    started: Instant,
+    pathgate: &mut Pathgate,
+    sink: &Sink,
+    disk: &Tmpfs,
+    spool_dir: &Path,
+) -> Driven {
+    let mut fault_windows = Vec::new();
+    let mut fill_started = None;
+    let mut catching_up = None;
+    for (at, event) in plan.schedule() {
+        tokio::time::sleep_until((started + Duration::from_secs(at)).into()).await;
+        eprintln!("fault run: {at} s: {event:?}");
+        match event {
+            Event::Kill => {
+                let now = OffsetDateTime::now_utc();
+                fault_windows.push((now, now));
+                pathgate.kill_and_restart().await;
+            }
+            Event::Sink(mode) => {
+                sink.set(mode);
+                if mode == SinkMode::Accept {
+                    let lacking = undelivered(spool_dir, sink);
+                    catching_up = Some(tokio::spawn(catch_up(sink.received.clone(), lacking)));
+                }
+            }
+            Event::Fill => {
+                fill_started = Some(OffsetDateTime::now_utc());
+                disk.fill();
+            }
+            Event::Free => {
+                disk.free();
+                let freed = OffsetDateTime::now_utc();
+                fault_windows.push((fill_started.take().unwrap_or(freed), freed));
+            }
+        }
+    }
+    Driven {
+        fault_windows,
+        catching_up,
     }
 }
 
