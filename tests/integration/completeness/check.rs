@@ -94,6 +94,9 @@ pub struct Completeness {
     pub refused_but_audited: Vec<String>,
     /// Spool entries (`trace_id/phase`) the webhook receiver never got.
     pub undelivered: Vec<String>,
+    /// Outcomes of mutations the apiserver answered that its audit log does not show: the
+    /// join itself failing (an `Audit-ID` not adopted) would show here first.
+    pub unaudited_outcomes: Vec<String>,
     /// Entries in the spool.
     pub spool_entries: usize,
     /// Outcomes of mutations whose client left before the answer (`response.end`).
@@ -108,6 +111,7 @@ impl Completeness {
             && self.answered_unrecorded.is_empty()
             && self.refused_but_audited.is_empty()
             && self.undelivered.is_empty()
+            && self.unaudited_outcomes.is_empty()
     }
 }
 
@@ -142,6 +146,18 @@ pub fn check(
         }
     }
     check_answers(&mut report, audited, &phases, answers);
+    let audited_ids: HashSet<&str> = audited.iter().map(|a| a.audit_id.as_str()).collect();
+    report.unaudited_outcomes = spool
+        .iter()
+        .filter(|e| {
+            e["phase"] == "outcome"
+                && e["request"]["mutation"] == true
+                && e["response"]["origin"] == "upstream"
+        })
+        .filter_map(|e| e["trace_id"].as_str())
+        .filter(|trace_id| !audited_ids.contains(trace_id))
+        .map(str::to_string)
+        .collect();
     report.client_aborted_outcomes = spool
         .iter()
         .filter(|e| e["phase"] == "outcome" && e["response"]["end"] == "client_aborted")

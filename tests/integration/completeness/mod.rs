@@ -410,6 +410,10 @@ impl FaultRun {
             ),
             ("spool entries", report.spool_entries.to_string()),
             (
+                "outcomes from the apiserver missing from its audit log",
+                report.unaudited_outcomes.len().to_string(),
+            ),
+            (
                 "spool entries the sink never received",
                 report.undelivered.len().to_string(),
             ),
