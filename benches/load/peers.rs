@@ -10,16 +10,27 @@
 //! in a cluster. It does not own the report's comparison (see `report`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
 
 use crate::children::{self, ChildProcess};
 
+/// The upstream kubeconfig with the benchmark's bearer token: both peers authenticate
+/// upstream with their own credentials (kubectl would prompt for a password without any).
+fn with_token(dir: &Path, kubeconfig: &Path) -> anyhow::Result<PathBuf> {
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(kubeconfig)?)?;
+    config["users"][0]["user"]["token"] = crate::TOKEN.into();
+    let path = dir.join("peers.kubeconfig");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(path)
+}
+
 /// `kubectl proxy` on a free loopback port, reaching the upstream through `kubeconfig`.
 /// It serves plain HTTP only (its own documentation's use: a local port for one user).
 pub fn kubectl_proxy(dir: &Path, kubeconfig: &Path) -> anyhow::Result<(ChildProcess, SocketAddr)> {
+    let kubeconfig = with_token(dir, kubeconfig)?;
     let kubectl = testcluster::ControlPlaneSource::of_workspace()?
         .ensure_built()?
         .kubectl;
@@ -47,6 +58,7 @@ pub fn kube_rbac_proxy(
     let binary = testcluster::tools::KUBE_RBAC_PROXY
         .ensure_built()
         .context("building kube-rbac-proxy from controlplane/kube-rbac-proxy")?;
+    let kubeconfig = with_token(dir, kubeconfig)?;
     let port = children::free_loopback_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut command = Command::new(binary);
