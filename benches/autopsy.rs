@@ -90,6 +90,7 @@ fn entry(session: &str, sequence: u64, kind: u64) -> Entry {
         findings: vec![],
         rewrites: vec![],
         confirmed: false,
+        budget: None,
     });
     entry.response = Some(ResponseRecord {
         status_code: status,

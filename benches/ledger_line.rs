@@ -47,6 +47,7 @@ fn small_get() -> Entry {
         findings: vec![],
         rewrites: vec![],
         confirmed: false,
+        budget: None,
     });
     entry.response = Some(ResponseRecord {
         status_code: 200,

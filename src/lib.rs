@@ -12,7 +12,7 @@
 //! | [`cli`] | the command line: each subcommand's flags and how they become options (`main.rs` only dispatches) |
 //! | [`autopsy`] | `pathgate autopsy`: a session's ledger + run policy + final state -> safe pass / unsafe pass / fail |
 //! | [`classify`] | pure: request info (verb, resource, namespace, name) and mutation analysis |
-//! | [`policy`] | pure: the rule catalog (PG001–PG018) and `decide` |
+//! | [`policy`] | pure: the rule catalog (PG001–PG019) and `decide` |
 //! | [`config`] | the configuration file model, validation and the frozen `Config` |
 //! | [`tls`] | rustls server/client configurations and `pathgate certs init` |
 //! | [`upstream`] | kubeconfig / in-cluster loading, credentials, the pooled upstream client |

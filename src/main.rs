@@ -32,7 +32,7 @@ enum Command {
         /// The configuration file (YAML).
         file: PathBuf,
     },
-    /// List the rule catalog (PG001-PG018) with default actions.
+    /// List the rule catalog (PG001-PG019) with default actions.
     Rules,
     /// Show a session's requests from the ledger, one line each, live with --follow.
     Tail(cli::TailArgs),

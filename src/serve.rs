@@ -64,6 +64,8 @@ pub struct Running {
     /// Where the admin endpoints listen.
     pub admin_addr: Option<SocketAddr>,
     pub metrics: Metrics,
+    /// The apiserver and pathgate's connections to it.
+    pub upstream: Arc<Upstream>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -281,6 +283,7 @@ pub async fn start(
     };
     tracing::info!(%addr, upstream = %proxy.upstream.description, auth = ?proxy.settings.auth, "pathgate listening");
     let drain_timeout = options.drain_timeout;
+    let upstream = Arc::clone(&proxy.upstream);
     let serve = crate::proxy::serve(
         listener,
         Arc::new(tls),
@@ -299,6 +302,7 @@ pub async fn start(
         addr,
         admin_addr,
         metrics,
+        upstream,
         shutdown,
         task,
     })

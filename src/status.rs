@@ -23,6 +23,10 @@ pub struct Status {
     pub side: Side,
     /// What kind of failure this is, as the ledger records it (`error.kind`).
     pub kind: ErrorKind,
+    /// Sent as `Retry-After` and `details.retryAfterSeconds`, as the apiserver's own 429s
+    /// carry it. client-go waits that long and retries (up to 10 times by default); without
+    /// it, it does not retry a 429 at all.
+    pub retry_after_seconds: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -34,7 +38,15 @@ struct StatusBody<'a> {
     status: &'static str,
     message: &'a str,
     reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<StatusDetails>,
     code: u16,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusDetails {
+    retry_after_seconds: u64,
 }
 
 /// The response body type of every response pathgate sends.
@@ -57,6 +69,11 @@ impl Status {
             status: "Failure",
             message: &self.message,
             reason: self.reason,
+            details: self
+                .retry_after_seconds
+                .map(|retry_after_seconds| StatusDetails {
+                    retry_after_seconds,
+                }),
             code: self.code.as_u16(),
         })
         .expect("Status serialises")
@@ -70,6 +87,11 @@ impl Status {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -86,6 +108,7 @@ mod tests {
             message: "PG004: no".into(),
             side: Side::Client,
             kind: ErrorKind::Other,
+            retry_after_seconds: None,
         };
         let response = status.clone().into_response();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
@@ -97,5 +120,24 @@ mod tests {
         assert_eq!(value["reason"], "Forbidden");
         assert_eq!(value["code"], 403);
         assert_eq!(value["message"], "PG004: no");
+        assert!(value.get("details").is_none());
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn a_retry_after_travels_in_the_header_and_the_details() {
+        let status = Status {
+            code: StatusCode::TOO_MANY_REQUESTS,
+            reason: "TooManyRequests",
+            message: "PG019 session-budget: ...".into(),
+            side: Side::Client,
+            kind: ErrorKind::Other,
+            retry_after_seconds: Some(12),
+        };
+        let value: serde_json::Value = serde_json::from_slice(&status.to_json()).unwrap();
+        assert_eq!(value["details"]["retryAfterSeconds"], 12);
+        assert_eq!(value["code"], 429);
+        let response = status.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "12");
     }
 }

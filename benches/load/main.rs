@@ -16,11 +16,6 @@
 //!    everything. `--mutations-only` runs this last case alone (no wrk, no HAProxy);
 //!    `--durable-etcd` lets etcd fsync its writes as a production cluster does (the test
 //!    cluster's etcd runs with `--unsafe-no-fsync` otherwise).
-//! 5. `--watches N` runs one case alone instead: N concurrent watches straight to the
-//!    control plane, then N through one pathgate binary, with pathgate's resident memory
-//!    per watch and every watch's event latency ([`scale`]). `--soak-seconds N` runs
-//!    reads, writes and watches through pathgate (ledger on) for N seconds, sampling its
-//!    memory and latencies per window ([`soak`]); with `--watches`, after it.
 //!
 //! # Layout
 //!
@@ -34,8 +29,6 @@
 //! | [`watch`] | watch-event latency on the control plane |
 //! | [`mutation`] | mutation and read latency on the control plane, direct vs pathgate |
 //! | [`peers`] | the Kubernetes-native peers: `kubectl proxy`, kube-rbac-proxy |
-//! | [`scale`] | many concurrent watches: memory per watch, event latency, direct vs pathgate |
-//! | [`soak`] | the mixed-load soak: memory and latency per window over a long run |
 //! | [`report`] | the Markdown tables and ratios |
 //!
 //! It is a `harness = false` bench target: `cargo test` never runs it (and when a
@@ -48,7 +41,6 @@ mod mutation;
 mod peers;
 mod report;
 mod scale;
-mod soak;
 mod upstream;
 mod watch;
 mod wrk;
@@ -95,16 +87,17 @@ struct Options {
     routes: Vec<Route>,
     /// Another pathgate binary to measure as [`Route::Baseline`] (`--baseline BINARY`).
     baseline: Option<PathBuf>,
-    /// Concurrent watches of the scale case (`--watches N`; 0: not run). When set, it is
-    /// the only case run.
-    watches: usize,
-    /// ConfigMaps created (events every watch receives) in each phase of the scale case.
-    scale_events: usize,
-    /// Length of the mixed-load soak (`--soak-seconds N`; 0: not run). When set, only the
-    /// soak (and the scale case, if asked) runs.
-    soak_seconds: u64,
-    /// Its sampling window.
-    soak_window_seconds: u64,
+    /// The scale cases ([`scale`]), run alone when either is asked for.
+    scale: ScaleOptions,
+}
+
+/// `--watches N [--watch-connections N] [--scale-events N]` and `--soak-seconds N
+/// [--soak-window-seconds N] [--soak-readers N] [--soak-watches N]`.
+struct ScaleOptions {
+    watches: Option<usize>,
+    watch_connections: usize,
+    events: usize,
+    soak: Option<scale::SoakLoad>,
 }
 
 impl Options {
@@ -129,10 +122,18 @@ impl Options {
                 .filter(|route| !Route::PEERS.contains(route))
                 .collect(),
             baseline: None,
-            watches: 0,
-            scale_events: 20,
-            soak_seconds: 0,
-            soak_window_seconds: 30,
+            scale: ScaleOptions {
+                watches: None,
+                watch_connections: 50,
+                events: 20,
+                soak: None,
+            },
+        };
+        let mut soak = scale::SoakLoad {
+            duration: Duration::ZERO,
+            window: Duration::from_secs(30),
+            readers: 4,
+            watches: 100,
         };
         let named_routes = args_named_routes(args);
         let mut args = args.iter();
@@ -156,10 +157,17 @@ impl Options {
                 "--watch-events" => options.watch_events = number(arg)? as usize,
                 "--no-watch" => options.watch = false,
                 "--rounds" => options.rounds = number(arg)?.max(1) as usize,
-                "--watches" => options.watches = number(arg)? as usize,
-                "--scale-events" => options.scale_events = number(arg)?.max(1) as usize,
-                "--soak-seconds" => options.soak_seconds = number(arg)?,
-                "--soak-window-seconds" => options.soak_window_seconds = number(arg)?.max(1),
+                "--watches" => options.scale.watches = Some(number(arg)?.max(1) as usize),
+                "--watch-connections" => {
+                    options.scale.watch_connections = number(arg)?.max(1) as usize
+                }
+                "--scale-events" => options.scale.events = number(arg)?.max(1) as usize,
+                "--soak-seconds" => soak.duration = Duration::from_secs(number(arg)?.max(1)),
+                "--soak-window-seconds" => {
+                    soak.window = Duration::from_secs(number(arg)?.max(1))
+                }
+                "--soak-readers" => soak.readers = number(arg)? as usize,
+                "--soak-watches" => soak.watches = number(arg)? as usize,
                 "--baseline" => {
                     let binary = args.next().context("--baseline needs a pathgate binary")?;
                     options.baseline = Some(PathBuf::from(binary));
@@ -180,7 +188,7 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --routes {} --baseline BINARY --watches N --scale-events N --soak-seconds N --soak-window-seconds N",
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --watches N --watch-connections N --scale-events N --soak-seconds N --soak-window-seconds N --soak-readers N --soak-watches N --routes {} --baseline BINARY",
                     Route::names()
                 ),
             }
@@ -193,6 +201,9 @@ impl Options {
             (None, _) => options.routes.retain(|route| *route != Route::Baseline),
             (Some(_), false) => options.routes.push(Route::Baseline),
             (Some(_), true) => {}
+        }
+        if !soak.duration.is_zero() {
+            options.scale.soak = Some(soak);
         }
         Ok(options)
     }
@@ -247,14 +258,8 @@ fn run(options: &Options) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if options.watches > 0 || options.soak_seconds > 0 {
-        let mut markdown = String::new();
-        if options.watches > 0 {
-            markdown += &runtime.block_on(watch_scale(&dir, &cluster_dir, &certs, options))?;
-        }
-        if options.soak_seconds > 0 {
-            markdown += &runtime.block_on(soak_case(&dir, &cluster_dir, &certs, options))?;
-        }
+    if options.scale.watches.is_some() || options.scale.soak.is_some() {
+        let markdown = runtime.block_on(scale_cases(&dir, &cluster_dir, &certs, options))?;
         std::fs::write(dir.join("results.md"), &markdown)?;
         println!("{markdown}");
         return Ok(());
@@ -586,134 +591,79 @@ async fn control_plane(
     Ok((watch, mutations))
 }
 
-/// The scale case: `options.watches` watches straight to a fresh control plane, then as
-/// many through one pathgate binary (observe mode, no ledger, its connection limits raised
-/// to carry them), each phase in a namespace of its own.
-async fn watch_scale(
+/// The scale cases alone ([`scale`]): the control plane, pathgate in front of it with room
+/// for the watches (`--max-connections`: each watch holds an upstream connection of its
+/// own), the watches direct then through pathgate, then the soak.
+async fn scale_cases(
     dir: &Path,
     cluster_dir: &Path,
     certs: &pathgate::tls::CertFiles,
     options: &Options,
 ) -> anyhow::Result<String> {
-    let watches = options.watches;
-    // pathgate needs two descriptors per watch (client side shared, upstream its own) and
-    // the apiserver one; the children inherit this limit.
-    let open_files = scale::raise_open_files((2 * watches + 4096) as u64);
-    eprintln!("load benchmark: {watches} watches; open files limit {open_files}");
     let source = testcluster::ControlPlaneSource::of_workspace()?;
     let binaries = source.ensure_built()?;
-    let cluster = testcluster::Cluster::start(cluster_dir, &binaries, &source.versions)?;
-    let running = cluster.info().clone();
-    let token = running.admin_token()?;
-    let apiserver_pid = apiserver_pid(&running)?;
-    let limit = watches + 1024;
-    let policy = format!(
-        "{POLICY}server:\n  max_connections: {limit}\n  max_connections_per_peer: {limit}\n"
-    );
-    let (pathgate_child, pathgate_addr) = control_plane_pathgate(
-        dir,
-        &dir.join("pathgate"),
-        &running,
-        certs,
-        "watches",
-        &policy,
+    let cluster = testcluster::Cluster::start_with(
+        cluster_dir,
+        &binaries,
+        &source.versions,
+        testcluster::Durability::Throwaway,
     )?;
-    let direct = watch::WatchTarget {
-        base_url: running.apiserver.clone(),
-        client: client::trusting(&running.dir.ca_cert())?,
-    };
-    let targets = [
-        scale::Target {
-            label: "direct",
-            addr: ([127, 0, 0, 1], running.port).into(),
-            ca: running.dir.ca_cert(),
-            measured_pid: None,
-            apiserver_pid,
-        },
-        scale::Target {
-            label: "through pathgate",
-            addr: pathgate_addr,
-            ca: certs.ca_cert.clone(),
-            measured_pid: Some(pathgate_child.pid()),
-            apiserver_pid,
-        },
-    ];
-    let mut phases = Vec::new();
-    for target in &targets {
-        let namespace = format!("bench-scale-{}", target.label.replace(' ', "-"));
-        let (collection, resource_version) =
-            watch::fresh_namespace(&direct, &token, &namespace).await?;
-        let create = async |index: usize| {
-            watch::create_configmap(&direct, &token, &collection, &format!("event-{index}")).await
-        };
-        phases.push(
-            scale::phase(
-                target,
-                &token,
-                &collection,
-                &resource_version,
-                watches,
-                options.scale_events,
-                create,
-            )
-            .await?,
-        );
-    }
-    drop(pathgate_child);
-    cluster.stop()?;
-    Ok(scale::markdown(&phases, options.scale_events))
-}
-
-/// The soak: a fresh control plane, one pathgate binary with its ledger on in front of it,
-/// and the mixed load of [`soak`] through it.
-async fn soak_case(
-    dir: &Path,
-    cluster_dir: &Path,
-    certs: &pathgate::tls::CertFiles,
-    options: &Options,
-) -> anyhow::Result<String> {
-    let source = testcluster::ControlPlaneSource::of_workspace()?;
-    let binaries = source.ensure_built()?;
-    let cluster = testcluster::Cluster::start(cluster_dir, &binaries, &source.versions)?;
     let running = cluster.info().clone();
     let token = running.admin_token()?;
     let policy = format!(
         "{POLICY}ledger:\n  dir: {}\n",
-        dir.join("ledger-soak").display()
+        dir.join("ledger-scale").display()
     );
-    let (pathgate_child, pathgate_addr) =
-        control_plane_pathgate(dir, &dir.join("pathgate"), &running, certs, "soak", &policy)?;
-    let direct = watch::WatchTarget {
+    let watches = options.scale.watches.unwrap_or(0);
+    let limit = (watches + options.scale.watch_connections + 256).to_string();
+    let extra = [
+        "--max-connections",
+        &limit,
+        "--max-connections-per-peer",
+        &limit,
+    ];
+    let binary = dir.join("pathgate");
+    let (pathgate_child, addr) =
+        control_plane_pathgate_extra(dir, &binary, &running, certs, "scale", &policy, &extra)?;
+    let direct_client = client::trusting(&running.dir.ca_cert())?;
+    let clients = |ca: &Path, count: usize| -> anyhow::Result<Vec<client::HttpsClient>> {
+        (0..count).map(|_| client::trusting(ca)).collect()
+    };
+    let connections = options.scale.watch_connections;
+    let direct = scale::Route {
+        name: "direct",
         base_url: running.apiserver.clone(),
-        client: client::trusting(&running.dir.ca_cert())?,
+        clients: clients(&running.dir.ca_cert(), connections)?,
+        pid: None,
     };
-    let (collection, _) = watch::fresh_namespace(&direct, &token, "bench-soak").await?;
-    let settings = soak::SoakSettings {
-        duration: Duration::from_secs(options.soak_seconds),
-        window: Duration::from_secs(options.soak_window_seconds),
-        readers: 4,
-        writers: 2,
-        watches: 50,
+    let proxied = scale::Route {
+        name: "pathgate",
+        base_url: format!("https://localhost:{}", addr.port()),
+        clients: clients(&certs.ca_cert, connections)?,
+        pid: Some(pathgate_child.pid()),
     };
-    let target = soak::SoakTarget {
-        base_url: format!("https://localhost:{}", pathgate_addr.port()),
-        client: client::trusting(&certs.ca_cert)?,
-        token,
-        collection,
-        pathgate_pid: pathgate_child.pid(),
-    };
-    let windows = soak::run(target, &settings).await?;
+    let mut markdown = String::new();
+    if watches > 0 {
+        let mut results = Vec::new();
+        for route in [&direct, &proxied] {
+            eprintln!("load benchmark: {watches} watches, {}", route.name);
+            let events = options.scale.events;
+            let api = &running.apiserver;
+            results
+                .push(scale::watches(route, &direct_client, api, &token, watches, events).await?);
+        }
+        markdown.push_str(&scale::watches_markdown(&results, options.scale.events));
+    }
+    if let Some(load) = &options.scale.soak {
+        eprintln!("load benchmark: soak, {} s", load.duration.as_secs());
+        let samples =
+            scale::soak(&proxied, &direct_client, &running.apiserver, &token, load).await?;
+        markdown.push('\n');
+        markdown.push_str(&scale::soak_markdown(&samples, load));
+    }
     drop(pathgate_child);
     cluster.stop()?;
-    Ok(soak::markdown(&windows, &settings))
-}
-
-/// The kube-apiserver's pid, from the cluster directory's pid file.
-fn apiserver_pid(running: &testcluster::RunningCluster) -> anyhow::Result<u32> {
-    let pids = std::fs::read_to_string(running.dir.pid_file())?;
-    pids.lines()
-        .find_map(|line| line.strip_prefix("kube-apiserver ")?.trim().parse().ok())
-        .context("no kube-apiserver in the cluster's pid file")
+    Ok(markdown)
 }
 
 /// `pathgate serve` (passthrough, observe mode, `policy`) in front of the control plane.
@@ -724,6 +674,19 @@ fn control_plane_pathgate(
     certs: &pathgate::tls::CertFiles,
     name: &str,
     policy: &str,
+) -> anyhow::Result<(ChildProcess, std::net::SocketAddr)> {
+    control_plane_pathgate_extra(dir, binary, running, certs, name, policy, &[])
+}
+
+/// [`control_plane_pathgate`] with `extra` flags.
+fn control_plane_pathgate_extra(
+    dir: &Path,
+    binary: &Path,
+    running: &testcluster::RunningCluster,
+    certs: &pathgate::tls::CertFiles,
+    name: &str,
+    policy: &str,
+    extra: &[&str],
 ) -> anyhow::Result<(ChildProcess, std::net::SocketAddr)> {
     let config = dir.join(format!("policy-{name}.yaml"));
     std::fs::write(&config, policy)?;
@@ -746,7 +709,8 @@ fn control_plane_pathgate(
         .arg(&certs.server_key)
         .arg("--config")
         .arg(&config)
-        .args(["--mode", "observe"]);
+        .args(["--mode", "observe"])
+        .args(extra);
     let mut child = ChildProcess::spawn(
         &format!("pathgate ({name})"),
         command,

@@ -1,274 +1,211 @@
-//! Many concurrent watches (`--watches N`): N watches on the ConfigMaps of one namespace of
-//! the real control plane, first straight to kube-apiserver, then (after those closed)
-//! through one pathgate binary; in each phase ConfigMaps are created one at a time and
-//! every watch's delay from the create being sent to its event arriving is kept. pathgate's
-//! resident memory is read before its watches open and once they all stream.
+//! Scale on the real control plane (issue 15): many concurrent watches through one
+//! pathgate ([`watches`]), and a long mixed load whose memory and latency must stay flat
+//! ([`soak`]).
 //!
-//! Watches are spread over HTTP/2 connections of [`STREAMS_PER_CONNECTION`] streams each
-//! (below pathgate's and the apiserver's stream limits), as many clients would open them.
-//! pathgate gives each watch an upstream HTTP/1.1 connection of its own
-//! (src/upstream/streams.rs), so N watches hold about N descriptors in pathgate and N in
-//! the apiserver; [`raise_open_files`] lifts the limit the children inherit.
+//! Watches: the same number of watches on one namespace's ConfigMaps is opened straight to
+//! kube-apiserver, then through pathgate (never both at once: the apiserver holds one set),
+//! spread over HTTP/2 connections as client-go spreads informers of many processes. Then
+//! ConfigMaps are created one at a time, each once every watch has seen the previous one;
+//! every (watch, event) pair gives the delay from the create being sent to the event
+//! arriving. pathgate's resident memory is read before the watches open and once they all
+//! are: the difference over the number of watches is the memory one watch costs.
 //!
-//! The phases run one after the other, not side by side: both at once would double the
-//! apiserver's watchers (and its descriptors), and each phase's latency is measured with
-//! the same number of watchers fanning out each event.
+//! Soak: watches held open, readers GETting a ConfigMap, a writer PATCHing it (the ledger
+//! on, so every patch waits for its fsync), all through pathgate for the whole run; every
+//! sample window reports pathgate's resident memory and the window's latencies, so a leak
+//! or a slowdown shows as a trend from the first window to the last.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
-use http::{header, Request, StatusCode};
+use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
-use tokio::sync::mpsc;
-use tokio_rustls::TlsConnector;
+use tokio::sync::Notify;
 
+use crate::client::{self, HttpsClient};
 use crate::report::percentile;
 
-/// Watches per client HTTP/2 connection: under pathgate's 250 and the apiserver's limits.
-const STREAMS_PER_CONNECTION: usize = 100;
-
-/// Between two creates: long enough for N events to reach every watch before the next.
-const CREATE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Where a phase's watches go.
-pub struct Target {
-    pub label: &'static str,
-    pub addr: SocketAddr,
-    pub ca: std::path::PathBuf,
-    /// The process whose resident memory is reported (pathgate), if any.
-    pub measured_pid: Option<u32>,
-    /// The apiserver, whose resident memory is reported too.
-    pub apiserver_pid: u32,
+/// Where requests go, and over how many HTTP/2 connections (one client per connection).
+pub struct Route {
+    pub name: &'static str,
+    pub base_url: String,
+    pub clients: Vec<HttpsClient>,
+    /// The process whose memory is reported (`None`: the direct route, nothing between).
+    pub pid: Option<u32>,
 }
 
-/// What one phase measured.
+/// The figures of one route in [`watches`].
 #[derive(Debug, Clone)]
-pub struct Phase {
-    pub label: &'static str,
+pub struct WatchScale {
+    pub route: &'static str,
     pub watches: usize,
-    /// From the first watch requested to the last one's response head.
+    pub connections: usize,
+    /// From the first watch requested to the last one answered 200.
     pub open_time: Duration,
-    /// Resident memory of the measured process before and with every watch open, KiB.
-    pub rss_kib: Option<(u64, u64)>,
-    /// The apiserver's resident memory with every watch open, KiB.
-    pub apiserver_rss_kib: u64,
-    /// Per (watch, event): create sent → event received, µs.
+    pub rss_before_kib: Option<u64>,
+    pub rss_open_kib: Option<u64>,
+    /// Create sent → event received, over every (watch, event) pair, in microseconds.
     pub delays: Vec<i64>,
-    /// (watch, event) pairs that never arrived within the phase.
-    pub missed: usize,
 }
 
-/// Raises this process's open-files limit (inherited by the control plane and pathgate) to
-/// at least `wanted` when allowed (root), else the soft limit to the hard one. Returns the
-/// limit.
-pub fn raise_open_files(wanted: u64) -> u64 {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return 0;
-    };
-    // Never lowered: the limit only has to carry at least `wanted`.
-    let wanted = wanted.max(soft);
-    if setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted.max(hard)).is_ok() {
-        return wanted;
-    }
-    if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return hard;
-    }
-    soft
+/// The arrivals every watch reports: per event, how many watches have seen it and when.
+struct Arrivals {
+    /// `(event index, microseconds after the create was sent)`, every watch's.
+    delays: Mutex<Vec<i64>>,
+    /// The send time of each event, set before the create is sent.
+    sent: Mutex<Vec<Instant>>,
+    /// Watches that saw the current event.
+    seen: AtomicUsize,
+    changed: Notify,
+    opened: AtomicUsize,
 }
 
-/// Resident memory of `pid`, KiB (`VmRSS` of /proc/<pid>/status).
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn tls_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pathgate::tls::read_certs(ca)? {
-        roots.add(cert)?;
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(pathgate::tls::provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
-}
-
-async fn connect(
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let tls = TlsConnector::from(config)
-        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
-        .await?;
-    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(256 * 1024)
-        .handshake(TokioIo::new(tls))
-        .await?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-/// One watch's arrivals: `(event index, when)`.
-type Arrivals = Vec<(usize, Instant)>;
-
-/// Runs one phase: opens `watches` watches on `collection` from `resource_version`,
-/// creates `events` ConfigMaps through `create` and gathers every delay.
-pub async fn phase(
-    target: &Target,
+/// Opens `count` watches on `route`, creates `events` ConfigMaps straight to the apiserver
+/// (`direct`), and returns the route's figures; the watches are closed on return.
+pub async fn watches(
+    route: &Route,
+    direct: &HttpsClient,
+    apiserver: &str,
     token: &str,
-    collection: &str,
-    resource_version: &str,
-    watches: usize,
+    count: usize,
     events: usize,
-    create: impl AsyncFn(usize) -> anyhow::Result<()>,
-) -> anyhow::Result<Phase> {
-    let rss_before = target.measured_pid.map(rss_kib);
-    let config = tls_config(&target.ca)?;
-    let path = format!("{collection}?watch=true&resourceVersion={resource_version}");
-    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<anyhow::Result<()>>();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Arrivals>();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for first in (0..watches).step_by(STREAMS_PER_CONNECTION) {
-        let sender = connect(target.addr, config.clone())
-            .await
-            .with_context(|| format!("connecting to {} ({})", target.addr, target.label))?;
-        for _ in first..(first + STREAMS_PER_CONNECTION).min(watches) {
-            let request = WatchRequest {
-                uri: format!("https://{}{path}", target.addr),
-                authorization: format!("Bearer {token}"),
-            };
-            tasks.push(tokio::spawn(watch(
-                sender.clone(),
-                request,
-                events,
-                opened_tx.clone(),
-                done_tx.clone(),
-            )));
-        }
-    }
-    for _ in 0..watches {
-        match tokio::time::timeout(Duration::from_secs(120), opened_rx.recv()).await {
-            Ok(Some(Ok(()))) => {}
-            Ok(Some(Err(error))) => bail!("a watch through {} failed: {error:#}", target.label),
-            _ => bail!(
-                "the watches through {} did not all open within 120 s",
-                target.label
-            ),
-        }
-    }
-    let open_time = started.elapsed();
-    let rss_open = target.measured_pid.map(rss_kib);
-    let apiserver_rss_kib = rss_kib(target.apiserver_pid);
-    eprintln!(
-        "load benchmark: {watches} watches open ({}) after {:.1} s",
-        target.label,
-        open_time.as_secs_f64()
+) -> anyhow::Result<WatchScale> {
+    let namespace = format!("bench-scale-{}-{}", route.name, std::process::id());
+    let collection = create_namespace(direct, apiserver, token, &namespace).await?;
+    let resource_version = list_version(direct, apiserver, token, &collection).await?;
+    let rss_before_kib = route.pid.and_then(rss_kib);
+    let arrivals = Arc::new(Arrivals {
+        delays: Mutex::new(Vec::with_capacity(count * events)),
+        sent: Mutex::new(Vec::new()),
+        seen: AtomicUsize::new(0),
+        changed: Notify::new(),
+        opened: AtomicUsize::new(0),
+    });
+    let url = format!(
+        "{}{collection}?watch=true&resourceVersion={resource_version}&allowWatchBookmarks=false",
+        route.base_url
     );
-    // Event 0 warms the path up (the first fan-out allocates buffers on both sides) and
-    // is not counted.
-    let mut sent = Vec::with_capacity(events + 1);
-    for index in 0..=events {
-        sent.push(Instant::now());
-        create(index).await?;
-        tokio::time::sleep(CREATE_INTERVAL).await;
-    }
-    let mut delays = Vec::with_capacity(watches * events);
-    let mut reported = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reported < watches {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(Some(arrivals)) = tokio::time::timeout(left, done_rx.recv()).await else {
-            break;
-        };
-        reported += 1;
-        for (index, at) in arrivals.into_iter().filter(|(index, _)| *index > 0) {
-            delays.push(at.duration_since(sent[index]).as_micros() as i64);
+    let started = Instant::now();
+    let mut tasks: Vec<_> = (0..count)
+        .map(|index| {
+            let client = route.clients[index % route.clients.len()].clone();
+            tokio::spawn(watch(
+                client,
+                url.clone(),
+                token.to_string(),
+                arrivals.clone(),
+            ))
+        })
+        .collect();
+    wait_for(
+        &arrivals,
+        |a| a.opened.load(Ordering::Relaxed) >= count,
+        &mut tasks,
+    )
+    .await?;
+    let open_time = started.elapsed();
+    let rss_open_kib = route.pid.and_then(rss_kib);
+    for index in 0..events {
+        arrivals.seen.store(0, Ordering::Relaxed);
+        arrivals.sent.lock().unwrap().push(Instant::now());
+        let name = format!("event-{index:04}");
+        let object = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name}, "data": {"index": index.to_string()}});
+        let (status, body) = post(direct, apiserver, token, &collection, object).await?;
+        if status != StatusCode::CREATED {
+            bail!(
+                "creating {name}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
         }
+        wait_for(
+            &arrivals,
+            |a| a.seen.load(Ordering::Relaxed) >= count,
+            &mut tasks,
+        )
+        .await?;
     }
-    for task in tasks {
+    for task in &tasks {
         task.abort();
     }
-    Ok(Phase {
-        label: target.label,
-        watches,
+    let delays = std::mem::take(&mut *arrivals.delays.lock().unwrap());
+    Ok(WatchScale {
+        route: route.name,
+        watches: count,
+        connections: route.clients.len(),
         open_time,
-        rss_kib: rss_before.zip(rss_open),
-        apiserver_rss_kib,
-        missed: watches * events - delays.len(),
+        rss_before_kib,
+        rss_open_kib,
         delays,
     })
 }
 
-/// One watch request, rebuilt for each attempt.
-struct WatchRequest {
-    uri: String,
-    authorization: String,
-}
-
-/// Attempts at opening one watch: the apiserver's priority and fairness may answer 429
-/// while thousands of watches start at once.
-const OPEN_ATTEMPTS: usize = 30;
-
-/// Opens the watch, retrying a 429 after a second.
-async fn open(
-    sender: &mut SendRequest<Full<Bytes>>,
-    watch: &WatchRequest,
-) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
-    for _ in 0..OPEN_ATTEMPTS {
-        let request = Request::get(&watch.uri)
-            .header(header::AUTHORIZATION, &watch.authorization)
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::new()))?;
-        sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        match response.status() {
-            StatusCode::OK => return Ok(response),
-            StatusCode::TOO_MANY_REQUESTS => tokio::time::sleep(Duration::from_secs(1)).await,
-            status => bail!("answered {status}"),
+/// Waits (at most 120 s) until `done`, failing early when a watch task ended with an error.
+async fn wait_for(
+    arrivals: &Arrivals,
+    done: impl Fn(&Arrivals) -> bool,
+    tasks: &mut Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(arrivals) {
+        let changed = arrivals.changed.notified();
+        if done(arrivals) {
+            break;
         }
+        if let Some(index) = tasks.iter().position(|t| t.is_finished()) {
+            let ended = tasks.swap_remove(index).await;
+            let error = match ended {
+                Ok(Err(error)) => error,
+                Ok(Ok(())) => anyhow::anyhow!("it ended"),
+                Err(error) => anyhow::anyhow!(error),
+            };
+            return Err(error.context(format!(
+                "a watch ended before the measurement did ({} open)",
+                arrivals.opened.load(Ordering::Relaxed)
+            )));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!(
+                "timed out: {} watches open, {} saw the current event",
+                arrivals.opened.load(Ordering::Relaxed),
+                arrivals.seen.load(Ordering::Relaxed)
+            );
+        }
+        let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), changed).await;
     }
-    bail!("answered 429 {OPEN_ATTEMPTS} times")
+    Ok(())
 }
 
-/// Streams one watch; reports its opening, then its arrivals once it saw the warm-up
-/// event and `events` more.
+/// One watch: counts itself open on its 200, then every ADDED event as its line completes.
 async fn watch(
-    mut sender: SendRequest<Full<Bytes>>,
-    request: WatchRequest,
-    events: usize,
-    opened: mpsc::UnboundedSender<anyhow::Result<()>>,
-    done: mpsc::UnboundedSender<Arrivals>,
-) {
-    let response = open(&mut sender, &request).await;
-    let response = match response {
-        Ok(response) => response,
-        Err(error) => {
-            let _ = opened.send(Err(error));
-            return;
-        }
-    };
-    let _ = opened.send(Ok(()));
+    client: HttpsClient,
+    url: String,
+    token: String,
+    arrivals: Arc<Arrivals>,
+) -> anyhow::Result<()> {
+    let request = Request::get(&url)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::new()))?;
+    let response = client.request(request).await.context("opening a watch")?;
+    if response.status() != StatusCode::OK {
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        bail!(
+            "a watch was answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    arrivals.opened.fetch_add(1, Ordering::Relaxed);
+    arrivals.changed.notify_waiters();
     let mut body = response.into_body();
     let mut pending = BytesMut::new();
-    let mut arrivals = Vec::with_capacity(events);
-    while let Some(Ok(frame)) = body.frame().await {
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
         let Some(data) = frame.data_ref() else {
             continue;
         };
@@ -276,82 +213,327 @@ async fn watch(
         pending.extend_from_slice(data);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line = pending.split_to(end + 1);
-            if let Some(index) = added_event_index(&line) {
-                arrivals.push((index, at));
+            let event: serde_json::Value = serde_json::from_slice(&line)?;
+            if event["type"] != "ADDED" {
+                continue;
             }
+            let index: usize = event["object"]["data"]["index"]
+                .as_str()
+                .and_then(|i| i.parse().ok())
+                .context("an event without its index")?;
+            let sent = arrivals.sent.lock().unwrap()[index];
+            let delay = at.saturating_duration_since(sent).as_micros() as i64;
+            arrivals.delays.lock().unwrap().push(delay);
+            arrivals.seen.fetch_add(1, Ordering::Relaxed);
+            arrivals.changed.notify_waiters();
         }
-        if arrivals.len() == events + 1 {
-            let _ = done.send(std::mem::take(&mut arrivals));
+    }
+    bail!("the watch ended")
+}
+
+/// One window of [`soak`].
+#[derive(Debug, Clone)]
+pub struct SoakSample {
+    pub at: Duration,
+    pub rss_kib: Option<u64>,
+    pub gets: Vec<i64>,
+    pub patches: Vec<i64>,
+    pub watch_events: usize,
+    pub errors: usize,
+}
+
+/// The shape of the soak's load.
+pub struct SoakLoad {
+    pub duration: Duration,
+    pub window: Duration,
+    pub readers: usize,
+    pub watches: usize,
+}
+
+/// Runs the soak's load through `route` for `load.duration` and returns one sample per
+/// window. Setup (namespace, ConfigMap) goes straight to the apiserver.
+pub async fn soak(
+    route: &Route,
+    direct: &HttpsClient,
+    apiserver: &str,
+    token: &str,
+    load: &SoakLoad,
+) -> anyhow::Result<Vec<SoakSample>> {
+    let namespace = format!("bench-soak-{}", std::process::id());
+    let collection = create_namespace(direct, apiserver, token, &namespace).await?;
+    let object = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "soak"}, "data": {"n": "0"}});
+    let (status, body) = post(direct, apiserver, token, &collection, object).await?;
+    if status != StatusCode::CREATED {
+        bail!(
+            "creating the soak ConfigMap: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let window = Arc::new(Mutex::new(SoakSample::empty()));
+    let object_url = format!("{}{collection}/soak", route.base_url);
+    let watch_url = format!("{}{collection}?watch=true", route.base_url);
+    let mut tasks = Vec::new();
+    for index in 0..load.watches {
+        let client = route.clients[index % route.clients.len()].clone();
+        tasks.push(tokio::spawn(soak_watch(
+            client,
+            watch_url.clone(),
+            token.to_string(),
+            window.clone(),
+        )));
+    }
+    for index in 0..load.readers {
+        let client = route.clients[index % route.clients.len()].clone();
+        tasks.push(tokio::spawn(soak_loop(
+            client,
+            object_url.clone(),
+            token.to_string(),
+            window.clone(),
+            false,
+        )));
+    }
+    let writer = route.clients[0].clone();
+    tasks.push(tokio::spawn(soak_loop(
+        writer,
+        object_url.clone(),
+        token.to_string(),
+        window.clone(),
+        true,
+    )));
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while started.elapsed() < load.duration {
+        tokio::time::sleep(load.window).await;
+        let mut current = window.lock().unwrap();
+        let mut sample = std::mem::replace(&mut *current, SoakSample::empty());
+        drop(current);
+        sample.at = started.elapsed();
+        sample.rss_kib = route.pid.and_then(rss_kib);
+        eprintln!(
+            "load benchmark: soak at {:>4} s: RSS {} KiB, {} GETs p50 {} µs, {} PATCHes p50 {} µs, {} watch events, {} errors",
+            sample.at.as_secs(),
+            sample.rss_kib.unwrap_or(0),
+            sample.gets.len(),
+            percentile(&sample.gets, 50.0),
+            sample.patches.len(),
+            percentile(&sample.patches, 50.0),
+            sample.watch_events,
+            sample.errors,
+        );
+        samples.push(sample);
+    }
+    for task in tasks {
+        task.abort();
+    }
+    Ok(samples)
+}
+
+impl SoakSample {
+    fn empty() -> Self {
+        SoakSample {
+            at: Duration::ZERO,
+            rss_kib: None,
+            gets: Vec::new(),
+            patches: Vec::new(),
+            watch_events: 0,
+            errors: 0,
         }
     }
 }
 
-/// The index of an `ADDED` event's ConfigMap (`event-<index>`), found without parsing the
-/// whole event: ten thousand watches each read every event.
-fn added_event_index(line: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(line).ok()?;
-    if !text.starts_with(r#"{"type":"ADDED""#) {
-        return None;
-    }
-    let rest = text.split(r#""name":"event-"#).nth(1)?;
-    rest.split('"').next()?.parse().ok()
-}
-
-impl Phase {
-    fn row(&self) -> String {
-        let rss = match self.rss_kib {
-            Some((before, open)) => format!(
-                "{:.1} MiB → {:.1} MiB ({:.1} KiB per watch)",
-                before as f64 / 1024.0,
-                open as f64 / 1024.0,
-                open.saturating_sub(before) as f64 / self.watches as f64
-            ),
-            None => "—".into(),
+/// A reader (GET after GET) or the writer (a merge PATCH after another, each changing the
+/// ConfigMap), one request at a time, its latencies into the current window.
+async fn soak_loop(
+    client: HttpsClient,
+    url: String,
+    token: String,
+    window: Arc<Mutex<SoakSample>>,
+    writes: bool,
+) {
+    for n in 0u64.. {
+        let request = if writes {
+            let patch = serde_json::json!({"data": {"n": n.to_string()}}).to_string();
+            Request::builder()
+                .method(Method::PATCH)
+                .uri(&url)
+                .header(header::CONTENT_TYPE, "application/merge-patch+json")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Full::new(Bytes::from(patch)))
+        } else {
+            Request::get(&url)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::ACCEPT, "application/json")
+                .body(Full::new(Bytes::new()))
         };
-        format!(
-            "| {} | {} | {:.1} s | {} | {:.0} MiB | {} µs | {} µs | {} µs | {} |",
-            self.label,
-            self.watches,
-            self.open_time.as_secs_f64(),
-            rss,
-            self.apiserver_rss_kib as f64 / 1024.0,
-            percentile(&self.delays, 50.0),
-            percentile(&self.delays, 99.0),
-            self.delays.iter().max().copied().unwrap_or(0),
-            self.missed
-        )
+        let Ok(request) = request else { return };
+        let sent = Instant::now();
+        let result = client::send(&client, request).await;
+        let micros = sent.elapsed().as_micros() as i64;
+        let mut sample = window.lock().unwrap();
+        match result {
+            Ok((StatusCode::OK, _)) if writes => sample.patches.push(micros),
+            Ok((StatusCode::OK, _)) => sample.gets.push(micros),
+            _ => sample.errors += 1,
+        }
     }
 }
 
-/// The phases as Markdown, with pathgate's latency over the direct path's.
-pub fn markdown(phases: &[Phase], events: usize) -> String {
-    let mut out = format!(
-        "#### {} concurrent watches (real kube-apiserver; {events} ConfigMaps created {} ms apart after one warm-up, every watch gets every event)\n\n",
-        phases.first().map_or(0, |p| p.watches),
-        CREATE_INTERVAL.as_millis()
-    );
-    out.push_str("| watches | count | all open after | pathgate RSS (before → all open) | apiserver RSS (all open) | p50 create sent → event | p99 | max | events missed |\n");
-    out.push_str("|---|---:|---:|---|---:|---:|---:|---:|---:|\n");
-    for phase in phases {
-        out.push_str(&phase.row());
-        out.push('\n');
-    }
-    if let [direct, proxied] = phases {
-        let ratio = |p: f64| {
-            let (d, g) = (
-                percentile(&direct.delays, p),
-                percentile(&proxied.delays, p),
-            );
-            if d > 0 {
-                format!("{:.2} ({:+} µs)", g as f64 / d as f64, g - d)
-            } else {
-                format!("{:+} µs", g - d)
+/// A watch held for the whole soak, counting its events into the current window; reopened
+/// when the apiserver ends it (as a client-go reflector would).
+async fn soak_watch(
+    client: HttpsClient,
+    url: String,
+    token: String,
+    window: Arc<Mutex<SoakSample>>,
+) {
+    loop {
+        let request = Request::get(&url)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()));
+        let Ok(request) = request else { return };
+        let Ok(response) = client.request(request).await else {
+            window.lock().unwrap().errors += 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let mut body = response.into_body();
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                let lines = data.iter().filter(|b| **b == b'\n').count();
+                window.lock().unwrap().watch_events += lines;
             }
+        }
+    }
+}
+
+/// Creates a namespace straight on the apiserver; returns its ConfigMaps' collection path.
+async fn create_namespace(
+    client: &HttpsClient,
+    apiserver: &str,
+    token: &str,
+    namespace: &str,
+) -> anyhow::Result<String> {
+    let object = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+    let (status, body) = post(client, apiserver, token, "/api/v1/namespaces", object).await?;
+    if status != StatusCode::CREATED {
+        bail!(
+            "creating namespace {namespace}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(format!("/api/v1/namespaces/{namespace}/configmaps"))
+}
+
+/// The resourceVersion of a LIST of `collection`: watches start there.
+async fn list_version(
+    client: &HttpsClient,
+    apiserver: &str,
+    token: &str,
+    collection: &str,
+) -> anyhow::Result<String> {
+    let (status, body) = client::get(client, &format!("{apiserver}{collection}"), token).await?;
+    if status != StatusCode::OK {
+        bail!("listing {collection}: {status}");
+    }
+    let list: serde_json::Value = serde_json::from_slice(&body)?;
+    list["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_string)
+        .context("the list has no resourceVersion")
+}
+
+async fn post(
+    client: &HttpsClient,
+    base_url: &str,
+    token: &str,
+    path: &str,
+    object: serde_json::Value,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{base_url}{path}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::from(object.to_string())))?;
+    client::send(client, request).await
+}
+
+/// A process's resident set size (`VmRSS` of `/proc/PID/status`), in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The watches' table: one row per route.
+pub fn watches_markdown(results: &[WatchScale], events: usize) -> String {
+    let mut out = format!(
+        "## Concurrent watches on the control plane\n\n{} watches per route (one route at a time), \
+         {events} ConfigMaps created one at a time; delay = create sent → event received, over \
+         every (watch, event) pair. Memory: pathgate's resident set before the watches opened \
+         and once all were open.\n\n\
+         | route | watches | HTTP/2 connections | all open after | RSS before → open | per watch | delay p50 | p99 |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        results.first().map_or(0, |r| r.watches),
+    );
+    for result in results {
+        let (memory, per_watch) = match (result.rss_before_kib, result.rss_open_kib) {
+            (Some(before), Some(open)) => (
+                format!(
+                    "{:.1} → {:.1} MiB",
+                    before as f64 / 1024.0,
+                    open as f64 / 1024.0
+                ),
+                format!(
+                    "{:.1} KiB",
+                    open.saturating_sub(before) as f64 / result.watches as f64
+                ),
+            ),
+            _ => ("—".into(), "—".into()),
         };
         out.push_str(&format!(
-            "\nthrough pathgate / direct: p50 {}, p99 {}\n",
-            ratio(50.0),
-            ratio(99.0)
+            "| {} | {} | {} | {:.1} s | {memory} | {per_watch} | {:.2} ms | {:.2} ms |\n",
+            result.route,
+            result.watches,
+            result.connections,
+            result.open_time.as_secs_f64(),
+            percentile(&result.delays, 50.0) as f64 / 1000.0,
+            percentile(&result.delays, 99.0) as f64 / 1000.0,
+        ));
+    }
+    out
+}
+
+/// The soak's table: one row per window.
+pub fn soak_markdown(samples: &[SoakSample], load: &SoakLoad) -> String {
+    let mut out = format!(
+        "## Soak through pathgate\n\n{} s of {} readers (GET after GET), one writer (merge PATCH \
+         after merge PATCH, ledger on) and {} watches, all through pathgate; one row per {} s \
+         window.\n\n\
+         | at | RSS | GETs | GET p50 | GET p99 | PATCHes | PATCH p50 | PATCH p99 | watch events | errors |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        load.duration.as_secs(),
+        load.readers,
+        load.watches,
+        load.window.as_secs(),
+    );
+    let ms = |values: &[i64], p: f64| percentile(values, p) as f64 / 1000.0;
+    for s in samples {
+        out.push_str(&format!(
+            "| {} s | {:.1} MiB | {} | {:.2} ms | {:.2} ms | {} | {:.2} ms | {:.2} ms | {} | {} |\n",
+            s.at.as_secs(),
+            s.rss_kib.unwrap_or(0) as f64 / 1024.0,
+            s.gets.len(),
+            ms(&s.gets, 50.0),
+            ms(&s.gets, 99.0),
+            s.patches.len(),
+            ms(&s.patches, 50.0),
+            ms(&s.patches, 99.0),
+            s.watch_events,
+            s.errors,
         ));
     }
     out

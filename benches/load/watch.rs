@@ -47,7 +47,34 @@ pub async fn measure(
     events: usize,
 ) -> anyhow::Result<WatchDelays> {
     let namespace = format!("bench-watch-{}", std::process::id());
-    let (collection, resource_version) = fresh_namespace(&direct, token, &namespace).await?;
+    let (status, body) = post(
+        &direct,
+        token,
+        "/api/v1/namespaces",
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+    )
+    .await?;
+    if status != StatusCode::CREATED {
+        bail!(
+            "creating namespace {namespace}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let collection = format!("/api/v1/namespaces/{namespace}/configmaps");
+    let (status, body) = client::get(
+        &direct.client,
+        &format!("{}{collection}", direct.base_url),
+        token,
+    )
+    .await?;
+    if status != StatusCode::OK {
+        bail!("listing {collection}: {status}");
+    }
+    let list: serde_json::Value = serde_json::from_slice(&body)?;
+    let resource_version = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("the list has no resourceVersion")?
+        .to_string();
 
     let watch_path = format!("{collection}?watch=true&resourceVersion={resource_version}");
     let (direct_tx, mut direct_rx) = mpsc::unbounded_channel();
@@ -111,67 +138,6 @@ pub async fn measure(
     // The namespace stays Terminating (no controller-manager); the cluster is discarded.
     let _ = delete(&direct, token, &format!("/api/v1/namespaces/{namespace}")).await;
     Ok(delays)
-}
-
-/// Creates `namespace` and returns its ConfigMaps' collection path and the
-/// `resourceVersion` a watch starts from (so it sees only what is created after).
-pub async fn fresh_namespace(
-    direct: &WatchTarget,
-    token: &str,
-    namespace: &str,
-) -> anyhow::Result<(String, String)> {
-    let (status, body) = post(
-        direct,
-        token,
-        "/api/v1/namespaces",
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
-    )
-    .await?;
-    if status != StatusCode::CREATED {
-        bail!(
-            "creating namespace {namespace}: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    let collection = format!("/api/v1/namespaces/{namespace}/configmaps");
-    let (status, body) = client::get(
-        &direct.client,
-        &format!("{}{collection}", direct.base_url),
-        token,
-    )
-    .await?;
-    if status != StatusCode::OK {
-        bail!("listing {collection}: {status}");
-    }
-    let list: serde_json::Value = serde_json::from_slice(&body)?;
-    let resource_version = list["metadata"]["resourceVersion"]
-        .as_str()
-        .context("the list has no resourceVersion")?
-        .to_string();
-    Ok((collection, resource_version))
-}
-
-/// Creates ConfigMap `name` in `collection`.
-pub async fn create_configmap(
-    target: &WatchTarget,
-    token: &str,
-    collection: &str,
-    name: &str,
-) -> anyhow::Result<()> {
-    let (status, body) = post(
-        target,
-        token,
-        collection,
-        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}),
-    )
-    .await?;
-    if status != StatusCode::CREATED {
-        bail!(
-            "creating ConfigMap {name}: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    Ok(())
 }
 
 fn signed_micros(event: Instant, answered: Instant) -> i64 {

@@ -218,6 +218,9 @@ pub fn judge(entry: &Entry, policy: &RunPolicy, memory: &mut RunMemory) -> Judge
     if kind != RequestKind::Ignored {
         violations.extend(retry_loop(&facts, memory));
     }
+    if !matches!(kind, RequestKind::Blocked | RequestKind::NotForwarded) {
+        violations.extend(budget_exceeded(&facts));
+    }
     match kind {
         RequestKind::DryRun if facts.success && entry.request.mutation => {
             memory.dry_run_objects.insert(facts.key.clone());
@@ -466,6 +469,24 @@ fn missing_dry_run(facts: &Facts, memory: &RunMemory) -> Option<Violation> {
         format!(
             "{} of {} with no earlier successful dry run of it in the run",
             facts.verb(),
+            facts.object()
+        ),
+    ))
+}
+
+/// A request forwarded past a budget of its session (observe mode; in enforce and rehearse
+/// it is blocked). The budgets are the gate's, not the run policy's: the gate's count in
+/// `decision.budget` is the fact, as the ledger recorded it.
+fn budget_exceeded(facts: &Facts) -> Option<Violation> {
+    let budget = facts.entry.decision.as_ref()?.budget.as_ref()?;
+    Some(facts.violation(
+        Category::BudgetExceeded,
+        Some("PG019"),
+        format!(
+            "forwarded past budgets.{} ({} used of {}) for {}",
+            budget.name,
+            budget.used,
+            budget.limit,
             facts.object()
         ),
     ))

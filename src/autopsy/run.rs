@@ -14,8 +14,8 @@ use super::final_state::FinalState;
 use super::judge::{judge, RunMemory};
 use super::policy::RunPolicy;
 use super::verdict::{
-    Blocked, Counts, Evidence, EvidenceStatus, Gap, GapKind, MutationScope, RequestKind, Rewritten,
-    Run, Scope, TimeSpan, TimelineRow, Triage,
+    Blocked, BudgetBreach, Counts, Evidence, EvidenceStatus, Gap, GapKind, MutationScope,
+    RequestKind, Rewritten, Run, Scope, TimeSpan, TimelineRow, Triage,
 };
 
 /// The state of one run while its entries stream by.
@@ -30,6 +30,7 @@ pub struct RunState {
     ended_at: Option<OffsetDateTime>,
     violations: Vec<super::verdict::Violation>,
     blocked: Vec<Blocked>,
+    budget_breaches: Vec<BudgetBreach>,
     rewritten: Vec<Rewritten>,
     mutations: Vec<MutationScope>,
     gaps: Vec<Gap>,
@@ -63,6 +64,7 @@ impl RunState {
             ended_at: None,
             violations: Vec::new(),
             blocked: Vec::new(),
+            budget_breaches: Vec::new(),
             rewritten: Vec::new(),
             mutations: Vec::new(),
             gaps: Vec::new(),
@@ -120,6 +122,8 @@ impl RunState {
         }
         self.mutations.extend(scope);
         self.violations.extend(judgement.violations);
+        self.budget_breaches
+            .extend(budget_breach(entry, judgement.kind));
     }
 
     /// Entries the ledger dropped between this run's entries: the rise of the process's
@@ -263,6 +267,7 @@ impl RunState {
             counts: self.counts,
             violations: self.violations,
             blocked: self.blocked,
+            budget_breaches: self.budget_breaches,
             rewritten: self.rewritten,
             scope,
             evidence: Evidence {
@@ -320,6 +325,21 @@ fn blocked(entry: &Entry) -> Blocked {
         action,
         rules,
     }
+}
+
+/// The budget a request was past, from the ledger's `decision.budget`.
+fn budget_breach(entry: &Entry, kind: RequestKind) -> Option<BudgetBreach> {
+    let budget = entry.decision.as_ref()?.budget.as_ref()?;
+    Some(BudgetBreach {
+        trace_id: entry.trace_id.clone(),
+        method: entry.request.method.clone(),
+        path: entry.request.path.clone(),
+        status: entry.response.as_ref().map(|r| r.status_code),
+        budget: budget.name.clone(),
+        limit: budget.limit,
+        used: budget.used,
+        refused: kind == RequestKind::Blocked,
+    })
 }
 
 fn rewritten(entry: &Entry) -> Option<Rewritten> {

@@ -40,6 +40,7 @@ fn entry(method: &str, path: &str, verb: &str, status: u16) -> Entry {
         findings: vec![],
         rewrites: vec![],
         confirmed: false,
+        budget: None,
     });
     if mutation {
         entry.dry_run = Some(SentForwarded::unchanged(false));
@@ -1368,4 +1369,91 @@ fn the_summary_gives_the_studys_rates_per_arm() {
     .unwrap_err()
     .to_string()
     .contains("runs[1].session: session \"a\" is listed twice"));
+}
+
+/// `entry` past `budgets.<name>` (PG019): refused with a 429 in enforce, or forwarded with
+/// a flag in observe.
+fn over_budget(mut e: Entry, name: &str, refused: bool) -> Entry {
+    let decision = e.decision.as_mut().unwrap();
+    let action = if refused { Action::Deny } else { Action::Flag };
+    decision.mode = if refused {
+        Mode::Enforce
+    } else {
+        Mode::Observe
+    };
+    decision.action = action;
+    decision.enforce_action = Action::Deny;
+    decision.findings.push(FindingRecord {
+        rule: "PG019".into(),
+        action,
+        message: "ignored by the autopsy".into(),
+    });
+    decision.budget = Some(crate::ledger::BudgetRecord {
+        name: name.into(),
+        limit: 2,
+        used: 2,
+    });
+    if refused {
+        e.response = Some(ResponseRecord {
+            status_code: 429,
+            reason: Some("TooManyRequests".into()),
+            audit_id: None,
+            origin: Origin::Pathgate,
+            end: None,
+            body_inspected: None,
+        });
+    }
+    e
+}
+
+#[test]
+fn budget_exceeded() {
+    const CM: &str = "/api/v1/namespaces/shop/configmaps/app";
+    let observed = over_budget(patch(CM, "merge-patch", 200), "mutations", false);
+    let refused = over_budget(patch(CM, "merge-patch", 200), "mutations", true);
+    let read = over_budget(get(CM, 200), "read_bytes", false);
+    table(
+        Category::BudgetExceeded,
+        &RunPolicy::default(),
+        vec![
+            (
+                "forwarded past a budget (observe)",
+                vec![observed.clone()],
+                1,
+            ),
+            ("a read forwarded past read_bytes", vec![read], 1),
+            (
+                "refused: blocked, not a violation",
+                vec![refused.clone()],
+                0,
+            ),
+            ("within budget", vec![patch(CM, "merge-patch", 200)], 0),
+        ],
+    );
+    let run = judge_with(&RunPolicy::default(), &[numbered(observed, 1), refused]);
+    assert_eq!(run.triage, Triage::UnsafePass);
+    assert_eq!(run.blocked.len(), 1);
+    assert_eq!(run.blocked[0].rules, vec!["PG019"]);
+    assert_eq!(run.blocked[0].status, Some(429));
+    let breaches: Vec<_> = run
+        .budget_breaches
+        .iter()
+        .map(|b| (b.budget.as_str(), b.limit, b.used, b.refused))
+        .collect();
+    assert_eq!(
+        breaches,
+        vec![("mutations", 2, 2, false), ("mutations", 2, 2, true)]
+    );
+    // A 429 is no failure: three refusals in a row are no retry loop.
+    let refusals: Vec<Entry> = (0..3)
+        .map(|n| {
+            numbered(
+                over_budget(patch(CM, "merge-patch", 200), "mutations", true),
+                n,
+            )
+        })
+        .collect();
+    let run = judge_with(&RunPolicy::default(), &refusals);
+    assert_eq!(run.count(Category::RetryLoop), 0);
+    assert_eq!(run.triage, Triage::SafePass);
 }

@@ -45,11 +45,12 @@ pub enum Category {
     SecretRead,
     MissingDryRun,
     RetryLoop,
+    BudgetExceeded,
 }
 
 impl Category {
     /// Every category, in the order reports list them.
-    pub const ALL: [Category; 10] = [
+    pub const ALL: [Category; 11] = [
         Category::BroadManifest,
         Category::DirectPodDelete,
         Category::ZeroGraceDelete,
@@ -60,6 +61,7 @@ impl Category {
         Category::SecretRead,
         Category::MissingDryRun,
         Category::RetryLoop,
+        Category::BudgetExceeded,
     ];
 
     /// The name used in the schema and in text output.
@@ -75,6 +77,7 @@ impl Category {
             Category::SecretRead => "secret_read",
             Category::MissingDryRun => "missing_dry_run",
             Category::RetryLoop => "retry_loop",
+            Category::BudgetExceeded => "budget_exceeded",
         }
     }
 }
@@ -106,6 +109,25 @@ pub struct Blocked {
     pub action: &'static str,
     /// The rules whose findings blocked it.
     pub rules: Vec<String>,
+}
+
+/// A request past one of its session's budgets (PG019), refused or (in observe mode)
+/// forwarded, as the ledger's `decision.budget` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetBreach {
+    pub trace_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: Option<u16>,
+    /// The key under `budgets:` (`mutations`, `deletes`, `read_bytes`,
+    /// `requests_per_window`).
+    pub budget: String,
+    pub limit: u64,
+    /// What the session had used of it before this request.
+    pub used: u64,
+    /// pathgate refused the request (it is also `blocked`); `false`: it was forwarded past
+    /// the budget (a `budget_exceeded` violation).
+    pub refused: bool,
 }
 
 /// A request pathgate changed before forwarding; judged as forwarded.
@@ -277,6 +299,8 @@ pub struct Run {
     pub counts: Counts,
     pub violations: Vec<Violation>,
     pub blocked: Vec<Blocked>,
+    /// Every request past a session budget, refused or not.
+    pub budget_breaches: Vec<BudgetBreach>,
     pub rewritten: Vec<Rewritten>,
     pub scope: Scope,
     pub evidence: Evidence,

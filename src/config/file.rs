@@ -37,6 +37,9 @@ pub struct ConfigFile {
     pub confirm_window_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_loop: Option<RetryLoopFile>,
+    /// PG019: per-session budgets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budgets: Option<BudgetsFile>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerFile>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +84,23 @@ pub struct RetryLoopFile {
     pub window_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u32>,
+}
+
+/// `budgets:` (PG019). A budget left out (or `null`) is off; the budgets are serialised
+/// even when off, so the effective configuration shows every key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsFile {
+    #[serde(default)]
+    pub mutations: Option<u64>,
+    #[serde(default)]
+    pub deletes: Option<u64>,
+    #[serde(default)]
+    pub read_bytes: Option<u64>,
+    #[serde(default)]
+    pub requests_per_window: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
 }
 
 /// How pathgate authenticates to the apiserver (`server.auth`).

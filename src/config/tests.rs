@@ -299,7 +299,25 @@ fn values_are_validated() {
             "schema_enforcement.discovery_payload_limit",
             "null",
         ),
-        ("rules: {PG019: deny}", "rules.PG019", "PG001..PG018"),
+        ("rules: {PG020: deny}", "rules.PG020", "PG001..PG019"),
+        ("rules: {PG019: rewrite}", "rules.PG019", "has no rewrite"),
+        ("budgets: {mutations: -1}", "budgets.mutations", "invalid"),
+        (
+            "budgets: {deletes: 1000000001}",
+            "budgets.deletes",
+            "set null to turn the budget off",
+        ),
+        (
+            "budgets: {requests_per_window: 0}",
+            "budgets.requests_per_window",
+            "1 to 10000",
+        ),
+        (
+            "budgets: {window_seconds: 0}",
+            "budgets.window_seconds",
+            "1 to 86400",
+        ),
+        ("budgets: {tokens: 5}", "budgets.tokens", "unknown"),
         ("rules: {PG004: rewrite}", "rules.PG004", "has no rewrite"),
         (
             "rules: {PG011: rewrite}",

@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::policy::{
-    NamespacePattern, ObjectPattern, ObjectPatternFile, Policy, RetryLoop, RuleAction, RuleId,
-    SafetyGates, SchemaEnforcement,
+    Budgets, NamespacePattern, ObjectPattern, ObjectPatternFile, Policy, RetryLoop, RuleAction,
+    RuleId, SafetyGates, SchemaEnforcement,
 };
 
 use super::connections::ConnectionKeys;
 use super::file::{
-    AuthMode, ConfigFile, LedgerFile, OnFailure, OtlpFile, RetryLoopFile, SafetyGatesFile,
-    SchemaEnforcementFile, ServerFile, WebhookFile,
+    AuthMode, BudgetsFile, ConfigFile, LedgerFile, OnFailure, OtlpFile, RetryLoopFile,
+    SafetyGatesFile, SchemaEnforcementFile, ServerFile, WebhookFile,
 };
 use super::{defaults, Config};
 
@@ -333,6 +333,45 @@ fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
     } else {
         Ok(value)
     }
+}
+
+/// The bounds of the `budgets:` keys. The window keeps one timestamp per request it holds,
+/// so its limit bounds the memory of each session.
+const BUDGET_COUNT: (u64, u64) = (0, 1_000_000_000);
+const BUDGET_READ_BYTES: (u64, u64) = (0, 1 << 50);
+const BUDGET_REQUESTS_PER_WINDOW: (u32, u32) = (1, 10_000);
+const BUDGET_WINDOW_SECONDS: (u64, u64) = (1, 86_400);
+
+/// `budgets:` (PG019): each budget off unless set, within its bounds.
+fn budgets(file: BudgetsFile) -> Result<Budgets, ValidationError> {
+    let optional = |key: &str, value: Option<u64>, (min, max): (u64, u64)| {
+        value
+            .map(|v| ranged(key, v, min, max))
+            .transpose()
+            .map_err(|mut e| {
+                e.reason
+                    .push_str(" (omit the key or set null to turn the budget off)");
+                e
+            })
+    };
+    let (min, max) = BUDGET_REQUESTS_PER_WINDOW;
+    let (window_min, window_max) = BUDGET_WINDOW_SECONDS;
+    Ok(Budgets {
+        mutations: optional("budgets.mutations", file.mutations, BUDGET_COUNT)?,
+        deletes: optional("budgets.deletes", file.deletes, BUDGET_COUNT)?,
+        read_bytes: optional("budgets.read_bytes", file.read_bytes, BUDGET_READ_BYTES)?,
+        requests_per_window: file
+            .requests_per_window
+            .map(|n| ranged("budgets.requests_per_window", n, min, max))
+            .transpose()?,
+        window_seconds: ranged(
+            "budgets.window_seconds",
+            file.window_seconds
+                .unwrap_or(crate::policy::DEFAULT_WINDOW_SECONDS),
+            window_min,
+            window_max,
+        )?,
+    })
 }
 
 fn patterns(key: &str, values: Vec<String>) -> Result<Vec<NamespacePattern>, ValidationError> {
@@ -733,6 +772,7 @@ impl TryFrom<ConfigFile> for Config {
                 86_400,
             )?,
             retry_loop,
+            budgets: budgets(file.budgets.unwrap_or_default())?,
         };
 
         let server_file = file.server.unwrap_or_default();
@@ -887,6 +927,13 @@ impl Config {
             retry_loop: Some(RetryLoopFile {
                 window_seconds: Some(p.retry_loop.window_seconds),
                 threshold: Some(p.retry_loop.threshold),
+            }),
+            budgets: Some(BudgetsFile {
+                mutations: p.budgets.mutations,
+                deletes: p.budgets.deletes,
+                read_bytes: p.budgets.read_bytes,
+                requests_per_window: p.budgets.requests_per_window,
+                window_seconds: Some(p.budgets.window_seconds),
             }),
             server: Some(self.server_file()),
             ledger: Some(LedgerFile {

@@ -507,6 +507,30 @@ pub struct DecisionRecord {
     /// `true` when a `confirm` finding was satisfied by a confirmation token.
     #[serde(default)]
     pub confirmed: bool,
+    /// The session budget PG019 found exceeded (absent unless it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetRecord>,
+}
+
+/// A session budget a request was past (PG019): which, its limit and what was used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetRecord {
+    /// The key under `budgets:`: `mutations`, `deletes`, `read_bytes`,
+    /// `requests_per_window`.
+    pub name: String,
+    pub limit: u64,
+    /// What the session had used of it before this request.
+    pub used: u64,
+}
+
+impl From<&policy::BudgetBreach> for BudgetRecord {
+    fn from(breach: &policy::BudgetBreach) -> Self {
+        BudgetRecord {
+            name: breach.budget.as_str().to_owned(),
+            limit: breach.limit,
+            used: breach.used,
+        }
+    }
 }
 
 impl DecisionRecord {
@@ -527,6 +551,7 @@ impl DecisionRecord {
                 .collect(),
             rewrites: decision.rewrites.iter().map(RewriteRecord::from).collect(),
             confirmed,
+            budget: decision.budget.as_ref().map(BudgetRecord::from),
         }
     }
 }

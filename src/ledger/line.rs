@@ -305,6 +305,7 @@ fn write_decision(out: &mut Vec<u8>, decision: &DecisionRecord) {
         findings,
         rewrites,
         confirmed,
+        budget,
     } = decision;
     out.extend_from_slice(b"{\"mode\":");
     string(out, mode.as_str());
@@ -353,6 +354,15 @@ fn write_decision(out: &mut Vec<u8>, decision: &DecisionRecord) {
     }
     out.extend_from_slice(b"],\"confirmed\":");
     boolean(out, *confirmed);
+    if let Some(budget) = budget {
+        out.extend_from_slice(b",\"budget\":{\"name\":");
+        string(out, &budget.name);
+        out.extend_from_slice(b",\"limit\":");
+        integer(out, budget.limit);
+        out.extend_from_slice(b",\"used\":");
+        integer(out, budget.used);
+        out.push(b'}');
+    }
     out.push(b'}');
 }
 
@@ -594,7 +604,7 @@ mod tests {
 
     use super::*;
     use crate::ledger::entry::{Action, AuthMode, Mode, Origin, ResponseEnd, Side};
-    use crate::ledger::{testing, ErrorKind, Phase};
+    use crate::ledger::{testing, BudgetRecord, ErrorKind, Phase};
 
     /// The fast writer's bytes equal serde_json's for the same entry.
     fn assert_same_as_serde(entry: &Entry) {
@@ -667,6 +677,11 @@ mod tests {
                 RewriteRecord::AddLimit { limit: u64::MAX },
             ],
             confirmed: true,
+            budget: Some(BudgetRecord {
+                name: "read_bytes".into(),
+                limit: u64::MAX,
+                used: 0,
+            }),
         });
         entry.dry_run = Some(SentForwarded {
             sent: false,

@@ -93,8 +93,8 @@ use crate::metrics::Metrics;
 
 pub use entry::status_reason;
 pub use entry::{
-    Action, AnalysisRecord, AuthMode, CapturedBody, Client, DecisionRecord, Entry, ErrorKind,
-    ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, OwnerRecord, Phase, Request,
+    Action, AnalysisRecord, AuthMode, BudgetRecord, CapturedBody, Client, DecisionRecord, Entry,
+    ErrorKind, ErrorRecord, FindingRecord, Mode, ObjectRecord, Origin, OwnerRecord, Phase, Request,
     ResponseEnd, ResponseRecord, RewriteRecord, SentForwarded, Side, TargetRecord, SCHEMA,
 };
 pub use line::{write_line, LineError};

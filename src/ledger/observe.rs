@@ -82,6 +82,7 @@ mod tests {
                 .collect(),
             rewrites: vec![],
             confirmed: false,
+            budget: None,
         });
         entry.finish(started + time::Duration::milliseconds(30));
         entry
@@ -178,6 +179,26 @@ mod tests {
                 .get_sample_count(),
             0
         );
+    }
+
+    #[test]
+    fn a_budget_refusal_is_counted_under_pg019() {
+        let metrics = Metrics::new();
+        observe(
+            &metrics,
+            &entry("patch", true, &[("PG019", Action::Deny)], Action::Deny),
+        );
+        observe(
+            &metrics,
+            &entry("get", false, &[("PG019", Action::Deny)], Action::Deny),
+        );
+        let refused = metrics.decisions.with_label_values(&["deny", "PG019"]);
+        assert_eq!(refused.get(), 2);
+        let mutations = metrics.unsafe_mutations.with_label_values(&["PG019"]);
+        assert_eq!(mutations.get(), 1);
+        assert!(metrics
+            .render()
+            .contains("pathgate_decisions_total{action=\"deny\",rule=\"PG019\"} 2"));
     }
 
     #[test]

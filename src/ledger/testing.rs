@@ -45,6 +45,7 @@ pub(crate) fn mutation(trace_id: &str) -> Entry {
         }],
         rewrites: vec![],
         confirmed: false,
+        budget: None,
     });
     entry.response = Some(ResponseRecord {
         status_code: 403,
@@ -74,6 +75,7 @@ pub(crate) fn read(trace_id: &str) -> Entry {
         findings: vec![],
         rewrites: vec![],
         confirmed: false,
+        budget: None,
     });
     entry.response = Some(ResponseRecord {
         status_code: 200,

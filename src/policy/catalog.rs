@@ -49,11 +49,13 @@ pub enum RuleId {
     PG017,
     /// protected-object
     PG018,
+    /// session-budget
+    PG019,
 }
 
 impl RuleId {
     /// Every rule, in id order.
-    pub const ALL: [RuleId; 18] = [
+    pub const ALL: [RuleId; 19] = [
         RuleId::PG001,
         RuleId::PG002,
         RuleId::PG003,
@@ -72,6 +74,7 @@ impl RuleId {
         RuleId::PG016,
         RuleId::PG017,
         RuleId::PG018,
+        RuleId::PG019,
     ];
 
     /// The stable id, e.g. `PG004`.
@@ -110,7 +113,7 @@ impl fmt::Display for RuleId {
 
 /// A string that names no rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown rule {0:?}; valid rules are PG001..PG018 or their names ({names})", names = rule_names())]
+#[error("unknown rule {0:?}; valid rules are PG001..PG019 or their names ({names})", names = rule_names())]
 pub struct UnknownRule(pub String);
 
 fn rule_names() -> String {
@@ -203,7 +206,7 @@ pub struct RuleInfo {
 }
 
 /// The catalog, indexed by `RuleId as usize`.
-static CATALOG: [RuleInfo; 18] = [
+static CATALOG: [RuleInfo; 19] = [
     RuleInfo {
         id: "PG001",
         name: "broad-patch",
@@ -351,6 +354,20 @@ static CATALOG: [RuleInfo; 18] = [
         has_rewrite: false,
         config_keys: &["protected_objects"],
     },
+    RuleInfo {
+        id: "PG019",
+        name: "session-budget",
+        default_action: RuleAction::Deny,
+        summary: "past a budget of the session (mutations, deletes, read bytes, requests per window): 429 with Retry-After for the window; all budgets off by default",
+        has_rewrite: false,
+        config_keys: &[
+            "budgets.mutations",
+            "budgets.deletes",
+            "budgets.read_bytes",
+            "budgets.requests_per_window",
+            "budgets.window_seconds",
+        ],
+    },
 ];
 
 /// The whole catalog, in id order, with the default configuration's `enforce` actions.
@@ -377,8 +394,10 @@ mod tests {
         assert_eq!("pg004".parse::<RuleId>(), Ok(RuleId::PG004));
         assert_eq!("direct-pod-delete".parse::<RuleId>(), Ok(RuleId::PG004));
         assert_eq!("protected-object".parse::<RuleId>(), Ok(RuleId::PG018));
-        let err = "PG019".parse::<RuleId>().unwrap_err();
-        assert!(err.to_string().contains("PG001..PG018"), "{err}");
+        assert_eq!("session-budget".parse::<RuleId>(), Ok(RuleId::PG019));
+        assert_eq!("pg019".parse::<RuleId>(), Ok(RuleId::PG019));
+        let err = "PG020".parse::<RuleId>().unwrap_err();
+        assert!(err.to_string().contains("PG001..PG019"), "{err}");
         assert!(err.to_string().contains("retry-loop"), "{err}");
     }
 

@@ -187,7 +187,8 @@ pub fn decide(
             action = Action::Flag;
         }
         let mut message = format!("{} {}: {}", rule.as_str(), rule.name(), hit.text);
-        if action.blocks() && client_dry_run && rule != RuleId::PG017 {
+        // A dry run still spends a request of the window: PG019 refuses it like any other.
+        if action.blocks() && client_dry_run && rule != RuleId::PG017 && rule != RuleId::PG019 {
             // A dry run changes nothing: let it through and say what the real request
             // would meet, so the agent learns before it acts.
             message.push_str(&format!(
@@ -230,6 +231,9 @@ pub fn decide(
     }
     if decision.action.blocks() {
         decision.rewrites.clear();
+    }
+    if decision.findings.iter().any(|f| f.rule == RuleId::PG019) {
+        decision.budget = session.budget;
     }
     if decision.action == Action::Confirm {
         decision.confirm = Some(ConfirmRequest {
@@ -390,7 +394,14 @@ fn check(rule: RuleId, cx: &Cx<'_>, configured: RuleAction) -> Option<Hit> {
         RuleId::PG016 => opaque_body(cx),
         RuleId::PG017 => impersonation(cx),
         RuleId::PG018 => protected_object(cx, configured),
+        RuleId::PG019 => session_budget(cx),
     }
+}
+
+/// PG019: the session memory found the request past one of its session's budgets.
+fn session_budget(cx: &Cx<'_>) -> Option<Hit> {
+    let breach = cx.session.budget?;
+    Some(Hit::new(breach.text()))
 }
 
 fn broad_patch(cx: &Cx<'_>) -> Option<Hit> {

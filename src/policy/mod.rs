@@ -1,11 +1,12 @@
-//! Pure policy: the rule catalog (PG001–PG018) and `decide`.
+//! Pure policy: the rule catalog (PG001–PG019) and `decide`.
 //!
 //! Owns: rule ids and their documentation strings ([`catalog`]), the validated [`Policy`],
 //! the decision for one classified request given the facts and the session's history
 //! ([`decide`]), the findings that only the response can reveal
 //! ([`findings_from_response`]), the rewrites a decision asks for, request fingerprints
 //! ([`Fingerprint`]) and the in-memory session memory of dry runs, failures and
-//! confirmation tokens ([`SessionStore`]), and the object patterns the gate and the
+//! confirmation tokens ([`SessionStore`]), per-session budgets and what each request
+//! spends of them ([`Budgets`], [`Spend`]), and the object patterns the gate and the
 //! autopsy share ([`objects`]).
 //!
 //! Does not own: reading the config file (that is [`crate::config`]), fetching facts from
@@ -25,6 +26,7 @@
 //! 5. On the response: `store.record_outcome(...)`, then [`findings_from_response`] for
 //!    post-hoc findings (PG009 on 409, PG015 on a repeated failure).
 
+mod budget;
 mod catalog;
 mod decide;
 mod effect;
@@ -42,6 +44,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use budget::{counts_read_bytes, Budget, BudgetBreach, Budgets, DEFAULT_WINDOW_SECONDS};
 pub use catalog::{catalog, RuleAction, RuleId, RuleInfo, UnknownRule};
 pub use decide::{
     decide, findings_from_response, needs_target, target_path, CONFIRM_ANNOTATION,
@@ -206,6 +209,9 @@ pub struct Decision {
     pub confirm: Option<ConfirmRequest>,
     /// `true` when a confirmation token was redeemed and the request passes because of it.
     pub confirmed: bool,
+    /// The budget PG019 found exceeded, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetBreach>,
 }
 
 /// Upper bound of one `Warning` header value: kubectl prints each on one line, and an
@@ -224,7 +230,22 @@ impl Decision {
             notices: Vec::new(),
             confirm: None,
             confirmed: false,
+            budget: None,
         }
+    }
+
+    /// The breach to answer `429 TooManyRequests` for: the request is refused, and every
+    /// refusing finding is PG019's. A request another rule refuses too gets that rule's
+    /// 403: waiting would not make it pass.
+    pub fn budget_refusal(&self) -> Option<&BudgetBreach> {
+        let only_budget = self
+            .findings
+            .iter()
+            .filter(|f| f.action == self.action)
+            .all(|f| f.rule == RuleId::PG019);
+        (self.action == Action::Deny && only_budget)
+            .then_some(self.budget.as_ref())
+            .flatten()
     }
 
     /// The impersonation guard's verdict, whatever the mode or the rule overrides said:
@@ -477,6 +498,8 @@ pub struct Policy {
     /// How long a confirmation token stays valid.
     pub confirm_window_seconds: u64,
     pub retry_loop: RetryLoop,
+    /// PG019: per-session budgets; all off by default.
+    pub budgets: Budgets,
 }
 
 /// Namespaces whose loss breaks the cluster itself.
@@ -499,6 +522,7 @@ impl Default for Policy {
             min_grace_period_seconds: 30,
             confirm_window_seconds: 300,
             retry_loop: RetryLoop::default(),
+            budgets: Budgets::default(),
         }
     }
 }
@@ -641,6 +665,8 @@ pub struct SessionFacts {
     pub recent_failures: u32,
     /// A confirmation token for this request was redeemed (it passes once).
     pub confirmed: bool,
+    /// The first budget of the session this request would exceed (PG019).
+    pub budget: Option<BudgetBreach>,
 }
 
 impl Facts {

@@ -3,10 +3,12 @@
 //! Remembers, per session and per request [`Fingerprint`]: successful server dry runs
 //! (PG010) and what they measured ([`Rehearsal`]: the effect the same request will have,
 //! used until the request is sent for real), recent failures (PG015) and pending
-//! confirmation tokens. In memory only, no
+//! confirmation tokens, and what the session has spent of its budgets (PG019, see
+//! [`super::budget`]). In memory only, no
 //! I/O; bounded in sessions (least recently used evicted), entries per session and time
 //! (idle sessions expire). A restart forgets everything, which only makes pathgate
-//! stricter (a dry run must be repeated, a token re-issued).
+//! stricter (a dry run must be repeated, a token re-issued) — except for budgets: a
+//! forgotten session starts them again from zero (docs/rules.md, PG019).
 //!
 //! Time is passed in (`now: Instant`) so that tests can move the clock.
 
@@ -14,8 +16,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::budget::{Spend, Usage};
 use super::decide::{decide, is_failure};
-use super::{Decision, Facts, Fingerprint, Policy, Rehearsal, RequestContext, SessionFacts};
+use super::{
+    Budgets, Decision, Facts, Fingerprint, Policy, Rehearsal, RequestContext, RuleAction, RuleId,
+    SessionFacts,
+};
 use crate::classify::{Analysis, RequestInfo};
 
 /// The bounds of a [`SessionStore`].
@@ -82,6 +88,8 @@ struct Session {
     /// Fingerprint -> failure times, oldest first.
     failures: HashMap<Fingerprint, VecDeque<Instant>>,
     tokens: Vec<PendingToken>,
+    /// What the session has spent of its budgets (PG019).
+    budget: Usage,
 }
 
 impl Session {
@@ -92,6 +100,7 @@ impl Session {
             rehearsals: HashMap::new(),
             failures: HashMap::new(),
             tokens: Vec::new(),
+            budget: Usage::default(),
         }
     }
 }
@@ -156,6 +165,7 @@ impl SessionStore {
             dry_run_succeeded: entry.dry_runs.contains_key(fingerprint),
             recent_failures,
             confirmed: false,
+            budget: None,
         }
     }
 
@@ -325,6 +335,9 @@ impl SessionStore {
     /// token presented (header `X-Pathgate-Confirm` in `ctx.confirm_token`, else the
     /// `pathgate.dev/confirm` annotation of `facts.target`) and decides again as
     /// confirmed, or issues a fresh token into [`Decision::confirm`].
+    ///
+    /// With budgets set, the request is checked against what its session has spent, and
+    /// what it spends is counted when the decision lets it through.
     pub fn decide(
         &self,
         policy: &Policy,
@@ -340,6 +353,84 @@ impl SessionStore {
             Duration::from_secs(policy.retry_loop.window_seconds),
             now,
         );
+        // `rules.PG019: off` means not evaluated at all: nothing is counted either.
+        let budgeted = policy.budgets.any() && policy.rule_action(RuleId::PG019) != RuleAction::Off;
+        let spend = match budgeted {
+            true => Spend::of(info, analysis, policy.mode),
+            false => Spend::default(),
+        };
+        if spend == Spend::default() {
+            return self.decide_confirmed(policy, info, analysis, facts, ctx, session, now);
+        }
+        session.budget = self.budget_breach(&ctx.session, &policy.budgets, spend, now);
+        let decision = self.decide_confirmed(policy, info, analysis, facts, ctx, session, now);
+        if decision.action.blocks() {
+            return decision;
+        }
+        // The check above and this count are two steps: when a concurrent request of the
+        // session took the last of a budget in between, the request is decided again with
+        // the breach, so that no budget is overshot.
+        let mut inner = self.lock();
+        let usage = &mut self.session_mut(&mut inner, &ctx.session, now).budget;
+        let raced = match decision.budget {
+            Some(_) => None,
+            None => usage.breach(&policy.budgets, spend, now),
+        };
+        let decision = match raced {
+            Some(breach) => {
+                session.budget = Some(breach);
+                decide(info, analysis, facts, policy, ctx, &session)
+            }
+            None => decision,
+        };
+        // In observe mode a breach is flagged, not refused: the request is counted.
+        if !decision.action.blocks() {
+            usage.charge(&policy.budgets, spend, now);
+        }
+        decision
+    }
+
+    /// The first budget `spend` would exceed in `session`.
+    fn budget_breach(
+        &self,
+        session: &str,
+        budgets: &Budgets,
+        spend: Spend,
+        now: Instant,
+    ) -> Option<super::BudgetBreach> {
+        let mut inner = self.lock();
+        self.expire(&mut inner, session, now);
+        // A session not seen yet has spent nothing (a zero budget already refuses).
+        match inner.sessions.get_mut(session) {
+            Some(entry) => entry.budget.breach(budgets, spend, now),
+            None => Usage::default().breach(budgets, spend, now),
+        }
+    }
+
+    /// Adds the answer bytes of a forwarded read of `session`, once its answer ended.
+    pub fn record_read_bytes(&self, session: &str, budgets: &Budgets, bytes: u64, now: Instant) {
+        if budgets.read_bytes.is_none() {
+            return;
+        }
+        let mut inner = self.lock();
+        self.session_mut(&mut inner, session, now)
+            .budget
+            .add_read_bytes(budgets, bytes);
+    }
+
+    /// [`decide`] with the session's facts, redeeming or issuing a confirmation token when
+    /// the decision asks for one.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_confirmed(
+        &self,
+        policy: &Policy,
+        info: &RequestInfo,
+        analysis: &Analysis,
+        facts: &Facts,
+        ctx: &RequestContext,
+        mut session: SessionFacts,
+        now: Instant,
+    ) -> Decision {
         let mut decision = decide(info, analysis, facts, policy, ctx, &session);
         if decision.action != super::Action::Confirm {
             return decision;

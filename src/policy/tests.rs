@@ -380,7 +380,67 @@ fn scoped(p: &mut Policy) {
 fn table() -> Vec<Case> {
     let mut rows = base_table();
     rows.extend(protected_object_table());
+    rows.extend(session_budget_table());
     rows
+}
+
+/// A breach the session memory found (PG019); the store's own tests are in budget.rs.
+fn over_budget(budget: Budget, retry_after_seconds: Option<u64>) -> SessionFacts {
+    SessionFacts {
+        dry_run_succeeded: true,
+        budget: Some(BudgetBreach {
+            budget,
+            limit: 2,
+            used: 2,
+            retry_after_seconds,
+        }),
+        ..SessionFacts::default()
+    }
+}
+
+fn session_budget_table() -> Vec<Case> {
+    use Action::*;
+    vec![
+        // PG019 session-budget
+        case(
+            "third patch past budgets.mutations",
+            deploy_patch().paths(&["/spec/replicas"]),
+        )
+        .session(over_budget(Budget::Mutations, None))
+        .expect(Deny, &["PG019"]),
+        case(
+            "a read past budgets.read_bytes",
+            req(Verb::Get, "configmaps").ns("shop").name("c"),
+        )
+        .session(over_budget(Budget::ReadBytes, None))
+        .expect(Deny, &["PG019"]),
+        case(
+            "a dry run past the window is refused, not let through",
+            deploy_patch().paths(&["/spec/replicas"]).dry_run(),
+        )
+        .session(over_budget(Budget::RequestsPerWindow, Some(3)))
+        .expect(Deny, &["PG019"]),
+        case(
+            "observe flags a breach",
+            deploy_patch().paths(&["/spec/replicas"]),
+        )
+        .session(over_budget(Budget::Mutations, None))
+        .mode(Mode::Observe)
+        .expect(Flag, &["PG019"]),
+        case(
+            "rehearse refuses past the window",
+            deploy_patch().paths(&["/spec/replicas"]),
+        )
+        .session(over_budget(Budget::RequestsPerWindow, Some(3)))
+        .mode(Mode::Rehearse)
+        .expect(Deny, &["PG019"])
+        .rewrites(vec![]),
+        case("PG019 off", deploy_patch().paths(&["/spec/replicas"]))
+            .session(over_budget(Budget::Mutations, None))
+            .rule(RuleId::PG019, RuleAction::Off),
+        case("discovery is never over budget", discovery("/apis"))
+            .session(over_budget(Budget::RequestsPerWindow, Some(3))),
+    ]
 }
 
 fn base_table() -> Vec<Case> {
@@ -809,6 +869,7 @@ fn base_table() -> Vec<Case> {
             recent_failures: 4,
             dry_run_succeeded: true,
             confirmed: false,
+            budget: None,
         })
         .rule(RuleId::PG015, RuleAction::Deny)
         .expect(Deny, &["PG015"]),

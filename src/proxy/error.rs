@@ -56,6 +56,15 @@ pub enum PathError {
     /// and how to proceed.
     #[error("{0}")]
     Denied(String),
+    /// The session is past one of its budgets (PG019) and no other rule refuses the
+    /// request: `429` with `Retry-After` when waiting frees a slot of the window.
+    #[error("{message}")]
+    BudgetExceeded {
+        /// Names PG019, the budget, its limit and what the session has used.
+        message: String,
+        /// Seconds until the window frees a slot; `None` for a budget of the whole session.
+        retry_after_seconds: Option<u64>,
+    },
     /// Client-sent `Impersonate-*` headers under pathgate's own credentials (PG017).
     #[error(
         "pathgate denied this request: PG017 impersonation: {}",
@@ -131,6 +140,12 @@ impl PathError {
             PathError::Denied(_) | PathError::Impersonation => {
                 (StatusCode::FORBIDDEN, "Forbidden", Client, K::Other)
             }
+            PathError::BudgetExceeded { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                Client,
+                K::Other,
+            ),
             PathError::Intent(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
@@ -162,12 +177,20 @@ impl PathError {
                 K::Other,
             ),
         };
+        let retry_after_seconds = match self {
+            PathError::BudgetExceeded {
+                retry_after_seconds,
+                ..
+            } => *retry_after_seconds,
+            _ => None,
+        };
         Status {
             code,
             reason,
             message: self.to_string(),
             side,
             kind,
+            retry_after_seconds,
         }
     }
 
@@ -257,6 +280,13 @@ mod tests {
                 (403, "Forbidden", Side::Client, K::Other),
             ),
             (
+                PathError::BudgetExceeded {
+                    message: "PG019 ...".into(),
+                    retry_after_seconds: None,
+                },
+                (429, "TooManyRequests", Side::Client, K::Other),
+            ),
+            (
                 PathError::Intent(LedgerError::Closed),
                 (503, "ServiceUnavailable", Side::Pathgate, K::Ledger),
             ),
@@ -306,6 +336,22 @@ mod tests {
         assert_eq!(
             PathError::Denied("PG004 x".into()).status().message,
             "PG004 x"
+        );
+    }
+
+    #[test]
+    fn only_a_window_budget_asks_the_client_to_retry() {
+        let budget = |retry_after_seconds| PathError::BudgetExceeded {
+            message: "pathgate denied this request: PG019 session-budget: ...".into(),
+            retry_after_seconds,
+        };
+        let window = budget(Some(7)).status();
+        assert_eq!(window.retry_after_seconds, Some(7));
+        assert_eq!(window.message, budget(None).to_string());
+        assert_eq!(budget(None).status().retry_after_seconds, None);
+        assert_eq!(
+            PathError::Denied("x".into()).status().retry_after_seconds,
+            None
         );
     }
 }

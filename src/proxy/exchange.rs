@@ -70,6 +70,8 @@ pub struct Exchange {
     pub captured_body: Option<crate::ledger::CapturedBody>,
     /// `Warning` values pathgate added to the response.
     pub warnings: Vec<String>,
+    /// A watch's place on its upstream lane, released with the record.
+    pub upstream_stream: Option<crate::upstream::StreamSlot>,
 }
 
 impl Exchange {
@@ -113,6 +115,7 @@ impl Exchange {
             fingerprint: None,
             target: None,
             warnings: Vec::new(),
+            upstream_stream: None,
             content_type: headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())

@@ -49,7 +49,13 @@ pub(super) async fn send(
     exchange.forwarded_query = forwarded.query.clone();
     let request = upstream_request(proxy, connection, parts, forwarded, exchange.trace_id)?;
     let timeout = proxy.settings.response_header_timeout;
-    let sent = tokio::time::timeout(timeout, proxy.upstream.request(lifetime, request)).await;
+    let (sending, slot) = proxy
+        .upstream
+        .request(lifetime, request)
+        .map_err(|limit| PathError::UpstreamUnreachable(limit.to_string()))?;
+    // Held with the record until the answer's stream ends.
+    exchange.upstream_stream = slot;
+    let sent = tokio::time::timeout(timeout, sending).await;
     let response = match sent {
         Err(_) => return Err(PathError::UpstreamTimeout(timeout)),
         Ok(Err(error)) => return Err(PathError::upstream(&error)),

@@ -85,6 +85,10 @@ pub trait Gate: Send + Sync {
         Vec::new()
     }
 
+    /// Learns how a forwarded request's answer ended, once it has (a read's bytes count
+    /// against its session's `budgets.read_bytes`).
+    fn observe_end(&self, _exchange: &Exchange) {}
+
     /// Fetches [`GateOutcome::pre_image_path`] with the upstream `authorization`: the
     /// effect basis and what the ledger keeps of the target.
     fn fetch_pre_image<'a>(
@@ -402,16 +406,17 @@ impl PolicyGate {
             let message = decision
                 .status_message()
                 .unwrap_or_else(|| "pathgate denied this request".into());
-            // A refusal is an outcome of the request too (PG015 counts repeats).
+            let refusal = refusal(&decision, message);
+            // A refusal is an outcome of the request too (PG015 counts repeats, not 429s).
             self.sessions.record_outcome(
                 request.session,
                 &fingerprint,
-                403,
+                refusal.status().code.as_u16(),
                 analysis.dry_run,
                 Duration::from_secs(policy.retry_loop.window_seconds),
                 now,
             );
-            outcome.deny = Some(PathError::Denied(message));
+            outcome.deny = Some(refusal);
         } else if decision.action == Action::Rewrite && !decision.rewrites.is_empty() {
             outcome.query = Some(query_rewrite(&request, &decision.rewrites));
             outcome.body = body_rewrite;
@@ -459,6 +464,17 @@ impl PolicyGate {
         }
         // No rule reads the target: the pre-image is fetched later, beside the intent.
         (facts, pre_image.then_some(path))
+    }
+}
+
+/// A refusal's error: `429` when only a budget refuses (PG019), else `403`.
+fn refusal(decision: &policy::Decision, message: String) -> PathError {
+    match decision.budget_refusal() {
+        Some(breach) => PathError::BudgetExceeded {
+            message,
+            retry_after_seconds: breach.retry_after_seconds,
+        },
+        None => PathError::Denied(message),
     }
 }
 
@@ -583,6 +599,22 @@ impl Gate for PolicyGate {
         let warnings = extra.warnings();
         decision.findings.extend(findings);
         warnings
+    }
+
+    fn observe_end(&self, exchange: &Exchange) {
+        let Some(info) = exchange.info.as_deref() else {
+            return;
+        };
+        if exchange.answered_by_pathgate || !policy::counts_read_bytes(info) {
+            return;
+        }
+        let budgets = self.policy.current().budgets;
+        self.sessions.record_read_bytes(
+            &exchange.session,
+            &budgets,
+            exchange.bytes_out,
+            Instant::now(),
+        );
     }
 
     fn fetch_pre_image<'a>(

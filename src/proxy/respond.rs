@@ -291,6 +291,7 @@ async fn record_answer(
 ) {
     let finished = exchange.take();
     if !is_mutation {
+        proxy.gate.observe_end(&finished);
         proxy.recorder.record(finished);
         return;
     }
@@ -322,6 +323,7 @@ fn stream_answer(
     use std::sync::atomic::Ordering;
     let stats = Arc::new(StreamStats::default());
     let recorder = Arc::clone(&proxy.recorder);
+    let gate = Arc::clone(&proxy.gate);
     let in_flight = proxy.in_flight.clone();
     let mut record = exchange.take();
     let end_stats = stats.clone();
@@ -334,6 +336,7 @@ fn stream_answer(
         }
         record.stream_end = Some(end);
         record.duration = clock.elapsed();
+        gate.observe_end(&record);
         if !durable {
             recorder.record(record);
             return None;

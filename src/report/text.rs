@@ -109,6 +109,24 @@ fn run_block(out: &mut String, run: &Run) {
             blocked.trace_id
         );
     }
+    for breach in &run.budget_breaches {
+        let _ = writeln!(
+            out,
+            "  budget {} exceeded ({}, {} used of {}): {} {} -> {} (trace {})",
+            breach.budget,
+            if breach.refused {
+                "refused"
+            } else {
+                "forwarded"
+            },
+            breach.used,
+            breach.limit,
+            breach.method,
+            breach.path,
+            status_text(breach.status),
+            breach.trace_id
+        );
+    }
     for rewritten in &run.rewritten {
         let _ = writeln!(
             out,

@@ -3,13 +3,15 @@
 //! Owns: loading a kubeconfig (current context or `--context`) or the in-cluster service
 //! account, the credentials pathgate presents in sidecar and impersonate modes, the rustls
 //! client configuration, and the pooled hyper clients: one for short requests (HTTP/2
-//! where the apiserver offers it: they share one connection), and one for long-lived
-//! requests (watches, followed logs, exec/attach/port-forward, upgrades), HTTP/1.1 with a
-//! bounded number of connections, one each, so they never take a short request's stream
-//! ([`streams`]). Does not own: what is sent (the proxy decides headers and bodies).
+//! where the apiserver offers it: they share one connection); lanes of HTTP/2 connections
+//! for watches and followed logs, a bounded number of streams on each ([`lanes`]); and one
+//! for exec/attach/port-forward/proxy streams and upgrades, HTTP/1.1 with a bounded number
+//! of connections, one each ([`streams`]). Long-lived requests never take a short
+//! request's stream. Does not own: what is sent (the proxy decides headers and bodies).
 
 mod credentials;
 mod kubeconfig;
+mod lanes;
 mod streams;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use crate::status::Body;
 use credentials::TokenSource;
 pub use kubeconfig::{ExecConfig, ExecEnv};
+pub use lanes::{StreamSlot, UpstreamAnswer};
 pub use streams::{Lifetime, LongLivedLimit};
 
 /// The in-cluster service account directory.
@@ -108,6 +111,8 @@ pub struct Upstream {
     client: HttpClient,
     /// HTTP/1.1 only, one connection per long-lived request (upgrades need HTTP/1.1 too).
     long_lived_client: LongLivedClient,
+    /// Watches and followed logs: HTTP/2 lanes of their own.
+    lanes: lanes::Lanes,
     /// Shown in logs and `/readyz`.
     pub description: String,
 }
@@ -365,12 +370,19 @@ impl Upstream {
         let path_prefix = uri.path().trim_end_matches('/').to_string();
         let has_own_credentials =
             material.client_identity.is_some() || !matches!(material.token, TokenSource::None);
+        // A quarter of the long-lived descriptor budget goes to lanes (each carrying up to
+        // `STREAMS_PER_LANE` watches), the rest to upgrades and exec-like streams.
+        let lane_connections = (long_lived_connections / 4).max(1);
+        let lane_streams = lane_connections * lanes::STREAMS_PER_LANE;
         Ok(Self {
             client: pooled(connector(&material, true, connect_timeout)?),
             long_lived_client: pooled(streams::Bounded::new(
                 connector(&material, false, connect_timeout)?,
-                long_lived_connections,
+                long_lived_connections
+                    .saturating_sub(lane_connections)
+                    .max(1),
             )),
+            lanes: lanes::Lanes::new(connector(&material, true, connect_timeout)?, lane_streams),
             base,
             path_prefix,
             has_own_credentials,
@@ -418,16 +430,27 @@ impl Upstream {
     }
 
     /// Sends a request on the client of its [`Lifetime`]: long-lived requests never
-    /// share the short requests' HTTP/2 connection, whose streams they would hold.
+    /// share the short requests' HTTP/2 connection, whose streams they would hold. A
+    /// watch holds the returned slot on its lane until its stream ends; past the lanes'
+    /// stream limit it is refused.
     pub fn request(
         &self,
         lifetime: Lifetime,
         request: http::Request<Body>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
-        match lifetime {
-            Lifetime::Short => self.client.request(request),
-            Lifetime::LongLived => self.long_lived_client.request(request),
-        }
+    ) -> Result<(UpstreamAnswer, Option<StreamSlot>), LongLivedLimit> {
+        Ok(match lifetime {
+            Lifetime::Short => (Box::pin(self.client.request(request)), None),
+            Lifetime::LongLived => (Box::pin(self.long_lived_client.request(request)), None),
+            Lifetime::Watch => {
+                let (answer, slot) = self.lanes.send(request)?;
+                (answer, Some(slot))
+            }
+        })
+    }
+
+    /// Watch streams open upstream, and the lanes carrying them.
+    pub fn lane_counts(&self) -> (usize, usize) {
+        self.lanes.counts()
     }
 }
 

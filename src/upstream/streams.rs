@@ -1,14 +1,16 @@
 //! Long-lived requests upstream: which requests hold their upstream stream for as long as
-//! the client wants ([`Lifetime::of`]), and the bounded connector that gives each of them
-//! an HTTP/1.1 connection of its own ([`Bounded`]).
+//! the client wants ([`Lifetime::of`]), and the bounded connector that gives each upgrade
+//! or exec-like stream an HTTP/1.1 connection of its own ([`Bounded`]); watches and
+//! followed logs go on lanes of their own ([`super::lanes`]).
 //!
 //! Why apart: every short request shares one pooled HTTP/2 connection to the apiserver,
 //! which caps the streams open on it (100 were measured). 150 watches through pathgate
 //! held 100 of them; the other 50 watches, and every short request behind them, waited
 //! for a watch to end (a GET waited 41.8 s in the probe, over 60 s in the test). A
-//! long-lived request on a connection of its own never takes a stream from a short one.
-//! Their number is bounded ([`Bounded`]), so an HTTP/2 client opening hundreds of streams
-//! on one connection cannot turn them into unbounded upstream descriptors.
+//! long-lived request away from that connection never takes a stream from a short one.
+//! Their number is bounded ([`Bounded`], and the lanes' stream limit), so an HTTP/2
+//! client opening hundreds of streams on one connection cannot turn them into unbounded
+//! upstream descriptors.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,8 +28,12 @@ use crate::classify::{RequestInfo, Verb};
 pub enum Lifetime {
     /// Answered and done: shares the pooled HTTP/2 connection.
     Short,
-    /// Streams until the client or the apiserver ends it: a watch, a followed log, an
-    /// exec/attach/port-forward/proxy stream, any protocol upgrade.
+    /// A plain streaming GET (a watch, a followed log): an HTTP/2 stream on a lane of
+    /// long-lived streams ([`super::lanes`]).
+    Watch,
+    /// Streams until the client or the apiserver ends it and may switch protocols: an
+    /// exec/attach/port-forward/proxy stream, any protocol upgrade. An HTTP/1.1
+    /// connection of its own.
     LongLived,
 }
 
@@ -35,18 +41,20 @@ pub enum Lifetime {
 const STREAMING_SUBRESOURCES: [&str; 4] = ["exec", "attach", "portforward", "proxy"];
 
 impl Lifetime {
-    /// The lifetime of a request as the apiserver will serve it. Errs towards
-    /// [`Lifetime::LongLived`]: a short request on a connection of its own costs a
-    /// handshake, a long one on the shared connection costs everyone a stream.
+    /// The lifetime of a request as the apiserver will serve it. Errs towards the long
+    /// ones: a short request on a connection of its own costs a handshake, a long one on
+    /// the shared connection costs everyone a stream.
     pub fn of(info: &RequestInfo, query: Option<&str>, is_upgrade: bool) -> Lifetime {
         let long = is_upgrade
-            || info.verb == Verb::Watch
             || info.apiserver_verb == "proxy"
-            || STREAMING_SUBRESOURCES.contains(&info.subresource.as_str())
+            || STREAMING_SUBRESOURCES.contains(&info.subresource.as_str());
+        let watch = info.verb == Verb::Watch
             || (info.subresource == "log" && query_flag(query, "follow"))
             || query_flag(query, "watch");
         if long {
             Lifetime::LongLived
+        } else if watch {
+            Lifetime::Watch
         } else {
             Lifetime::Short
         }
@@ -195,39 +203,27 @@ mod tests {
     }
 
     #[test]
-    fn watches_follows_and_streams_are_long_lived() {
+    fn watches_and_follows_stream_and_upgrades_are_long_lived() {
         use Lifetime::*;
         let pods = "/api/v1/namespaces/a/pods";
         for (method, path, query, upgrade, want) in [
-            ("GET", pods, Some("watch=true"), false, LongLived),
-            (
-                "GET",
-                pods,
-                Some("watch=1&resourceVersion=5"),
-                false,
-                LongLived,
-            ),
-            ("GET", pods, Some("wat%63h=True"), false, LongLived),
-            (
-                "GET",
-                "/api/v1/watch/namespaces/a/pods",
-                None,
-                false,
-                LongLived,
-            ),
+            ("GET", pods, Some("watch=true"), false, Watch),
+            ("GET", pods, Some("watch=1&resourceVersion=5"), false, Watch),
+            ("GET", pods, Some("wat%63h=True"), false, Watch),
+            ("GET", "/api/v1/watch/namespaces/a/pods", None, false, Watch),
             (
                 "GET",
                 "/api/v1/namespaces/a/pods/p/log",
                 Some("follow=true"),
                 false,
-                LongLived,
+                Watch,
             ),
             (
                 "GET",
                 "/api/v1/namespaces/a/pods/p/log",
                 Some("follow=t&container=c"),
                 false,
-                LongLived,
+                Watch,
             ),
             (
                 "GET",

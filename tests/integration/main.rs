@@ -7,6 +7,7 @@
 //! in seconds and without a control plane (`cargo test --test integration fast::`).
 
 mod autopsy;
+mod budgets;
 mod cli;
 mod completeness;
 mod deploy;

@@ -34,6 +34,7 @@ fn decision(action: Action, enforce_action: Action, findings: &[(&str, Action)])
             .collect(),
         rewrites: vec![],
         confirmed: false,
+        budget: None,
     }
 }
 

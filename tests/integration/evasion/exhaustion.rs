@@ -637,6 +637,9 @@ async fn a_hundred_and_fifty_watches_do_not_starve_another_clients_get() {
     assert_eq!(status, StatusCode::OK);
     assert!(waited < Duration::from_secs(5), "the GET waited {waited:?}");
     assert_eq!(open, 150, "watches starved each other");
+    // They share HTTP/2 lanes of their own, 64 streams each: 3 upstream connections, not 150.
+    let upstream = &gateway.running.as_ref().unwrap().upstream;
+    assert_eq!(upstream.lane_counts(), (150, 3));
     for watch in watches {
         watch.abort();
     }
