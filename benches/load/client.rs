@@ -35,7 +35,8 @@ pub fn trusting(ca_pem: &Path) -> anyhow::Result<HttpsClient> {
     http.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
-        .https_only()
+        // Plain HTTP too: `kubectl proxy` serves nothing else.
+        .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new()).build(connector))

@@ -5,7 +5,9 @@
 //! 1. Starts a fixed TLS upstream serving canned Kubernetes API answers ([`upstream`]).
 //! 2. Starts, in front of that same upstream, the release `pathgate serve` binary (policy
 //!    gate, `--mode observe`), an in-process pathgate with the `allow_all` gate, and
-//!    Debian's HAProxy terminating and re-encrypting TLS ([`children`]).
+//!    Debian's HAProxy terminating and re-encrypting TLS ([`children`]); with
+//!    `--routes ...,kubectl-proxy,kube-rbac-proxy`, also the Kubernetes-native peers
+//!    ([`peers`]).
 //! 3. Loads each path in turn with `wrk` ([`wrk`]) for each case (a small GET and a 30 KB
 //!    LIST) and reports throughput and p99 latency as ratios to the direct path ([`report`]).
 //! 4. Starts the real control plane and measures watch-event latency directly and through
@@ -26,6 +28,7 @@
 //! | [`cpu`] | CPU time per process from `/proc`, and the share of foreign processes |
 //! | [`watch`] | watch-event latency on the control plane |
 //! | [`mutation`] | mutation and read latency on the control plane, direct vs pathgate |
+//! | [`peers`] | the Kubernetes-native peers: `kubectl proxy`, kube-rbac-proxy |
 //! | [`report`] | the Markdown tables and ratios |
 //!
 //! It is a `harness = false` bench target: `cargo test` never runs it (and when a
@@ -35,6 +38,7 @@ mod children;
 mod client;
 mod cpu;
 mod mutation;
+mod peers;
 mod report;
 mod scale;
 mod upstream;
@@ -113,7 +117,10 @@ impl Options {
             mutation_requests: 150,
             durable_etcd: false,
             rounds: 3,
-            routes: Route::ALL.to_vec(),
+            routes: Route::ALL
+                .into_iter()
+                .filter(|route| !Route::PEERS.contains(route))
+                .collect(),
             baseline: None,
             scale: ScaleOptions {
                 watches: None,
@@ -173,7 +180,7 @@ impl Options {
                             .into_iter()
                             .find(|route| route.name() == name)
                             .with_context(|| {
-                                format!("unknown route {name:?}: haproxy, pathgate, allow-all, spool, ledger, baseline")
+                                format!("unknown route {name:?}: {}", Route::names())
                             })?;
                         if route != Route::Direct {
                             options.routes.push(route);
@@ -181,7 +188,8 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --watches N --watch-connections N --scale-events N --soak-seconds N --soak-window-seconds N --soak-readers N --soak-watches N --routes haproxy,pathgate,allow-all,spool,ledger,baseline --baseline BINARY"
+                    "unknown option {other:?}; options: --seconds N --warmup-seconds N --connections N --threads N --watch-events N --no-watch --no-mutations --mutations-only --mutation-requests N --durable-etcd --rounds N --watches N --watch-connections N --scale-events N --soak-seconds N --soak-window-seconds N --soak-readers N --soak-watches N --routes {} --baseline BINARY",
+                    Route::names()
                 ),
             }
         }
@@ -345,6 +353,17 @@ fn run(options: &Options) -> anyhow::Result<()> {
     // HAProxy.
     let (haproxy_child, haproxy_addr) = start_haproxy(&dir, &certs, upstream_addr)?;
 
+    // The Kubernetes-native peers, when asked for.
+    let mut peers = Vec::new();
+    if options.routes.contains(&Route::KubectlProxy) {
+        let (child, addr) = peers::kubectl_proxy(&dir, &kubeconfig)?;
+        peers.push((Route::KubectlProxy, child, addr));
+    }
+    if options.routes.contains(&Route::KubeRbacProxy) {
+        let (child, addr) = peers::kube_rbac_proxy(&dir, &certs, upstream_addr, &kubeconfig)?;
+        peers.push((Route::KubeRbacProxy, child, addr));
+    }
+
     let cases = vec![
         Case {
             title: "small GET",
@@ -391,12 +410,20 @@ fn run(options: &Options) -> anyhow::Result<()> {
     if let Some((child, addr)) = &baseline {
         routes.push((Route::Baseline, *addr, vec![upstream_pid, child.pid()]));
     }
+    for (route, child, addr) in &peers {
+        routes.push((*route, *addr, vec![upstream_pid, child.pid()]));
+    }
 
     // Every path answers every case with the canned body before anything is measured.
     let checker = client::trusting(&certs.ca_cert)?;
     for (route, addr, _) in &routes {
         for (case, body) in cases.iter().zip(&expected) {
-            let url = format!("https://localhost:{}{}", addr.port(), case.path_and_query);
+            let url = format!(
+                "{}://localhost:{}{}",
+                route.scheme(),
+                addr.port(),
+                case.path_and_query
+            );
             let (status, answer) = runtime.block_on(client::get(&checker, &url, TOKEN))?;
             if status != http::StatusCode::OK || answer != *body {
                 bail!(
@@ -425,7 +452,12 @@ fn run(options: &Options) -> anyhow::Result<()> {
                 routes.iter().rev().collect()
             };
             for (route, addr, watched) in order {
-                let url = format!("https://127.0.0.1:{}{}", addr.port(), case.path_and_query);
+                let url = format!(
+                    "{}://127.0.0.1:{}{}",
+                    route.scheme(),
+                    addr.port(),
+                    case.path_and_query
+                );
                 eprintln!(
                     "load benchmark: {} via {}, round {}/{}",
                     case.title,
@@ -460,6 +492,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
         if let Some((child, _)) = &mut baseline {
             child.fail_if_exited()?;
         }
+        for (_, child, _) in &mut peers {
+            child.fail_if_exited()?;
+        }
     }
     if routes
         .iter()
@@ -474,6 +509,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
     drop(ledger_child);
     drop(pathgate_child);
     drop(baseline);
+    drop(peers);
     drop(upstream_child);
 
     let (watch, mutations) = if options.watch || options.mutations {
@@ -491,8 +527,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
             .unwrap_or(1),
         machine,
         tools: format!(
-            "{}; {haproxy_version}; pathgate release build (debug=1)",
-            wrk.version
+            "{}; {haproxy_version}{}; pathgate release build (debug=1)",
+            wrk.version,
+            peers::versions(&options.routes)?
         ),
         settings: options.settings.clone(),
         rounds: options.rounds,

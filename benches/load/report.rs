@@ -22,10 +22,17 @@ pub enum Route {
     /// Another build of pathgate (`--baseline BINARY`, e.g. the previous commit's) with
     /// the same policy as [`Route::Pathgate`]: a change measured against what it changes.
     Baseline,
+    /// `kubectl proxy`, the kubectl the test cluster builds: plain HTTP on the client side
+    /// (it serves nothing else), TLS to the upstream with the kubeconfig's credentials.
+    KubectlProxy,
+    /// kube-rbac-proxy (pinned in controlplane/kube-rbac-proxy): TLS, the client's token
+    /// checked by a TokenReview and the request by a SubjectAccessReview (both cached),
+    /// then proxied.
+    KubeRbacProxy,
 }
 
 impl Route {
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 9] = [
         Route::Direct,
         Route::Haproxy,
         Route::Pathgate,
@@ -33,7 +40,31 @@ impl Route {
         Route::PathgateSpool,
         Route::PathgateLedger,
         Route::Baseline,
+        Route::KubectlProxy,
+        Route::KubeRbacProxy,
     ];
+
+    /// The Kubernetes-native peers: measured only when `--routes` names them (the
+    /// kube-rbac-proxy build is the benchmark's alone, no other command needs it).
+    pub const PEERS: [Route; 2] = [Route::KubectlProxy, Route::KubeRbacProxy];
+
+    /// Every route `--routes` names.
+    pub fn names() -> String {
+        Route::ALL
+            .iter()
+            .filter(|route| **route != Route::Direct)
+            .map(|route| route.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `http` for the one route that serves no TLS.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Route::KubectlProxy => "http",
+            _ => "https",
+        }
+    }
 
     /// The name `--routes` takes.
     pub fn name(self) -> &'static str {
@@ -45,6 +76,8 @@ impl Route {
             Route::PathgateSpool => "spool",
             Route::PathgateLedger => "ledger",
             Route::Baseline => "baseline",
+            Route::KubectlProxy => "kubectl-proxy",
+            Route::KubeRbacProxy => "kube-rbac-proxy",
         }
     }
 
@@ -59,6 +92,8 @@ impl Route {
                 "pathgate binary, policy, observe, ledger (spool + webhook sink)"
             }
             Route::Baseline => "baseline pathgate binary (--baseline), policy, --mode observe",
+            Route::KubectlProxy => "kubectl proxy (plain HTTP to the client)",
+            Route::KubeRbacProxy => "kube-rbac-proxy (TokenReview + SubjectAccessReview, cached)",
         }
     }
 }
@@ -234,15 +269,15 @@ impl Report {
         Ratios(values)
     }
 
-    /// Per case: pathgate's throughput divided by HAProxy's (target: at least 1), and
-    /// pathgate's CPU per request divided by HAProxy's.
-    pub fn pathgate_vs_haproxy(&self) -> Vec<(&'static str, Ratios, Ratios)> {
+    /// Per case: pathgate's throughput divided by `peer`'s (HAProxy's target: at least
+    /// 1), and pathgate's CPU per request divided by the peer's.
+    pub fn pathgate_vs(&self, peer: Route) -> Vec<(&'static str, Ratios, Ratios)> {
         (0..self.cases.len())
             .map(|case| {
                 (
                     self.cases[case].title,
-                    self.per_round(case, Route::Pathgate, Route::Haproxy, throughput_ratio),
-                    self.per_round(case, Route::Pathgate, Route::Haproxy, |p, h| {
+                    self.per_round(case, Route::Pathgate, peer, throughput_ratio),
+                    self.per_round(case, Route::Pathgate, peer, |p, h| {
                         Some(
                             p.cpu_per_request(1)?.as_secs_f64()
                                 / h.cpu_per_request(1)?.as_secs_f64(),
@@ -304,6 +339,29 @@ impl Report {
             })
             .filter(|(_, ratios)| !ratios.0.is_empty())
             .collect()
+    }
+
+    /// `pathgate's throughput ratio over <name>: ...; pathgate's CPU per request over
+    /// <name>: ...`, when `peer` was measured.
+    fn comparison_line(&self, out: &mut String, peer: Route, name: &str) {
+        let comparison = self.pathgate_vs(peer);
+        if comparison.is_empty() {
+            return;
+        }
+        let joined = |pick: &dyn Fn(&Ratios, &Ratios) -> String| {
+            comparison
+                .iter()
+                .map(|(title, throughput, cpu)| format!("{title} {}", pick(throughput, cpu)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "pathgate's throughput ratio over {name}: {}; pathgate's CPU per request over {}: {}\n",
+            joined(&|throughput, _| throughput.to_string()),
+            name.split(" (").next().unwrap_or(name),
+            joined(&|_, cpu| cpu.to_string()),
+        );
     }
 
     pub fn markdown(&self) -> String {
@@ -410,22 +468,12 @@ impl Report {
                 );
             }
         }
-        let comparison = self.pathgate_vs_haproxy();
-        if !comparison.is_empty() {
-            let _ = writeln!(
-                out,
-                "pathgate's throughput ratio over HAProxy's (target ≥ 1.00): {}; pathgate's CPU per request over HAProxy's: {}\n",
-                comparison
-                    .iter()
-                    .map(|(title, ratio, _)| format!("{title} {ratio}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                comparison
-                    .iter()
-                    .map(|(title, _, cpu)| format!("{title} {cpu}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+        for (peer, name) in [
+            (Route::Haproxy, "HAProxy's (target ≥ 1.00)"),
+            (Route::KubectlProxy, "kubectl proxy's"),
+            (Route::KubeRbacProxy, "kube-rbac-proxy's"),
+        ] {
+            self.comparison_line(&mut out, peer, name);
         }
         if let Some((delays, warmup)) = &self.watch {
             let _ = writeln!(

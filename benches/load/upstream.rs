@@ -1,5 +1,5 @@
 //! The fixed upstream: a TLS server (HTTP/1.1 and h2, keep-alive) that answers two canned
-//! Kubernetes API responses, standing in for the apiserver so that the three measured
+//! Kubernetes API responses (and yes to kube-rbac-proxy's token and access reviews), standing in for the apiserver so that the three measured
 //! paths differ only by what sits between the load generator and it.
 //!
 //! It runs as a child process (this same benchmark binary, started with
@@ -31,6 +31,12 @@ pub const SMALL_PATH: &str = "/api/v1/namespaces/default/configmaps/small";
 pub const LEDGER_PATH: &str = "/ledger";
 /// The LIST: a ConfigMapList of about 30 KB.
 pub const LIST_PATH: &str = "/api/v1/namespaces/default/configmaps";
+/// kube-rbac-proxy's questions: is this token valid, may its user make this request. Both
+/// are answered yes (any token is the bench's user, who may do anything).
+const TOKEN_REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+const ACCESS_REVIEW_PATH: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+const TOKEN_REVIEW: &[u8] = br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","metadata":{},"spec":{},"status":{"authenticated":true,"user":{"username":"pathgate-bench","groups":["system:authenticated"]}}}"#;
+const ACCESS_REVIEW: &[u8] = br#"{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1","metadata":{},"spec":{},"status":{"allowed":true}}"#;
 
 /// One ConfigMap, shaped as the apiserver returns it (about 300 bytes).
 pub fn small_object() -> Bytes {
@@ -181,6 +187,8 @@ fn answer(canned: &Canned, request: &Request<Incoming>) -> Response<Full<Bytes>>
     let (status, body) = match (request.method().as_str(), request.uri().path()) {
         ("GET", SMALL_PATH) => (StatusCode::OK, canned.small.clone()),
         ("GET", LIST_PATH) => (StatusCode::OK, canned.list.clone()),
+        ("POST", TOKEN_REVIEW_PATH) => (StatusCode::CREATED, Bytes::from_static(TOKEN_REVIEW)),
+        ("POST", ACCESS_REVIEW_PATH) => (StatusCode::CREATED, Bytes::from_static(ACCESS_REVIEW)),
         _ => (
             StatusCode::NOT_FOUND,
             Bytes::from_static(

@@ -13,7 +13,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`binaries`] | the control plane's pinned versions and cache key |
-//! | [`tools`] | the other Go-built tools the tests run (Jaeger, ...): pins, cache, look-up |
+//! | [`tools`] | the other Go-built tools the tests (and the load benchmark) run (Jaeger, ...): pins, cache, look-up |
 //! | `gobuild` | building into the cache once, under a lock, with progress and a log |
 //! | [`layout`] | the names of every file in a cluster directory, and reading a running cluster back |
 //! | [`pki`] | the CA, serving and client certificates, the service-account key pair, tokens |

@@ -1,6 +1,7 @@
 //! The Go-built tools the test suite runs besides the control plane (Jaeger as the OTLP
 //! receiver, helm, a minimal OpenTelemetry Collector for the fleet test), each pinned by a
-//! Go module under `controlplane/<name>/`.
+//! Go module under `controlplane/<name>/`; and kube-rbac-proxy, which only the load
+//! benchmark builds.
 //!
 //! `cargo xtask test` builds every one of them before any test starts ([`ALL`],
 //! [`GoTool::ensure_built`]); tests only look them up ([`GoTool::find`]) and fail with a
@@ -83,6 +84,20 @@ pub const OTELCOL: GoTool = GoTool {
 
 /// Every tool `cargo xtask test` prepares before the tests run.
 pub const ALL: &[&GoTool] = &[&JAEGER, &HELM, &OTELCOL];
+
+/// kube-rbac-proxy, a Kubernetes-native peer of pathgate in the load benchmark (its
+/// `kube-rbac-proxy` route). Not in [`ALL`]: no test needs it, so only the benchmark builds
+/// it ([`GoTool::ensure_built`]), when it is asked to measure that route.
+pub const KUBE_RBAC_PROXY: GoTool = GoTool {
+    name: "kube-rbac-proxy",
+    module_dir: "kube-rbac-proxy",
+    version_module: "github.com/brancz/kube-rbac-proxy",
+    package: "github.com/brancz/kube-rbac-proxy/cmd/kube-rbac-proxy",
+    binary: "kube-rbac-proxy",
+    expected: "about 3 minutes on two cores",
+    // go.sum is complete for this build: go may not change it.
+    env: &[],
+};
 
 /// A tool's pinned release and cache location, read from its module.
 #[derive(Debug, Clone)]
@@ -190,7 +205,7 @@ mod tests {
 
     #[test]
     fn every_tool_pins_its_release_in_its_module() {
-        for tool in ALL {
+        for tool in ALL.iter().chain([&&KUBE_RBAC_PROXY]) {
             let source = tool.source().unwrap_or_else(|error| panic!("{error}"));
             assert!(
                 source.version.starts_with('v'),

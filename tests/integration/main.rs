@@ -9,6 +9,7 @@
 mod autopsy;
 mod budgets;
 mod cli;
+mod completeness;
 mod deploy;
 mod evasion;
 mod fast;
