@@ -35,7 +35,9 @@ pub struct Exchange {
     pub query: Option<String>,
     pub forwarded_query: Option<String>,
     pub info: Option<Arc<RequestInfo>>,
-    pub analysis: Option<Analysis>,
+    /// Boxed: the exchange is moved several times per request, and most reads' analysis
+    /// is small next to its inline size.
+    pub analysis: Option<Box<Analysis>>,
     pub decision: Option<Decision>,
     pub status_code: u16,
     /// The `reason` of a `Status` response body, where one was seen.

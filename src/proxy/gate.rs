@@ -46,7 +46,7 @@ pub struct GateRequest<'a> {
 /// The gate's answer: deny, or forward (possibly rewritten) with warnings.
 #[derive(Debug, Default)]
 pub struct GateOutcome {
-    pub analysis: Option<Analysis>,
+    pub analysis: Option<Box<Analysis>>,
     pub decision: Option<policy::Decision>,
     /// `Some`: answer with this refusal instead of forwarding.
     pub deny: Option<PathError>,
@@ -400,7 +400,7 @@ impl PolicyGate {
             return GateOutcome {
                 deny: Some(PathError::Unreadable(refusal.clone())),
                 fingerprint: Some(fingerprint),
-                analysis: Some(analysis),
+                analysis: Some(Box::new(analysis)),
                 ..GateOutcome::default()
             };
         }
@@ -463,7 +463,7 @@ impl PolicyGate {
         outcome.target_body = target_body;
         outcome.pre_image_path = pre_image_path;
         outcome.dry_run = dry_run_forwarded(Some(&analysis), Some(&decision));
-        outcome.analysis = Some(analysis);
+        outcome.analysis = Some(Box::new(analysis));
         outcome.decision = Some(decision);
         outcome
     }
@@ -601,7 +601,7 @@ impl Gate for PolicyGate {
     fn observe_response(&self, exchange: &mut Exchange) -> Vec<String> {
         let (Some(info), Some(analysis), Some(decision), Some(fingerprint)) = (
             exchange.info.as_ref(),
-            exchange.analysis.as_ref(),
+            exchange.analysis.as_deref(),
             exchange.decision.as_mut(),
             exchange.fingerprint,
         ) else {
@@ -678,7 +678,7 @@ impl Gate for PolicyGate {
         else {
             return None;
         };
-        if !dry_run_forwarded(exchange.analysis.as_ref(), exchange.decision.as_ref()) {
+        if !dry_run_forwarded(exchange.analysis.as_deref(), exchange.decision.as_ref()) {
             return None;
         }
         let warning = policy::rehearsal_warning(effect_paths);

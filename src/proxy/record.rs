@@ -162,14 +162,14 @@ pub fn entry_of(exchange: Exchange) -> Entry {
         .as_ref()
         .map(|d| d.rewrites.as_slice())
         .unwrap_or(&[]);
-    if let Some(analysis) = &analysis {
+    if let Some(analysis) = analysis.as_deref() {
         let mut record = AnalysisRecord::from(analysis);
         record.effect_paths = effect_paths;
         // Absent for a request without a body (a GET, a LIST, a DELETE without options):
         // it would say nothing but `"body_format":"none"`.
         entry.analysis = (!record.is_bodiless()).then_some(record);
     }
-    sent_and_forwarded(&mut entry, verb, effect_verb, analysis.as_ref(), rewrites);
+    sent_and_forwarded(&mut entry, verb, effect_verb, analysis.as_deref(), rewrites);
     if let Some(decision) = &decision {
         entry.decision = Some(DecisionRecord::new(
             decision.mode,
