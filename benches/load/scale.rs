@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Notify;
@@ -202,32 +202,22 @@ async fn watch(
     }
     arrivals.opened.fetch_add(1, Ordering::Relaxed);
     arrivals.changed.notify_waiters();
-    let mut body = response.into_body();
-    let mut pending = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        let Some(data) = frame.data_ref() else {
-            continue;
-        };
-        let at = Instant::now();
-        pending.extend_from_slice(data);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line = pending.split_to(end + 1);
-            let event: serde_json::Value = serde_json::from_slice(&line)?;
-            if event["type"] != "ADDED" {
-                continue;
-            }
-            let index: usize = event["object"]["data"]["index"]
-                .as_str()
-                .and_then(|i| i.parse().ok())
-                .context("an event without its index")?;
-            let sent = arrivals.sent.lock().unwrap()[index];
-            let delay = at.saturating_duration_since(sent).as_micros() as i64;
-            arrivals.delays.lock().unwrap().push(delay);
-            arrivals.seen.fetch_add(1, Ordering::Relaxed);
-            arrivals.changed.notify_waiters();
+    crate::watch::events_of(response.into_body(), |event, at| {
+        if event["type"] != "ADDED" {
+            return Ok(true);
         }
-    }
+        let index: usize = event["object"]["data"]["index"]
+            .as_str()
+            .and_then(|i| i.parse().ok())
+            .context("an event without its index")?;
+        let sent = arrivals.sent.lock().unwrap()[index];
+        let delay = at.saturating_duration_since(sent).as_micros() as i64;
+        arrivals.delays.lock().unwrap().push(delay);
+        arrivals.seen.fetch_add(1, Ordering::Relaxed);
+        arrivals.changed.notify_waiters();
+        Ok(true)
+    })
+    .await?;
     bail!("the watch ended")
 }
 

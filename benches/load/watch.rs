@@ -191,28 +191,19 @@ async fn watch(
         if response.status() != StatusCode::OK {
             bail!("{url}: {}", response.status());
         }
-        let mut body = response.into_body();
-        let mut pending = BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame?;
-            let Some(data) = frame.data_ref() else {
-                continue;
-            };
-            let at = Instant::now();
-            pending.extend_from_slice(data);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line = pending.split_to(end + 1);
-                let event: serde_json::Value = serde_json::from_slice(&line)?;
-                if event["type"] == "ADDED" {
-                    let name = event["object"]["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    if events.send(Ok((name, at))).is_err() {
-                        return Ok(());
-                    }
-                }
+        let ended = events_of(response.into_body(), |event, at| {
+            if event["type"] != "ADDED" {
+                return Ok(true);
             }
+            let name = event["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Ok(events.send(Ok((name, at))).is_ok())
+        })
+        .await?;
+        if !ended {
+            return Ok(());
         }
         bail!("{url}: the watch ended")
     }
@@ -249,4 +240,28 @@ async fn delete(
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Full::new(Bytes::new()))?;
     client::send(&target.client, request).await
+}
+
+/// Reads a watch's answer line by line, giving each event and when its line completed to
+/// `on_event` until it returns `false` (then `Ok(false)`) or the stream ends (`Ok(true)`).
+pub async fn events_of(
+    mut body: hyper::body::Incoming,
+    mut on_event: impl FnMut(serde_json::Value, Instant) -> anyhow::Result<bool>,
+) -> anyhow::Result<bool> {
+    let mut pending = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        let at = Instant::now();
+        pending.extend_from_slice(data);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line = pending.split_to(end + 1);
+            if !on_event(serde_json::from_slice(&line)?, at)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
