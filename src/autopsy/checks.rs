@@ -10,11 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header;
-use http_body_util::BodyExt;
 
 use super::final_state::{load_checks, Check, ChecksError, FinalState, Observed};
-use crate::status::full_body;
 use crate::upstream::{Upstream, UpstreamError, UpstreamSource};
 
 /// Why the final state could not be established at all (a check that fails is a result,
@@ -91,43 +88,18 @@ pub fn run_checks(file: &Path, kubeconfig: &Path) -> Result<FinalState, FinalSta
 
 /// GETs a check's object.
 async fn observe(upstream: &Upstream, check: &Check) -> Observed {
-    let mut request = http::Request::get(upstream.uri_for(&check.path))
-        .header(header::ACCEPT, "application/json");
-    match upstream.own_token().await {
-        Ok(Some(token)) => {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"))
-        }
-        Ok(None) => {}
-        Err(error) => return Observed::Error(error.to_string()),
-    }
-    let request = match request.body(full_body(Bytes::new())) {
-        Ok(request) => request,
-        Err(error) => return Observed::Error(error.to_string()),
-    };
-    let exchange = async {
-        let response = upstream
-            .client()
-            .request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok::<_, String>((status, body))
-    };
-    match tokio::time::timeout(CHECK_TIMEOUT, exchange).await {
-        Err(_) => Observed::Error(format!("no answer within {CHECK_TIMEOUT:?}")),
-        Ok(Err(error)) => Observed::Error(error),
-        Ok(Ok((status, _))) if status == http::StatusCode::NOT_FOUND => Observed::Absent,
-        Ok(Ok((status, body))) if status.is_success() => match serde_json::from_slice(&body) {
+    let request = http::Request::get(upstream.uri_for(&check.path));
+    let answer = upstream
+        .send_collected(request, Bytes::new(), CHECK_TIMEOUT)
+        .await;
+    match answer {
+        Err(error) => Observed::Error(error),
+        Ok((status, _)) if status == http::StatusCode::NOT_FOUND => Observed::Absent,
+        Ok((status, body)) if status.is_success() => match serde_json::from_slice(&body) {
             Ok(object) => Observed::Present(object),
             Err(error) => Observed::Error(format!("the answer is not JSON: {error}")),
         },
-        Ok(Ok((status, body))) => {
+        Ok((status, body)) => {
             let reason = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, StatusCode};
-use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -18,7 +17,6 @@ use super::history::ObjectRef;
 use super::inverse::{FieldDiff, Op};
 use super::plan::{Action, Plan, Step};
 use super::precondition::{check, Check, ConflictKind, Observed};
-use crate::status::full_body;
 use crate::upstream::Upstream;
 
 /// How long one request of a step may take.
@@ -184,33 +182,14 @@ async fn send(
 ) -> Result<Answer, String> {
     let mut request = http::Request::builder()
         .method(method)
-        .uri(upstream.uri_for(path_and_query))
-        .header(header::ACCEPT, "application/json");
+        .uri(upstream.uri_for(path_and_query));
     if let Some(content_type) = content_type {
         request = request.header(header::CONTENT_TYPE, content_type);
     }
-    if let Some(token) = upstream.own_token().await.map_err(|e| e.to_string())? {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = request.body(full_body(body)).map_err(|e| e.to_string())?;
-    let exchange = async {
-        let response = upstream
-            .client()
-            .request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Answer { status, body })
-    };
-    tokio::time::timeout(STEP_TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("no answer within {STEP_TIMEOUT:?}"))?
+    let (status, body) = upstream
+        .send_collected(request, Bytes::from(body), STEP_TIMEOUT)
+        .await?;
+    Ok(Answer { status, body })
 }
 
 /// GETs the step's object.

@@ -424,6 +424,42 @@ impl Upstream {
         self.has_own_credentials
     }
 
+    /// Sends one short request as pathgate (its own token, when it has one) and reads the
+    /// whole answer within `timeout`: the autopsy's final-state checks and undo's steps.
+    /// Errors are the client's words for what failed.
+    pub async fn send_collected(
+        &self,
+        request: http::request::Builder,
+        body: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<(http::StatusCode, bytes::Bytes), String> {
+        use http_body_util::BodyExt;
+        let mut request = request.header(http::header::ACCEPT, "application/json");
+        if let Some(token) = self.own_token().await.map_err(|e| e.to_string())? {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(crate::status::full_body(body))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((status, body.to_bytes()))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+    }
+
     /// The pooled client for short requests (facts, readiness).
     pub fn client(&self) -> &HttpClient {
         &self.client
