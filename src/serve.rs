@@ -297,6 +297,7 @@ pub async fn start(
         draining: CancellationToken::new(),
         in_flight: tokio_util::task::TaskTracker::new(),
         images,
+        rehearsed: Default::default(),
     };
     tracing::info!(%addr, upstream = %proxy.upstream.description, auth = ?proxy.settings.auth, "pathgate listening");
     let drain_timeout = options.drain_timeout;

@@ -113,10 +113,25 @@ pub trait Gate: Send + Sync {
     }
 
     /// Learns the measured effect of a successful patch or update (`exchange.effect_paths`,
-    /// `after` its answer); returns a `Warning` value for the response (a dry run's effect).
-    fn observe_effect(&self, _exchange: &Exchange, _after: &serde_json::Value) -> Option<String> {
+    /// `after` its answer): a dry run's effect is remembered for the same request sent for
+    /// real, and told to the client.
+    fn observe_effect(
+        &self,
+        _exchange: &Exchange,
+        _after: &serde_json::Value,
+    ) -> Option<Rehearsed> {
         None
     }
+}
+
+/// What a successful dry run of a patch or update taught its session.
+#[derive(Debug)]
+pub struct Rehearsed {
+    /// The `Warning` value telling the client the effect.
+    pub warning: String,
+    /// The effect digest of the dry run's answer ([`policy::effect_digest`]): the real
+    /// request's answer has the same when the object did not change in between.
+    pub post_image: [u8; 32],
 }
 
 /// The header a client that can add headers uses to present a confirmation token.
@@ -672,7 +687,7 @@ impl Gate for PolicyGate {
         })
     }
 
-    fn observe_effect(&self, exchange: &Exchange, after: &serde_json::Value) -> Option<String> {
+    fn observe_effect(&self, exchange: &Exchange, after: &serde_json::Value) -> Option<Rehearsed> {
         let (Some(effect_paths), Some(fingerprint)) =
             (&exchange.effect_paths, exchange.fingerprint)
         else {
@@ -682,13 +697,17 @@ impl Gate for PolicyGate {
             return None;
         }
         let warning = policy::rehearsal_warning(effect_paths);
+        let post_image = policy::effect_digest(after);
         let rehearsal = Rehearsal {
             effect_paths: effect_paths.clone(),
-            post_image: policy::effect_digest(after),
+            post_image,
         };
         self.sessions
             .record_rehearsal(&exchange.session, &fingerprint, rehearsal, Instant::now());
-        Some(warning)
+        Some(Rehearsed {
+            warning,
+            post_image,
+        })
     }
 }
 

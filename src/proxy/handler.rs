@@ -37,6 +37,7 @@ use super::identity::{bearer_token, token_accepted, ConnectionInfo, Resolved};
 use super::respond::{self, ClientLink};
 use super::{forward, headers, images, AuthMode, Proxy};
 use crate::classify::{self, RequestInfo};
+use crate::policy::EffectBasis;
 use crate::status::Body;
 use crate::trace::{self, TraceId};
 
@@ -131,12 +132,18 @@ async fn process(
         Ok(response) => response,
         Err(error) => {
             // The request may have reached the apiserver: its record names the pre-image.
-            images::settle(images, exchange, None).await;
+            images::settle(images, exchange, images::Answered::default()).await;
             return Err(error);
         }
     };
-    let effect = std::mem::take(&mut outcome.effect);
-    let before = respond::Before { effect, images };
+    let before = respond::Before {
+        effect: std::mem::take(&mut outcome.effect),
+        images,
+        rehearsal: outcome
+            .dry_run
+            .then(|| outcome.target_body.take())
+            .flatten(),
+    };
     respond::answer(
         proxy,
         response,
@@ -150,7 +157,8 @@ async fn process(
 }
 
 /// Forwards the request as the gate left it (its rewrites applied); a dry run's pre-image
-/// is fetched while it is sent (it changes nothing, so the object is the same).
+/// is fetched while it is sent (it changes nothing, so the object is the same), and kept
+/// in `outcome.target_body` for the same request sent for real.
 async fn forward(
     proxy: &Proxy,
     connection: &ConnectionInfo,
@@ -175,7 +183,9 @@ async fn forward(
         forward::send(proxy, connection, &head.info, parts, forwarded, exchange),
         fetch_pre_image(proxy, outcome, authorization.as_ref(), trace_id),
     );
-    apply_pre_image(pre_image, outcome, exchange);
+    if let Some(body) = apply_pre_image(pre_image, outcome, exchange) {
+        outcome.target_body = Some(body);
+    }
     sent
 }
 
@@ -389,7 +399,9 @@ async fn prepare(
     outcome: &mut GateOutcome,
     exchange: &mut Exchange,
 ) -> Result<Option<images::Source>, PathError> {
-    let trace_id = exchange.trace_id;
+    let (trace_id, fingerprint) = (exchange.trace_id, exchange.fingerprint);
+    let session = exchange.session.clone();
+    let session = session.as_str();
     let plan = match (&proxy.images, outcome.dry_run) {
         (Some(store), false) => {
             let max_list_items = store.limits().map_or(0, |l| l.max_list_items);
@@ -406,6 +418,9 @@ async fn prepare(
         let Some(plan) = plan else {
             return (pre_image, None);
         };
+        if let Some(source) = rehearsed(proxy, &plan, outcome, session, fingerprint) {
+            return (pre_image, Some(source));
+        }
         let known = known_fetch(info, outcome, pre_image.as_ref());
         let known = known.map(|(path, fetched)| (path.into_owned(), fetched));
         let source = images::source(proxy, plan, known, authorization, trace_id).await;
@@ -416,6 +431,27 @@ async fn prepare(
     intent?;
     apply_pre_image(pre_image, outcome, exchange);
     Ok(source)
+}
+
+/// The pre-image the session's dry run of this request wrote, when the gate judged the
+/// request on that dry run's measured effect and read nothing of the object itself.
+fn rehearsed(
+    proxy: &Proxy,
+    plan: &images::Plan,
+    outcome: &GateOutcome,
+    session: &str,
+    fingerprint: Option<crate::policy::Fingerprint>,
+) -> Option<images::Source> {
+    let (EffectBasis::Rehearsed(rehearsal), None) = (&outcome.effect, &outcome.target_body) else {
+        return None;
+    };
+    let images::Plan::Object { path } = plan else {
+        return None;
+    };
+    let imaged = proxy
+        .rehearsed
+        .take(session, fingerprint?, rehearsal, path)?;
+    Some(images::Source::rehearsed(plan.clone(), imaged))
 }
 
 /// What a GET before forwarding already read of a target, and its path: the effect
@@ -438,16 +474,21 @@ fn known_fetch<'a>(
     Some((Cow::Owned(path), Fetched::Found(body.clone())))
 }
 
-/// A fetched pre-image becomes the effect basis, and the ledger's `target`.
+/// A fetched pre-image becomes the effect basis, and the ledger's `target`; returns the
+/// object's body.
 fn apply_pre_image(
     pre_image: Option<PreImage>,
     outcome: &mut GateOutcome,
     exchange: &mut Exchange,
-) {
-    if let Some(PreImage { effect, target, .. }) = pre_image {
-        outcome.effect = effect;
-        exchange.target = target;
-    }
+) -> Option<Bytes> {
+    let PreImage {
+        effect,
+        target,
+        body,
+    } = pre_image?;
+    outcome.effect = effect;
+    exchange.target = target;
+    body
 }
 
 /// The pre-image of effect scope the gate left to fetch (no rule needed it to decide).

@@ -3,17 +3,24 @@
 //! event loop and beside what the request waits for anyway.
 //!
 //! - The pre-image's GET (or a deletecollection's LIST) runs beside the intent, or reuses
-//!   the GET the gate or the effect fetch already made ([`source`]).
+//!   the GET the gate or the effect fetch already made ([`source`]), or the image the
+//!   session's dry run of the same request wrote ([`RehearsedImages`]): the careful path, a dry
+//!   run then the real request, reads the object once.
 //! - Its write (and `fdatasync`) starts when the request is forwarded ([`start`]) and is
 //!   joined before the outcome is recorded ([`settle`]): it overlaps the upstream request.
 //! - The post-image (the buffered answer) is staged before the outcome is recorded and
 //!   written while the outcome's own fsync runs ([`settle`], [`beside`]).
+//! - A dry run's pre-image is written beside the dry run's own record ([`rehearse`]), and
+//!   taken by the real request only when the real answer confirms the dry run's prediction
+//!   (the same effect digest); otherwise the entry says `withheld: unconfirmed`.
 //!
 //! Owns: the request path's use of [`ImageStore`]. Does not own: the store's format and
 //! bounds (`ledger::images`), or the entry fields (`record`).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::HeaderValue;
@@ -26,6 +33,7 @@ use super::Proxy;
 use crate::classify::{RequestInfo, Verb};
 use crate::ledger::images::{is_secret, list_image, ImageRecord, ImageStore, Withheld};
 use crate::ledger::TargetRecord;
+use crate::policy::{Fingerprint, Rehearsal};
 use crate::trace::TraceId;
 
 /// What a forwarded mutation's pre-image is.
@@ -85,10 +93,12 @@ fn list_query(query: Option<&str>, max_list_items: usize) -> String {
         .finish()
 }
 
-/// What the pre-image is made from: the plan and what was read of its target.
+/// What the pre-image is made from: the plan and what was read of its target, or the
+/// image the session's dry run of the same request wrote.
 pub(super) struct Source {
     plan: Plan,
     fetched: Option<Fetched>,
+    rehearsed: Option<PreImaged>,
 }
 
 /// Reads the plan's target unless a GET of the same path already read it (`known`: the
@@ -101,27 +111,36 @@ pub(super) async fn source(
     trace_id: TraceId,
 ) -> Source {
     let path_and_query = match &plan {
-        Plan::Create => {
-            return Source {
-                plan,
-                fetched: None,
-            }
-        }
+        Plan::Create => return Source::of(plan, None),
         Plan::Object { path } => match known {
             Some((known_path, fetched)) if known_path == *path => {
-                return Source {
-                    plan,
-                    fetched: Some(fetched),
-                };
+                return Source::of(plan, Some(fetched));
             }
             _ => path.clone(),
         },
         Plan::Collection { path, query } => format!("{path}?{query}"),
     };
     let fetched = gate::get(&proxy.upstream, &path_and_query, authorization, trace_id).await;
-    Source {
-        plan,
-        fetched: Some(fetched),
+    Source::of(plan, Some(fetched))
+}
+
+impl Source {
+    fn of(plan: Plan, fetched: Option<Fetched>) -> Source {
+        Source {
+            plan,
+            fetched,
+            rehearsed: None,
+        }
+    }
+
+    /// The pre-image the session's dry run of this request wrote, for the object `plan`
+    /// names: nothing is read before forwarding.
+    pub(super) fn rehearsed(plan: Plan, imaged: PreImaged) -> Source {
+        Source {
+            plan,
+            fetched: None,
+            rehearsed: Some(imaged),
+        }
     }
 }
 
@@ -131,10 +150,14 @@ pub(super) struct Pending {
     store: Arc<ImageStore>,
     secret: bool,
     pre: Option<JoinHandle<PreImaged>>,
+    /// The dry run's pre-image, already stored: the entry names it once the answer
+    /// confirms the dry run's prediction.
+    rehearsed: Option<PreImaged>,
 }
 
 /// What the pre-image's write returns for the entry.
-struct PreImaged {
+#[derive(Debug, Clone)]
+pub(super) struct PreImaged {
     target: Option<TargetRecord>,
     image: Option<ImageRecord>,
 }
@@ -145,6 +168,23 @@ impl PreImaged {
         target: None,
         image: None,
     };
+
+    /// A dry run's pre-image the real answer did not confirm: the object may have changed
+    /// in between, so neither the image nor the version read then stands for the object
+    /// just before the real request. The object existed (the dry run found it) and is
+    /// the same one only if its uid is (undo's preconditions check that).
+    fn unconfirmed(self) -> PreImaged {
+        let target = self.target.map(|target| TargetRecord {
+            resource_version: None,
+            ..target
+        });
+        PreImaged {
+            target,
+            image: Some(ImageRecord::Withheld {
+                reason: Withheld::Unconfirmed,
+            }),
+        }
+    }
 }
 
 /// Starts writing the pre-image, on the blocking pool, as the request is forwarded.
@@ -152,6 +192,7 @@ pub(super) fn start(proxy: &Proxy, source: Option<Source>, info: &RequestInfo) -
     let store = proxy.images.clone()?;
     let source = source?;
     let secret = is_secret(&info.api_group, &info.resource);
+    let rehearsed = source.rehearsed;
     let pre = match source.fetched {
         None => None,
         Some(fetched) => {
@@ -162,7 +203,12 @@ pub(super) fn start(proxy: &Proxy, source: Option<Source>, info: &RequestInfo) -
             }))
         }
     };
-    Some(Pending { store, secret, pre })
+    Some(Pending {
+        store,
+        secret,
+        pre,
+        rehearsed,
+    })
 }
 
 /// The pre-image's record and the `target` it shows (blocking: parses and writes).
@@ -231,16 +277,32 @@ fn collection_image(store: &ImageStore, mut list: serde_json::Value, secret: boo
     }
 }
 
+/// What the answer says of the images: the object the apiserver answered with (`None`
+/// for anything else), and whether it confirms a dry run's prediction.
+#[derive(Default)]
+pub(super) struct Answered {
+    pub object: Option<Bytes>,
+    /// The answer has the effect digest the session's dry run predicted
+    /// ([`crate::policy::EffectBasis::measure`] measured the effect from the rehearsal).
+    pub confirms_rehearsal: bool,
+}
+
 /// Joins the pre-image into the exchange (its record into `target`), and stages the
-/// post-image of `answer` (the object the apiserver answered with, `None` for anything
-/// else): its record is in the exchange on return, and the returned write is awaited
-/// [`beside`] the outcome's record.
+/// post-image of the answer: its record is in the exchange on return, and the returned
+/// write is awaited [`beside`] the outcome's record.
 pub(super) async fn settle(
     pending: Option<Pending>,
     exchange: &mut Exchange,
-    answer: Option<Bytes>,
+    answered: Answered,
 ) -> Option<JoinHandle<ImageRecord>> {
     let pending = pending?;
+    if let Some(imaged) = pending.rehearsed {
+        let imaged = match answered.confirms_rehearsal {
+            true => imaged,
+            false => imaged.unconfirmed(),
+        };
+        merge_target(exchange, imaged);
+    }
     if let Some(pre) = pending.pre {
         let imaged = pre.await.unwrap_or(PreImaged {
             target: None,
@@ -250,7 +312,7 @@ pub(super) async fn settle(
         });
         merge_target(exchange, imaged);
     }
-    let answer = answer?;
+    let answer = answered.object?;
     let (announce, announced) = oneshot::channel();
     let (store, secret) = (pending.store, pending.secret);
     let write = tokio::task::spawn_blocking(move || {
@@ -280,16 +342,115 @@ fn merge_target(exchange: &mut Exchange, imaged: PreImaged) {
     exchange.pre_image = exchange.target.as_ref().and(imaged.image);
 }
 
-/// Awaits `recording` (the outcome's durable record) and the post-image's write together.
-pub(super) async fn beside<T>(
+/// Awaits `recording` (the outcome's durable record) and an image's write together.
+pub(super) async fn beside<T, W>(
     recording: impl Future<Output = T>,
-    write: Option<JoinHandle<ImageRecord>>,
+    write: Option<JoinHandle<W>>,
 ) -> T {
     let Some(write) = write else {
         return recording.await;
     };
     let (recorded, _) = tokio::join!(recording, write);
     recorded
+}
+
+/// Writes a successful dry run's pre-image (`body`, the object its effect was measured
+/// against), to be awaited [`beside`] the dry run's record, and remembers it for the same
+/// request sent for real in the session ([`RehearsedImages`]), tied to the rehearsal's
+/// predicted post-image (its effect digest).
+pub(super) fn rehearse(
+    proxy: &Proxy,
+    exchange: &Exchange,
+    body: Bytes,
+    post_image: [u8; 32],
+) -> Option<JoinHandle<()>> {
+    let store = proxy.images.clone()?;
+    let info = exchange.info.as_deref()?;
+    let path = object_path(info)?;
+    let key = (exchange.session.clone(), exchange.fingerprint?);
+    let secret = is_secret(&info.api_group, &info.resource);
+    let remembered = Arc::clone(&proxy.rehearsed);
+    Some(tokio::task::spawn_blocking(move || {
+        let imaged = pre_image(&store, Fetched::Found(body), false, secret);
+        remembered.remember(key, path, post_image, imaged);
+    }))
+}
+
+/// The pre-images of dry runs whose real request has not come yet, by session and request
+/// fingerprint (at most [`RehearsedImages::MAX_ENTRIES`], the oldest forgotten first). An entry
+/// is taken at most once, and only for the rehearsal it was written with: the session
+/// forgets its rehearsals when any mutation is sent for real, and a newer dry run of the
+/// same request replaces the entry.
+#[derive(Debug, Default)]
+pub struct RehearsedImages {
+    entries: Mutex<HashMap<(String, Fingerprint), Remembered>>,
+}
+
+#[derive(Debug)]
+struct Remembered {
+    path: String,
+    post_image: [u8; 32],
+    imaged: PreImaged,
+    at: Instant,
+}
+
+impl RehearsedImages {
+    /// Entries kept: each is a few hundred bytes (the image itself is on disk).
+    pub const MAX_ENTRIES: usize = 4096;
+
+    fn remember(
+        &self,
+        key: (String, Fingerprint),
+        path: String,
+        post_image: [u8; 32],
+        imaged: PreImaged,
+    ) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(&key) {
+            let oldest = entries
+                .iter()
+                .min_by_key(|(_, e)| e.at)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                entries.remove(&oldest);
+            }
+        }
+        let at = Instant::now();
+        entries.insert(
+            key,
+            Remembered {
+                path,
+                post_image,
+                imaged,
+                at,
+            },
+        );
+    }
+
+    /// The pre-image the dry run that measured `rehearsal` wrote for the object at
+    /// `path`, taken out of the memory.
+    pub(super) fn take(
+        &self,
+        session: &str,
+        fingerprint: Fingerprint,
+        rehearsal: &Rehearsal,
+        path: &str,
+    ) -> Option<PreImaged> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (session.to_string(), fingerprint);
+        let entry = entries.get(&key)?;
+        if entry.post_image != rehearsal.post_image || entry.path != path {
+            return None;
+        }
+        entries.remove(&key).map(|e| e.imaged)
+    }
+
+    /// Forgets what a newer dry run of the same request could not replace (its pre-image
+    /// was not written).
+    pub(super) fn forget(&self, session: &str, fingerprint: Fingerprint) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.remove(&(session.to_string(), fingerprint));
+    }
 }
 
 #[cfg(test)]
@@ -458,5 +619,94 @@ mod tests {
             },
         );
         assert_eq!(failed.pre_image, None, "no target record, no pre-image");
+    }
+
+    fn rehearsal(post: u8) -> Rehearsal {
+        Rehearsal {
+            effect_paths: vec!["/data/a".into()],
+            post_image: [post; 32],
+        }
+    }
+
+    fn imaged(rv: &str) -> PreImaged {
+        PreImaged {
+            target: Some(TargetRecord {
+                found: true,
+                resource_version: Some(rv.into()),
+                uid: Some("u".into()),
+                ..TargetRecord::default()
+            }),
+            image: Some(ImageRecord::Stored {
+                digest: format!("sha256:{rv}"),
+                bytes: 1,
+                encrypted: false,
+            }),
+        }
+    }
+
+    fn fingerprint(n: u8) -> Fingerprint {
+        let info = info(
+            "PATCH",
+            &format!("/api/v1/namespaces/a/configmaps/c{n}"),
+            None,
+        );
+        let analysis = crate::classify::Analysis::default();
+        Fingerprint::of(&info, &analysis, None, &http::HeaderMap::new(), b"{}")
+    }
+
+    #[test]
+    fn a_dry_runs_image_is_taken_once_and_only_for_its_own_rehearsal_and_object() {
+        let remembered = RehearsedImages::default();
+        let (path, fp) = ("/api/v1/namespaces/a/configmaps/c1", fingerprint(1));
+        remembered.remember(("s".into(), fp), path.into(), [1; 32], imaged("5"));
+        assert!(remembered.take("other", fp, &rehearsal(1), path).is_none());
+        assert!(
+            remembered.take("s", fp, &rehearsal(2), path).is_none(),
+            "another prediction: a newer dry run's, not this image's"
+        );
+        assert!(remembered
+            .take("s", fp, &rehearsal(1), "/api/v1/x")
+            .is_none());
+        let taken = remembered.take("s", fp, &rehearsal(1), path).unwrap();
+        assert_eq!(taken.target.unwrap().resource_version.as_deref(), Some("5"));
+        assert!(
+            remembered.take("s", fp, &rehearsal(1), path).is_none(),
+            "once"
+        );
+
+        remembered.remember(("s".into(), fp), path.into(), [1; 32], imaged("6"));
+        remembered.forget("s", fp);
+        assert!(remembered.take("s", fp, &rehearsal(1), path).is_none());
+    }
+
+    #[test]
+    fn the_memory_of_dry_run_images_is_bounded_and_forgets_the_oldest() {
+        let remembered = RehearsedImages::default();
+        let path = "/p";
+        for n in 0..=RehearsedImages::MAX_ENTRIES {
+            let key = (format!("s{n}"), fingerprint(1));
+            remembered.remember(key, path.into(), [1; 32], imaged("1"));
+        }
+        let entries = remembered.entries.lock().unwrap();
+        assert_eq!(entries.len(), RehearsedImages::MAX_ENTRIES);
+        assert!(!entries.contains_key(&("s0".to_string(), fingerprint(1))));
+        assert!(
+            entries.contains_key(&(format!("s{}", RehearsedImages::MAX_ENTRIES), fingerprint(1)))
+        );
+    }
+
+    #[test]
+    fn an_unconfirmed_dry_run_image_keeps_the_object_but_not_its_version_or_image() {
+        let unconfirmed = imaged("5").unconfirmed();
+        let target = unconfirmed.target.unwrap();
+        assert!(target.found);
+        assert_eq!(target.uid.as_deref(), Some("u"));
+        assert_eq!(target.resource_version, None);
+        assert_eq!(
+            unconfirmed.image,
+            Some(ImageRecord::Withheld {
+                reason: Withheld::Unconfirmed
+            })
+        );
     }
 }

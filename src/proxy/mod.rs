@@ -47,9 +47,10 @@ pub use error::PathError;
 pub use exchange::Exchange;
 pub use gate::{
     rewrite_delete_body, rewrite_query, AllowAll, Gate, GateOutcome, GateRequest, PolicyGate,
-    PreImage, CONFIRM_HEADER,
+    PreImage, Rehearsed, CONFIRM_HEADER,
 };
 pub use identity::{ClientIdentity, ConnectionInfo};
+pub use images::RehearsedImages;
 pub use record::{entry_of, LedgerRecorder, LogRecorder, Recorder, Recording};
 
 use crate::metrics::Metrics;
@@ -119,6 +120,8 @@ pub struct Proxy {
     pub in_flight: TaskTracker,
     /// The pre-image store (`<ledger.dir>/images`); `None` keeps no images.
     pub images: Option<Arc<crate::ledger::images::ImageStore>>,
+    /// The pre-images of the sessions' dry runs, for the same requests sent for real.
+    pub rehearsed: Arc<RehearsedImages>,
 }
 
 /// Serves TLS connections from `listener` until `shutdown` resolves, then drains:

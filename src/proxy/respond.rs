@@ -109,6 +109,9 @@ pub(super) struct Before {
     pub effect: EffectBasis,
     /// The pre-image being written, and the store the post-image goes to.
     pub images: Option<images::Pending>,
+    /// A dry run's pre-image (the object its effect is measured against), to be kept for
+    /// the same request sent for real.
+    pub rehearsal: Option<Bytes>,
 }
 
 /// The apiserver's answer, as the gate learns it and the client receives it.
@@ -237,10 +240,16 @@ async fn buffered(
         Answer::Whole(bytes) => {
             let post_image = inspect_object(&bytes, &parts.headers, exchange);
             let answered_object = post_image.is_some() && parts.status.is_success();
+            let mut answered = images::Answered::default();
+            let mut rehearsing = None;
             if let Some(after) = post_image.filter(|_| parts.status.is_success()) {
+                let rehearsed = matches!(read.before.effect, EffectBasis::Rehearsed(_));
                 exchange.effect_paths = read.before.effect.measure(&after);
-                if let Some(warning) = proxy.gate.observe_effect(exchange, &after) {
-                    append_warnings(&mut parts.headers, &[warning]);
+                answered.confirms_rehearsal = rehearsed && exchange.effect_paths.is_some();
+                if let Some(learned) = proxy.gate.observe_effect(exchange, &after) {
+                    append_warnings(&mut parts.headers, std::slice::from_ref(&learned.warning));
+                    let post_image = learned.post_image;
+                    rehearsing = keep_rehearsal(proxy, exchange, read.before.rehearsal, post_image);
                 }
             }
             let end = read.client.end();
@@ -252,9 +261,10 @@ async fn buffered(
                 _ => bytes.len() as u64,
             };
             exchange.duration = read.clock.elapsed();
-            let answer = answered_object.then(|| bytes.clone());
-            let write = images::settle(read.before.images, exchange, answer).await;
+            answered.object = answered_object.then(|| bytes.clone());
+            let write = images::settle(read.before.images, exchange, answered).await;
             let recording = record_answer(proxy, exchange, read.is_mutation, &mut parts.headers);
+            let recording = images::beside(recording, rehearsing);
             images::beside(recording, write).await;
             let mut response = Response::from_parts(parts, full_body(bytes));
             response.headers_mut().remove(header::CONTENT_LENGTH);
@@ -270,14 +280,14 @@ async fn buffered(
             );
             exchange.error = Some((Side::Upstream, ErrorKind::Reset, message));
             exchange.duration = read.clock.elapsed();
-            images::settle(read.before.images, exchange, None).await;
+            images::settle(read.before.images, exchange, images::Answered::default()).await;
             record_answer(proxy, exchange, read.is_mutation, &mut parts.headers).await;
             let body = Prefixed::new(got, Tail::<Incoming>::Broken(Some(error)));
             Response::from_parts(parts, body.boxed())
         }
         Answer::Over { read: got, rest } => {
             exchange.body_inspected = Some(false);
-            images::settle(read.before.images, exchange, None).await;
+            images::settle(read.before.images, exchange, images::Answered::default()).await;
             let body = Prefixed::new(got, Tail::Rest(rest));
             stream_answer(
                 proxy,
@@ -290,6 +300,24 @@ async fn buffered(
             )
         }
     }
+}
+
+/// Writes a dry run's pre-image for the same request sent for real; without one (no
+/// store, no object read) the session's older one for that request is forgotten, so
+/// the real request reads the object itself.
+fn keep_rehearsal(
+    proxy: &Proxy,
+    exchange: &Exchange,
+    pre_image: Option<Bytes>,
+    post_image: [u8; 32],
+) -> Option<tokio::task::JoinHandle<()>> {
+    let written = pre_image.and_then(|body| images::rehearse(proxy, exchange, body, post_image));
+    if written.is_none() {
+        if let Some(fingerprint) = exchange.fingerprint {
+            proxy.rehearsed.forget(&exchange.session, fingerprint);
+        }
+    }
+    written
 }
 
 /// Records an answer pathgate read whole, before the client sees it: durably for a

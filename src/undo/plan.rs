@@ -68,6 +68,7 @@ impl Reason {
             Reason::NoPreImage => "pathgate did not record the object as it was before".into(),
             Reason::NoPostImage => "the apiserver's answer carried no object to guard a step with".into(),
             Reason::ImageWithheld(why) if why == "secret" => "the image of a Secret was not kept (no ledger.pre_images.secret_key_file was configured)".into(),
+            Reason::ImageWithheld(why) if why == "unconfirmed" => "the object changed between the session's dry run and the real request, and pathgate did not read it again: its state just before the request is unknown".into(),
             Reason::ImageWithheld(why) => format!("the image was not kept ({why})"),
             Reason::ImageMissing => "the image is no longer in the store (evicted by its retention or size bounds)".into(),
             Reason::ImageEncrypted => "the image of a Secret is sealed: give --secret-key-file".into(),

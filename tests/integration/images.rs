@@ -1,7 +1,8 @@
 //! Pre- and post-images of real kubectl mutations through pathgate on the real apiserver:
 //! each outcome names the object as it was just before (its resourceVersion the one before
 //! the change) and as the apiserver answered; a Secret's image is never on disk in clear,
-//! withheld without a key and sealed with one; dry runs and refused requests leave none.
+//! withheld without a key and sealed with one; refused requests leave none, and a dry run
+//! only the object it was measured against, which the same request sent for real takes.
 
 use std::path::Path;
 
@@ -358,8 +359,106 @@ async fn dry_runs_and_refused_requests_leave_no_image() {
         assert!(entry["post_image"].is_null(), "{entry}");
         assert!(entry["target"]["pre_image"].is_null(), "{entry}");
     }
-    let files = std::fs::read_dir(images_dir(spool.path())).unwrap().count();
-    assert_eq!(files, 0, "nothing was stored");
+    // Only the patch's dry run stored an image: the object it was measured against, for
+    // the same patch sent for real (no entry names it).
+    let files: Vec<_> = std::fs::read_dir(images_dir(spool.path()))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let kept: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(kept["metadata"]["name"], "c1");
+    assert!(
+        kept["data"].is_null(),
+        "the object before the patch: {kept}"
+    );
+    gateway.stop().await;
+}
+
+/// Whether the apiserver's audit log has an event with this `auditID` (the log is
+/// written before the apiserver answers: `--audit-log-mode=blocking`).
+fn audited(audit_log: &Path, audit_id: &str) -> bool {
+    let needle = format!("\"auditID\":\"{audit_id}\"");
+    std::fs::read_to_string(audit_log)
+        .unwrap()
+        .lines()
+        .any(|line| line.contains(&needle))
+}
+
+/// The one outcome of a patch of ConfigMap `name`, dry run or not.
+fn patch_outcome(spool: &Path, name: &str, dry_run: bool) -> Value {
+    outcome_where(spool, &format!("patch {name} (dry run: {dry_run})"), |e| {
+        e["request"]["verb"] == "patch"
+            && e["request"]["name"] == name
+            && e["dry_run"]["forwarded"] == dry_run
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_after_its_dry_run_takes_the_dry_runs_pre_image_without_reading_it_again() {
+    let cluster = cluster();
+    let spool = tempfile::tempdir().unwrap();
+    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml(OBSERVE)
+        .ledger(LedgerSettings::new(spool.path()))
+        .start()
+        .await;
+    let token = cluster.admin_token().unwrap();
+    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-careful"));
+    let ns = namespace(&cluster, "pg-images-careful").await;
+    let kn = kubectl_in(&cluster, &kc, &ns);
+    let admin = cluster.dir.admin_kubeconfig();
+    let direct = kubectl_in(&cluster, &admin, &ns);
+    let store = ImageStore::open_read_only(&images_dir(spool.path()), None).unwrap();
+    let get = ["get", "configmap", "-o", "json", "--show-managed-fields"];
+    ok(&direct.run(&["create", "configmap", "c1"]).await);
+    ok(&direct.run(&["create", "configmap", "c2"]).await);
+
+    // The careful path: the real patch is answered as its dry run predicted.
+    let before = get_json(&direct.run(&[&get[..], &["c1"]].concat()).await);
+    let patch = ["patch", "configmap", "c1", "-p", r#"{"data":{"a":"1"}}"#];
+    ok(&kn.run(&[&patch[..], &["--dry-run=server"]].concat()).await);
+    ok(&kn.run(&patch).await);
+    let dry = patch_outcome(spool.path(), "c1", true);
+    let real = patch_outcome(spool.path(), "c1", false);
+    assert!(dry["target"]["pre_image"].is_null(), "{dry}");
+    assert_images(&store, &real, &before);
+    assert_eq!(
+        real["analysis"]["effect_paths"],
+        serde_json::json!(["/data/a"])
+    );
+    let audit_log = cluster.dir.audit_log();
+    let facts = |entry: &Value| format!("{}-facts", entry["trace_id"].as_str().unwrap());
+    assert!(
+        audited(&audit_log, &facts(&dry)),
+        "the dry run read the object"
+    );
+    assert!(
+        !audited(&audit_log, &facts(&real)),
+        "the real patch read nothing before it was forwarded"
+    );
+
+    // Another client changes the object between the dry run and the real patch: the dry
+    // run's image is not the object just before the real patch, and the entry says so.
+    let patch = ["patch", "configmap", "c2", "-p", r#"{"data":{"a":"1"}}"#];
+    ok(&kn.run(&[&patch[..], &["--dry-run=server"]].concat()).await);
+    ok(&direct
+        .run(&["label", "configmap", "c2", "changed=in-between"])
+        .await);
+    ok(&kn.run(&patch).await);
+    let real = patch_outcome(spool.path(), "c2", false);
+    let target = &real["target"];
+    assert_eq!(
+        target["pre_image"],
+        serde_json::json!({"withheld": "unconfirmed"})
+    );
+    assert!(target["resource_version"].is_null(), "{real}");
+    assert_eq!(target["found"], true);
+    assert!(real["analysis"]["effect_paths"].is_null(), "{real}");
+    assert!(
+        !real["post_image"].is_null(),
+        "the answer is still imaged: {real}"
+    );
     gateway.stop().await;
 }
 

@@ -100,15 +100,19 @@ pub enum Withheld {
     StoreFull,
     /// The object could not be read (the GET failed) or the image could not be written.
     Unavailable,
+    /// The request reused its dry run's pre-image, and the real answer did not confirm the
+    /// dry run's prediction: the object may have changed in between.
+    Unconfirmed,
 }
 
 impl Withheld {
     /// Every reason, in schema order.
-    pub const ALL: [Withheld; 4] = [
+    pub const ALL: [Withheld; 5] = [
         Withheld::Secret,
         Withheld::TooLarge,
         Withheld::StoreFull,
         Withheld::Unavailable,
+        Withheld::Unconfirmed,
     ];
 
     /// The name the schema uses.
@@ -118,6 +122,7 @@ impl Withheld {
             Withheld::TooLarge => "too-large",
             Withheld::StoreFull => "store-full",
             Withheld::Unavailable => "unavailable",
+            Withheld::Unconfirmed => "unconfirmed",
         }
     }
 }
