@@ -364,6 +364,7 @@ async fn dry_runs_and_refused_requests_leave_no_image() {
     let files: Vec<_> = std::fs::read_dir(images_dir(spool.path()))
         .unwrap()
         .map(|f| f.unwrap().path())
+        .filter(|path| !path.file_name().unwrap().to_str().unwrap().starts_with('.'))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let kept: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();

@@ -24,6 +24,11 @@
 //!   that fsync commits every earlier rename too. A directory fsync per image would be a
 //!   second journal commit on every mutation, for filesystems (btrfs) without that order;
 //!   there a crash can lose a name, which a reader sees as a missing image.
+//! - The temporary file is taken from a few empty files created and made durable ahead of
+//!   the writes ([`Spares`], on a thread of their own): creating a file costs a journal
+//!   commit of its inode and directory entry, about 1 ms on the test machine's ext4, while
+//!   filling an existing empty file and making it durable costs about 0.2 ms
+//!   (BENCHMARKS.md, "Ninth session"). Without a spare, a write creates its own file.
 //! - Eviction removes the least recently written images first (by modification time,
 //!   which a rewrite of the same digest refreshes) until the new one fits.
 
@@ -36,7 +41,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -236,6 +241,16 @@ pub struct ImageStore {
     limits: Option<ImageLimits>,
     index: Mutex<Index>,
     metrics: Option<Metrics>,
+    /// `None` for a store opened read-only.
+    spares: Option<Arc<Spares>>,
+}
+
+impl Drop for ImageStore {
+    fn drop(&mut self) {
+        if let Some(spares) = &self.spares {
+            spares.close();
+        }
+    }
 }
 
 impl std::fmt::Debug for ImageStore {
@@ -292,6 +307,7 @@ impl ImageStore {
             limits: Some(limits),
             index: Mutex::new(index),
             metrics: Some(metrics),
+            spares: Some(Arc::new(Spares::new(dir))),
         };
         store.make_room(0)?;
         Ok(store)
@@ -315,6 +331,7 @@ impl ImageStore {
             limits: None,
             index: Mutex::new(Index::default()),
             metrics: None,
+            spares: None,
         })
     }
 
@@ -507,10 +524,21 @@ impl ImageStore {
             let path = path.to_path_buf();
             move |source| ImageError::Io { path, source }
         };
-        let temp = self
-            .dir
-            .join(format!("{TEMP_PREFIX}{digest}-{}", rand::random::<u64>()));
-        let written = fs::File::create_new(&temp).and_then(|mut file| {
+        let spare = self.spares.as_ref().and_then(|spares| spares.take());
+        let (temp, file) = match spare {
+            Some(spare) => {
+                let file = fs::OpenOptions::new().write(true).open(&spare);
+                (spare, file)
+            }
+            None => {
+                let temp = self
+                    .dir
+                    .join(format!("{TEMP_PREFIX}{digest}-{}", rand::random::<u64>()));
+                let file = fs::File::create_new(&temp);
+                (temp, file)
+            }
+        };
+        let written = file.and_then(|mut file| {
             file.write_all(bytes)?;
             file.sync_data()
         });
@@ -574,8 +602,111 @@ pub fn list_image(
     Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}))
 }
 
+/// Empty files in the store's directory, each created and made durable (the file and the
+/// directory fsynced) by a thread of its own before a write takes it, so that a write pays
+/// for filling a file, not for creating one. The thread starts with the first write and
+/// keeps between [`Spares::LOW`] and [`Spares::HIGH`] ready; it ends with the store.
+/// Spares are named like temporary files: the next open removes those left unused.
+struct Spares {
+    dir: PathBuf,
+    state: Mutex<SpareState>,
+    wanted: Condvar,
+}
+
+#[derive(Default)]
+struct SpareState {
+    ready: Vec<PathBuf>,
+    started: bool,
+    closed: bool,
+}
+
+impl Spares {
+    const LOW: usize = 4;
+    const HIGH: usize = 16;
+
+    fn new(dir: &Path) -> Spares {
+        Spares {
+            dir: dir.to_path_buf(),
+            state: Mutex::default(),
+            wanted: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SpareState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A ready spare, if any; asks for more when few are left.
+    fn take(self: &Arc<Self>) -> Option<PathBuf> {
+        let mut state = self.lock();
+        let spare = state.ready.pop();
+        if !state.started {
+            state.started = true;
+            let spares = Arc::clone(self);
+            let spawned = std::thread::Builder::new()
+                .name("pg-image-spares".into())
+                .spawn(move || spares.refill());
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "no spare image files: each write creates its own");
+            }
+        } else if state.ready.len() < Self::LOW {
+            self.wanted.notify_one();
+        }
+        spare
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wanted.notify_one();
+    }
+
+    /// The spare thread: tops the spares up to [`Spares::HIGH`] whenever fewer than
+    /// [`Spares::LOW`] are left, until the store closes or a file cannot be created.
+    fn refill(&self) {
+        loop {
+            let missing = {
+                let mut state = self.lock();
+                while !state.closed && state.ready.len() >= Self::LOW {
+                    state = self
+                        .wanted
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                if state.closed {
+                    return;
+                }
+                Self::HIGH - state.ready.len()
+            };
+            match self.create(missing) {
+                Ok(created) => self.lock().ready.extend(created),
+                Err(error) => {
+                    tracing::warn!(%error, dir = %self.dir.display(), "no more spare image files");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `n` new empty files, durable with their names.
+    fn create(&self, n: usize) -> io::Result<Vec<PathBuf>> {
+        let mut created = Vec::with_capacity(n);
+        for _ in 0..n {
+            let path = self
+                .dir
+                .join(format!("{SPARE_PREFIX}{:016x}", rand::random::<u64>()));
+            fs::File::create_new(&path)?.sync_all()?;
+            created.push(path);
+        }
+        fs::File::open(&self.dir)?.sync_all()?;
+        Ok(created)
+    }
+}
+
 /// Names of files being written; removed at open (a write that never finished).
 const TEMP_PREFIX: &str = ".tmp-";
+
+/// Names of the [`Spares`] (temporary files too).
+const SPARE_PREFIX: &str = ".tmp-spare-";
 
 fn hex_digest(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);

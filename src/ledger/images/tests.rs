@@ -106,9 +106,50 @@ fn an_image_reads_back_as_stored_and_is_named_by_its_digest() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
-        .filter(|n| n.to_str().unwrap().starts_with(TEMP_PREFIX))
+        .filter(|n| {
+            let name = n.to_str().unwrap();
+            name.starts_with(TEMP_PREFIX) && !name.starts_with(SPARE_PREFIX)
+        })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The empty spare files in `dir`, by inode.
+fn spares(dir: &Path) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_str().unwrap().starts_with(SPARE_PREFIX))
+        .map(|e| e.metadata().unwrap().ino())
+        .collect()
+}
+
+#[test]
+fn writes_fill_spare_files_made_ahead_and_a_reopen_removes_the_unused_ones() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (images, _) = store(dir.path(), ImageLimits::default(), None);
+    assert!(spares(dir.path()).is_empty(), "none before the first write");
+    images.put(&config_map("first", 10), false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while spares(dir.path()).len() < Spares::LOW {
+        assert!(std::time::Instant::now() < deadline, "spares were made");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ready = spares(dir.path());
+    let record = images.put(&config_map("second", 10), false);
+    let hex = record.digest().unwrap().strip_prefix("sha256:").unwrap();
+    let written = std::fs::metadata(dir.path().join(hex)).unwrap().ino();
+    assert!(ready.contains(&written), "the write filled a spare");
+    let expected: Value = serde_json::from_slice(&config_map("second", 10)).unwrap();
+    assert_eq!(images.get(hex).unwrap(), expected);
+    drop(images);
+    let (_store, _) = store(dir.path(), ImageLimits::default(), None);
+    assert!(
+        spares(dir.path()).is_empty(),
+        "an open removes unused spares"
+    );
 }
 
 #[test]
