@@ -39,6 +39,6 @@ mod tree;
 
 pub use analysis::{analyse, Analysis, WholeObject, SSA_WHOLE_OBJECT_MIN_LEAVES};
 pub use media_type::{BodyFormat, PatchType};
-pub use object::{DeleteOptions, ObjectIdentity, OwnerReference};
+pub use object::{AnswerMeta, DeleteOptions, ObjectIdentity, OwnerReference};
 pub use paths::MAX_TOUCHED_PATHS;
 pub use request_info::{request_info, ClassifyError, RequestInfo, Scope, Verb};

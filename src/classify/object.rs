@@ -23,6 +23,32 @@ pub struct OwnerReference {
     pub controller: bool,
 }
 
+/// What the ledger keeps of the object an apiserver answer carries (its identity and
+/// version), or of a `Status` answer (its reason).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnswerMeta {
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub generation: Option<i64>,
+    /// A `Status` answer's `reason`.
+    pub status_reason: Option<String>,
+}
+
+impl AnswerMeta {
+    /// Reads a protobuf answer (what a typed client such as kubectl's `create deployment`
+    /// asks for); `None` for another media type or a body that does not decode.
+    pub fn of_protobuf(content_type: Option<&str>, body: &[u8]) -> Option<AnswerMeta> {
+        let media = content_type?.split(';').next()?.trim();
+        if media != "application/vnd.kubernetes.protobuf" {
+            return None;
+        }
+        super::protobuf::answer_meta(body).ok()
+    }
+}
+
 /// The identity and metadata a body declares (read from JSON, YAML or protobuf).
 ///
 /// For a patch, only what the patch itself mentions.

@@ -8,20 +8,22 @@
 //!   (`apiVersion` = 1, `kind` = 2), field 2 the raw bytes of the typed message, field 3
 //!   `contentEncoding`, field 4 `contentType`;
 //! - in every object type, field 1 of the typed message is `ObjectMeta`: `name` = 1,
-//!   `generateName` = 2, `namespace` = 3, `labels` = 11 and `annotations` = 12 (map entries
+//!   `generateName` = 2, `namespace` = 3, `uid` = 5, `resourceVersion` = 6, `generation` = 7
+//!   (varint int64), `labels` = 11 and `annotations` = 12 (map entries
 //!   with key = 1, value = 2), `ownerReferences` = 13 (`kind` = 1, `name` = 3, `uid` = 4,
 //!   `apiVersion` = 5, `controller` = 6);
 //! - `DeleteOptions`: `gracePeriodSeconds` = 1 (varint int64), `preconditions` = 2 (`uid` = 1,
 //!   `resourceVersion` = 2), `orphanDependents` = 3 (bool), `propagationPolicy` = 4 (string),
 //!   `dryRun` = 5 (repeated string), `ignoreStoreReadErrorWithClusterBreakingPotential` = 6;
-//! - `Eviction` (policy/v1): `metadata` = 1, `deleteOptions` = 2.
+//! - `Eviction` (policy/v1): `metadata` = 1, `deleteOptions` = 2;
+//! - `Status` (an answer): `reason` = 4.
 //!
 //! Everything is bounds-checked: varints are at most ten bytes, lengths never reach past the
 //! buffer, groups (wire types 3 and 4) and unknown wire types are refused, strings must be
 //! UTF-8. Unknown fields are skipped, as protobuf requires. A body that breaks any rule is
 //! reported as opaque by the caller, never guessed at.
 
-use super::object::{DeleteOptions, ObjectIdentity, OwnerReference};
+use super::object::{AnswerMeta, DeleteOptions, ObjectIdentity, OwnerReference};
 
 /// The magic prefix of every Kubernetes protobuf body.
 pub(crate) const MAGIC: &[u8; 4] = b"k8s\0";
@@ -221,6 +223,42 @@ fn read_object_meta(buf: &[u8], identity: &mut ObjectIdentity) -> Result<(), Pro
             13 => identity
                 .owner_references
                 .push(owner_reference(bytes_of(value)?)?),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// What an answer's body says of the object the apiserver answered with (its
+/// `ObjectMeta`'s identity and version), or of a `Status` (its reason).
+pub(crate) fn answer_meta(body: &[u8]) -> Result<AnswerMeta, ProtoError> {
+    let envelope = envelope(body)?;
+    let mut meta = AnswerMeta {
+        kind: non_empty(&envelope.kind),
+        ..AnswerMeta::default()
+    };
+    let mut reader = Reader::new(envelope.raw);
+    while let Some((field, value)) = reader.next_field()? {
+        match (meta.kind.as_deref(), field) {
+            (Some("Status"), 4) => meta.status_reason = non_empty(&string_of(value)?),
+            (Some("Status"), _) => {}
+            (_, 1) => read_answer_meta(bytes_of(value)?, &mut meta)?,
+            _ => {}
+        }
+    }
+    Ok(meta)
+}
+
+fn read_answer_meta(buf: &[u8], meta: &mut AnswerMeta) -> Result<(), ProtoError> {
+    let mut reader = Reader::new(buf);
+    while let Some((field, value)) = reader.next_field()? {
+        match field {
+            1 => meta.name = non_empty(&string_of(value)?),
+            3 => meta.namespace = non_empty(&string_of(value)?),
+            5 => meta.uid = non_empty(&string_of(value)?),
+            6 => meta.resource_version = non_empty(&string_of(value)?),
+            // An int64 is its two's complement as a varint.
+            7 => meta.generation = Some(varint_of(value)? as i64),
             _ => {}
         }
     }
@@ -503,5 +541,59 @@ mod tests {
         let mut out = MAGIC.to_vec();
         put_string(3, "gzip", &mut out);
         assert!(envelope(&out).is_err());
+    }
+
+    fn answer(kind: &str, raw: &[u8]) -> Vec<u8> {
+        wrap("apps/v1", kind, raw)
+    }
+
+    #[test]
+    fn an_answers_object_meta_gives_its_identity_and_version() {
+        let mut meta = Vec::new();
+        put_string(1, "web", &mut meta);
+        put_string(3, "shop", &mut meta);
+        put_string(5, "3aa9faaf-9a52", &mut meta);
+        put_string(6, "266", &mut meta);
+        put_uint(7, 4, &mut meta);
+        put_entry(11, "app", "web", &mut meta);
+        let mut deployment = Vec::new();
+        put_bytes(1, &meta, &mut deployment);
+        put_bytes(2, b"\x08\x01", &mut deployment); // spec: skipped
+        let read = answer_meta(&answer("Deployment", &deployment)).unwrap();
+        assert_eq!(
+            read,
+            AnswerMeta {
+                kind: Some("Deployment".into()),
+                name: Some("web".into()),
+                namespace: Some("shop".into()),
+                uid: Some("3aa9faaf-9a52".into()),
+                resource_version: Some("266".into()),
+                generation: Some(4),
+                status_reason: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_status_answer_gives_its_reason_and_no_object() {
+        let mut status = Vec::new();
+        put_bytes(1, b"", &mut status);
+        put_string(2, "Failure", &mut status);
+        put_string(3, "configmaps \"web\" already exists", &mut status);
+        put_string(4, "AlreadyExists", &mut status);
+        let read = answer_meta(&wrap("v1", "Status", &status)).unwrap();
+        assert_eq!(read.status_reason.as_deref(), Some("AlreadyExists"));
+        assert_eq!((read.uid, read.name), (None, None));
+        assert!(answer_meta(b"{}").is_err(), "not protobuf");
+        assert!(
+            AnswerMeta::of_protobuf(Some("application/json"), &wrap("v1", "Status", &status))
+                .is_none(),
+            "only a protobuf answer is read as one"
+        );
+        assert!(AnswerMeta::of_protobuf(
+            Some("application/vnd.kubernetes.protobuf;charset=utf-8"),
+            &wrap("v1", "Status", &status)
+        )
+        .is_some());
     }
 }

@@ -407,11 +407,14 @@ fn inspect_object(
     headers: &HeaderMap,
     exchange: &mut Exchange,
 ) -> Option<serde_json::Value> {
-    let is_json = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if !is_json {
+        .and_then(|v| v.to_str().ok());
+    if !content_type.is_some_and(|ct| ct.starts_with("application/json")) {
+        // A typed client's protobuf answer: its identity and version, no post-image.
+        if let Some(meta) = crate::classify::AnswerMeta::of_protobuf(content_type, bytes) {
+            note_answer(exchange, meta);
+        }
         return None;
     }
     let value = serde_json::from_slice::<serde_json::Value>(bytes).ok()?;
@@ -426,6 +429,19 @@ fn inspect_object(
     exchange.object_name = metadata["name"].as_str().map(str::to_string);
     exchange.object_namespace = metadata["namespace"].as_str().map(str::to_string);
     Some(value)
+}
+
+/// What the record keeps of an answer pathgate did not read as JSON.
+fn note_answer(exchange: &mut Exchange, meta: crate::classify::AnswerMeta) {
+    if meta.kind.as_deref() == Some("Status") {
+        exchange.status_reason = meta.status_reason;
+        return;
+    }
+    exchange.object_uid = meta.uid;
+    exchange.object_resource_version = meta.resource_version;
+    exchange.object_generation = meta.generation;
+    exchange.object_name = meta.name;
+    exchange.object_namespace = meta.namespace;
 }
 
 /// Appends pathgate's `Warning` values (kubectl prints each on stderr).

@@ -463,6 +463,53 @@ async fn a_patch_after_its_dry_run_takes_the_dry_runs_pre_image_without_reading_
     gateway.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_create_answered_in_protobuf_names_its_object_but_keeps_no_post_image() {
+    let cluster = cluster();
+    let spool = tempfile::tempdir().unwrap();
+    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
+        .policy_yaml(OBSERVE)
+        .ledger(LedgerSettings::new(spool.path()))
+        .start()
+        .await;
+    let token = cluster.admin_token().unwrap();
+    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-typed"));
+    let ns = namespace(&cluster, "pg-images-typed").await;
+    let kn = kubectl_in(&cluster, &kc, &ns);
+    ok(&kn
+        .run(&["create", "configmap", "typed", "--from-literal=k=v"])
+        .await);
+    let created = outcome(spool.path(), "create", "configmaps", "");
+    assert_eq!(
+        created["request"]["content_type"], "application/vnd.kubernetes.protobuf",
+        "kubectl's typed create speaks protobuf: {created}"
+    );
+    let live = get_json(&kn.run(&["get", "configmap", "typed", "-o", "json"]).await);
+    let object = &created["object"];
+    assert_eq!(object["uid"], live["metadata"]["uid"], "{created}");
+    assert_eq!(
+        object["resource_version"],
+        live["metadata"]["resourceVersion"]
+    );
+    assert_eq!(object["name"], "typed");
+    assert_eq!(object["namespace"], ns.as_str());
+    assert!(
+        created["post_image"].is_null(),
+        "no JSON answer to image: {created}"
+    );
+
+    // A protobuf Status answer gives its reason.
+    failed(
+        &kn.run(&["create", "configmap", "typed", "--from-literal=k=v"])
+            .await,
+    );
+    let refused = outcome_where(spool.path(), "the second create", |e| {
+        e["request"]["verb"] == "create" && e["response"]["status_code"] == 409
+    });
+    assert_eq!(refused["response"]["reason"], "AlreadyExists", "{refused}");
+    gateway.stop().await;
+}
+
 /// Every file under `dir`, as bytes.
 fn every_file(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut files = Vec::new();

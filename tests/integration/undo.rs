@@ -192,7 +192,7 @@ printf '%s' '{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"feature
     let (code, report) = undo(&session, &undo_ledger, &[], &ledger);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["outcome"], "verified", "{report:#}");
-    // `kubectl create service` asked for a protobuf answer: found by its creation time.
+    // `kubectl create service` asked for a protobuf answer: its uid guards the delete.
     let typed = report["steps"]
         .as_array()
         .unwrap()
