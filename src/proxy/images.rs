@@ -171,11 +171,12 @@ impl PreImaged {
 
     /// A dry run's pre-image the real answer did not confirm: the object may have changed
     /// in between, so neither the image nor the version read then stands for the object
-    /// just before the real request. The object existed (the dry run found it) and is
-    /// the same one only if its uid is (undo's preconditions check that).
-    fn unconfirmed(self) -> PreImaged {
+    /// just before the real request. The object existed (the dry run found it); its uid
+    /// stays when the answer's object has the same (it was not deleted and re-created).
+    fn unconfirmed(self, same_object: bool) -> PreImaged {
         let target = self.target.map(|target| TargetRecord {
             resource_version: None,
+            uid: target.uid.filter(|_| same_object),
             ..target
         });
         PreImaged {
@@ -297,9 +298,12 @@ pub(super) async fn settle(
 ) -> Option<JoinHandle<ImageRecord>> {
     let pending = pending?;
     if let Some(imaged) = pending.rehearsed {
-        let imaged = match answered.confirms_rehearsal {
+        // The digest leaves the uid out: a delete and a re-create in between is a change.
+        let same_object =
+            imaged.target.as_ref().and_then(|t| t.uid.as_ref()) == exchange.object_uid.as_ref();
+        let imaged = match answered.confirms_rehearsal && same_object {
             true => imaged,
-            false => imaged.unconfirmed(),
+            false => imaged.unconfirmed(same_object),
         };
         merge_target(exchange, imaged);
     }
@@ -697,11 +701,13 @@ mod tests {
 
     #[test]
     fn an_unconfirmed_dry_run_image_keeps_the_object_but_not_its_version_or_image() {
-        let unconfirmed = imaged("5").unconfirmed();
+        let unconfirmed = imaged("5").unconfirmed(true);
         let target = unconfirmed.target.unwrap();
         assert!(target.found);
         assert_eq!(target.uid.as_deref(), Some("u"));
         assert_eq!(target.resource_version, None);
+        let recreated = imaged("5").unconfirmed(false).target.unwrap();
+        assert_eq!(recreated.uid, None, "another object of the same name");
         assert_eq!(
             unconfirmed.image,
             Some(ImageRecord::Withheld {

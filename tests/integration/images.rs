@@ -460,6 +460,22 @@ async fn a_patch_after_its_dry_run_takes_the_dry_runs_pre_image_without_reading_
         !real["post_image"].is_null(),
         "the answer is still imaged: {real}"
     );
+
+    // Deleted and re-created alike in between: the same content (which the digest sees),
+    // another object (which the uid shows).
+    ok(&direct.run(&["create", "configmap", "c3"]).await);
+    let patch = ["patch", "configmap", "c3", "-p", r#"{"data":{"a":"1"}}"#];
+    ok(&kn.run(&[&patch[..], &["--dry-run=server"]].concat()).await);
+    ok(&direct.run(&["delete", "configmap", "c3"]).await);
+    ok(&direct.run(&["create", "configmap", "c3"]).await);
+    ok(&kn.run(&patch).await);
+    let real = patch_outcome(spool.path(), "c3", false);
+    let target = &real["target"];
+    assert_eq!(
+        target["pre_image"],
+        serde_json::json!({"withheld": "unconfirmed"})
+    );
+    assert!(target["uid"].is_null(), "not the dry run's object: {real}");
     gateway.stop().await;
 }
 
