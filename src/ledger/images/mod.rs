@@ -313,6 +313,15 @@ impl ImageStore {
         Ok(store)
     }
 
+    /// The store without spare files: every write creates its own (the reference
+    /// `cargo bench --bench image_write` measures the spares against).
+    pub fn without_spares(mut self) -> ImageStore {
+        if let Some(spares) = self.spares.take() {
+            spares.close();
+        }
+        self
+    }
+
     /// Opens the store in `dir` for reading only; `key` opens sealed Secret images.
     pub fn open_read_only(dir: &Path, key: Option<SecretKey>) -> Result<ImageStore, ImageError> {
         let metadata = fs::metadata(dir).map_err(|source| ImageError::Io {
