@@ -9,6 +9,7 @@ use std::path::Path;
 use pathgate::ledger::images::{images_dir, ImageSettings, ImageStore, SecretKey};
 use pathgate::ledger::LedgerSettings;
 use serde_json::Value;
+use testcluster::RunningCluster;
 
 use crate::gateway::{cluster, failed, kubectl, kubectl_in, namespace, ok, GatewayBuilder};
 use crate::recording::spool_entries;
@@ -86,18 +87,42 @@ fn deployment(name: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_mutation_names_the_object_before_it_and_the_answer_after_it() {
-    let cluster = cluster();
+/// A gateway under `policy` whose ledger is a fresh spool, an admin kubeconfig of
+/// `session` through it, and a fresh namespace (`prefix-...`).
+struct Imaging {
+    spool: tempfile::TempDir,
+    gateway: crate::gateway::Gateway,
+    kc: std::path::PathBuf,
+    ns: String,
+}
+
+async fn imaging(cluster: &RunningCluster, policy: &str, session: &str, prefix: &str) -> Imaging {
     let spool = tempfile::tempdir().unwrap();
     let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
-        .policy_yaml(OBSERVE)
+        .policy_yaml(policy)
         .ledger(LedgerSettings::new(spool.path()))
         .start()
         .await;
     let token = cluster.admin_token().unwrap();
-    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-run"));
-    let ns = namespace(&cluster, "pg-images").await;
+    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some(session));
+    let ns = namespace(cluster, prefix).await;
+    Imaging {
+        spool,
+        gateway,
+        kc,
+        ns,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mutation_names_the_object_before_it_and_the_answer_after_it() {
+    let cluster = cluster();
+    let Imaging {
+        spool,
+        gateway,
+        kc,
+        ns,
+    } = imaging(&cluster, OBSERVE, "images-run", "pg-images").await;
     let kn = kubectl_in(&cluster, &kc, &ns);
     let store = ImageStore::open_read_only(&images_dir(spool.path()), None).unwrap();
 
@@ -305,15 +330,18 @@ async fn each_mutation_names_the_object_before_it_and_the_answer_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_runs_and_refused_requests_leave_no_image() {
     let cluster = cluster();
-    let spool = tempfile::tempdir().unwrap();
-    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
-        .policy_yaml("mode: enforce\nsafety_gates:\n  dry_run_default: false\n")
-        .ledger(LedgerSettings::new(spool.path()))
-        .start()
-        .await;
-    let token = cluster.admin_token().unwrap();
-    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-dry"));
-    let ns = namespace(&cluster, "pg-images-dry").await;
+    let Imaging {
+        spool,
+        gateway,
+        kc,
+        ns,
+    } = imaging(
+        &cluster,
+        "mode: enforce\nsafety_gates:\n  dry_run_default: false\n",
+        "images-dry",
+        "pg-images-dry",
+    )
+    .await;
     let kn = kubectl_in(&cluster, &kc, &ns);
     ok(&kn
         .run_stdin(
@@ -398,15 +426,12 @@ fn patch_outcome(spool: &Path, name: &str, dry_run: bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_after_its_dry_run_takes_the_dry_runs_pre_image_without_reading_it_again() {
     let cluster = cluster();
-    let spool = tempfile::tempdir().unwrap();
-    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
-        .policy_yaml(OBSERVE)
-        .ledger(LedgerSettings::new(spool.path()))
-        .start()
-        .await;
-    let token = cluster.admin_token().unwrap();
-    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-careful"));
-    let ns = namespace(&cluster, "pg-images-careful").await;
+    let Imaging {
+        spool,
+        gateway,
+        kc,
+        ns,
+    } = imaging(&cluster, OBSERVE, "images-careful", "pg-images-careful").await;
     let kn = kubectl_in(&cluster, &kc, &ns);
     let admin = cluster.dir.admin_kubeconfig();
     let direct = kubectl_in(&cluster, &admin, &ns);
@@ -482,15 +507,12 @@ async fn a_patch_after_its_dry_run_takes_the_dry_runs_pre_image_without_reading_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typed_create_answered_in_protobuf_names_its_object_but_keeps_no_post_image() {
     let cluster = cluster();
-    let spool = tempfile::tempdir().unwrap();
-    let gateway = GatewayBuilder::new(cluster.dir.admin_kubeconfig())
-        .policy_yaml(OBSERVE)
-        .ledger(LedgerSettings::new(spool.path()))
-        .start()
-        .await;
-    let token = cluster.admin_token().unwrap();
-    let kc = gateway.kubeconfig_with_token("admin", Some(&token), Some("images-typed"));
-    let ns = namespace(&cluster, "pg-images-typed").await;
+    let Imaging {
+        spool,
+        gateway,
+        kc,
+        ns,
+    } = imaging(&cluster, OBSERVE, "images-typed", "pg-images-typed").await;
     let kn = kubectl_in(&cluster, &kc, &ns);
     ok(&kn
         .run(&["create", "configmap", "typed", "--from-literal=k=v"])
