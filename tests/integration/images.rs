@@ -731,8 +731,9 @@ async fn a_failed_read_leaves_no_pre_image_and_a_failed_write_says_unavailable()
 
     // The store's directory replaced by a file: nothing can be written in it.
     get_fails.store(false, Ordering::SeqCst);
+    // (Moved away, not removed: the store's spare thread may be adding files to it.)
     let dir = images_dir(spool.path());
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&dir, spool.path().join("images.moved")).unwrap();
     std::fs::write(&dir, b"not a directory").unwrap();
     let (status, _, _) = crate::gateway::send(&client, patch(2)).await;
     assert_eq!(
