@@ -66,7 +66,10 @@ pub struct Exchange {
     pub error: Option<(Side, ErrorKind, String)>,
     /// The response was an upgrade (exec, attach, port-forward).
     pub upgraded: bool,
-    /// The gate's session-memory key for this request.
+    /// The gate's session-memory key for this request. `None` on a decided request (with
+    /// `decision`) means the gate deferred it: a read without body or `Impersonate-*`
+    /// headers, whose fingerprint `info`, `query` and `content_type` give
+    /// ([`crate::policy::Fingerprint::without_body`]) when the session or the ledger needs it.
     pub fingerprint: Option<crate::policy::Fingerprint>,
     /// What the gate's GET of the target showed before forwarding.
     pub target: Option<crate::ledger::TargetRecord>,

@@ -10,7 +10,7 @@ use crate::ledger::{
     ObjectRecord, OnFailure, Origin, ResponseEnd, ResponseRecord, SentForwarded,
 };
 use crate::metrics::Metrics;
-use crate::policy::Rewrite;
+use crate::policy::{Fingerprint, Rewrite};
 
 use super::body::StreamEnd;
 use super::exchange::Exchange;
@@ -136,6 +136,16 @@ pub fn entry_of(exchange: Exchange) -> Entry {
     } = exchange;
     let started_at = time::OffsetDateTime::from(started_at);
     let client = client_of(identity, mode, peer);
+    // A decided request without a fingerprint is a read the gate deferred it for (see
+    // `gate::defers_fingerprint`): computed only for an entry that carries it, a failure's.
+    let fingerprint = match (fingerprint, info.as_deref(), &decision) {
+        (None, Some(info), Some(_)) if status_code >= 400 => Some(Fingerprint::without_body(
+            info,
+            query.as_deref(),
+            content_type.as_deref(),
+        )),
+        (fingerprint, ..) => fingerprint,
+    };
     let verb = info.as_ref().map(|info| info.verb);
     // An eviction deletes its pod with the eviction's deleteOptions.
     let effect_verb = info.as_ref().map(|info| info.effect_verb());
