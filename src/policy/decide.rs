@@ -1151,7 +1151,16 @@ pub fn target_path(info: &RequestInfo, analysis: &Analysis) -> Option<String> {
     if name.contains(['/', '?', '#', '%']) || info.api_version.is_empty() {
         return None;
     }
-    let mut path = String::from("/");
+    // Sized once: the path is built for most requests (a read's is dropped unused).
+    let parts = [
+        &info.api_prefix,
+        &info.api_group,
+        &info.api_version,
+        &info.namespace,
+    ];
+    let length = parts.iter().map(|p| p.len()).sum::<usize>() + info.resource.len() + name.len();
+    let mut path = String::with_capacity(length + "//////namespaces/".len());
+    path.push('/');
     path.push_str(&info.api_prefix);
     if !info.api_group.is_empty() {
         path.push('/');

@@ -561,22 +561,27 @@ impl SessionStore {
         now: Instant,
     ) -> &'a mut Session {
         self.expire(inner, session, now);
-        if !inner.sessions.contains_key(session) && inner.sessions.len() >= self.limits.max_sessions
-        {
-            let oldest = inner
-                .sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(id, _)| id.clone());
-            if let Some(id) = oldest {
-                inner.sessions.remove(&id);
-                inner.stats.evicted_sessions += 1;
+        if !inner.sessions.contains_key(session) {
+            if inner.sessions.len() >= self.limits.max_sessions {
+                let oldest = inner
+                    .sessions
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_used)
+                    .map(|(id, _)| id.clone());
+                if let Some(id) = oldest {
+                    inner.sessions.remove(&id);
+                    inner.stats.evicted_sessions += 1;
+                }
             }
+            inner
+                .sessions
+                .insert(session.to_string(), Session::new(now));
         }
+        // Looked up by `&str`: `entry` would allocate the key on every request.
         let entry = inner
             .sessions
-            .entry(session.to_string())
-            .or_insert_with(|| Session::new(now));
+            .get_mut(session)
+            .expect("the session was inserted above");
         entry.last_used = now;
         entry
     }

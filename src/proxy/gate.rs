@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 
 use super::error::PathError;
@@ -121,7 +121,7 @@ pub trait Gate: Send + Sync {
 }
 
 /// The header a client that can add headers uses to present a confirmation token.
-pub const CONFIRM_HEADER: &str = "x-pathgate-confirm";
+pub const CONFIRM_HEADER: HeaderName = HeaderName::from_static("x-pathgate-confirm");
 
 /// Allows everything without analysis: for tests that exercise forwarding alone.
 #[derive(Debug, Default)]
