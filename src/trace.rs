@@ -64,16 +64,25 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Appends the lowercase hex of `bytes` to `out`: digits are written into a stack buffer
-/// and appended a chunk at a time, not pushed one `char` at a time.
+/// Appends the lowercase hex of `bytes` to `out`: each byte's two digits are copied from
+/// a table into a stack buffer, appended a chunk at a time (trace ids are written out
+/// several times per request).
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    const PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut pairs = [[0u8; 2]; 256];
+        let mut byte = 0;
+        while byte < 256 {
+            pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
+            byte += 1;
+        }
+        pairs
+    };
     let mut buffer = [0u8; 64];
     for chunk in bytes.chunks(buffer.len() / 2) {
         let digits = &mut buffer[..chunk.len() * 2];
         for (pair, byte) in digits.chunks_exact_mut(2).zip(chunk) {
-            pair[0] = DIGITS[usize::from(byte >> 4)];
-            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+            pair.copy_from_slice(&PAIRS[usize::from(*byte)]);
         }
         out.push_str(std::str::from_utf8(digits).expect("hex digits are ASCII"));
     }

@@ -87,6 +87,14 @@ pub struct Exchange {
     pub upstream_stream: Option<crate::upstream::StreamSlot>,
 }
 
+/// The identity of a record whose client is not resolved yet: one shared empty value, so
+/// that starting a record (twice per request, see [`Exchange::take`]) allocates none.
+fn unresolved_identity() -> Arc<ClientIdentity> {
+    static UNRESOLVED: std::sync::LazyLock<Arc<ClientIdentity>> =
+        std::sync::LazyLock::new(Arc::default);
+    Arc::clone(&UNRESOLVED)
+}
+
 impl Exchange {
     /// The record of a request that has just arrived.
     pub(super) fn new(
@@ -101,7 +109,7 @@ impl Exchange {
             trace_id,
             peer,
             session: String::new(),
-            identity: Arc::default(),
+            identity: unresolved_identity(),
             auth_mode,
             started_at: SystemTime::now(),
             duration: Default::default(),
