@@ -8,12 +8,17 @@
 
 use std::fmt;
 
+use http::HeaderName;
+
+// `HeaderName`s rather than strings: inserting by a string parses the name again and
+// copies it into a fresh allocation on every request.
+
 /// The header pathgate stamps on requests and responses.
-pub const EXECUTION_TRACE_HEADER: &str = "x-execution-trace";
+pub const EXECUTION_TRACE_HEADER: HeaderName = HeaderName::from_static("x-execution-trace");
 /// The header the apiserver adopts as the audit event's `auditID`.
-pub const AUDIT_ID_HEADER: &str = "audit-id";
+pub const AUDIT_ID_HEADER: HeaderName = HeaderName::from_static("audit-id");
 /// W3C trace context.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
+pub const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
 
 /// A 128-bit execution id, written as 32 lowercase hex digits.
 ///
@@ -54,13 +59,33 @@ impl fmt::Debug for TraceId {
 
 /// Lowercase hex of `bytes` (on every request, so without a `format!` per byte).
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
-    }
+    push_hex(&mut out, bytes);
     out
+}
+
+/// Appends the lowercase hex of `bytes` to `out`: each byte's two digits are copied from
+/// a table into a stack buffer, appended a chunk at a time (trace ids are written out
+/// several times per request).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut pairs = [[0u8; 2]; 256];
+        let mut byte = 0;
+        while byte < 256 {
+            pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
+            byte += 1;
+        }
+        pairs
+    };
+    let mut buffer = [0u8; 64];
+    for chunk in bytes.chunks(buffer.len() / 2) {
+        let digits = &mut buffer[..chunk.len() * 2];
+        for (pair, byte) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair.copy_from_slice(&PAIRS[usize::from(*byte)]);
+        }
+        out.push_str(std::str::from_utf8(digits).expect("hex digits are ASCII"));
+    }
 }
 
 /// Fills `bytes` from the thread's cryptographically secure generator (`rand`'s
@@ -85,14 +110,21 @@ pub fn traceparent(client: Option<&str>, execution: TraceId) -> String {
     if span == [0; 8] {
         span[7] = 1;
     }
-    let trace_id = client
-        .and_then(parse_traceparent)
-        .unwrap_or_else(|| execution.to_hex());
-    format!("00-{trace_id}-{}-01", hex(&span))
+    // "00-" trace-id "-" span-id "-01": 55 characters.
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    match client.and_then(parse_traceparent) {
+        Some(trace_id) => out.push_str(trace_id),
+        None => push_hex(&mut out, &execution.0),
+    }
+    out.push('-');
+    push_hex(&mut out, &span);
+    out.push_str("-01");
+    out
 }
 
 /// The trace-id of a valid version-00 `traceparent`.
-fn parse_traceparent(value: &str) -> Option<String> {
+fn parse_traceparent(value: &str) -> Option<&str> {
     let parts: Vec<&str> = value.trim().split('-').collect();
     let [version, trace_id, parent_id, flags] = parts.as_slice() else {
         return None;
@@ -108,7 +140,7 @@ fn parse_traceparent(value: &str) -> Option<String> {
         && is_hex(flags, 2)
         && trace_id.bytes().any(|b| b != b'0')
         && parent_id.bytes().any(|b| b != b'0');
-    valid.then(|| trace_id.to_string())
+    valid.then_some(*trace_id)
 }
 
 /// Whether the apiserver would adopt `value` as an `Audit-ID`.
@@ -141,6 +173,27 @@ mod tests {
         let bytes = [0x00, 0x0f, 0xa5, 0xff, 0x10];
         let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex(&bytes), expected);
+        // Longer than one stack buffer of digits, and not a multiple of it.
+        let long: Vec<u8> = (0..=255u8).chain(0..7).collect();
+        let expected: String = long.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&long), expected);
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn the_traceparent_sent_is_well_formed_version_00() {
+        let execution = TraceId::random();
+        for client in [
+            None,
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ] {
+            let sent = traceparent(client, execution);
+            assert_eq!(sent.len(), 55, "{sent}");
+            assert!(parse_traceparent(&sent).is_some(), "{sent}");
+            assert!(sent.ends_with("-01"), "{sent}");
+        }
+        let sent = traceparent(None, execution);
+        assert_eq!(parse_traceparent(&sent), Some(execution.to_hex().as_str()));
     }
 
     #[test]

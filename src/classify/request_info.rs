@@ -181,7 +181,7 @@ pub fn request_info(
     headers: &http::HeaderMap,
 ) -> Result<RequestInfo, ClassifyError> {
     let decoded_path = decode_path(path)?;
-    let segments = split_segments(&decoded_path);
+    let segments = split_segments(path, &decoded_path)?;
     let query = Query::parse(query)?;
     let method_str = method.as_str();
 
@@ -388,76 +388,99 @@ fn is_discovery_path(segments: &[&str]) -> bool {
     }
 }
 
-/// Decodes the wire path the way Go fills `URL.Path` and splits it the way the apiserver
-/// does, refusing everything that would make the two readings differ or that a
-/// well-behaved client never sends.
+/// Decodes the wire path the way Go fills `URL.Path`, refusing everything that would make
+/// Go's reading and pathgate's differ or that a well-behaved client never sends; its
+/// segments are checked by [`split_segments`].
 fn decode_path(raw: &str) -> Result<String, ClassifyError> {
-    let refuse = |reason: &str| ClassifyError::AmbiguousPath {
-        path: raw.to_owned(),
-        reason: reason.to_owned(),
-    };
     if !raw.starts_with('/') {
-        return Err(refuse("it does not start with '/'"));
+        return Err(ambiguous(raw, "it does not start with '/'"));
+    }
+    // Most paths have no escape: checked byte by byte, then copied whole.
+    if !raw.contains('%') {
+        return match raw.bytes().find_map(unescaped_byte_refusal) {
+            Some(reason) => Err(ambiguous(raw, reason)),
+            None => Ok(raw.to_owned()),
+        };
     }
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        match b {
-            b'%' => {
-                let byte = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(decode_hex_pair)
-                    .ok_or_else(|| refuse("it has an invalid percent escape"))?;
-                match byte {
-                    b'/' => return Err(refuse("it has a percent-encoded '/'")),
-                    b'.' => return Err(refuse("it has a percent-encoded '.'")),
-                    b'%' => return Err(refuse("it has a percent-encoded '%'")),
-                    b'\\' => return Err(refuse("it has a percent-encoded '\\'")),
-                    0x00..=0x1f | 0x7f => {
-                        return Err(refuse("it has a percent-encoded control character"))
-                    }
-                    _ => decoded.push(byte),
-                }
-                i += 3;
+        if b != b'%' {
+            if let Some(reason) = unescaped_byte_refusal(b) {
+                return Err(ambiguous(raw, reason));
             }
-            0x00..=0x1f | 0x7f => return Err(refuse("it has a control character")),
-            b'\\' => return Err(refuse("it has a '\\', which some servers read as '/'")),
-            b'?' | b'#' => return Err(refuse("it has a '?' or '#' inside the path")),
-            _ => {
-                decoded.push(b);
-                i += 1;
-            }
+            decoded.push(b);
+            i += 1;
+            continue;
         }
-    }
-    let decoded = String::from_utf8(decoded)
-        .map_err(|_| refuse("its percent escapes do not decode to UTF-8"))?;
-
-    if decoded != "/" {
-        for segment in trimmed_segments(&decoded).split('/') {
-            match segment {
-                "" => return Err(refuse("it has an empty segment ('//')")),
-                "." | ".." => return Err(refuse("it has a '.' or '..' segment")),
-                _ => {}
-            }
+        let byte = bytes
+            .get(i + 1..i + 3)
+            .and_then(decode_hex_pair)
+            .ok_or_else(|| ambiguous(raw, "it has an invalid percent escape"))?;
+        let refusal = match byte {
+            b'/' => Some("it has a percent-encoded '/'"),
+            b'.' => Some("it has a percent-encoded '.'"),
+            b'%' => Some("it has a percent-encoded '%'"),
+            b'\\' => Some("it has a percent-encoded '\\'"),
+            0x00..=0x1f | 0x7f => Some("it has a percent-encoded control character"),
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            return Err(ambiguous(raw, reason));
         }
+        decoded.push(byte);
+        i += 3;
     }
-    Ok(decoded)
+    String::from_utf8(decoded)
+        .map_err(|_| ambiguous(raw, "its percent escapes do not decode to UTF-8"))
 }
 
-/// The path without its leading slash and one trailing slash (which the apiserver trims).
-fn trimmed_segments(decoded: &str) -> &str {
-    let trimmed = &decoded[1..];
-    trimmed.strip_suffix('/').unwrap_or(trimmed)
+/// Why a byte sent as itself (not percent-encoded) makes a path ambiguous.
+fn unescaped_byte_refusal(b: u8) -> Option<&'static str> {
+    match b {
+        0x00..=0x1f | 0x7f => Some("it has a control character"),
+        b'\\' => Some("it has a '\\', which some servers read as '/'"),
+        b'?' | b'#' => Some("it has a '?' or '#' inside the path"),
+        _ => None,
+    }
 }
 
-/// The segments of a path [`decode_path`] accepted.
-fn split_segments(decoded: &str) -> Vec<&str> {
+fn ambiguous(raw: &str, reason: &str) -> ClassifyError {
+    ClassifyError::AmbiguousPath {
+        path: raw.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// The segments of a path [`decode_path`] accepted, split the way the apiserver does (one
+/// leading slash and one trailing slash trimmed); an empty, `.` or `..` segment is refused.
+fn split_segments<'a>(raw: &str, decoded: &'a str) -> Result<Vec<&'a str>, ClassifyError> {
     if decoded == "/" {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    trimmed_segments(decoded).split('/').collect()
+    let trimmed = &decoded[1..];
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    // By hand rather than with `str::split`: its searcher costs more than the few short
+    // segments of a path (every request is classified).
+    let mut segments = Vec::with_capacity(8);
+    let mut start = 0;
+    for (i, b) in trimmed.bytes().enumerate() {
+        if b == b'/' {
+            segments.push(&trimmed[start..i]);
+            start = i + 1;
+        }
+    }
+    segments.push(&trimmed[start..]);
+    for segment in &segments {
+        match *segment {
+            "" => return Err(ambiguous(raw, "it has an empty segment ('//')")),
+            "." | ".." => return Err(ambiguous(raw, "it has a '.' or '..' segment")),
+            _ => {}
+        }
+    }
+    Ok(segments)
 }
 
 #[cfg(test)]

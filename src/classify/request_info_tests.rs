@@ -356,6 +356,32 @@ fn ambiguous_paths_are_refused() {
 }
 
 #[test]
+fn ambiguous_paths_name_their_reason_with_or_without_an_escape_elsewhere() {
+    let cases = [
+        ("/api/v1/pods/web\\x", "which some servers read as '/'"),
+        ("/api/v1/pods/web?x", "'?' or '#'"),
+        ("/api/v1/pods/web\u{7f}", "a control character"),
+        ("/api/v1//pods", "an empty segment"),
+        ("/api/v1/pods/../secrets", "a '.' or '..' segment"),
+        ("/api/v1/pods/web%2F", "a percent-encoded '/'"),
+    ];
+    for (path, reason) in cases {
+        // `%70` is `p`: the same path once more, decoded through the escape-reading loop.
+        for path in [path.to_string(), path.replacen("/api", "/a%70i", 1)] {
+            match request_info(&http::Method::GET, &path, None, &http::HeaderMap::new()) {
+                Err(ClassifyError::AmbiguousPath { reason: got, .. }) => {
+                    assert!(got.contains(reason), "{path:?}: {got}")
+                }
+                other => panic!("{path:?} should be refused as ambiguous, got {other:?}"),
+            }
+        }
+    }
+    let escaped = classify("GET", "/a%70i/v1/namespaces/d%65fault/pods/web").unwrap();
+    let plain = classify("GET", "/api/v1/namespaces/default/pods/web").unwrap();
+    assert_eq!(escaped, plain);
+}
+
+#[test]
 fn malformed_queries_are_refused() {
     for query in ["watch=1;x=2", "labelSelector=%zz", "a=%"] {
         let got = request_info(

@@ -121,9 +121,18 @@ struct Cx<'a> {
     analysis: &'a Analysis,
     facts: &'a Facts,
     policy: &'a Policy,
-    ctx: &'a RequestContext,
+    impersonation: Impersonation,
     session: &'a SessionFacts,
     mutation: bool,
+}
+
+/// What PG017 reads of the request's context (the two flags of [`RequestContext`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Impersonation {
+    /// The client sent `Impersonate-*` headers.
+    pub headers: bool,
+    /// The request reaches the apiserver under pathgate's own credentials.
+    pub pathgate_credentials: bool,
 }
 
 /// What a rule saw.
@@ -159,6 +168,22 @@ pub fn decide(
     ctx: &RequestContext,
     session: &SessionFacts,
 ) -> Decision {
+    let impersonation = Impersonation {
+        headers: ctx.impersonation_headers,
+        pathgate_credentials: ctx.pathgate_credentials,
+    };
+    decide_with(info, analysis, facts, policy, impersonation, session)
+}
+
+/// [`decide`] with what it reads of the request's context.
+pub(super) fn decide_with(
+    info: &RequestInfo,
+    analysis: &Analysis,
+    facts: &Facts,
+    policy: &Policy,
+    impersonation: Impersonation,
+    session: &SessionFacts,
+) -> Decision {
     let mut decision = Decision::allow(policy.mode);
     if info.is_discovery || !info.is_resource_request {
         return decision;
@@ -168,7 +193,7 @@ pub fn decide(
         analysis,
         facts,
         policy,
-        ctx,
+        impersonation,
         session,
         mutation: is_mutation(info),
     };
@@ -981,7 +1006,7 @@ pub const IMPERSONATION_REFUSAL: &str = "Impersonate-* headers would act as anot
      --as/--as-group (and without Impersonate-* headers) under your own identity.";
 
 fn impersonation(cx: &Cx<'_>) -> Option<Hit> {
-    if !(cx.ctx.impersonation_headers && cx.ctx.pathgate_credentials) {
+    if !(cx.impersonation.headers && cx.impersonation.pathgate_credentials) {
         return None;
     }
     Some(Hit::new(IMPERSONATION_REFUSAL.to_string()))
@@ -1126,7 +1151,16 @@ pub fn target_path(info: &RequestInfo, analysis: &Analysis) -> Option<String> {
     if name.contains(['/', '?', '#', '%']) || info.api_version.is_empty() {
         return None;
     }
-    let mut path = String::from("/");
+    // Sized once: the path is built for most requests (a read's is dropped unused).
+    let parts = [
+        &info.api_prefix,
+        &info.api_group,
+        &info.api_version,
+        &info.namespace,
+    ];
+    let length = parts.iter().map(|p| p.len()).sum::<usize>() + info.resource.len() + name.len();
+    let mut path = String::with_capacity(length + "//////namespaces/".len());
+    path.push('/');
     path.push_str(&info.api_prefix);
     if !info.api_group.is_empty() {
         path.push('/');

@@ -37,6 +37,38 @@ pub struct Fingerprint([u8; 32]);
 struct Fields(Sha256);
 
 impl Fields {
+    /// A hash fed with the request line as classified, the query without `dryRun` (sorted)
+    /// and the `Content-Type`.
+    fn request(info: &RequestInfo, query: Option<&str>, content_type: Option<&str>) -> Fields {
+        let mut fields = Fields(Sha256::new());
+        fields.bytes(info.verb.as_str().as_bytes());
+        fields.bytes(info.method.as_bytes());
+        fields.bytes(info.path.as_bytes());
+        for part in [
+            &info.api_group,
+            &info.api_version,
+            &info.namespace,
+            &info.resource,
+            &info.subresource,
+            &info.name,
+        ] {
+            fields.bytes(part.as_bytes());
+        }
+        let mut params: Vec<(String, String)> =
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .filter(|(key, _)| key != "dryRun")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        params.sort();
+        fields.count(params.len());
+        for (key, value) in &params {
+            fields.bytes(key.as_bytes());
+            fields.bytes(value.as_bytes());
+        }
+        fields.optional(content_type);
+        fields
+    }
+
     fn bytes(&mut self, bytes: &[u8]) {
         self.0.update((bytes.len() as u64).to_be_bytes());
         self.0.update(bytes);
@@ -67,37 +99,10 @@ impl Fingerprint {
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> Fingerprint {
-        let mut fields = Fields(Sha256::new());
-        fields.bytes(info.verb.as_str().as_bytes());
-        fields.bytes(info.method.as_bytes());
-        fields.bytes(info.path.as_bytes());
-        for part in [
-            &info.api_group,
-            &info.api_version,
-            &info.namespace,
-            &info.resource,
-            &info.subresource,
-            &info.name,
-        ] {
-            fields.bytes(part.as_bytes());
-        }
-        let mut params: Vec<(String, String)> =
-            form_urlencoded::parse(query.unwrap_or("").as_bytes())
-                .filter(|(key, _)| key != "dryRun")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-        params.sort();
-        fields.count(params.len());
-        for (key, value) in &params {
-            fields.bytes(key.as_bytes());
-            fields.bytes(value.as_bytes());
-        }
-        fields.optional(
-            headers
-                .get(http::header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                .as_deref(),
-        );
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        let mut fields = Fields::request(info, query, content_type.as_deref());
         let mut impersonation: Vec<(&str, &[u8])> = headers
             .iter()
             .filter(|(name, _)| name.as_str().starts_with("impersonate-"))
@@ -113,6 +118,22 @@ impl Fingerprint {
         Fingerprint(fields.0.finalize().into())
     }
 
+    /// The fingerprint [`Fingerprint::of`] gives a request without a body and without
+    /// `Impersonate-*` headers, from what the request path keeps of it after forwarding:
+    /// its info, query and `Content-Type` (the first one, as text). Lets a read whose
+    /// session never needs its fingerprint skip computing one.
+    pub fn without_body(
+        info: &RequestInfo,
+        query: Option<&str>,
+        content_type: Option<&str>,
+    ) -> Fingerprint {
+        let mut fields = Fields::request(info, query, content_type);
+        // No `Impersonate-*` header, and the empty body.
+        fields.count(0);
+        sent_body_fields(&mut fields, &[]);
+        Fingerprint(fields.0.finalize().into())
+    }
+
     /// Builds a fingerprint from raw bytes (tests, or a stored value).
     pub fn from_bytes(bytes: [u8; 32]) -> Fingerprint {
         Fingerprint(bytes)
@@ -121,6 +142,46 @@ impl Fingerprint {
     /// The full hash as lowercase hex.
     pub fn to_hex(&self) -> String {
         crate::trace::hex(&self.0)
+    }
+}
+
+/// A request's fingerprint, computed the first time it is asked for: a read's session
+/// memory needs it only when the session remembers a dry run or a failure, when a
+/// confirmation token is bound to it, or when the read fails (see
+/// [`super::SessionStore::decide_lazily`]).
+pub struct LazyFingerprint<'a> {
+    value: std::cell::OnceCell<Fingerprint>,
+    compute: Option<&'a dyn Fn() -> Fingerprint>,
+}
+
+impl<'a> LazyFingerprint<'a> {
+    /// A fingerprint already computed.
+    pub fn known(fingerprint: Fingerprint) -> Self {
+        LazyFingerprint {
+            value: std::cell::OnceCell::from(fingerprint),
+            compute: None,
+        }
+    }
+
+    /// A fingerprint `compute` gives when first asked for.
+    pub fn deferred(compute: &'a dyn Fn() -> Fingerprint) -> Self {
+        LazyFingerprint {
+            value: std::cell::OnceCell::new(),
+            compute: Some(compute),
+        }
+    }
+
+    /// The fingerprint, computed now if it was not yet.
+    pub fn get(&self) -> Fingerprint {
+        *self.value.get_or_init(|| match self.compute {
+            Some(compute) => compute(),
+            None => unreachable!("a known fingerprint is set when made"),
+        })
+    }
+
+    /// The fingerprint, if it has been computed.
+    pub fn computed(&self) -> Option<Fingerprint> {
+        self.value.get().copied()
     }
 }
 
@@ -137,6 +198,12 @@ impl fmt::Display for Fingerprint {
     }
 }
 
+/// A body hashed as sent, the empty one included (no DeleteOptions read from it).
+fn sent_body_fields(fields: &mut Fields, body: &[u8]) {
+    fields.count(0);
+    fields.bytes(body);
+}
+
 /// The body: decoded DeleteOptions (without `dryRun`) where the body carries them and was
 /// understood, the bytes as sent otherwise (including every body pathgate could not decode).
 fn body_fields(fields: &mut Fields, info: &RequestInfo, analysis: &Analysis, body: &[u8]) {
@@ -145,8 +212,7 @@ fn body_fields(fields: &mut Fields, info: &RequestInfo, analysis: &Analysis, bod
         && (matches!(info.verb, Verb::Delete | Verb::DeleteCollection) || info.is_pod_eviction());
     let options = analysis.delete_options.as_ref().filter(|_| carries_options);
     let Some(options) = options else {
-        fields.count(0);
-        fields.bytes(body);
+        sent_body_fields(fields, body);
         return;
     };
     fields.count(1);
@@ -263,6 +329,61 @@ mod tests {
         field(1, &type_meta, &mut body);
         field(2, &options, &mut body);
         body
+    }
+
+    #[test]
+    fn a_request_without_body_fingerprints_the_same_from_what_is_kept_of_it() {
+        let reads = [
+            ("GET", POD, None),
+            (
+                "GET",
+                "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb&limit=5",
+                None,
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/shop/pods?dryRun=All&b=2&a=1",
+                Some(JSON),
+            ),
+            (
+                "GET",
+                "/apis/apps/v1/deployments?watch=true&resourceVersion=7",
+                None,
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/shop/pods/web-1/log?container=a",
+                Some("text/plain"),
+            ),
+            ("GET", "/apis", None),
+            ("DELETE", POD, Some(JSON)),
+        ];
+        for (method, target, content_type) in reads {
+            let request = Wire {
+                method,
+                target,
+                content_type,
+                extra: &[],
+                body: b"",
+            };
+            let (path, query) = match target.split_once('?') {
+                Some((path, query)) => (path, Some(query)),
+                None => (target, None),
+            };
+            let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+            let info = request_info(&method, path, query, &http::HeaderMap::new()).unwrap();
+            assert_eq!(
+                Fingerprint::without_body(&info, query, content_type),
+                request.print().0,
+                "{method} {target} {content_type:?}"
+            );
+        }
+        let other_type = Fingerprint::without_body(
+            &request_info(&http::Method::GET, POD, None, &http::HeaderMap::new()).unwrap(),
+            None,
+            Some(JSON),
+        );
+        assert_ne!(other_type, wire("GET", POD, "text/plain", b"").print().0);
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! # How the proxy drives this module
 //!
 //! 1. `fingerprint = Fingerprint::of(&info, &analysis, query, headers, body)`; build a
-//!    [`RequestContext`].
+//!    [`RequestContext`]. (A read without a body may defer its fingerprint instead:
+//!    [`LazyFingerprint`] in a [`LazyContext`], with `decide_lazily` and
+//!    `record_outcome_lazily` below; it is computed only if the session needs it.)
 //! 2. If [`needs_target`] says so, GET the target object into [`Facts::target`].
 //! 3. `decision = store.decide(&policy, &info, &analysis, &facts, &ctx, now)` — this calls
 //!    the pure [`decide`], redeems a presented confirmation token when the decision asks
@@ -51,9 +53,9 @@ pub use decide::{
     IMPERSONATION_REFUSAL,
 };
 pub use effect::{effect_digest, effect_paths, EffectBasis, Rehearsal};
-pub use fingerprint::Fingerprint;
+pub use fingerprint::{Fingerprint, LazyFingerprint};
 pub use objects::{Glob, ObjectPattern, ObjectPatternFile};
-pub use session::{SessionError, SessionLimits, SessionStats, SessionStore};
+pub use session::{LazyContext, SessionError, SessionLimits, SessionStats, SessionStore};
 
 /// How pathgate acts on its findings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::budget::{Spend, Usage};
-use super::decide::{decide, is_failure};
+use super::decide::{decide_with, is_failure, Impersonation};
 use super::{
-    Budgets, Decision, Facts, Fingerprint, Policy, Rehearsal, RequestContext, RuleAction, RuleId,
-    SessionFacts,
+    Budgets, Decision, Facts, Fingerprint, LazyFingerprint, Policy, Rehearsal, RequestContext,
+    RuleAction, RuleId, SessionFacts,
 };
 use crate::classify::{Analysis, RequestInfo};
 
@@ -67,6 +67,31 @@ pub enum SessionError {
     /// The operating system's random source failed.
     #[error("cannot draw a random confirmation token: {0}")]
     Random(getrandom::Error),
+}
+
+/// A [`RequestContext`] whose fingerprint is computed only if the session memory needs it
+/// ([`SessionStore::decide_lazily`]).
+#[derive(Clone, Copy)]
+pub struct LazyContext<'a> {
+    /// The session the request belongs to.
+    pub session: &'a str,
+    /// The request's fingerprint, the key of the session memory.
+    pub fingerprint: &'a LazyFingerprint<'a>,
+    /// The client sent `Impersonate-*` headers.
+    pub impersonation_headers: bool,
+    /// The request reaches the apiserver under pathgate's own credentials.
+    pub pathgate_credentials: bool,
+    /// The token of the `X-Pathgate-Confirm` header, if any.
+    pub confirm_token: Option<&'a str>,
+}
+
+impl LazyContext<'_> {
+    fn impersonation(&self) -> Impersonation {
+        Impersonation {
+            headers: self.impersonation_headers,
+            pathgate_credentials: self.pathgate_credentials,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -149,6 +174,19 @@ impl SessionStore {
         retry_window: Duration,
         now: Instant,
     ) -> SessionFacts {
+        let fingerprint = LazyFingerprint::known(*fingerprint);
+        self.session_facts_lazily(session, &fingerprint, retry_window, now)
+    }
+
+    /// [`SessionStore::session_facts`], asking for the fingerprint only when the session
+    /// remembers a dry run or a failure: without either, every request has the same facts.
+    fn session_facts_lazily(
+        &self,
+        session: &str,
+        fingerprint: &LazyFingerprint<'_>,
+        retry_window: Duration,
+        now: Instant,
+    ) -> SessionFacts {
         let mut inner = self.lock();
         self.sweep(&mut inner, now);
         self.expire(&mut inner, session, now);
@@ -156,13 +194,19 @@ impl SessionStore {
             return SessionFacts::default();
         };
         entry.last_used = now;
+        if entry.dry_runs.is_empty() && entry.failures.is_empty() {
+            return SessionFacts::default();
+        }
+        // Under the lock, as in `record_outcome_lazily`: a hash of a few hundred bytes
+        // (about a microsecond), and only for a session that remembers something under one.
+        let fingerprint = fingerprint.get();
         let recent_failures = entry
             .failures
-            .get(fingerprint)
+            .get(&fingerprint)
             .map(|times| count_within(times, retry_window, now))
             .unwrap_or(0);
         SessionFacts {
-            dry_run_succeeded: entry.dry_runs.contains_key(fingerprint),
+            dry_run_succeeded: entry.dry_runs.contains_key(&fingerprint),
             recent_failures,
             confirmed: false,
             budget: None,
@@ -182,34 +226,54 @@ impl SessionStore {
         retry_window: Duration,
         now: Instant,
     ) -> u32 {
+        let fingerprint = LazyFingerprint::known(*fingerprint);
+        self.record_outcome_lazily(session, &fingerprint, status, dry_run, retry_window, now)
+    }
+
+    /// [`SessionStore::record_outcome`], asking for the fingerprint only when something is
+    /// remembered or forgotten under it: a successful read of a session that remembers no
+    /// failure and no rehearsal changes nothing a fingerprint finds.
+    pub fn record_outcome_lazily(
+        &self,
+        session: &str,
+        fingerprint: &LazyFingerprint<'_>,
+        status: u16,
+        dry_run: bool,
+        retry_window: Duration,
+        now: Instant,
+    ) -> u32 {
         let limits = self.limits;
         let mut inner = self.lock();
         self.sweep(&mut inner, now);
         let mut evicted = 0;
         let entry = self.session_mut(&mut inner, session, now);
-        if !dry_run {
-            entry.rehearsals.remove(fingerprint);
+        if !dry_run && !entry.rehearsals.is_empty() {
+            entry.rehearsals.remove(&fingerprint.get());
         }
         let failures = if (200..300).contains(&status) {
-            entry.failures.remove(fingerprint);
+            if !entry.failures.is_empty() {
+                entry.failures.remove(&fingerprint.get());
+            }
             if dry_run {
-                if !entry.dry_runs.contains_key(fingerprint)
+                let fingerprint = fingerprint.get();
+                if !entry.dry_runs.contains_key(&fingerprint)
                     && entry.dry_runs.len() >= limits.max_entries_per_session
                 {
                     evicted += evict_oldest(&mut entry.dry_runs, |t| *t);
                 }
-                entry.dry_runs.insert(*fingerprint, now);
+                entry.dry_runs.insert(fingerprint, now);
             }
             0
         } else if is_failure(status) {
-            if !entry.failures.contains_key(fingerprint)
+            let fingerprint = fingerprint.get();
+            if !entry.failures.contains_key(&fingerprint)
                 && entry.failures.len() >= limits.max_entries_per_session
             {
                 evicted += evict_oldest(&mut entry.failures, |times| {
                     times.back().copied().unwrap_or(now)
                 });
             }
-            let times = entry.failures.entry(*fingerprint).or_default();
+            let times = entry.failures.entry(fingerprint).or_default();
             while times
                 .front()
                 .is_some_and(|t| now.duration_since(*t) > retry_window)
@@ -331,9 +395,9 @@ impl SessionStore {
     }
 
     /// Decides with the session's memory: looks up the request's [`SessionFacts`], calls
-    /// the pure [`decide`], and when the decision asks for confirmation either redeems the
-    /// token presented (header `X-Pathgate-Confirm` in `ctx.confirm_token`, else the
-    /// `pathgate.dev/confirm` annotation of `facts.target`) and decides again as
+    /// the pure [`super::decide`], and when the decision asks for confirmation either
+    /// redeems the token presented (header `X-Pathgate-Confirm` in `ctx.confirm_token`,
+    /// else the `pathgate.dev/confirm` annotation of `facts.target`) and decides again as
     /// confirmed, or issues a fresh token into [`Decision::confirm`].
     ///
     /// With budgets set, the request is checked against what its session has spent, and
@@ -347,9 +411,32 @@ impl SessionStore {
         ctx: &RequestContext,
         now: Instant,
     ) -> Decision {
-        let mut session = self.session_facts(
-            &ctx.session,
-            &ctx.fingerprint,
+        let fingerprint = LazyFingerprint::known(ctx.fingerprint);
+        let ctx = LazyContext {
+            session: &ctx.session,
+            fingerprint: &fingerprint,
+            impersonation_headers: ctx.impersonation_headers,
+            pathgate_credentials: ctx.pathgate_credentials,
+            confirm_token: ctx.confirm_token.as_deref(),
+        };
+        self.decide_lazily(policy, info, analysis, facts, &ctx, now)
+    }
+
+    /// [`SessionStore::decide`], computing the fingerprint only if the session remembers a
+    /// dry run or a failure, or the decision asks for confirmation: the same decision, the
+    /// same session memory afterwards.
+    pub fn decide_lazily(
+        &self,
+        policy: &Policy,
+        info: &RequestInfo,
+        analysis: &Analysis,
+        facts: &Facts,
+        ctx: &LazyContext<'_>,
+        now: Instant,
+    ) -> Decision {
+        let mut session = self.session_facts_lazily(
+            ctx.session,
+            ctx.fingerprint,
             Duration::from_secs(policy.retry_loop.window_seconds),
             now,
         );
@@ -362,7 +449,7 @@ impl SessionStore {
         if spend == Spend::default() {
             return self.decide_confirmed(policy, info, analysis, facts, ctx, session, now);
         }
-        session.budget = self.budget_breach(&ctx.session, &policy.budgets, spend, now);
+        session.budget = self.budget_breach(ctx.session, &policy.budgets, spend, now);
         let decision = self.decide_confirmed(policy, info, analysis, facts, ctx, session, now);
         if decision.action.blocks() {
             return decision;
@@ -371,7 +458,7 @@ impl SessionStore {
         // session took the last of a budget in between, the request is decided again with
         // the breach, so that no budget is overshot.
         let mut inner = self.lock();
-        let usage = &mut self.session_mut(&mut inner, &ctx.session, now).budget;
+        let usage = &mut self.session_mut(&mut inner, ctx.session, now).budget;
         let raced = match decision.budget {
             Some(_) => None,
             None => usage.breach(&policy.budgets, spend, now),
@@ -379,7 +466,7 @@ impl SessionStore {
         let decision = match raced {
             Some(breach) => {
                 session.budget = Some(breach);
-                decide(info, analysis, facts, policy, ctx, &session)
+                decide_with(info, analysis, facts, policy, ctx.impersonation(), &session)
             }
             None => decision,
         };
@@ -418,7 +505,7 @@ impl SessionStore {
             .add_read_bytes(budgets, bytes);
     }
 
-    /// [`decide`] with the session's facts, redeeming or issuing a confirmation token when
+    /// [`super::decide`] with the session's facts, redeeming or issuing a confirmation token when
     /// the decision asks for one.
     #[allow(clippy::too_many_arguments)]
     fn decide_confirmed(
@@ -427,22 +514,20 @@ impl SessionStore {
         info: &RequestInfo,
         analysis: &Analysis,
         facts: &Facts,
-        ctx: &RequestContext,
+        ctx: &LazyContext<'_>,
         mut session: SessionFacts,
         now: Instant,
     ) -> Decision {
-        let mut decision = decide(info, analysis, facts, policy, ctx, &session);
+        let mut decision =
+            decide_with(info, analysis, facts, policy, ctx.impersonation(), &session);
         if decision.action != super::Action::Confirm {
             return decision;
         }
-        let presented = ctx
-            .confirm_token
-            .as_deref()
-            .or_else(|| facts.confirm_annotation());
+        let presented = ctx.confirm_token.or_else(|| facts.confirm_annotation());
         if let Some(token) = presented {
-            if self.redeem(&ctx.session, &ctx.fingerprint, token, now) {
+            if self.redeem(ctx.session, &ctx.fingerprint.get(), token, now) {
                 session.confirmed = true;
-                return decide(info, analysis, facts, policy, ctx, &session);
+                return decide_with(info, analysis, facts, policy, ctx.impersonation(), &session);
             }
             decision.notices.push(
                 "the confirmation token presented is not valid for this request (expired, \
@@ -451,7 +536,7 @@ impl SessionStore {
             );
         }
         let window = Duration::from_secs(policy.confirm_window_seconds);
-        match self.issue_confirm_token(&ctx.session, &ctx.fingerprint, window, now) {
+        match self.issue_confirm_token(ctx.session, &ctx.fingerprint.get(), window, now) {
             Ok(token) => decision.attach_confirm_token(token),
             Err(error) => {
                 tracing::error!(%error, "confirmation token not issued");
@@ -478,22 +563,27 @@ impl SessionStore {
         now: Instant,
     ) -> &'a mut Session {
         self.expire(inner, session, now);
-        if !inner.sessions.contains_key(session) && inner.sessions.len() >= self.limits.max_sessions
-        {
-            let oldest = inner
-                .sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(id, _)| id.clone());
-            if let Some(id) = oldest {
-                inner.sessions.remove(&id);
-                inner.stats.evicted_sessions += 1;
+        if !inner.sessions.contains_key(session) {
+            if inner.sessions.len() >= self.limits.max_sessions {
+                let oldest = inner
+                    .sessions
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_used)
+                    .map(|(id, _)| id.clone());
+                if let Some(id) = oldest {
+                    inner.sessions.remove(&id);
+                    inner.stats.evicted_sessions += 1;
+                }
             }
+            inner
+                .sessions
+                .insert(session.to_string(), Session::new(now));
         }
+        // Looked up by `&str`: `entry` would allocate the key on every request.
         let entry = inner
             .sessions
-            .entry(session.to_string())
-            .or_insert_with(|| Session::new(now));
+            .get_mut(session)
+            .expect("the session was inserted above");
         entry.last_used = now;
         entry
     }

@@ -2399,3 +2399,96 @@ fn a_dry_run_warning_names_what_it_would_change() {
     );
     assert!(crate::policy::rehearsal_warning(&[]).contains("would change no field"));
 }
+
+/// A read's fingerprint computed only when its session needs it ([`LazyFingerprint`]):
+/// the same PG015 loop as with the fingerprint computed up front, and no hash at all while
+/// the session remembers no failure.
+#[test]
+fn a_read_retry_loop_is_detected_when_its_fingerprint_is_computed_late() {
+    let store = SessionStore::default();
+    let policy = Policy::default();
+    let get = req(Verb::Get, "pods").ns("shop").name("gone");
+    let computed = std::cell::Cell::new(0);
+    let compute = || {
+        computed.set(computed.get() + 1);
+        fp(9)
+    };
+    let now = Instant::now();
+    let decide = |print: &LazyFingerprint<'_>| {
+        let ctx = LazyContext {
+            session: "s1",
+            fingerprint: print,
+            impersonation_headers: false,
+            pathgate_credentials: true,
+            confirm_token: None,
+        };
+        store.decide_lazily(
+            &policy,
+            &get.info,
+            &get.analysis,
+            &Facts::default(),
+            &ctx,
+            now,
+        )
+    };
+
+    // A success in a session that remembers nothing needs no fingerprint.
+    let print = LazyFingerprint::deferred(&compute);
+    assert_eq!(decide(&print).action, Action::Allow);
+    assert_eq!(
+        store.record_outcome_lazily("s1", &print, 200, false, WINDOW, now),
+        0
+    );
+    assert_eq!(computed.get(), 0);
+
+    // Each failure is counted under the fingerprint, computed once per request.
+    let mut post_hoc = Vec::new();
+    for attempt in 1..=3 {
+        let print = LazyFingerprint::deferred(&compute);
+        let decision = decide(&print);
+        assert_eq!(decision.action, Action::Allow);
+        let failures = store.record_outcome_lazily("s1", &print, 404, false, WINDOW, now);
+        assert_eq!((failures, computed.get()), (attempt, attempt));
+        post_hoc =
+            findings_from_response(&get.info, &get.analysis, &policy, &decision, 404, failures);
+    }
+    assert_eq!(
+        post_hoc.iter().map(|f| f.rule).collect::<Vec<_>>(),
+        vec!["PG015"]
+    );
+
+    // The fourth is flagged before it is forwarded, as with the fingerprint up front.
+    let lazy = decide(&LazyFingerprint::deferred(&compute));
+    let eager_ctx = RequestContext {
+        fingerprint: fp(9),
+        ..ctx()
+    };
+    let eager = store.decide(
+        &policy,
+        &get.info,
+        &get.analysis,
+        &Facts::default(),
+        &eager_ctx,
+        now,
+    );
+    assert_eq!(
+        (lazy.action, lazy.rule_ids()),
+        (Action::Flag, vec!["PG015"])
+    );
+    assert_eq!(
+        (eager.action, eager.rule_ids()),
+        (lazy.action, lazy.rule_ids())
+    );
+
+    // A success clears the failures, which takes its fingerprint.
+    let before = computed.get();
+    let print = LazyFingerprint::deferred(&compute);
+    store.record_outcome_lazily("s1", &print, 200, false, WINDOW, now);
+    assert_eq!(computed.get(), before + 1);
+    assert_eq!(
+        store
+            .session_facts("s1", &fp(9), WINDOW, now)
+            .recent_failures,
+        0
+    );
+}

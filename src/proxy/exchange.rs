@@ -66,7 +66,10 @@ pub struct Exchange {
     pub error: Option<(Side, ErrorKind, String)>,
     /// The response was an upgrade (exec, attach, port-forward).
     pub upgraded: bool,
-    /// The gate's session-memory key for this request.
+    /// The gate's session-memory key for this request. `None` on a decided request (with
+    /// `decision`) means the gate deferred it: a read without body or `Impersonate-*`
+    /// headers, whose fingerprint `info`, `query` and `content_type` give
+    /// ([`crate::policy::Fingerprint::without_body`]) when the session or the ledger needs it.
     pub fingerprint: Option<crate::policy::Fingerprint>,
     /// What the gate's GET of the target showed before forwarding.
     pub target: Option<crate::ledger::TargetRecord>,
@@ -84,6 +87,14 @@ pub struct Exchange {
     pub upstream_stream: Option<crate::upstream::StreamSlot>,
 }
 
+/// The identity of a record whose client is not resolved yet: one shared empty value, so
+/// that starting a record (twice per request, see [`Exchange::take`]) allocates none.
+fn unresolved_identity() -> Arc<ClientIdentity> {
+    static UNRESOLVED: std::sync::LazyLock<Arc<ClientIdentity>> =
+        std::sync::LazyLock::new(Arc::default);
+    Arc::clone(&UNRESOLVED)
+}
+
 impl Exchange {
     /// The record of a request that has just arrived.
     pub(super) fn new(
@@ -98,7 +109,7 @@ impl Exchange {
             trace_id,
             peer,
             session: String::new(),
-            identity: Arc::default(),
+            identity: unresolved_identity(),
             auth_mode,
             started_at: SystemTime::now(),
             duration: Default::default(),

@@ -85,7 +85,7 @@ fn upstream_request(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     headers::remove_spoofable(&mut headers);
-    headers.insert("x-forwarded-for", connection.forwarded_for.clone());
+    headers.insert(headers::FORWARDED_FOR, connection.forwarded_for.clone());
     headers.remove(header::HOST);
     credentials(proxy.settings.auth, connection, &forwarded, &mut headers)?;
     stamp(&mut headers, trace_id, client_traceparent.as_deref());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 
 use super::error::PathError;
@@ -19,8 +19,8 @@ use crate::classify::{self, Analysis, RequestInfo};
 use crate::config::PolicyHandle;
 use crate::ledger::TargetRecord;
 use crate::policy::{
-    self, Action, EffectBasis, Facts, Fingerprint, Rehearsal, RequestContext, Rewrite,
-    SessionLimits, SessionStore, TargetFact,
+    self, Action, EffectBasis, Facts, Fingerprint, LazyContext, LazyFingerprint, Rehearsal,
+    Rewrite, SessionLimits, SessionStore, TargetFact,
 };
 use crate::status::full_body;
 use crate::trace::TraceId;
@@ -56,7 +56,8 @@ pub struct GateOutcome {
     pub query: Option<String>,
     /// A rewritten body to forward instead of the client's.
     pub body: Option<Bytes>,
-    /// The request's session-memory key, kept for [`Gate::observe_response`].
+    /// The request's session-memory key, kept for [`Gate::observe_response`]; `None` with
+    /// a decision when deferred (see [`Exchange::fingerprint`]).
     pub fingerprint: Option<crate::policy::Fingerprint>,
     /// What the effect of a patch or update is measured against once it is answered.
     pub effect: EffectBasis,
@@ -135,7 +136,7 @@ pub struct Rehearsed {
 }
 
 /// The header a client that can add headers uses to present a confirmation token.
-pub const CONFIRM_HEADER: &str = "x-pathgate-confirm";
+pub const CONFIRM_HEADER: HeaderName = HeaderName::from_static("x-pathgate-confirm");
 
 /// Allows everything without analysis: for tests that exercise forwarding alone.
 #[derive(Debug, Default)]
@@ -247,13 +248,14 @@ pub(super) async fn get(
 const INLINE_ANALYSIS_MAX_BYTES: usize = 16 * 1024;
 const INLINE_YAML_ANALYSIS_MAX_BYTES: usize = 4 * 1024;
 
-/// The request's analysis and fingerprint, off the event loop for a large body.
+/// The request's analysis and fingerprint, off the event loop for a large body. No
+/// fingerprint when it is deferred ([`defers_fingerprint`]).
 async fn analyse(
     info: &RequestInfo,
     query: Option<&str>,
     headers: &http::HeaderMap,
     body: &Bytes,
-) -> (Analysis, Fingerprint) {
+) -> (Analysis, Option<Fingerprint>) {
     let inline_max = if content_type(headers).is_some_and(|ct| ct.contains("yaml")) {
         INLINE_YAML_ANALYSIS_MAX_BYTES
     } else {
@@ -278,10 +280,26 @@ fn analyse_now(
     query: Option<&str>,
     headers: &http::HeaderMap,
     body: &Bytes,
-) -> (Analysis, Fingerprint) {
+) -> (Analysis, Option<Fingerprint>) {
     let analysis = classify::analyse(info, query, content_type(headers), body);
-    let fingerprint = Fingerprint::of(info, &analysis, query, headers, body);
+    let fingerprint = (!defers_fingerprint(info, headers, body))
+        .then(|| Fingerprint::of(info, &analysis, query, headers, body));
     (analysis, fingerprint)
+}
+
+/// A read without a body and without `Impersonate-*` headers, whose `Content-Type` (if
+/// any) is text, has its fingerprint computed only when its session needs it
+/// ([`SessionStore::decide_lazily`]): most reads never do, and the hash is a sizeable part
+/// of what a small read costs. What the exchange keeps (info, query, `Content-Type`) is
+/// then enough to compute it later ([`Fingerprint::without_body`]), the same as
+/// [`Fingerprint::of`] would have.
+fn defers_fingerprint(info: &RequestInfo, headers: &http::HeaderMap, body: &[u8]) -> bool {
+    !info.is_mutation()
+        && body.is_empty()
+        && !super::headers::has_impersonation(headers)
+        && headers
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|v| v.to_str().is_ok())
 }
 
 fn content_type(headers: &http::HeaderMap) -> Option<&str> {
@@ -409,43 +427,50 @@ impl PolicyGate {
         let policy = self.policy.current();
         let (analysis, fingerprint) =
             analyse(info, request.query, request.headers, request.body).await;
+        let deferred = || {
+            let content_type = content_type(request.headers);
+            Fingerprint::without_body(info, request.query, content_type)
+        };
         if let Some(refusal) = &analysis.refusal {
             // A body pathgate cannot read as the apiserver would is refused in every
             // mode: forwarding it would pass what no rule could check.
             return GateOutcome {
                 deny: Some(PathError::Unreadable(refusal.clone())),
-                fingerprint: Some(fingerprint),
+                fingerprint: Some(fingerprint.unwrap_or_else(deferred)),
                 analysis: Some(Box::new(analysis)),
                 ..GateOutcome::default()
             };
         }
-        let ctx = RequestContext {
-            session: request.session.to_string(),
-            fingerprint,
+        // The session's dry run of this same request measured its effect: rules judge on it,
+        // and the target need not be fetched again for effect scope (a mutation's
+        // fingerprint is never deferred).
+        let rehearsal = fingerprint
+            .filter(|_| measures_effect(info))
+            .and_then(|fingerprint| self.sessions.rehearsal(request.session, &fingerprint));
+        let (facts, pre_image_path, target_body) = self
+            .facts(&request, &analysis, &policy, rehearsal.as_deref())
+            .await;
+        let fingerprint = match fingerprint {
+            Some(fingerprint) => LazyFingerprint::known(fingerprint),
+            None => LazyFingerprint::deferred(&deferred),
+        };
+        let ctx = LazyContext {
+            session: request.session,
+            fingerprint: &fingerprint,
             impersonation_headers: super::headers::has_impersonation(request.headers),
             pathgate_credentials: self.auth != AuthMode::Passthrough,
             confirm_token: request
                 .headers
                 .get(CONFIRM_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+                .and_then(|v| v.to_str().ok()),
         };
-        // The session's dry run of this same request measured its effect: rules judge on it,
-        // and the target need not be fetched again for effect scope.
-        let rehearsal = measures_effect(info)
-            .then(|| self.sessions.rehearsal(request.session, &fingerprint))
-            .flatten();
-        let (facts, pre_image_path, target_body) = self
-            .facts(&request, &analysis, &policy, rehearsal.as_deref())
-            .await;
         let now = Instant::now();
         let mut decision = self
             .sessions
-            .decide(&policy, info, &analysis, &facts, &ctx, now);
+            .decide_lazily(&policy, info, &analysis, &facts, &ctx, now);
         let body_rewrite = body_rewrite(&request, &mut decision);
         let mut outcome = GateOutcome {
             warnings: decision.warnings(),
-            fingerprint: Some(fingerprint),
             ..GateOutcome::default()
         };
         if decision.action.blocks() {
@@ -454,7 +479,7 @@ impl PolicyGate {
                 .unwrap_or_else(|| "pathgate denied this request".into());
             let refusal = refusal(&decision, message);
             // A refusal is an outcome of the request too (PG015 counts repeats, not 429s).
-            self.sessions.record_outcome(
+            self.sessions.record_outcome_lazily(
                 request.session,
                 &fingerprint,
                 refusal.status().code.as_u16(),
@@ -478,6 +503,8 @@ impl PolicyGate {
         outcome.target_body = target_body;
         outcome.pre_image_path = pre_image_path;
         outcome.dry_run = dry_run_forwarded(Some(&analysis), Some(&decision));
+        // A refused read's fingerprint was computed above: its entry carries it.
+        outcome.fingerprint = fingerprint.computed();
         outcome.analysis = Some(Box::new(analysis));
         outcome.decision = Some(decision);
         outcome
@@ -614,20 +641,29 @@ impl Gate for PolicyGate {
     }
 
     fn observe_response(&self, exchange: &mut Exchange) -> Vec<String> {
-        let (Some(info), Some(analysis), Some(decision), Some(fingerprint)) = (
+        let (Some(info), Some(analysis), Some(decision)) = (
             exchange.info.as_ref(),
             exchange.analysis.as_deref(),
             exchange.decision.as_mut(),
-            exchange.fingerprint,
         ) else {
             return Vec::new();
+        };
+        // A decided request without a fingerprint is a read whose fingerprint the gate
+        // deferred: computed here only if the session memory needs it.
+        let deferred = || {
+            let content_type = exchange.content_type.as_deref();
+            Fingerprint::without_body(info, exchange.query.as_deref(), content_type)
+        };
+        let fingerprint = match exchange.fingerprint {
+            Some(fingerprint) => LazyFingerprint::known(fingerprint),
+            None => LazyFingerprint::deferred(&deferred),
         };
         let policy = self.policy.current();
         let dry_run = dry_run_forwarded(Some(analysis), Some(decision));
         if info.is_mutation() && !dry_run {
             self.sessions.forget_rehearsals(&exchange.session);
         }
-        let failures = self.sessions.record_outcome(
+        let failures = self.sessions.record_outcome_lazily(
             &exchange.session,
             &fingerprint,
             exchange.status_code,
@@ -647,6 +683,8 @@ impl Gate for PolicyGate {
         extra.findings = findings.clone();
         let warnings = extra.warnings();
         decision.findings.extend(findings);
+        let computed = fingerprint.computed();
+        exchange.fingerprint = computed;
         warnings
     }
 
@@ -714,6 +752,42 @@ impl Gate for PolicyGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_plain_read_defers_its_fingerprint() {
+        let info = |method: &Method, path: &str| {
+            classify::request_info(method, path, None, &HeaderMap::new()).unwrap()
+        };
+        let get = info(&Method::GET, "/api/v1/namespaces/shop/configmaps/c");
+        let delete = info(&Method::DELETE, "/api/v1/namespaces/shop/configmaps/c");
+        let mut headers = HeaderMap::new();
+        assert!(defers_fingerprint(&get, &headers, b""));
+        assert!(
+            !defers_fingerprint(&delete, &headers, b""),
+            "a mutation's is kept"
+        );
+        assert!(
+            !defers_fingerprint(&get, &headers, b"{}"),
+            "a body is hashed"
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(defers_fingerprint(&get, &headers, b""));
+        let opaque = HeaderValue::from_bytes(b"application/json; x=\xff").unwrap();
+        headers.insert(header::CONTENT_TYPE, opaque);
+        assert!(
+            !defers_fingerprint(&get, &headers, b""),
+            "the exchange keeps a Content-Type only as text"
+        );
+        headers.remove(header::CONTENT_TYPE);
+        headers.insert("impersonate-user", HeaderValue::from_static("admin"));
+        assert!(
+            !defers_fingerprint(&get, &headers, b""),
+            "the exchange does not keep Impersonate-* headers"
+        );
+    }
 
     #[test]
     fn query_rewrites_replace_and_add_parameters() {

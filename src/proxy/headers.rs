@@ -20,6 +20,15 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers, including every header named in `Connection`, and
 /// `Upgrade` (returned, so an upgrade can be carried on explicitly).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<http::HeaderValue> {
+    // Most requests carry none of them: one look at each name present costs less than a
+    // removal (a hash and a probe) of each name that might be. Every name `Connection`
+    // lists is removed only with `Connection`, itself hop-by-hop.
+    let carries_any = headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
+    if !carries_any {
+        return None;
+    }
     let upgrade = headers.remove(header::UPGRADE);
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -93,8 +102,8 @@ fn is_spoofable(name: &str) -> bool {
     name.starts_with("x-pathgate-")
         || name.starts_with("x-forwarded-")
         || name.starts_with("x-remote-")
-        || name == crate::trace::EXECUTION_TRACE_HEADER
-        || name == crate::trace::AUDIT_ID_HEADER
+        || name == crate::trace::EXECUTION_TRACE_HEADER.as_str()
+        || name == crate::trace::AUDIT_ID_HEADER.as_str()
         || name == "traceparent"
         || name == "tracestate"
         || CLIENT_ADDRESS.contains(&name)
@@ -111,6 +120,9 @@ pub fn remove_spoofable(headers: &mut HeaderMap) {
         headers.remove(name);
     }
 }
+
+/// The header that carries the client's address ([`forwarded_for`]).
+pub const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The `X-Forwarded-For` pathgate sends: the client's address, the one it saw on the
 /// connection. The apiserver's audit `sourceIPs` then reads `[client, pathgate]`.
@@ -143,6 +155,26 @@ mod tests {
             headers.contains_key("accept-encoding"),
             "compression passes through"
         );
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_removed_and_others_are_kept() {
+        for name in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static("x"));
+            headers.insert("accept", HeaderValue::from_static("application/json"));
+            headers.append("accept", HeaderValue::from_static("*/*"));
+            let upgrade = strip_hop_by_hop(&mut headers);
+            assert_eq!(upgrade.is_some(), name == header::UPGRADE, "{name}");
+            assert!(!headers.contains_key(name), "{name}");
+            assert_eq!(headers.get_all("accept").iter().count(), 2, "{name}");
+        }
+        let mut plain = HeaderMap::new();
+        plain.insert("authorization", HeaderValue::from_static("Bearer t"));
+        plain.insert("user-agent", HeaderValue::from_static("kubectl/v1.32"));
+        let before = plain.clone();
+        assert!(strip_hop_by_hop(&mut plain).is_none());
+        assert_eq!(plain, before);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::ledger::{
     ObjectRecord, OnFailure, Origin, ResponseEnd, ResponseRecord, SentForwarded,
 };
 use crate::metrics::Metrics;
-use crate::policy::Rewrite;
+use crate::policy::{Fingerprint, Rewrite};
 
 use super::body::StreamEnd;
 use super::exchange::Exchange;
@@ -136,6 +136,16 @@ pub fn entry_of(exchange: Exchange) -> Entry {
     } = exchange;
     let started_at = time::OffsetDateTime::from(started_at);
     let client = client_of(identity, mode, peer);
+    // A decided request without a fingerprint is a read the gate deferred it for (see
+    // `gate::defers_fingerprint`): computed only for an entry that carries it, a failure's.
+    let fingerprint = match (fingerprint, info.as_deref(), &decision) {
+        (None, Some(info), Some(_)) if status_code >= 400 => Some(Fingerprint::without_body(
+            info,
+            query.as_deref(),
+            content_type.as_deref(),
+        )),
+        (fingerprint, ..) => fingerprint,
+    };
     let verb = info.as_ref().map(|info| info.verb);
     // An eviction deletes its pod with the eviction's deleteOptions.
     let effect_verb = info.as_ref().map(|info| info.effect_verb());
@@ -359,6 +369,43 @@ impl Recorder for LogRecorder {
 #[cfg(test)]
 mod tests {
     use super::address_text;
+
+    /// A read the gate decided without computing its fingerprint: a failure's entry still
+    /// names the fingerprint `Fingerprint::of` gives it, a success's entry none.
+    #[test]
+    fn a_deferred_reads_entry_names_its_fingerprint_when_it_failed() {
+        use crate::classify::{analyse, request_info};
+        use crate::policy::{Decision, Fingerprint, Mode};
+        let (method, path, query) = (http::Method::GET, "/api/v1/namespaces/a/pods/p", "x=1");
+        let uri: http::Uri = format!("{path}?{query}").parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            "application/json".parse().unwrap(),
+        );
+        let info = request_info(&method, path, Some(query), &headers).unwrap();
+        let analysis = analyse(&info, Some(query), Some("application/json"), b"");
+        let eager = Fingerprint::of(&info, &analysis, Some(query), &headers, b"");
+        let peer = "127.0.0.1:1".parse().unwrap();
+        for (status, expected) in [
+            (504, Some(eager.to_hex())),
+            (404, Some(eager.to_hex())),
+            (200, None),
+        ] {
+            let mut exchange = super::Exchange::new(
+                crate::trace::TraceId::random(),
+                peer,
+                super::AuthMode::Passthrough,
+                &method,
+                &uri,
+                &headers,
+            );
+            exchange.info = Some(std::sync::Arc::new(info.clone()));
+            exchange.decision = Some(Decision::allow(Mode::Enforce));
+            exchange.status_code = status;
+            assert_eq!(super::entry_of(exchange).fingerprint, expected, "{status}");
+        }
+    }
 
     #[test]
     fn peer_addresses_read_as_their_display_form() {

@@ -1399,6 +1399,60 @@ async fn pg015_the_third_identical_failure_is_flagged_as_a_retry_loop() {
     rig.stop().await;
 }
 
+/// A read's fingerprint is computed only when its session needs it (its failures, here):
+/// repeated 404s are still one retry loop, the ledger still names each failure's
+/// fingerprint, and a success in between still clears the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg015_a_read_retried_after_not_found_is_a_retry_loop_with_a_late_fingerprint() {
+    let rig = Rig::start(ENFORCE, "pg015-read").await;
+    let get = ["get", "configmap", "retried", "-o", "name"];
+    let mut outputs = Vec::new();
+    for _ in 0..3 {
+        outputs.push(rig.kubectl(&get).await);
+    }
+    for (attempt, out) in outputs.iter().enumerate() {
+        let stderr = failed(out);
+        assert!(stderr.contains("NotFound"), "attempt {attempt}: {stderr}");
+        assert_eq!(
+            stderr.contains("Warning: pathgate PG015 retry-loop:"),
+            attempt >= 2,
+            "attempt {attempt}: {stderr}"
+        );
+    }
+    let is_read = |e: &Exchange| e.method == "GET" && e.path.ends_with("/configmaps/retried");
+    let failures = rig.exchanges("reads", is_read).await;
+    assert_eq!(failures.len(), 3);
+    let entries: Vec<_> = failures
+        .iter()
+        .cloned()
+        .map(pathgate::proxy::entry_of)
+        .collect();
+    let first = entries[0]
+        .fingerprint
+        .clone()
+        .expect("a failed read's entry names it");
+    assert_eq!(first.len(), 64);
+    assert!(entries
+        .iter()
+        .all(|e| e.fingerprint.as_ref() == Some(&first)));
+
+    // A success clears the failures: the next 404 counts from one again.
+    ok(&rig.admin(&["create", "configmap", "retried"]).await);
+    ok(&rig.kubectl(&get).await);
+    ok(&rig.admin(&["delete", "configmap", "retried"]).await);
+    let again = rig.kubectl(&get).await;
+    assert!(!failed(&again).contains("PG015"), "{}", stderr_of(&again));
+    let reads = rig.exchanges("reads", is_read).await;
+    let codes: Vec<u16> = reads.iter().map(|e| e.status_code).collect();
+    assert_eq!(codes, [404, 404, 404, 200, 404]);
+    let success = pathgate::proxy::entry_of(reads[3].clone());
+    assert_eq!(
+        success.fingerprint, None,
+        "a successful read's entry stays small"
+    );
+    rig.stop().await;
+}
+
 // PG016 -----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
