@@ -133,7 +133,8 @@ fn writes_fill_spare_files_made_ahead_and_a_reopen_removes_the_unused_ones() {
     assert!(spares(dir.path()).is_empty(), "none before the first write");
     images.put(&config_map("first", 10), false);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while spares(dir.path()).len() < Spares::LOW {
+    let ready = || images.spares.as_ref().unwrap().lock().ready.len();
+    while ready() < Spares::LOW {
         assert!(std::time::Instant::now() < deadline, "spares were made");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
