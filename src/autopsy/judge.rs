@@ -150,14 +150,8 @@ pub fn object_key(entry: &Entry) -> ObjectKey {
     let request = &entry.request;
     let name = if request.verb == "deletecollection" {
         "*".to_string()
-    } else if request.name.is_empty() {
-        entry
-            .analysis
-            .as_ref()
-            .and_then(|a| a.object_name.clone())
-            .unwrap_or_default()
     } else {
-        request.name.clone()
+        entry.object_name()
     };
     let namespace = if request.api_group.is_empty() && request.resource == "namespaces" {
         String::new()

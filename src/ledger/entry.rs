@@ -749,6 +749,21 @@ pub struct CapturedBody {
 }
 
 impl Entry {
+    /// The name the request's body gives its object (`analysis.object_name`): the only
+    /// name a create's path does not carry.
+    pub fn body_object_name(&self) -> Option<&str> {
+        self.analysis.as_ref()?.object_name.as_deref()
+    }
+
+    /// The object's name: the request path's, else the one its body gives; empty when
+    /// neither names one.
+    pub fn object_name(&self) -> String {
+        match self.request.name.as_str() {
+            "" => self.body_object_name().unwrap_or_default().to_string(),
+            name => name.to_string(),
+        }
+    }
+
     /// A new outcome entry with the fields every request has; the proxy fills the rest as it
     /// learns them.
     pub fn new(

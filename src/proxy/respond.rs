@@ -312,7 +312,7 @@ fn keep_rehearsal(
     post_image: [u8; 32],
 ) -> Option<tokio::task::JoinHandle<()>> {
     let written = pre_image.and_then(|body| images::rehearse(proxy, exchange, body, post_image));
-    if written.is_none() {
+    if written.is_none() && proxy.images.is_some() {
         if let Some(fingerprint) = exchange.fingerprint {
             proxy.rehearsed.forget(&exchange.session, fingerprint);
         }

@@ -157,14 +157,9 @@ fn object_of(entry: &Entry) -> ObjectRef {
         }
     };
     let name = or_answer(&request.name, answered.and_then(|o| o.name.as_ref()));
-    let name = if name.is_empty() {
-        entry
-            .analysis
-            .as_ref()
-            .and_then(|a| a.object_name.clone())
-            .unwrap_or_default()
-    } else {
-        name
+    let name = match name.is_empty() {
+        true => entry.body_object_name().unwrap_or_default().to_string(),
+        false => name,
     };
     ObjectRef {
         api_group: request.api_group.clone(),

@@ -32,15 +32,7 @@ impl Seen {
         } else {
             format!("{}/{}", request.resource, request.subresource)
         };
-        let name = if request.name.is_empty() {
-            entry
-                .analysis
-                .as_ref()
-                .and_then(|a| a.object_name.clone())
-                .unwrap_or_default()
-        } else {
-            request.name.clone()
-        };
+        let name = entry.object_name();
         Seen {
             verb: request.verb.clone(),
             resource,
